@@ -1,0 +1,143 @@
+"""Public, validated convolution: ``conv2d`` and ``conv2d_backward`` (semantics of torch conv2d)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnncore import _validate as v
+from cnncore_kernels import conv as _k
+
+# BLAS takes 32-bit ints: every matrix dimension and leading dimension must stay below this.
+_BLAS_MAX = 2**31 - 1
+
+
+def _conv_geometry(x, weight, stride, padding, dilation, x_name="x"):
+    stride = v.positive_pair(stride, "stride")
+    padding = v.nonneg_pair(padding, "padding")
+    dilation = v.positive_pair(dilation, "dilation")
+    N, C, H, W = (int(s) for s in x.shape)
+    K, Cw, kh, kw = (int(s) for s in weight.shape)
+    if Cw != C:
+        raise ValueError(
+            f"weight has {Cw} input channels but {x_name} has {C}: "
+            f"{x_name} shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
+        )
+    Ho, Wo = v.output_hw((H, W), (kh, kw), stride, padding, dilation, x_name)
+    Hp, Wp = H + 2 * padding[0], W + 2 * padding[1]
+    if max(Hp * Wp, C * kh * kw, Ho * Wo, K) > _BLAS_MAX or C * Hp * Wp > 2**62:
+        raise ValueError(
+            f"{x_name} of shape {tuple(x.shape)} with weight {tuple(weight.shape)} is too large "
+            "(a plane, C*kh*kw or Ho*Wo would exceed 2**31 elements)"
+        )
+    v.check_size((N, K, Ho, Wo), "output")
+    return stride, padding, dilation, (N, K, Ho, Wo)
+
+
+def conv2d(
+    x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+) -> Any:
+    """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+        float32 or float64 on the CPU; float32 GPU arrays select the CUDA kernels.
+    weight : array, shape (K, C, kh, kw)
+    bias : array, shape (K,), optional
+    stride, padding, dilation : int or (int, int)
+        Zero padding of ``padding`` on each side.
+
+    Returns
+    -------
+    y : array, shape (N, K, Ho, Wo)
+        ``Ho = (H + 2*ph - dh*(kh-1) - 1) // sh + 1`` (likewise ``Wo``).
+    """
+    x = v.any_float_array(x, "x", 4)
+    weight = v.any_float_array(weight, "weight", 4)
+    v.same_device_and_dtype(x, "x", weight, "weight")
+    if bias is not None:
+        bias = v.any_float_array(bias, "bias", 1)
+        v.same_device_and_dtype(x, "x", bias, "bias")
+        if bias.shape[0] != weight.shape[0]:
+            raise ValueError(
+                f"bias must have shape ({weight.shape[0]},) to match weight {tuple(weight.shape)}, "
+                f"got {tuple(bias.shape)}"
+            )
+    stride, padding, dilation, _ = _conv_geometry(x, weight, stride, padding, dilation)
+    return _k.conv2d_forward(x, weight, bias, stride, padding, dilation)
+
+
+def conv2d_backward(
+    dy: Any,
+    x: Any,
+    weight: Any,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    *,
+    need_dx: bool = True,
+    need_dweight: bool = True,
+    need_dbias: bool = True,
+) -> tuple[Any, Any, Any]:
+    """Gradients of ``conv2d`` with respect to ``x``, ``weight`` and the bias.
+
+    Parameters
+    ----------
+    dy : array, shape (N, K, Ho, Wo)
+        Gradient of the loss with respect to the output of ``conv2d(x, weight, ...)``.
+    x : array, shape (N, C, H, W)
+    weight : array, shape (K, C, kh, kw)
+    need_dx, need_dweight, need_dbias : bool
+        Skip the gradients not needed (they come back as None), e.g. for a first or frozen layer.
+
+    Returns
+    -------
+    dx : (N, C, H, W), dweight : (K, C, kh, kw), dbias : (K,)
+    """
+    x = v.any_float_array(x, "x", 4)
+    weight = v.any_float_array(weight, "weight", 4)
+    dy = v.any_float_array(dy, "dy", 4)
+    v.same_device_and_dtype(x, "x", weight, "weight")
+    v.same_device_and_dtype(x, "x", dy, "dy")
+    stride, padding, dilation, out_shape = _conv_geometry(x, weight, stride, padding, dilation)
+    if tuple(dy.shape) != out_shape:
+        raise ValueError(
+            f"dy must have the output shape {out_shape} of conv2d(x {tuple(x.shape)}, weight "
+            f"{tuple(weight.shape)}), got {tuple(dy.shape)}"
+        )
+    return _k.conv2d_backward(
+        dy, x, weight, stride, padding, dilation, bool(need_dx), bool(need_dweight), bool(need_dbias)
+    )
+
+
+def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1):
+    """Column matrix of one image: x (C, H, W) -> (C*kh*kw, Ho*Wo), zero padded (CPU only)."""
+    from cnncore_kernels import _conv
+
+    x = v.float_array(x, "x", 3)
+    k = v.positive_pair(kernel_size, "kernel_size")
+    s, p, d = v.positive_pair(stride, "stride"), v.nonneg_pair(padding, "padding"), v.positive_pair(
+        dilation, "dilation"
+    )
+    v.output_hw(x.shape[1:], k, s, p, d)
+    return _conv.im2col(x, k, s, p, d)
+
+
+def col2im(
+    col: Any, input_shape: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+    dilation: Any = 1,
+):
+    """Adjoint of ``im2col``: col (C*kh*kw, Ho*Wo) -> (C, H, W), overlapping entries summed."""
+    from cnncore_kernels import _conv
+
+    col = v.float_array(col, "col", 2)
+    C, H, W = v.shape_tuple(input_shape, "input_shape", 3)
+    k = v.positive_pair(kernel_size, "kernel_size")
+    s, p, d = v.positive_pair(stride, "stride"), v.nonneg_pair(padding, "padding"), v.positive_pair(
+        dilation, "dilation"
+    )
+    Ho, Wo = v.output_hw((H, W), k, s, p, d, "input")
+    v.expect_shape(col, "col", (C * k[0] * k[1], Ho * Wo))
+    return _conv.col2im(col, (C, H, W), k, s, p, d)

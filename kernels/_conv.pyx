@@ -1,0 +1,452 @@
+# cython: language_level=3
+"""CPU convolution: im2col / col2im and conv2d forward and backward (im2col + BLAS GEMM).
+
+Inputs are trusted (validated in ``cnncore.functional``): C-contiguous float32/float64 NCHW arrays,
+positive sizes, output sizes >= 1, per-plane sizes below 2**31.
+
+Memory bound.  The column buffer never holds a whole batch: it holds ``C*kh*kw`` rows for a chunk of
+output rows of one image, at most ``max(COL_BUDGET, C*kh*kw*Wo)`` elements (``COL_BUDGET`` = 4M
+elements, 16 MB in float32).  The stride-1 "shifted GEMM" path needs no column buffer at all, only a
+zero-padded copy of one image (when padding > 0) and a ``K x rows x Wp`` accumulator for a chunk.
+"""
+
+import numpy as np
+
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+include "_blas.pxi"
+
+cdef enum:
+    # Elements of one column-buffer chunk (the memory bound stated above).
+    COL_BUDGET = 4194304
+    # Elements of the shifted-GEMM accumulator chunk (K x rows x Wp); small enough to stay in L2.
+    ACC_BUDGET = 262144
+
+
+cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    # ceil(a / b) for b > 0 and any sign of a
+    if a >= 0:
+        return (a + b - 1) // b
+    return -((-a) // b)
+
+
+# Outputs o in [out_lo(..), out_hi(..)) read input position o*stride + offset inside [0, size).
+# (Plain return values, not pointers: an address-taken variable inside prange is not private.)
+cdef inline Py_ssize_t out_lo(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
+    cdef Py_ssize_t a = ceil_div(-offset, stride)
+    return a if a > 0 else 0
+
+
+cdef inline Py_ssize_t out_hi(Py_ssize_t offset, Py_ssize_t size, Py_ssize_t stride,
+                              Py_ssize_t n_out) noexcept nogil:
+    cdef Py_ssize_t b = ceil_div(size - offset, stride)
+    cdef Py_ssize_t a = out_lo(offset, stride)
+    if b > n_out:
+        b = n_out
+    return b if b > a else a
+
+
+cdef void im2col_rows(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                      Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows,
+                      floating* col) noexcept nogil:
+    # col[(c*kh + i)*kw + j, r*Wo + ow] = x[c, (row0+r)*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside)
+    cdef Py_ssize_t R = C * kh * kw, P = nrows * Wo
+    cdef Py_ssize_t rr, c, i, j, r, h, ow, lo, hi, off
+    cdef floating* dst
+    cdef const floating* src
+    for rr in prange(R, schedule="static"):
+        c = rr // (kh * kw)
+        i = (rr // kw) % kh
+        j = rr % kw
+        off = j * dw - pw
+        lo = out_lo(off, sw)
+        hi = out_hi(off, W, sw, Wo)
+        for r in range(nrows):
+            dst = col + rr * P + r * Wo
+            h = (row0 + r) * sh - ph + i * dh
+            if h < 0 or h >= H or lo >= hi:
+                memset(dst, 0, Wo * sizeof(floating))
+                continue
+            src = x + (c * H + h) * W + off
+            for ow in range(lo):
+                dst[ow] = 0
+            if sw == 1:
+                for ow in range(lo, hi):
+                    dst[ow] = src[ow]
+            else:
+                for ow in range(lo, hi):
+                    dst[ow] = src[ow * sw]
+            for ow in range(hi, Wo):
+                dst[ow] = 0
+
+
+cdef void col2im_rows(const floating* col, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                      Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows,
+                      floating* dx) noexcept nogil:
+    # Adjoint of im2col_rows, as a gather: each thread owns whole input rows dx[c, h, :] and adds
+    # every column entry that im2col read from that row, so no two threads write the same element.
+    cdef Py_ssize_t P = nrows * Wo
+    cdef Py_ssize_t h_lo = row0 * sh - ph
+    cdef Py_ssize_t h_hi = (row0 + nrows - 1) * sh - ph + (kh - 1) * dh + 1
+    cdef Py_ssize_t ch, c, h, i, j, t, oh, ow, lo, hi, off
+    cdef floating* dst
+    cdef const floating* src
+    if h_lo < 0:
+        h_lo = 0
+    if h_hi > H:
+        h_hi = H
+    if h_hi <= h_lo:
+        return
+    for ch in prange(C * (h_hi - h_lo), schedule="static"):
+        c = ch // (h_hi - h_lo)
+        h = h_lo + ch % (h_hi - h_lo)
+        dst = dx + (c * H + h) * W
+        for i in range(kh):
+            t = h + ph - i * dh          # = oh * sh for the output row oh that read row h at tap i
+            if t < 0 or t % sh != 0:
+                continue
+            oh = t // sh - row0
+            if oh < 0 or oh >= nrows:
+                continue
+            for j in range(kw):
+                off = j * dw - pw
+                lo = out_lo(off, sw)
+                hi = out_hi(off, W, sw, Wo)
+                src = col + ((c * kh + i) * kw + j) * P + oh * Wo
+                if sw == 1:
+                    for ow in range(lo, hi):
+                        dst[ow + off] += src[ow]
+                else:
+                    for ow in range(lo, hi):
+                        dst[ow * sw + off] += src[ow]
+
+
+cdef Py_ssize_t rows_per_chunk(Py_ssize_t R, Py_ssize_t Wo, Py_ssize_t Ho) noexcept nogil:
+    cdef Py_ssize_t n = COL_BUDGET // (R * Wo)
+    if n < 1:
+        n = 1
+    if n > Ho:
+        n = Ho
+    return n
+
+
+def im2col(floating[:, :, ::1] x, kernel, stride, padding, dilation):
+    """Column matrix of one image. x: (C, H, W) -> (C*kh*kw, Ho*Wo)."""
+    cdef Py_ssize_t kh = kernel[0], kw = kernel[1], sh = stride[0], sw = stride[1]
+    cdef Py_ssize_t ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1]
+    cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    cdef Py_ssize_t Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.empty((C * kh * kw, Ho * Wo), dtype=np.asarray(x).dtype)
+    cdef floating[:, ::1] o = out
+    with nogil:
+        im2col_rows(&x[0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, 0, Ho, &o[0, 0])
+    return out
+
+
+def col2im(floating[:, ::1] col, input_shape, kernel, stride, padding, dilation):
+    """Adjoint of ``im2col``. col: (C*kh*kw, Ho*Wo) -> (C, H, W)."""
+    cdef Py_ssize_t kh = kernel[0], kw = kernel[1], sh = stride[0], sw = stride[1]
+    cdef Py_ssize_t ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1]
+    cdef Py_ssize_t C = input_shape[0], H = input_shape[1], W = input_shape[2]
+    cdef Py_ssize_t Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    cdef Py_ssize_t Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((C, H, W), dtype=np.asarray(col).dtype)
+    cdef floating[:, :, ::1] o = out
+    with nogil:
+        col2im_rows(&col[0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, 0, Ho, &o[0, 0, 0])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Stride-1 "shifted GEMM": one GEMM per kernel tap over a shifted view of the (padded) image.
+# With the image padded to (C, Hp, Wp), output row oh, column ow of tap (i, j) reads
+# xp[c, oh + i*dh, ow + j*dw].  Computing the output on the padded width Wp (columns ow >= Wo are
+# garbage and dropped) makes every tap a plain matrix: rows c with stride Hp*Wp, and
+# L = (nr-1)*Wp + Wo contiguous columns starting at (oh0 + i*dh)*Wp + j*dw.
+
+cdef void shifted_forward(const floating* xp, const floating* wt, Py_ssize_t C, Py_ssize_t Hp,
+                          Py_ssize_t Wp, Py_ssize_t K, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
+                          Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo, floating* acc,
+                          Py_ssize_t acc_rows, floating* y) noexcept nogil:
+    # wt: (kh, kw, K, C) contiguous; y: (K, Ho, Wo) of one image; acc: K * acc_rows * Wp scratch.
+    cdef Py_ssize_t oh0, nr, i, j, k, r, L
+    cdef int plane = <int> (Hp * Wp)
+    oh0 = 0
+    while oh0 < Ho:
+        nr = min(acc_rows, Ho - oh0)
+        L = (nr - 1) * Wp + Wo
+        for i in range(kh):
+            for j in range(kw):
+                gemm_rm(False, False, <int> K, <int> L, <int> C, 1,
+                        wt + (i * kw + j) * K * C, <int> C,
+                        xp + (oh0 + i * dh) * Wp + j * dw, plane,
+                        0 if (i == 0 and j == 0) else 1, acc, <int> (nr * Wp))
+        for k in prange(K, schedule="static"):
+            for r in range(nr):
+                for j in range(Wo):
+                    y[(k * Ho + oh0 + r) * Wo + j] = acc[k * nr * Wp + r * Wp + j]
+        oh0 += nr
+
+
+cdef void shifted_backward(const floating* xp, const floating* wt, const floating* dy,
+                           Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t K, Py_ssize_t kh,
+                           Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho,
+                           Py_ssize_t Wo, floating* dyw, Py_ssize_t acc_rows, floating* dwt,
+                           floating* dxp) noexcept nogil:
+    # dy: (K, Ho, Wo) of one image; dyw: K * acc_rows * Wp scratch (dy on the padded width, zeros
+    # in the dropped columns); dwt: (kh, kw, K, C) accumulated; dxp: (C, Hp, Wp) accumulated.
+    cdef Py_ssize_t oh0, nr, i, j, k, r, c, L
+    cdef int plane = <int> (Hp * Wp)
+    oh0 = 0
+    while oh0 < Ho:
+        nr = min(acc_rows, Ho - oh0)
+        L = (nr - 1) * Wp + Wo
+        for k in prange(K, schedule="static"):
+            for r in range(nr):
+                for c in range(Wp):
+                    dyw[k * nr * Wp + r * Wp + c] = dy[(k * Ho + oh0 + r) * Wo + c] if c < Wo else 0
+        for i in range(kh):
+            for j in range(kw):
+                # dW[i, j] (K, C) += dyw (K, L) @ xshift^T (L, C)
+                if dwt != NULL:
+                    gemm_rm(False, True, <int> K, <int> C, <int> L, 1, dyw, <int> (nr * Wp),
+                            xp + (oh0 + i * dh) * Wp + j * dw, plane, 1,
+                            dwt + (i * kw + j) * K * C, <int> C)
+                # dxshift (C, L) += W[i, j]^T (C, K) @ dyw (K, L)
+                if dxp != NULL:
+                    gemm_rm(True, False, <int> C, <int> L, <int> K, 1,
+                            wt + (i * kw + j) * K * C, <int> C, dyw, <int> (nr * Wp), 1,
+                            dxp + (oh0 + i * dh) * Wp + j * dw, plane)
+        oh0 += nr
+
+
+cdef void pad_image(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
+                    Py_ssize_t pw, floating* xp) noexcept nogil:
+    # xp (C, H+2ph, W+2pw) must be zeroed by the caller; copies the interior.
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, ch, c, h, w
+    for ch in prange(C * H, schedule="static"):
+        c = ch // H
+        h = ch % H
+        for w in range(W):
+            xp[(c * Hp + h + ph) * Wp + pw + w] = x[(c * H + h) * W + w]
+
+
+cdef void crop_image(const floating* xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
+                     Py_ssize_t pw, floating* x) noexcept nogil:
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, ch, c, h, w
+    for ch in prange(C * H, schedule="static"):
+        c = ch // H
+        h = ch % H
+        for w in range(W):
+            x[(c * H + h) * W + w] = xp[(c * Hp + h + ph) * Wp + pw + w]
+
+
+cdef Py_ssize_t acc_rows_for(Py_ssize_t K, Py_ssize_t Wp, Py_ssize_t Ho) noexcept nogil:
+    cdef Py_ssize_t n = ACC_BUDGET // (K * Wp)
+    if n < 4:
+        n = 4
+    if n > Ho:
+        n = Ho
+    return n
+
+
+def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, Py_ssize_t Wo):
+    """Whether conv2d takes the stride-1 shifted-GEMM path (no column buffer) for this layer.
+
+    The per-tap GEMM has inner dimension C, so it pays when C is large enough for BLAS to run near
+    its peak; im2col + one GEMM keeps the reduction C*kh*kw whole and wins for few channels.
+    """
+    if stride[0] != 1 or stride[1] != 1 or (kernel[0] == 1 and kernel[1] == 1):
+        return False
+    return C >= 32 and K >= 16
+
+
+# ----------------------------------------------------------------------------------------------
+# conv2d forward and backward
+
+
+@cython.boundscheck(False)
+def conv2d_forward(floating[:, :, :, ::1] x, floating[:, :, :, ::1] weight, bias, stride, padding,
+                   dilation, out=None):
+    """y = conv2d(x, weight) + bias.  x: (N, C, H, W), weight: (K, C, kh, kw), bias: (K,) or None.
+
+    Returns y: (N, K, Ho, Wo).  Paths: 1x1/stride 1/no padding is one GEMM per image; stride 1 with
+    C >= 32 uses one GEMM per tap over a shifted view (no column buffer); everything else uses
+    im2col on chunks of output rows (column buffer at most max(4M, C*kh*kw*Wo) elements) + GEMM.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t K = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
+    cdef Py_ssize_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1]
+    cdef Py_ssize_t dh = dilation[0], dw = dilation[1]
+    cdef Py_ssize_t Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    cdef Py_ssize_t Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, p
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows
+    dtype = np.asarray(x).dtype
+    y_arr = np.empty((N, K, Ho, Wo), dtype=dtype) if out is None else out
+    cdef floating[:, :, :, ::1] y = y_arr
+    cdef floating[:, ::1] col
+    cdef floating[:, :, ::1] xpad, acc
+    cdef floating[:, :, :, ::1] wt
+    cdef floating[::1] b
+    cdef bint has_bias = bias is not None
+    cdef floating* xp
+    if has_bias:
+        b = bias
+    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
+        with nogil:
+            for n in range(N):
+                gemm_rm(False, False, <int> K, <int> P, <int> C, 1, &weight[0, 0, 0, 0], <int> C,
+                        &x[n, 0, 0, 0], <int> P, 0, &y[n, 0, 0, 0], <int> P)
+    elif use_shifted(C, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), Wo):
+        wt = np.ascontiguousarray(np.asarray(weight).transpose(2, 3, 0, 1))
+        acc_rows = acc_rows_for(K, Wp, Ho)
+        acc = np.empty((K, acc_rows, Wp), dtype=dtype)
+        if ph or pw:
+            xpad = np.zeros((C, Hp, Wp), dtype=dtype)
+        with nogil:
+            for n in range(N):
+                if ph or pw:
+                    pad_image(&x[n, 0, 0, 0], C, H, W, ph, pw, &xpad[0, 0, 0])
+                    xp = &xpad[0, 0, 0]
+                else:
+                    xp = &x[n, 0, 0, 0]
+                shifted_forward(xp, &wt[0, 0, 0, 0], C, Hp, Wp, K, kh, kw, dh, dw, Ho, Wo,
+                                &acc[0, 0, 0], acc_rows, &y[n, 0, 0, 0])
+    else:
+        chunk = rows_per_chunk(R, Wo, Ho)
+        col = np.empty((R, chunk * Wo), dtype=dtype)
+        with nogil:
+            for n in range(N):
+                row0 = 0
+                while row0 < Ho:
+                    nr = min(chunk, Ho - row0)
+                    im2col_rows(&x[n, 0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo,
+                                row0, nr, &col[0, 0])
+                    # y[n][:, chunk] (K, nr*Wo) = W (K, R) @ col (R, nr*Wo)
+                    gemm_rm(False, False, <int> K, <int> (nr * Wo), <int> R, 1,
+                            &weight[0, 0, 0, 0], <int> R, &col[0, 0], <int> (nr * Wo), 0,
+                            &y[n, 0, row0, 0], <int> P)
+                    row0 += nr
+    if has_bias:
+        with nogil:
+            for k in prange(N * K, schedule="static"):
+                for p in range(P):
+                    (&y[0, 0, 0, 0])[k * P + p] += b[k % K]
+    return y_arr
+
+
+def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
+                    floating[:, :, :, ::1] weight, stride, padding, dilation,
+                    bint need_dx=True, bint need_dweight=True, bint need_dbias=True):
+    """Gradients of conv2d.  dy: (N, K, Ho, Wo) -> (dx (N,C,H,W), dweight (K,C,kh,kw), dbias (K,)).
+
+    Entries not asked for are None.  Same paths and memory bound as ``conv2d_forward``.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t K = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
+    cdef Py_ssize_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1]
+    cdef Py_ssize_t dh = dilation[0], dw = dilation[1]
+    cdef Py_ssize_t Ho = dy.shape[2], Wo = dy.shape[3]
+    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, p
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows
+    dtype = np.asarray(x).dtype
+    dx_arr = np.zeros((N, C, H, W), dtype=dtype) if need_dx else None
+    dw_arr = np.zeros((K, C, kh, kw), dtype=dtype) if need_dweight else None
+    db_arr = np.zeros((K,), dtype=dtype) if need_dbias else None
+    cdef floating[:, :, :, ::1] dx, dwv, wt, dwt
+    cdef floating[::1] db
+    cdef floating[:, ::1] col, dcol
+    cdef floating[:, :, ::1] xpad, dxpad, dyw
+    cdef floating* xp
+    cdef floating* dxp
+    cdef floating* dwtp
+    cdef floating s
+    cdef const floating* dyp
+    if need_dx:
+        dx = dx_arr
+    if need_dweight:
+        dwv = dw_arr
+    if need_dbias:
+        db = db_arr
+        with nogil:
+            for k in prange(K, schedule="static"):
+                s = 0
+                for n in range(N):
+                    dyp = &dy[n, k, 0, 0]
+                    for p in range(P):
+                        s = s + dyp[p]
+                db[k] = s
+    if not (need_dx or need_dweight):
+        return dx_arr, dw_arr, db_arr
+    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
+        with nogil:
+            for n in range(N):
+                if need_dweight:  # dW (K, C) += dy[n] (K, P) @ x[n]^T (P, C)
+                    gemm_rm(False, True, <int> K, <int> C, <int> P, 1, &dy[n, 0, 0, 0], <int> P,
+                            &x[n, 0, 0, 0], <int> P, 1, &dwv[0, 0, 0, 0], <int> C)
+                if need_dx:  # dx[n] (C, P) = W^T (C, K) @ dy[n] (K, P)
+                    gemm_rm(True, False, <int> C, <int> P, <int> K, 1, &weight[0, 0, 0, 0],
+                            <int> C, &dy[n, 0, 0, 0], <int> P, 0, &dx[n, 0, 0, 0], <int> P)
+    elif use_shifted(C, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), Wo):
+        wt = np.ascontiguousarray(np.asarray(weight).transpose(2, 3, 0, 1))
+        dwt = np.zeros((kh, kw, K, C), dtype=dtype)
+        acc_rows = acc_rows_for(K, Wp, Ho)
+        dyw = np.empty((K, acc_rows, Wp), dtype=dtype)
+        if ph or pw:
+            xpad = np.zeros((C, Hp, Wp), dtype=dtype)
+        if need_dx:
+            dxpad = np.zeros((C, Hp, Wp), dtype=dtype)
+        dwtp = &dwt[0, 0, 0, 0] if need_dweight else NULL
+        with nogil:
+            for n in range(N):
+                if ph or pw:
+                    pad_image(&x[n, 0, 0, 0], C, H, W, ph, pw, &xpad[0, 0, 0])
+                    xp = &xpad[0, 0, 0]
+                else:
+                    xp = &x[n, 0, 0, 0]
+                dxp = NULL
+                if need_dx:
+                    if n > 0:
+                        memset(&dxpad[0, 0, 0], 0, C * Hp * Wp * sizeof(floating))
+                    dxp = &dxpad[0, 0, 0]
+                shifted_backward(xp, &wt[0, 0, 0, 0], &dy[n, 0, 0, 0], C, Hp, Wp, K, kh, kw, dh,
+                                 dw, Ho, Wo, &dyw[0, 0, 0], acc_rows, dwtp, dxp)
+                if need_dx:
+                    crop_image(dxp, C, H, W, ph, pw, &dx[n, 0, 0, 0])
+        if need_dweight:
+            dw_arr[...] = np.asarray(dwt).transpose(2, 3, 0, 1)
+    else:
+        chunk = rows_per_chunk(R, Wo, Ho)
+        col = np.empty((R, chunk * Wo), dtype=dtype)
+        if need_dx:
+            dcol = np.empty((R, chunk * Wo), dtype=dtype)
+        with nogil:
+            for n in range(N):
+                row0 = 0
+                while row0 < Ho:
+                    nr = min(chunk, Ho - row0)
+                    if need_dweight:
+                        im2col_rows(&x[n, 0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo,
+                                    row0, nr, &col[0, 0])
+                        # dW (K, R) += dy chunk (K, nr*Wo) @ col^T (nr*Wo, R)
+                        gemm_rm(False, True, <int> K, <int> R, <int> (nr * Wo), 1,
+                                &dy[n, 0, row0, 0], <int> P, &col[0, 0], <int> (nr * Wo), 1,
+                                &dwv[0, 0, 0, 0], <int> R)
+                    if need_dx:
+                        # dcol (R, nr*Wo) = W^T (R, K) @ dy chunk (K, nr*Wo)
+                        gemm_rm(True, False, <int> R, <int> (nr * Wo), <int> K, 1,
+                                &weight[0, 0, 0, 0], <int> R, &dy[n, 0, row0, 0], <int> P, 0,
+                                &dcol[0, 0], <int> (nr * Wo))
+                        col2im_rows(&dcol[0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo,
+                                    row0, nr, &dx[n, 0, 0, 0])
+                    row0 += nr
+    return dx_arr, dw_arr, db_arr
