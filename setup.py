@@ -47,9 +47,14 @@ def extensions() -> list[Extension]:
     # Built from source on the machine that runs it, so tune for it; CNNCORE_PORTABLE=1 opts out.
     if os.environ.get("CNNCORE_PORTABLE", "0") in ("", "0"):
         compile_args.append("-march=native")
+    # Developer convenience: CNNCORE_BUILD_ONLY=_conv,_pool builds just those extensions in place
+    # (python setup.py build_ext --inplace), leaving the others as they are.
+    only = {s for s in os.environ.get("CNNCORE_BUILD_ONLY", "").split(",") if s}
     exts = []
     for pyx in sorted(glob.glob(os.path.join("kernels", "*.pyx"))):
         name = os.path.splitext(os.path.basename(pyx))[0]
+        if only and name not in only:
+            continue
         exts.append(
             Extension(
                 f"cnncore_kernels.{name}",
@@ -73,7 +78,13 @@ def extensions() -> list[Extension]:
 
 
 setup(
-    packages=["cnncore", "cnncore.functional", "cnncore.nn", "cnncore_kernels", "cnncore_kernels.cuda"],
+    packages=[
+        "cnncore",
+        "cnncore.functional",
+        "cnncore.nn",
+        "cnncore_kernels",
+        "cnncore_kernels.cuda",
+    ],
     package_dir={"cnncore_kernels": "kernels"},
     ext_modules=extensions(),
 )

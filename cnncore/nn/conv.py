@@ -1,0 +1,72 @@
+"""Convolution layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnncore import _validate as v
+from cnncore.functional import conv2d, conv2d_backward
+from cnncore.nn.init import uniform_fan_in
+from cnncore.nn.module import Module, Parameter, grad_enabled
+
+
+class Conv2d(Module):
+    """2-D convolution, as ``torch.nn.Conv2d``: weight (K, C, kh, kw), bias (K,).
+
+    x: (N, C, H, W) -> y: (N, K, Ho, Wo).  Caches its input (while gradients are enabled).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        bias: bool = True,
+        dtype: Any = np.float32,
+    ) -> None:
+        self.in_channels = v.positive_int(in_channels, "in_channels")
+        self.out_channels = v.positive_int(out_channels, "out_channels")
+        self.kernel_size = v.positive_pair(kernel_size, "kernel_size")
+        self.stride = v.positive_pair(stride, "stride")
+        self.padding = v.nonneg_pair(padding, "padding")
+        self.dilation = v.positive_pair(dilation, "dilation")
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self.weight = Parameter(uniform_fan_in(shape, fan_in, dtype))
+        self.bias = Parameter(uniform_fan_in((self.out_channels,), fan_in, dtype)) if bias else None
+        self._x = None
+
+    def forward(self, x: Any) -> Any:
+        b = self.bias.data if self.bias is not None else None
+        y = conv2d(x, self.weight.data, b, self.stride, self.padding, self.dilation)
+        self._x = x if grad_enabled() else None
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        if self._x is None:
+            raise RuntimeError("Conv2d.backward needs a forward pass with gradients enabled first")
+        dx, dw, db = conv2d_backward(
+            dy,
+            self._x,
+            self.weight.data,
+            self.stride,
+            self.padding,
+            self.dilation,
+            need_dweight=self.weight.requires_grad,
+            need_dbias=self.bias is not None and self.bias.requires_grad,
+        )
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
+        )

@@ -1,0 +1,189 @@
+"""``Parameter`` and ``Module``: the two-method contract of the engine.
+
+A module has ``forward(x) -> y`` and ``backward(dy) -> dx``.  ``forward`` caches what ``backward``
+needs (only while gradients are enabled, see ``no_grad``); ``backward`` returns the gradient with
+respect to the input and *adds* the gradients of its parameters into ``Parameter.grad``.
+Parameters and sub-modules are found by walking the attributes in the order they were set, so
+``named_parameters`` gives PyTorch's names (``"0.weight"`` in a ``Sequential``, ``"conv1.bias"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from cnncore import device as _device
+
+_state = threading.local()
+
+
+def grad_enabled() -> bool:
+    """Whether forward passes cache what backward needs (True unless inside ``no_grad``)."""
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Forward passes inside this block cache nothing (inference: less memory, no backward)."""
+    previous = grad_enabled()
+    _state.grad_enabled = False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+class Parameter:
+    """A trainable array: ``data``, its gradient ``grad`` (None until a backward) and
+    ``requires_grad`` (False freezes it: no gradient is computed or stored, SGD skips it)."""
+
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+        self.data = data
+        self.grad: Any = None
+        self.requires_grad = bool(requires_grad)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.data.dtype)
+
+    def accumulate(self, g: Any) -> None:
+        """Add ``g`` into ``grad`` (the gradient of several backward passes adds up)."""
+        if not self.requires_grad or g is None:
+            return
+        if self.grad is None:
+            self.grad = g
+        else:
+            self.grad = _device.add(self.grad, g)
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+
+
+class Module:
+    """Base class of every layer and network."""
+
+    training: bool = True
+
+    # -- the contract -------------------------------------------------------------------------
+    def forward(self, x: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dy: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    # -- walking attributes -------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def children(self) -> Iterator[Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        seen: set[int] = set()
+        for mod_name, mod in self.named_modules(prefix):
+            for name, value in vars(mod).items():
+                if isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{mod_name}.{name}" if mod_name else name), value
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    # -- state --------------------------------------------------------------------------------
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def to(self, device: str) -> Module:
+        """Move every parameter to ``"cpu"`` or ``"cuda"`` (float32 on the GPU); grads are dropped."""
+        for p in self.parameters():
+            p.data = _device.to_device(p.data, device)
+            p.grad = None
+        return self
+
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Copies of the parameters as NumPy arrays, under PyTorch's names."""
+        return OrderedDict((n, _device.to_numpy(p.data).copy()) for n, p in self.named_parameters())
+
+    def load_state_dict(self, state: Any, strict: bool = True) -> None:
+        """Load arrays (NumPy, or torch tensors) by PyTorch's names; all-or-nothing.
+
+        Every name and shape is checked before anything is assigned, so a mismatched or corrupt
+        state leaves the module untouched.  Raises KeyError/ValueError naming the offending entry.
+        """
+        params = dict(self.named_parameters())
+        arrays = {}
+        for name, value in state.items():
+            if name not in params:
+                if strict:
+                    raise KeyError(f"unexpected key {name!r} in state_dict")
+                continue
+            arr = _device.to_numpy(value)
+            if tuple(arr.shape) != params[name].shape:
+                raise ValueError(
+                    f"shape mismatch for {name!r}: state_dict has {tuple(arr.shape)}, "
+                    f"module has {params[name].shape}"
+                )
+            if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)):
+                raise ValueError(f"entry {name!r} is not a finite float array")
+            arrays[name] = arr
+        missing = [n for n in params if n not in arrays]
+        if strict and missing:
+            raise KeyError(f"missing keys in state_dict: {missing}")
+        for name, arr in arrays.items():
+            p = params[name]
+            on_gpu = _device.is_cuda_array(p.data)
+            target = np.float32 if on_gpu else p.dtype
+            new = np.array(arr, dtype=target, copy=True, order="C")
+            p.data = _device.to_device(new, "cuda") if on_gpu else new
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        kids = list(self.named_children())
+        if not kids:
+            return lines[0] + ")"
+        for name, child in kids:
+            sub = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {sub}")
+        return "\n".join(lines) + "\n)"
