@@ -1,8 +1,8 @@
 """Build the Cython kernels of cnncore.
 
 The directory ``kernels/`` is installed as the package ``cnncore_kernels`` (PyPI has an unrelated
-``kernels`` package, so the import name must not be ``kernels``).  Every ``kernels/*.pyx`` becomes an
-extension ``cnncore_kernels.<name>``.  OpenMP is used only when a test program compiles and links
+``kernels`` package, so the import name must not be ``kernels``).  Every ``kernels/*.pyx`` becomes
+an extension ``cnncore_kernels.<name>``.  OpenMP is used only when a test program compiles and links
 with ``-fopenmp``; set ``CNNCORE_NO_OPENMP=1`` to build without it.
 """
 
@@ -30,7 +30,10 @@ def openmp_flags() -> list[str]:
     cc = cc.split()[0]
     if shutil.which(cc) is None:
         return []
-    src = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel reduction(+:n)\nn+=1;\nreturn n>0?0:1;}\n"
+    src = (
+        "#include <omp.h>\nint main(void){int n=0;\n"
+        "#pragma omp parallel reduction(+:n)\nn+=1;\nreturn n>0?0:1;}\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "omp.c")
         with open(path, "w") as f:

@@ -147,7 +147,9 @@ def output_hw(
                 f"larger than the padded {input_name} ({in_hw[0]}+2*{padding[0]}, "
                 f"{in_hw[1]}+2*{padding[1]}) on axis {axis}"
             )
-        out.append(conv_out_size(in_hw[axis], kernel[axis], stride[axis], padding[axis], dilation[axis]))
+        out.append(
+            conv_out_size(in_hw[axis], kernel[axis], stride[axis], padding[axis], dilation[axis])
+        )
     return out[0], out[1]
 
 

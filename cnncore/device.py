@@ -30,9 +30,7 @@ def _numba_cuda():
     try:
         from numba import cuda
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise RuntimeError(
-            "the CUDA kernels need numba-cuda: pip install 'cnncore[cuda]'"
-        ) from e
+        raise RuntimeError("the CUDA kernels need numba-cuda: pip install 'cnncore[cuda]'") from e
     return cuda
 
 

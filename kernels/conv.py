@@ -16,8 +16,9 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     return _conv.conv2d_forward(x, weight, bias, stride, padding, dilation)
 
 
-def conv2d_backward(dy, x, weight, stride, padding, dilation, need_dx=True, need_dweight=True,
-                    need_dbias=True):
+def conv2d_backward(
+    dy, x, weight, stride, padding, dilation, need_dx=True, need_dweight=True, need_dbias=True
+):
     # inputs validated by cnncore.functional.conv2d_backward
     if is_cuda_array(x):
         from cnncore_kernels.cuda import conv as gpu

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from cnncore import _validate as v
 from cnncore_kernels import conv as _k
 
@@ -108,7 +106,15 @@ def conv2d_backward(
             f"{tuple(weight.shape)}), got {tuple(dy.shape)}"
         )
     return _k.conv2d_backward(
-        dy, x, weight, stride, padding, dilation, bool(need_dx), bool(need_dweight), bool(need_dbias)
+        dy,
+        x,
+        weight,
+        stride,
+        padding,
+        dilation,
+        bool(need_dx),
+        bool(need_dweight),
+        bool(need_dbias),
     )
 
 
@@ -118,15 +124,21 @@ def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation
 
     x = v.float_array(x, "x", 3)
     k = v.positive_pair(kernel_size, "kernel_size")
-    s, p, d = v.positive_pair(stride, "stride"), v.nonneg_pair(padding, "padding"), v.positive_pair(
-        dilation, "dilation"
+    s, p, d = (
+        v.positive_pair(stride, "stride"),
+        v.nonneg_pair(padding, "padding"),
+        v.positive_pair(dilation, "dilation"),
     )
     v.output_hw(x.shape[1:], k, s, p, d)
     return _conv.im2col(x, k, s, p, d)
 
 
 def col2im(
-    col: Any, input_shape: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+    col: Any,
+    input_shape: Any,
+    kernel_size: Any,
+    stride: Any = 1,
+    padding: Any = 0,
     dilation: Any = 1,
 ):
     """Adjoint of ``im2col``: col (C*kh*kw, Ho*Wo) -> (C, H, W), overlapping entries summed."""
@@ -135,8 +147,10 @@ def col2im(
     col = v.float_array(col, "col", 2)
     C, H, W = v.shape_tuple(input_shape, "input_shape", 3)
     k = v.positive_pair(kernel_size, "kernel_size")
-    s, p, d = v.positive_pair(stride, "stride"), v.nonneg_pair(padding, "padding"), v.positive_pair(
-        dilation, "dilation"
+    s, p, d = (
+        v.positive_pair(stride, "stride"),
+        v.nonneg_pair(padding, "padding"),
+        v.positive_pair(dilation, "dilation"),
     )
     Ho, Wo = v.output_hw((H, W), k, s, p, d, "input")
     v.expect_shape(col, "col", (C * k[0] * k[1], Ho * Wo))

@@ -1,0 +1,184 @@
+"""conv2d, its backward, im2col and col2im against float64 loops, PyTorch, finite differences."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cnncore.functional import col2im, conv2d, conv2d_backward, im2col
+from cnncore_kernels import _conv
+from tests.reference import conv2d_ref, numerical_grad, tol
+
+torch.set_num_threads(1)
+
+
+def torch_conv(x, w, b, s, p, d, dy):
+    xt = torch.tensor(np.asarray(x, np.float64), requires_grad=True)
+    wt = torch.tensor(np.asarray(w, np.float64), requires_grad=True)
+    bt = torch.tensor(np.asarray(b, np.float64), requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, s, p, d)
+    yt.backward(torch.tensor(np.asarray(dy, np.float64)))
+    return yt.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+@st.composite
+def conv_cases(draw, max_c=6):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    H = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 12))
+    W = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 12))
+    N, C, K = draw(st.integers(1, 3)), draw(st.integers(1, max_c)), draw(st.integers(1, 5))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    contiguous = draw(st.booleans())
+    return (N, C, H, W, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), dtype, contiguous)
+
+
+def make(case, seed=0):
+    N, C, H, W, K, k, s, p, d, dtype, contiguous = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    if not contiguous:  # same values, non-contiguous layout
+        x = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    w = rng.standard_normal((K, C) + k).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    return x, w, b
+
+
+@given(conv_cases())
+def test_forward_backward_matches_torch(case):
+    x, w, b = make(case)
+    s, p, d = case[6], case[7], case[8]
+    y = conv2d(x, w, b, s, p, d)
+    assert y.dtype == x.dtype
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+    dx, dw, db = conv2d_backward(dy, x, w, s, p, d)
+    yt, dxt, dwt, dbt = torch_conv(x, w, b, s, p, d, dy)
+    rtol, atol = tol(x.dtype)
+    scale = 1 + np.abs(yt).max()
+    np.testing.assert_allclose(y, yt, rtol=rtol, atol=atol * scale)
+    np.testing.assert_allclose(dx, dxt, rtol=rtol, atol=atol * (1 + np.abs(dxt).max()))
+    np.testing.assert_allclose(dw, dwt, rtol=rtol, atol=atol * (1 + np.abs(dwt).max()))
+    np.testing.assert_allclose(db, dbt, rtol=rtol, atol=atol * (1 + np.abs(dbt).max()))
+    assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
+
+
+@pytest.mark.parametrize(
+    "C,K,k,s,p,d",
+    [
+        (3, 4, (3, 3), (1, 1), (1, 1), (1, 1)),  # im2col path
+        (40, 20, (3, 3), (1, 1), (2, 2), (2, 2)),  # shifted-GEMM path (C >= 32), padded
+        (33, 17, (2, 3), (1, 1), (0, 0), (3, 1)),  # shifted-GEMM path, no padding
+        (5, 6, (1, 1), (1, 1), (0, 0), (1, 1)),  # 1x1 fast path
+        (3, 2, (2, 3), (2, 1), (1, 2), (1, 2)),  # strided, non-square
+    ],
+)
+def test_every_path_against_float64_loops(C, K, k, s, p, d):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, C, 9, 8))
+    w = rng.standard_normal((K, C) + k)
+    b = rng.standard_normal(K)
+    np.testing.assert_allclose(conv2d(x, w, b, s, p, d), conv2d_ref(x, w, b, s, p, d), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "C,K,k,s,p,d",
+    [
+        (2, 3, (3, 2), (2, 1), (1, 0), (1, 2)),
+        (32, 16, (2, 2), (1, 1), (1, 1), (2, 1)),  # shifted path
+        (3, 2, (1, 1), (1, 1), (0, 0), (1, 1)),
+    ],
+)
+def test_gradients_by_finite_differences(C, K, k, s, p, d):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, C, 5, 6))
+    w = rng.standard_normal((K, C) + k)
+    b = rng.standard_normal(K)
+    y = conv2d(x, w, b, s, p, d)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = conv2d_backward(dy, x, w, s, p, d)
+
+    def loss_x(xx):
+        return float((conv2d(xx, w, b, s, p, d) * dy).sum())
+
+    def loss_w(ww):
+        return float((conv2d(x, ww, b, s, p, d) * dy).sum())
+
+    def loss_b(bb):
+        return float((conv2d(x, w, bb, s, p, d) * dy).sum())
+
+    if C <= 3:  # keep the number of forward passes small
+        np.testing.assert_allclose(dx, numerical_grad(loss_x, x), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(dw, numerical_grad(loss_w, w), rtol=1e-6, atol=1e-6)
+    else:
+        sub = (slice(0, 2),)  # first two filters' weights only
+        num = numerical_grad(lambda w2: loss_w(np.concatenate([w2, w[2:]])), w[sub])
+        np.testing.assert_allclose(dw[sub], num, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(db, numerical_grad(loss_b, b), rtol=1e-6, atol=1e-6)
+
+
+def test_partial_gradients_and_large_chunks():
+    """need_* flags skip work; a layer whose im2col needs several row chunks stays exact."""
+    rng = np.random.default_rng(4)
+    # C*kh*kw*Wo*rows > 4M elements forces several chunks of output rows
+    x = rng.standard_normal((1, 16, 300, 300)).astype(np.float32)
+    w = rng.standard_normal((4, 16, 5, 5)).astype(np.float32)
+    y = conv2d(x, w, None, 2, 2, 1)
+    yt = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), None, 2, 2, 1).numpy()
+    np.testing.assert_allclose(y, yt, rtol=1e-4, atol=1e-3)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = conv2d_backward(dy, x, w, 2, 2, 1, need_dx=False, need_dbias=False)
+    assert dx is None and db is None and dw.shape == w.shape
+
+
+@given(conv_cases(max_c=3))
+def test_col2im_is_adjoint_of_im2col(case):
+    x, _, _ = make(case)
+    x = x[0].astype(np.float64)
+    k, s, p, d = case[5], case[6], case[7], case[8]
+    col = im2col(x, k, s, p, d)
+    c = np.random.default_rng(5).standard_normal(col.shape)
+    lhs = float((col * c).sum())
+    rhs = float((x * col2im(c, x.shape, k, s, p, d)).sum())
+    assert abs(lhs - rhs) <= 1e-9 * (1 + abs(lhs))
+
+
+def test_im2col_matches_torch_unfold():
+    x = np.random.default_rng(6).standard_normal((3, 7, 9))
+    for k, s, p, d in [((3, 2), (1, 2), (1, 0), (2, 1)), ((1, 1), (1, 1), (0, 0), (1, 1))]:
+        ref = torch.nn.functional.unfold(torch.tensor(x)[None], k, d, p, s)[0].numpy()
+        np.testing.assert_array_equal(im2col(x, k, s, p, d), ref)
+
+
+def test_kernels_release_the_gil_and_are_thread_safe():
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((2, 8, 20, 20)).astype(np.float32) for _ in range(4)]
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    serial = [conv2d(x, w, None, 1, 1, 2) for x in xs]
+    results: list = [None] * len(xs)
+
+    def work(i):
+        for _ in range(3):
+            results[i] = conv2d(xs[i], w, None, 1, 1, 2)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(serial, results, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cython_twin_is_used_for_numpy_inputs():
+    x = np.ones((1, 1, 3, 3))
+    w = np.ones((1, 1, 2, 2))
+    np.testing.assert_array_equal(
+        conv2d(x, w), _conv.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1))
+    )
