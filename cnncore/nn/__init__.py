@@ -1,7 +1,51 @@
 """The thin engine: ``Parameter``, ``Module`` and the layers (one file per layer family)."""
 
+from cnncore.nn.activation import LogSoftmax, ReLU, Softmax, Tanh
+from cnncore.nn.container import Concat, Inception, Sequential
 from cnncore.nn.conv import Conv2d
+from cnncore.nn.dropout import Dropout
+from cnncore.nn.freeze import (
+    children_for_weight_layers,
+    copy_layers,
+    freeze,
+    freeze_layers,
+    unfreeze,
+)
 from cnncore.nn.init import manual_seed
+from cnncore.nn.linear import Flatten, Linear
+from cnncore.nn.loss import CrossEntropyLoss, RankingHingeLoss
 from cnncore.nn.module import Module, Parameter, grad_enabled, no_grad
+from cnncore.nn.normalization import LocalContrastNorm, LocalResponseNorm
+from cnncore.nn.pooling import AvgPool2d, ChannelMaxPool, GlobalAvgPool2d, MaxPool2d
 
-__all__ = ["Conv2d", "Module", "Parameter", "grad_enabled", "manual_seed", "no_grad"]
+__all__ = [
+    "AvgPool2d",
+    "ChannelMaxPool",
+    "Concat",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool2d",
+    "Inception",
+    "Linear",
+    "LocalContrastNorm",
+    "LocalResponseNorm",
+    "LogSoftmax",
+    "MaxPool2d",
+    "Module",
+    "Parameter",
+    "RankingHingeLoss",
+    "ReLU",
+    "Sequential",
+    "Softmax",
+    "Tanh",
+    "children_for_weight_layers",
+    "copy_layers",
+    "freeze",
+    "freeze_layers",
+    "grad_enabled",
+    "manual_seed",
+    "no_grad",
+    "unfreeze",
+]

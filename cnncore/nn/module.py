@@ -65,7 +65,9 @@ class Parameter:
             self.grad = _device.add(self.grad, g)
 
     def __repr__(self) -> str:
-        return f"Parameter(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+        return (
+            f"Parameter(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+        )
 
 
 class Module:
@@ -132,8 +134,43 @@ class Module:
             p.requires_grad = bool(requires_grad)
         return self
 
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register ``module`` as the child ``name`` (names such as ``"0"`` need this form)."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"module name must be a non-empty string without '.', got {name!r}")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{name!r} must be a Module, got {type(module).__name__}")
+        if name in vars(self) and not isinstance(vars(self)[name], (Module, type(None))):
+            raise ValueError(f"attribute {name!r} already exists and is not a module")
+        setattr(self, name, module)
+
+    def astype(self, dtype: Any) -> Module:
+        """Convert every parameter to ``dtype`` (float32 or float64, CPU); grads are dropped.
+
+        ``model.double()`` is the float64 model that gradient checks need.
+        """
+        dt = np.dtype(dtype)
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        for name, p in self.named_parameters():
+            if _device.is_cuda_array(p.data):
+                if dt != np.float32:
+                    raise TypeError(f"parameter {name!r} is on the GPU, where only float32 exists")
+                continue
+            p.data = np.ascontiguousarray(p.data, dtype=dt)
+            p.grad = None
+        return self
+
+    def double(self) -> Module:
+        """Parameters to float64 (``astype(np.float64)``)."""
+        return self.astype(np.float64)
+
+    def float(self) -> Module:
+        """Parameters to float32 (``astype(np.float32)``)."""
+        return self.astype(np.float32)
+
     def to(self, device: str) -> Module:
-        """Move every parameter to ``"cpu"`` or ``"cuda"`` (float32 on the GPU); grads are dropped."""
+        """Move every parameter to ``"cpu"`` or ``"cuda"`` (float32 on the GPU); drops grads."""
         for p in self.parameters():
             p.data = _device.to_device(p.data, device)
             p.grad = None

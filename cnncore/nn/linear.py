@@ -1,0 +1,89 @@
+"""Fully connected layer ``Linear`` and ``Flatten``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnncore import _validate as v
+from cnncore import functional as F
+from cnncore.nn.init import uniform_fan_in
+from cnncore.nn.module import Module, Parameter, grad_enabled
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias``, as ``torch.nn.Linear``: weight (out_features, in_features),
+    bias (out_features,).  x: (N, in_features) -> y: (N, out_features).  Caches its input."""
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32
+    ) -> None:
+        self.in_features = v.positive_int(in_features, "in_features")
+        self.out_features = v.positive_int(out_features, "out_features")
+        shape = (self.out_features, self.in_features)
+        self.weight = Parameter(uniform_fan_in(shape, self.in_features, dtype))
+        self.bias = (
+            Parameter(uniform_fan_in((self.out_features,), self.in_features, dtype))
+            if bias
+            else None
+        )
+        self._x = None
+
+    def forward(self, x: Any) -> Any:
+        b = self.bias.data if self.bias is not None else None
+        y = F.linear(x, self.weight.data, b)
+        self._x = x if grad_enabled() else None
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        if self._x is None:
+            raise RuntimeError("Linear.backward needs a forward pass with gradients enabled first")
+        dx, dw, db = F.linear_backward(
+            dy,
+            self._x,
+            self.weight.data,
+            need_dx=True,
+            need_dweight=self.weight.requires_grad,
+            need_dbias=self.bias is not None and self.bias.requires_grad,
+        )
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1*d2*...), as ``torch.nn.Flatten()``.  Caches the input shape."""
+
+    def __init__(self) -> None:
+        self._input_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: Any) -> Any:
+        if not hasattr(x, "shape") or len(x.shape) < 1:
+            raise ValueError(f"Flatten needs an array with a batch axis, got {x!r}")
+        shape = tuple(int(s) for s in x.shape)
+        self._input_shape = shape if grad_enabled() else None
+        n = int(np.prod(shape[1:], dtype=np.int64))
+        if not isinstance(x, np.ndarray):  # GPU array: reshape of a contiguous device array
+            return x.reshape(shape[0], n)
+        return np.ascontiguousarray(x).reshape(shape[0], n)
+
+    def backward(self, dy: Any) -> Any:
+        if self._input_shape is None:
+            raise RuntimeError("Flatten.backward needs a forward pass with gradients enabled first")
+        n = int(np.prod(self._input_shape[1:], dtype=np.int64))
+        if tuple(dy.shape) != (self._input_shape[0], n):
+            raise ValueError(
+                f"dy must have shape {(self._input_shape[0], n)} (the flattened output), got "
+                f"{tuple(dy.shape)}"
+            )
+        if not isinstance(dy, np.ndarray):
+            return dy.reshape(*self._input_shape)
+        return np.ascontiguousarray(dy).reshape(self._input_shape)
