@@ -1,0 +1,507 @@
+# cython: language_level=3
+"""CPU pooling: max (with and without indices), average, channel max (maxout), global average.
+
+Inputs are trusted (validated in ``cnncore.functional.pooling``): C-contiguous float32/float64 NCHW
+arrays, int64 indices in range, positive sizes, output sizes >= 1, padding <= kernel_size // 2,
+every window of a max pool (and of an average pool with ``count_include_pad=False``) holds at least
+one input element, and ``(H + 2*ph) * (W + 2*pw) < 2**31`` (offsets inside a window fit an int).
+
+Layout of the hot loops (pooling is bandwidth-bound): the output column is innermost.  For one
+output row and each window tap (i, j), a whole run of outputs is compared against the shifted input
+row, updating value and tap with a branch-free select, so the compiler vectorizes it.  The tap is
+tracked as a 32-bit offset inside the window (lane width of float32) and turned into the 64-bit
+flat index once per output.  Work is split over the N*C*Ho output rows (never the batch alone).
+"""
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport INFINITY
+from libc.stdint cimport int32_t, int64_t
+
+cdef enum:
+    # Outputs of one row processed at a time (the tap buffer lives on the stack: 4 KB).
+    CHUNK = 1024
+    # Elements per partial-sum lane group of the global average (vectorizable reduction).
+    LANES = 16
+
+
+cdef struct Geom:
+    Py_ssize_t H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw
+
+
+cdef Geom make_geom(Py_ssize_t H, Py_ssize_t W, kernel, stride, padding, dilation):
+    cdef Geom g
+    g.H = H
+    g.W = W
+    g.kh, g.kw = kernel
+    g.sh, g.sw = stride
+    g.ph, g.pw = padding
+    g.dh, g.dw = dilation
+    g.Ho = (H + 2 * g.ph - g.dh * (g.kh - 1) - 1) // g.sh + 1
+    g.Wo = (W + 2 * g.pw - g.dw * (g.kw - 1) - 1) // g.sw + 1
+    return g
+
+
+cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    # ceil(a / b) for b > 0 and any sign of a
+    if a >= 0:
+        return (a + b - 1) // b
+    return -((-a) // b)
+
+
+# Outputs o in [out_lo(..), out_hi(..)) read input position o*stride + offset inside [0, size).
+cdef inline Py_ssize_t out_lo(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
+    cdef Py_ssize_t a = ceil_div(-offset, stride)
+    return a if a > 0 else 0
+
+
+cdef inline Py_ssize_t out_hi(Py_ssize_t offset, Py_ssize_t size, Py_ssize_t stride,
+                              Py_ssize_t n_out) noexcept nogil:
+    cdef Py_ssize_t b = ceil_div(size - offset, stride)
+    cdef Py_ssize_t a = out_lo(offset, stride)
+    if b > n_out:
+        b = n_out
+    return b if b > a else a
+
+
+cdef inline Py_ssize_t first_tap(Py_ssize_t start, Py_ssize_t d) noexcept nogil:
+    # index of the first tap start + t*d that is >= 0
+    return 0 if start >= 0 else ceil_div(-start, d)
+
+
+cdef inline Py_ssize_t valid_taps(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d,
+                                  Py_ssize_t size) noexcept nogil:
+    # number of taps start + t*d (t < k) inside [0, size)
+    cdef Py_ssize_t t0 = first_tap(start, d), t1
+    if start + t0 * d >= size:
+        return 0
+    t1 = (size - 1 - start) // d + 1
+    if t1 > k:
+        t1 = k
+    return t1 - t0 if t1 > t0 else 0
+
+
+cdef object _first_col_offsets(Geom g):
+    """(Wo,) int32: column offset j0*dw of the first valid tap of each output column's window."""
+    ow = np.arange(g.Wo, dtype=np.int64)
+    start = ow * g.sw - g.pw
+    j0 = np.where(start >= 0, 0, (-start + g.dw - 1) // g.dw)
+    return np.ascontiguousarray(j0 * g.dw, dtype=np.int32)
+
+
+cdef object _valid_col_counts(Geom g, dtype):
+    """(Wo,) float: number of taps of each output column's window inside [0, W)."""
+    out = np.empty(g.Wo, dtype=dtype)
+    cdef Py_ssize_t o
+    for o in range(g.Wo):
+        out[o] = valid_taps(o * g.sw - g.pw, g.kw, g.dw, g.W)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# max_pool2d forward
+
+cdef inline void max_taps_idx(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
+                              floating* y, int32_t* off, int32_t t) noexcept nogil:
+    # y[o], off[o] <- src[o*sw], t where src[o*sw] > y[o] or is NaN (torch: a NaN always replaces)
+    cdef Py_ssize_t o
+    cdef floating v, cur
+    cdef bint take
+    for o in range(lo, hi):
+        v = src[o * sw]
+        cur = y[o]
+        take = (v > cur) | (v != v)
+        y[o] = v if take else cur
+        off[o] = t if take else off[o]
+
+
+cdef inline void max_taps(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
+                          floating* y) noexcept nogil:
+    # y[o] <- src[o*sw] where src[o*sw] > y[o] or is NaN
+    cdef Py_ssize_t o
+    cdef floating v, cur
+    for o in range(lo, hi):
+        v = src[o * sw]
+        cur = y[o]
+        y[o] = v if ((v > cur) | (v != v)) else cur
+
+
+cdef void max_row(const floating* xp, Geom g, Py_ssize_t oh, const int32_t* fc, floating* yrow,
+                  int64_t* irow) noexcept nogil:
+    # One output row oh of one plane xp (H, W): yrow (Wo,), irow (Wo,) or NULL (values only).
+    # Window of output (oh, ow): rows oh*sh - ph + i*dh, columns ow*sw - pw + j*dw.
+    cdef int32_t off[CHUNK]
+    cdef Py_ssize_t h0 = oh * g.sh - g.ph, i0 = first_tap(h0, g.dh)
+    cdef Py_ssize_t o0, n, i, j, h, c0, lo, hi, o, sw = g.sw
+    cdef int32_t row_off
+    cdef int64_t base
+    cdef const floating* src
+    cdef floating* y
+    o0 = 0
+    while o0 < g.Wo:
+        n = g.Wo - o0 if g.Wo - o0 < CHUNK else CHUNK
+        y = yrow + o0
+        # start from -inf at the first valid tap (torch's rule: all -inf picks the first tap)
+        row_off = <int32_t> (i0 * g.dh * g.W)
+        for o in range(n):
+            y[o] = -INFINITY
+            off[o] = row_off + fc[o0 + o]
+        for i in range(i0, g.kh):
+            h = h0 + i * g.dh
+            if h >= g.H:
+                break
+            for j in range(g.kw):
+                c0 = j * g.dw - g.pw
+                lo = out_lo(c0, sw) - o0
+                hi = out_hi(c0, g.W, sw, g.Wo) - o0
+                if lo < 0:
+                    lo = 0
+                if hi > n:
+                    hi = n
+                if lo >= hi:
+                    continue
+                src = xp + h * g.W + c0 + o0 * sw
+                # constant strides let the compiler specialise (contiguous / even-odd loads)
+                if irow != NULL:
+                    if sw == 1:
+                        max_taps_idx(src, 1, lo, hi, y, off, <int32_t> (i * g.dh * g.W + j * g.dw))
+                    elif sw == 2:
+                        max_taps_idx(src, 2, lo, hi, y, off, <int32_t> (i * g.dh * g.W + j * g.dw))
+                    else:
+                        max_taps_idx(src, sw, lo, hi, y, off, <int32_t> (i * g.dh * g.W + j * g.dw))
+                else:
+                    if sw == 1:
+                        max_taps(src, 1, lo, hi, y)
+                    elif sw == 2:
+                        max_taps(src, 2, lo, hi, y)
+                    else:
+                        max_taps(src, sw, lo, hi, y)
+        if irow != NULL:
+            # flat index = (window origin row) * W + (window origin column) + offset in the window
+            base = <int64_t> (h0 * g.W - g.pw + o0 * sw)
+            for o in range(n):
+                irow[o0 + o] = base + o * sw + off[o]
+        o0 += n
+
+
+cdef void max_rows(const floating* x, Geom g, Py_ssize_t planes, const int32_t* fc, floating* y,
+                   int64_t* idx) noexcept nogil:
+    cdef Py_ssize_t r, HW = g.H * g.W
+    for r in prange(planes * g.Ho, schedule="static"):
+        max_row(x + (r // g.Ho) * HW, g, r % g.Ho, fc, y + r * g.Wo,
+                idx + r * g.Wo if idx != NULL else NULL)
+
+
+def max_pool2d(const floating[:, :, :, ::1] x, kernel, stride, padding, dilation):
+    """Max pooling with indices.  x: (N, C, H, W) -> (y (N, C, Ho, Wo), indices int64 same shape).
+
+    indices: flat h*W + w of the chosen element in its plane, torch's rule (ties: first in window
+    order; a NaN always replaces, so the last NaN wins; padding is never chosen).
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Geom g = make_geom(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    dtype = np.float32 if floating is float else np.float64
+    y_arr = np.empty((N, C, g.Ho, g.Wo), dtype=dtype)
+    i_arr = np.empty((N, C, g.Ho, g.Wo), dtype=np.int64)
+    cdef floating[:, :, :, ::1] y = y_arr
+    cdef int64_t[:, :, :, ::1] idx = i_arr
+    cdef int32_t[::1] fc = _first_col_offsets(g)
+    with nogil:
+        max_rows(&x[0, 0, 0, 0], g, N * C, &fc[0], &y[0, 0, 0, 0], &idx[0, 0, 0, 0])
+    return y_arr, i_arr
+
+
+def max_pool2d_values(const floating[:, :, :, ::1] x, kernel, stride, padding, dilation):
+    """Max pooling without indices (inference).  x: (N, C, H, W) -> y (N, C, Ho, Wo)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Geom g = make_geom(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    dtype = np.float32 if floating is float else np.float64
+    y_arr = np.empty((N, C, g.Ho, g.Wo), dtype=dtype)
+    cdef floating[:, :, :, ::1] y = y_arr
+    cdef int32_t[::1] fc = _first_col_offsets(g)
+    with nogil:
+        max_rows(&x[0, 0, 0, 0], g, N * C, &fc[0], &y[0, 0, 0, 0], NULL)
+    return y_arr
+
+
+# ----------------------------------------------------------------------------------------------
+# max_pool2d backward: scatter-add through the indices, one thread per plane (race-free)
+
+cdef void scatter_planes(const floating* dy, const int64_t* idx, Py_ssize_t planes, Py_ssize_t M,
+                         Py_ssize_t HW, floating* dx) noexcept nogil:
+    # dx[p, idx[p, k]] += dy[p, k]; dx zeroed by the caller; idx in [0, HW)
+    cdef Py_ssize_t p, k
+    cdef floating* d
+    cdef const floating* gd
+    cdef const int64_t* gi
+    for p in prange(planes, schedule="static"):
+        d = dx + p * HW
+        gd = dy + p * M
+        gi = idx + p * M
+        for k in range(M):
+            d[gi[k]] += gd[k]
+
+
+def max_pool2d_backward(const floating[:, :, :, ::1] dy, const int64_t[:, :, :, ::1] indices,
+                        input_shape):
+    """dx (N, C, H, W) from dy and indices (N, C, Ho, Wo): overlapping windows add up."""
+    cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], M = dy.shape[2] * dy.shape[3]
+    cdef Py_ssize_t H = input_shape[2], W = input_shape[3]
+    dtype = np.float32 if floating is float else np.float64
+    dx_arr = np.zeros((N, C, H, W), dtype=dtype)
+    cdef floating[:, :, :, ::1] dx = dx_arr
+    with nogil:
+        scatter_planes(&dy[0, 0, 0, 0], &indices[0, 0, 0, 0], N * C, M, H * W, &dx[0, 0, 0, 0])
+    return dx_arr
+
+
+# ----------------------------------------------------------------------------------------------
+# avg_pool2d forward and backward
+
+cdef inline void add_taps(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
+                          floating* y) noexcept nogil:
+    cdef Py_ssize_t o
+    for o in range(lo, hi):
+        y[o] += src[o * sw]
+
+
+cdef void avg_row(const floating* xp, Geom g, Py_ssize_t oh, bint include_pad,
+                  const floating* ncols, floating* y) noexcept nogil:
+    # y[ow] = (sum of the valid taps of window (oh, ow)) / divisor, taps summed in window order;
+    # divisor kh*kw (include_pad) or valid rows * valid columns (ncols[ow]).
+    cdef Py_ssize_t h0 = oh * g.sh - g.ph, i, j, h, c0, lo, hi, o, sw = g.sw
+    cdef floating dr
+    cdef const floating* src
+    for o in range(g.Wo):
+        y[o] = 0
+    for i in range(first_tap(h0, g.dh), g.kh):
+        h = h0 + i * g.dh
+        if h >= g.H:
+            break
+        for j in range(g.kw):
+            c0 = j * g.dw - g.pw
+            lo = out_lo(c0, sw)
+            hi = out_hi(c0, g.W, sw, g.Wo)
+            src = xp + h * g.W + c0
+            if sw == 1:
+                add_taps(src, 1, lo, hi, y)
+            elif sw == 2:
+                add_taps(src, 2, lo, hi, y)
+            else:
+                add_taps(src, sw, lo, hi, y)
+    if include_pad:
+        dr = <floating> (g.kh * g.kw)
+        for o in range(g.Wo):
+            y[o] = y[o] / dr
+    else:
+        dr = <floating> valid_taps(h0, g.kh, g.dh, g.H)
+        for o in range(g.Wo):
+            y[o] = y[o] / (dr * ncols[o])
+
+
+def avg_pool2d(const floating[:, :, :, ::1] x, kernel, stride, padding, dilation,
+               bint count_include_pad):
+    """Average pooling.  x: (N, C, H, W) -> y (N, C, Ho, Wo); padding counts as zeros."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], r, HW
+    cdef Geom g = make_geom(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    dtype = np.float32 if floating is float else np.float64
+    y_arr = np.empty((N, C, g.Ho, g.Wo), dtype=dtype)
+    cdef floating[:, :, :, ::1] y = y_arr
+    cdef const floating[::1] nc = _valid_col_counts(g, dtype)
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    HW = g.H * g.W
+    with nogil:
+        for r in prange(N * C * g.Ho, schedule="static"):
+            avg_row(xp + (r // g.Ho) * HW, g, r % g.Ho, count_include_pad, &nc[0],
+                    yp + r * g.Wo)
+    return y_arr
+
+
+cdef inline void add_scaled(const floating* g, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
+                            floating dr, const floating* dc, floating* dst) noexcept nogil:
+    # dst[o*sw] += g[o] / (dr * dc[o])   (dc: per output column divisor factor)
+    cdef Py_ssize_t o
+    for o in range(lo, hi):
+        dst[o * sw] += g[o] / (dr * dc[o])
+
+
+cdef void avg_back_row(const floating* dyp, Geom g, Py_ssize_t h, const floating* dc,
+                       bint include_pad, floating* dxrow) noexcept nogil:
+    # Gather for input row h of one plane: every (output, tap) that read row h adds its share.
+    cdef Py_ssize_t i, j, t, oh, c0, lo, hi, w, sw = g.sw
+    cdef floating dr
+    for w in range(g.W):
+        dxrow[w] = 0
+    for i in range(g.kh):
+        t = h + g.ph - i * g.dh          # = oh * sh for the output row oh that read row h at tap i
+        if t < 0:
+            break
+        if t % g.sh != 0:
+            continue
+        oh = t // g.sh
+        if oh >= g.Ho:
+            continue
+        if include_pad:
+            dr = <floating> g.kh
+        else:
+            dr = <floating> valid_taps(oh * g.sh - g.ph, g.kh, g.dh, g.H)
+        for j in range(g.kw):
+            c0 = j * g.dw - g.pw
+            lo = out_lo(c0, sw)
+            hi = out_hi(c0, g.W, sw, g.Wo)
+            if sw == 1:
+                add_scaled(dyp + oh * g.Wo, 1, lo, hi, dr, dc, dxrow + c0)
+            elif sw == 2:
+                add_scaled(dyp + oh * g.Wo, 2, lo, hi, dr, dc, dxrow + c0)
+            else:
+                add_scaled(dyp + oh * g.Wo, sw, lo, hi, dr, dc, dxrow + c0)
+
+
+def avg_pool2d_backward(const floating[:, :, :, ::1] dy, input_shape, kernel, stride, padding,
+                        dilation, bint count_include_pad):
+    """dx (N, C, H, W) of avg_pool2d from dy (N, C, Ho, Wo); a gather over input rows."""
+    cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], r, H, HW, M
+    cdef Geom g = make_geom(input_shape[2], input_shape[3], kernel, stride, padding, dilation)
+    dtype = np.float32 if floating is float else np.float64
+    H = g.H
+    HW = g.H * g.W
+    M = g.Ho * g.Wo
+    dx_arr = np.empty((N, C, g.H, g.W), dtype=dtype)
+    cdef floating[:, :, :, ::1] dx = dx_arr
+    dc_arr = (np.full(g.Wo, g.kw, dtype=dtype) if count_include_pad
+              else _valid_col_counts(g, dtype))
+    cdef const floating[::1] dc = dc_arr
+    cdef const floating* dyp = &dy[0, 0, 0, 0]
+    cdef floating* dxp = &dx[0, 0, 0, 0]
+    with nogil:
+        for r in prange(N * C * H, schedule="static"):
+            avg_back_row(dyp + (r // H) * M, g, r % H, &dc[0], count_include_pad, dxp + r * g.W)
+    return dx_arr
+
+
+# ----------------------------------------------------------------------------------------------
+# channel max pooling (maxout over groups of consecutive channels)
+
+cdef void channel_max_plane(const floating* x, Py_ssize_t c0, Py_ssize_t k, Py_ssize_t HW,
+                            floating* y, int64_t* idx) noexcept nogil:
+    # x: the k planes of group channels c0 .. c0+k-1; y, idx: (HW,).  Same rule as max_pool2d.
+    cdef int32_t t[CHUNK]
+    cdef Py_ssize_t p0, n, p, c
+    cdef const floating* src
+    cdef floating* yy
+    p0 = 0
+    while p0 < HW:
+        n = HW - p0 if HW - p0 < CHUNK else CHUNK
+        yy = y + p0
+        src = x + p0
+        for p in range(n):
+            yy[p] = src[p]
+            t[p] = 0
+        for c in range(1, k):
+            max_taps_idx(src + c * HW, 1, 0, n, yy, t, <int32_t> c)
+        for p in range(n):
+            idx[p0 + p] = c0 + t[p]
+        p0 += n
+
+
+def channel_max_pool(const floating[:, :, :, ::1] x, Py_ssize_t pool_size):
+    """Maxout.  x: (N, C, H, W) -> (y (N, C//k, H, W), indices int64: absolute input channel)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3]
+    cdef Py_ssize_t k = pool_size, G = C // pool_size, q
+    dtype = np.float32 if floating is float else np.float64
+    y_arr = np.empty((N, G, x.shape[2], x.shape[3]), dtype=dtype)
+    i_arr = np.empty((N, G, x.shape[2], x.shape[3]), dtype=np.int64)
+    cdef floating[:, :, :, ::1] y = y_arr
+    cdef int64_t[:, :, :, ::1] idx = i_arr
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    cdef int64_t* ip = &idx[0, 0, 0, 0]
+    with nogil:
+        for q in prange(N * G, schedule="static"):   # q = n*G + group; its input block is q*k*HW
+            channel_max_plane(xp + q * k * HW, (q % G) * k, k, HW, yp + q * HW, ip + q * HW)
+    return y_arr, i_arr
+
+
+cdef void channel_max_back_plane(const floating* dy, const int64_t* idx, Py_ssize_t c0,
+                                 Py_ssize_t k, Py_ssize_t HW, floating* dx) noexcept nogil:
+    # dx[c0 + c, p] = dy[p] if idx[p] == c0 + c else 0: every element written once, no zeroing
+    cdef Py_ssize_t c, p
+    cdef floating* d
+    for c in range(k):
+        d = dx + c * HW
+        for p in range(HW):
+            d[p] = dy[p] if idx[p] == c0 + c else 0
+
+
+def channel_max_pool_backward(const floating[:, :, :, ::1] dy, const int64_t[:, :, :, ::1] indices,
+                              input_shape):
+    """dx (N, C, H, W) of channel_max_pool from dy and indices (N, C//k, H, W)."""
+    cdef Py_ssize_t N = dy.shape[0], G = dy.shape[1], HW = dy.shape[2] * dy.shape[3]
+    cdef Py_ssize_t C = input_shape[1], k = C // G, q
+    dtype = np.float32 if floating is float else np.float64
+    dx_arr = np.empty((N, C, dy.shape[2], dy.shape[3]), dtype=dtype)
+    cdef floating[:, :, :, ::1] dx = dx_arr
+    cdef const floating* dyp = &dy[0, 0, 0, 0]
+    cdef const int64_t* ip = &indices[0, 0, 0, 0]
+    cdef floating* dxp = &dx[0, 0, 0, 0]
+    with nogil:
+        for q in prange(N * G, schedule="static"):
+            channel_max_back_plane(dyp + q * HW, ip + q * HW, (q % G) * k, k, HW, dxp + q * k * HW)
+    return dx_arr
+
+
+# ----------------------------------------------------------------------------------------------
+# global average pooling (NIN)
+
+cdef double plane_sum(const floating* x, Py_ssize_t n) noexcept nogil:
+    # sum in float64 over LANES interleaved partial sums (vectorizable, and accurate for float32)
+    cdef double acc[LANES]
+    cdef double s = 0
+    cdef Py_ssize_t i, l, m = n - n % LANES
+    for l in range(LANES):
+        acc[l] = 0
+    i = 0
+    while i < m:
+        for l in range(LANES):
+            acc[l] += x[i + l]
+        i += LANES
+    for i in range(m, n):
+        s += x[i]
+    for l in range(LANES):
+        s += acc[l]
+    return s
+
+
+def global_avg_pool2d(const floating[:, :, :, ::1] x):
+    """x: (N, C, H, W) -> y (N, C, 1, 1), the mean of each plane (summed in float64)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3], p
+    dtype = np.float32 if floating is float else np.float64
+    y_arr = np.empty((N, C, 1, 1), dtype=dtype)
+    cdef floating[:, :, :, ::1] y = y_arr
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    with nogil:
+        for p in prange(N * C, schedule="static"):
+            yp[p] = <floating> (plane_sum(xp + p * HW, HW) / HW)
+    return y_arr
+
+
+def global_avg_pool2d_backward(const floating[:, :, :, ::1] dy, input_shape):
+    """dx (N, C, H, W) = dy (N, C, 1, 1) / (H*W), broadcast over each plane."""
+    cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], H = input_shape[2], W = input_shape[3]
+    cdef Py_ssize_t HW = H * W, p, k
+    dtype = np.float32 if floating is float else np.float64
+    dx_arr = np.empty((N, C, H, W), dtype=dtype)
+    cdef floating[:, :, :, ::1] dx = dx_arr
+    cdef const floating* dyp = &dy[0, 0, 0, 0]
+    cdef floating* dxp = &dx[0, 0, 0, 0]
+    cdef floating v
+    with nogil:
+        for p in prange(N * C, schedule="static"):
+            v = dyp[p] / <floating> HW
+            for k in range(HW):
+                dxp[p * HW + k] = v
+    return dx_arr

@@ -1,0 +1,88 @@
+"""Dispatcher for pooling: picks the CPU (Cython ``_pool``) or GPU (Numba CUDA) twin by array type.
+
+Signatures shared by both twins (inputs validated by ``cnncore.functional.pooling``; the twins trust
+them).  ``kernel``, ``stride``, ``padding``, ``dilation`` are ``(h, w)`` tuples of Python ints
+(stride already defaulted to the kernel), shapes are tuples of Python ints, arrays C-contiguous.
+
+- ``max_pool2d(x, kernel, stride, padding, dilation) -> (y, indices)``
+  x (N, C, H, W) -> y (N, C, Ho, Wo) same dtype, indices int64 (N, C, Ho, Wo): flat ``h*W + w`` of
+  the chosen element in its plane.  Padding is never chosen; taps visited in window order (rows,
+  then columns); an element replaces the running max when it is greater or is NaN (torch's rule:
+  ties keep the first, the last NaN wins); the running max starts at -inf on the first valid tap.
+- ``max_pool2d_values(x, kernel, stride, padding, dilation) -> y``: the same values, no indices.
+- ``max_pool2d_backward(dy, indices, input_shape) -> dx``: dx (N, C, H, W) zeros, then
+  ``dx[n, c].flat[indices[n, c, i, j]] += dy[n, c, i, j]`` (indices in [0, H*W)).
+- ``avg_pool2d(x, kernel, stride, padding, dilation, count_include_pad) -> y``: sum of the taps
+  inside the input (padding is zero), divided by ``kh*kw`` (count_include_pad) or by the number of
+  taps inside the input (valid rows * valid columns).
+- ``avg_pool2d_backward(dy, input_shape, kernel, stride, padding, dilation, count_include_pad)
+  -> dx``: each output adds ``dy / divisor`` to every tap of its window inside the input.
+- ``channel_max_pool(x, pool_size) -> (y, indices)``: x (N, C, H, W) -> y (N, C//k, H, W), indices
+  int64 (N, C//k, H, W) = absolute input channel of the max over channels ``g*k .. g*k+k-1`` (same
+  greater-or-NaN rule, channels in increasing order).
+- ``channel_max_pool_backward(dy, indices, input_shape) -> dx``: ``dx[n, c, h, w] = dy[n, g, h, w]``
+  where ``indices[n, g, h, w] == c``, else 0.
+- ``global_avg_pool2d(x) -> y``: (N, C, 1, 1) means of the planes.
+- ``global_avg_pool2d_backward(dy, input_shape) -> dx``: ``dy[n, c, 0, 0] / (H*W)`` everywhere.
+"""
+
+from __future__ import annotations
+
+from cnncore_kernels.arrays import is_cuda_array
+
+
+def _twin(x):
+    if is_cuda_array(x):
+        from cnncore_kernels.cuda import pooling
+
+        return pooling
+    from cnncore_kernels import _pool
+
+    return _pool
+
+
+def max_pool2d(x, kernel, stride, padding, dilation):
+    # inputs validated by cnncore.functional.max_pool2d
+    return _twin(x).max_pool2d(x, kernel, stride, padding, dilation)
+
+
+def max_pool2d_values(x, kernel, stride, padding, dilation):
+    # inputs validated by cnncore.functional.max_pool2d_values
+    return _twin(x).max_pool2d_values(x, kernel, stride, padding, dilation)
+
+
+def max_pool2d_backward(dy, indices, input_shape):
+    # inputs validated by cnncore.functional.max_pool2d_backward
+    return _twin(dy).max_pool2d_backward(dy, indices, input_shape)
+
+
+def avg_pool2d(x, kernel, stride, padding, dilation, count_include_pad):
+    # inputs validated by cnncore.functional.avg_pool2d
+    return _twin(x).avg_pool2d(x, kernel, stride, padding, dilation, count_include_pad)
+
+
+def avg_pool2d_backward(dy, input_shape, kernel, stride, padding, dilation, count_include_pad):
+    # inputs validated by cnncore.functional.avg_pool2d_backward
+    return _twin(dy).avg_pool2d_backward(
+        dy, input_shape, kernel, stride, padding, dilation, count_include_pad
+    )
+
+
+def channel_max_pool(x, pool_size):
+    # inputs validated by cnncore.functional.channel_max_pool
+    return _twin(x).channel_max_pool(x, pool_size)
+
+
+def channel_max_pool_backward(dy, indices, input_shape):
+    # inputs validated by cnncore.functional.channel_max_pool_backward
+    return _twin(dy).channel_max_pool_backward(dy, indices, input_shape)
+
+
+def global_avg_pool2d(x):
+    # inputs validated by cnncore.functional.global_avg_pool2d
+    return _twin(x).global_avg_pool2d(x)
+
+
+def global_avg_pool2d_backward(dy, input_shape):
+    # inputs validated by cnncore.functional.global_avg_pool2d_backward
+    return _twin(dy).global_avg_pool2d_backward(dy, input_shape)
