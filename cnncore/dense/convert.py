@@ -1,0 +1,318 @@
+"""Analysis of a patch classifier: its layers, their geometry, or why it cannot be converted.
+
+``analyze(model, patch_size)`` walks the layers of a ``Sequential`` patch classifier (nested
+Sequentials are flattened), follows a ``(C, h, w)`` patch through them and returns a ``Plan``:
+one ``Stage`` per layer with its kernel, stride, dilation and ``step`` (the product ``d`` of all
+earlier strides, Li, Zhao, Wang 2014), the total stride ``S`` and the receptive field of one score.
+Everything the three methods, tiling and the cost model need about geometry lives here, the halo
+of a tile included (``Plan.halo``).
+
+Layers that cannot be converted exactly raise ``ValueError`` naming the layer and the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cnncore import _validate as v
+from cnncore import nn
+
+METHODS = ("dsparse", "fcn", "patchwise")
+
+# Layers that act on each pixel (each spatial position) separately: they pass through unchanged.
+# (Looked up by name so the conversion follows whatever cnncore.nn provides.)
+_POINTWISE = (
+    "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "LeakyReLU",
+    "Dropout",
+    "LocalResponseNorm",
+    "ChannelMaxPool",
+    "Softmax",
+    "LogSoftmax",
+)
+# Pointwise layers that mix channels: between Flatten and the first Linear the "channels" of the
+# patch network are the whole flattened map, which the dense network does not have at one pixel.
+_CHANNEL_MIXING = ("LocalResponseNorm", "ChannelMaxPool", "Softmax", "LogSoftmax")
+_WHY_NOT = {
+    "LocalContrastNorm": "it normalises with a Gaussian window and border correction over the "
+    "whole map (and, with divisor='mean', a per-image mean), so a pixel's value depends on where "
+    "the patch border lies",
+    "BatchNorm2d": "it depends on the batch",
+    "Concat": "branches cannot be converted (only chains of layers)",
+    "Inception": "branches cannot be converted (only chains of layers)",
+}
+
+
+def _classes(names: tuple[str, ...]) -> tuple[type, ...]:
+    return tuple(c for c in (getattr(nn, n, None) for n in names) if isinstance(c, type))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One layer of the patch classifier and its place in the geometry.
+
+    ``kind`` is ``"conv"``, ``"linear"`` (a Linear seen as a ``kernel`` convolution: ``(M, M)``
+    after a ``C x M x M`` map, ``(1, 1)`` after another Linear), ``"maxpool"``, ``"avgpool"`` (also
+    a global average pool, as an ``(h, w)`` window), ``"pointwise"`` or ``"flatten"``.  ``step``
+    is the product of the strides of all earlier layers: the dense network dilates this layer by
+    ``step``.
+    ``in_shape``/``out_shape`` are ``(C, h, w)`` for one patch (``C`` is None before it is known).
+    """
+
+    name: str
+    kind: str
+    module: Any
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    step: tuple[int, int] = (1, 1)
+    in_shape: tuple[Any, int, int] = (None, 1, 1)
+    out_shape: tuple[Any, int, int] = (None, 1, 1)
+
+    @property
+    def dense_dilation(self) -> tuple[int, int]:
+        """Dilation in the d-sparse network: the layer's own dilation times ``step``."""
+        return (self.dilation[0] * self.step[0], self.dilation[1] * self.step[1])
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        """``(K, C, kh, kw)``: the convolution weight, for a Linear a view of its ``(out, in)``."""
+        if self.kind not in ("conv", "linear"):
+            raise AttributeError(f"stage {self.name!r} ({self.kind}) has no weight")
+        return (int(self.out_shape[0]), int(self.in_shape[0]), *self.kernel)
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the layer has a window (conv, linear-as-conv, pooling)."""
+        return self.kind in ("conv", "linear", "maxpool", "avgpool")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The geometry of a patch classifier on ``patch`` (``(Ph, Pw)``) patches."""
+
+    patch: tuple[int, int]
+    stages: tuple[Stage, ...]
+    in_channels: int
+    num_classes: int
+    stride: tuple[int, int]
+    receptive_field: tuple[int, int]
+
+    def halo(self, method: str = "dsparse") -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((top, bottom), (left, right))``: the rows and columns around a block of pixels that
+        the computation of their scores reads (zeros beyond the image, by the pixel convention).
+
+        Scores of output rows ``[r0, r1)`` need image rows ``[r0 - top, r1 + bottom)``.  The patch
+        of pixel ``i`` starts ``top = (P-1)//2`` rows above it; the dense and FCN networks read
+        only the ``R`` rows of the receptive field (``bottom = R - 1 - top``, negative when ``R`` is
+        much smaller than ``P``), patch scanning reads the whole patch (``bottom = P // 2``).
+        """
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        out = []
+        for axis in range(2):
+            top = (self.patch[axis] - 1) // 2
+            if method == "patchwise":
+                bottom = self.patch[axis] // 2
+            else:
+                bottom = self.receptive_field[axis] - 1 - top
+            out.append((top, bottom))
+        return out[0], out[1]
+
+    def block_rows(
+        self, rows: tuple[int, int], axis: int, method: str = "dsparse"
+    ) -> tuple[int, int]:
+        """Image range ``[lo, hi)`` along ``axis`` (0: rows, 1: columns) whose block gives the
+        scores of the output range ``rows = (r0, r1)``."""
+        top, bottom = self.halo(method)[axis]
+        return rows[0] - top, rows[1] + bottom
+
+    @property
+    def dense_stages(self) -> tuple[Stage, ...]:
+        """Stages that become a module (everything but Flatten)."""
+        return tuple(s for s in self.stages if s.kind != "flatten")
+
+
+def leaves(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The layers of a (nested) ``Sequential`` in order, with dotted names."""
+    if isinstance(model, nn.Sequential):
+        for name, child in model.named_children():
+            yield from leaves(child, f"{prefix}.{name}" if prefix else name)
+    else:
+        yield prefix, model
+
+
+def _refuse(name: str, module: Any, why: str) -> ValueError:
+    return ValueError(f"layer {name!r} ({type(module).__name__}) cannot be converted: {why}")
+
+
+def _out(size: int, k: int, s: int, d: int) -> int:
+    return (size - d * (k - 1) - 1) // s + 1
+
+
+def analyze(model: Any, patch_size: Any) -> Plan:
+    """Check that ``model`` is a convertible patch classifier for ``patch_size`` patches and
+    return its ``Plan``.  Raises ``TypeError`` for a non-module and ``ValueError`` naming the
+    layer for everything that cannot be converted exactly."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a cnncore.nn.Module, got {type(model).__name__}")
+    patch = v.positive_pair(patch_size, "patch_size")
+    layers = list(leaves(model))
+    if not isinstance(model, nn.Sequential) and layers == [("", model)]:
+        layers = [(type(model).__name__, model)]
+    pointwise = _classes(_POINTWISE)
+    mixing = _classes(_CHANNEL_MIXING)
+
+    C: int | None = None
+    in_channels: int | None = None
+    h, w = patch
+    step = (1, 1)
+    rf = [1, 1]
+    flat: tuple[int, int] | None = None  # (h, w) of the map a Flatten turned into a vector
+    after_linear = False
+    stages: list[Stage] = []
+
+    def need_channels(name: str, m: Any, c: int) -> None:
+        nonlocal C, in_channels
+        if C is None:
+            C = in_channels = c
+        elif C != c:
+            raise _refuse(name, m, f"it expects {c} input channels but receives {C}")
+
+    def window(name: str, m: Any, kind: str, k, s, d) -> Stage:
+        nonlocal h, w, step
+        eff = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+        if eff[0] > h or eff[1] > w:
+            raise ValueError(
+                f"patch_size {patch} is too small: layer {name!r} ({type(m).__name__}) has a "
+                f"window of {eff[0]}x{eff[1]} but receives a {h}x{w} map"
+            )
+        ho, wo = _out(h, k[0], s[0], d[0]), _out(w, k[1], s[1], d[1])
+        for a in range(2):
+            rf[a] += d[a] * (k[a] - 1) * step[a]
+        st = Stage(name, kind, m, k, s, d, step, (C, h, w), (C, ho, wo))
+        h, w = ho, wo
+        step = (step[0] * s[0], step[1] * s[1])
+        return st
+
+    for name, m in layers:
+        tname = type(m).__name__
+        if isinstance(m, nn.Conv2d):
+            if flat is not None:
+                raise _refuse(name, m, "a convolution after Flatten")
+            if tuple(m.padding) != (0, 0):
+                raise _refuse(
+                    name,
+                    m,
+                    f"padding {tuple(m.padding)} inside the patch network (zeros at the patch "
+                    "border are not the image border, so patches and the dense network differ)",
+                )
+            if getattr(m, "groups", 1) != 1:
+                raise _refuse(name, m, f"groups={m.groups} is not supported")
+            need_channels(name, m, int(m.in_channels))
+            st = window(name, m, "conv", tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation))
+            C = int(m.out_channels)
+            st = Stage(
+                st.name,
+                st.kind,
+                m,
+                st.kernel,
+                st.stride,
+                st.dilation,
+                st.step,
+                st.in_shape,
+                (C, h, w),
+            )
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            if flat is not None:
+                raise _refuse(name, m, "pooling after Flatten")
+            if tuple(m.padding) != (0, 0):
+                raise _refuse(name, m, f"padding {tuple(m.padding)} inside the patch network")
+            if getattr(m, "ceil_mode", False):
+                raise _refuse(name, m, "ceil_mode pads the patch implicitly")
+            if getattr(m, "divisor_override", None) is not None:
+                raise _refuse(name, m, "divisor_override is not supported")
+            kind = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
+            st = window(name, m, kind, tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation))
+        elif tname == "GlobalAvgPool2d":
+            if flat is not None:
+                raise _refuse(name, m, "pooling after Flatten")
+            # the mean over the patch's h x w map: an (h, w) window (dilated like any other)
+            st = window(name, m, "avgpool", (h, w), (1, 1), (1, 1))
+        elif isinstance(m, nn.Flatten):
+            if (getattr(m, "start_dim", 1), getattr(m, "end_dim", -1)) != (1, -1):
+                raise _refuse(name, m, "only Flatten(start_dim=1, end_dim=-1) is supported")
+            if flat is not None:
+                continue  # flattening a vector again changes nothing
+            flat = (h, w)
+            st = Stage(name, "flatten", m, step=step, in_shape=(C, h, w), out_shape=(C, h, w))
+        elif isinstance(m, nn.Linear):
+            if flat is None:
+                raise _refuse(name, m, "a Linear on a map needs a Flatten before it")
+            fin, fout = int(m.in_features), int(m.out_features)
+            k = flat if (flat is not None and not after_linear) else (1, 1)
+            if fin % (k[0] * k[1]) != 0 or (C is not None and fin != C * k[0] * k[1]):
+                raise _refuse(
+                    name,
+                    m,
+                    f"in_features={fin} but a {patch[0]}x{patch[1]} patch gives "
+                    f"{C} x {k[0]} x {k[1]} = {None if C is None else C * k[0] * k[1]} features",
+                )
+            if C is None:
+                C = in_channels = fin // (k[0] * k[1])
+            # the map is k[0] x k[1] here (the whole flattened map, or 1 x 1)
+            h, w = k
+            st = window(name, m, "linear", k, (1, 1), (1, 1))
+            C = fout
+            st = Stage(
+                st.name,
+                st.kind,
+                m,
+                st.kernel,
+                st.stride,
+                st.dilation,
+                st.step,
+                st.in_shape,
+                (C, 1, 1),
+            )
+            after_linear = True
+        elif isinstance(m, pointwise):
+            if flat not in (None, (1, 1)) and not after_linear and isinstance(m, mixing):
+                raise _refuse(
+                    name,
+                    m,
+                    f"it mixes the features of a flattened {flat[0]}x{flat[1]} map, "
+                    "which lie at different pixels in the dense network",
+                )
+            if tname == "Dropout" and m.training and float(getattr(m, "p", 0.0)) > 0:
+                raise _refuse(
+                    name,
+                    m,
+                    "Dropout in training mode draws a separate mask for every patch, which "
+                    "the dense network cannot reproduce; call model.eval() first",
+                )
+            st = Stage(name, "pointwise", m, step=step, in_shape=(C, h, w), out_shape=(C, h, w))
+        else:
+            why = _WHY_NOT.get(
+                tname,
+                "not a layer the conversion knows (conv, pooling, pointwise, Flatten, Linear)",
+            )
+            raise _refuse(name, m, why)
+        stages.append(st)
+
+    if not any(s.spatial for s in stages):
+        raise ValueError("model has no convolution, pooling or Linear layer: nothing to convert")
+    if (h, w) != (1, 1):
+        raise ValueError(
+            f"model is not a patch classifier for {patch[0]}x{patch[1]} patches: it gives a "
+            f"{h}x{w} map per patch (end it with Flatten + Linear, or adjust patch_size)"
+        )
+    if flat is not None and not after_linear and flat != (1, 1):
+        raise ValueError(f"model ends with a Flatten of a {flat[0]}x{flat[1]} map, not scores")
+    if in_channels is None or C is None:
+        raise ValueError("model never states its input channels (no Conv2d or Linear)")
+    return Plan(patch, tuple(stages), int(in_channels), int(C), step, (rf[0], rf[1]))

@@ -1,0 +1,63 @@
+"""Patch scanning: every pixel's ``P x P`` patch through the classifier, in bounded batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from cnncore.dense.convert import Plan
+
+# Bytes of activations one batch may hold (the batch size follows from the largest layer).
+BATCH_BYTES = 64 * 2**20
+MAX_BATCH = 1024
+
+
+def default_batch_size(plan: Plan, itemsize: int) -> int:
+    """The largest batch whose biggest layer (input plus output of one patch) fits in
+    ``BATCH_BYTES``, between 1 and ``MAX_BATCH``."""
+    C, (Ph, Pw) = plan.in_channels, plan.patch
+    per_patch = C * Ph * Pw
+    for st in plan.stages:
+        cin, hin, win = st.in_shape
+        cout, ho, wo = st.out_shape
+        cin = C if cin is None else cin
+        cout = cin if cout is None else cout
+        per_patch = max(per_patch, cin * hin * win + cout * ho * wo)
+    return int(max(1, min(MAX_BATCH, BATCH_BYTES // (per_patch * itemsize))))
+
+
+def scan_patches(
+    model: Any,
+    block: np.ndarray,
+    hw: tuple[int, int],
+    plan: Plan,
+    batch_size: int,
+    pixels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Scores of the pixels of a block ``(N, C, h + P_h - 1, w + P_w - 1)`` (halo
+    ``Plan.halo("patchwise")``): each pixel's patch goes through ``model`` (in batches of at most
+    ``batch_size`` patches).  Returns ``(N, K, h, w)``; with ``pixels`` (flat indices into
+    ``N * h * w``) only those are computed and ``(len(pixels), K)`` comes back."""
+    h, w = hw
+    N = block.shape[0]
+    K = plan.num_classes
+    win = sliding_window_view(block, plan.patch, axis=(2, 3))  # (N, C, h, w, Ph, Pw), a view
+    flat = np.arange(N * h * w) if pixels is None else np.asarray(pixels, dtype=np.int64)
+    scores = np.empty((flat.size, K), dtype=block.dtype)
+    for start in range(0, flat.size, batch_size):
+        idx = flat[start : start + batch_size]
+        n, rest = np.divmod(idx, h * w)
+        i, j = np.divmod(rest, w)
+        patches = win[n, :, i, j]  # (B, C, Ph, Pw): advanced indices first, then the slices
+        s = model(patches)
+        if tuple(s.shape) not in ((idx.size, K), (idx.size, K, 1, 1)):
+            raise ValueError(
+                f"the classifier gave shape {tuple(s.shape)} for {idx.size} patches; expected "
+                f"({idx.size}, {K}) or ({idx.size}, {K}, 1, 1)"
+            )
+        scores[start : start + idx.size] = np.asarray(s).reshape(idx.size, K)
+    if pixels is not None:
+        return scores
+    return np.ascontiguousarray(scores.reshape(N, h, w, K).transpose(0, 3, 1, 2))

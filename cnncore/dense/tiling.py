@@ -1,0 +1,117 @@
+"""Blocks with their halo, and the tile loop.
+
+Every method computes the scores of a rectangle of pixels from one *block*: the image rows
+``[r0 - top, r1 + bottom)`` and columns ``[c0 - left, c1 + right)``, zeros where that leaves the
+image (the pixel convention's zero padding); ``Plan.halo(method)`` gives ``(top, bottom)`` and
+``(left, right)``.  ``window`` cuts such a block out of an image, ``window_adjoint`` takes a
+gradient back, and ``run_tiled`` maps a block function over tiles.  A block function
+``fn(block) -> scores`` of shape ``(N, K, h, w)`` for a block of ``(N, C, h + top + bottom,
+w + left + right)`` is all a chunked engine (Dask's ``map_overlap``) needs; ``crop_overlap`` turns a
+symmetric overlap (``depth`` each side, as Dask adds) into the exact halo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+Halo = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _clip(lo: int, hi: int, size: int) -> tuple[int, int, int, int]:
+    """Source range inside ``[0, size)`` and where it lands in a window starting at ``lo``."""
+    a, b = max(lo, 0), min(hi, size)
+    if b <= a:
+        return 0, 0, 0, 0
+    return a, b, a - lo, b - lo
+
+
+def window(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """``x[:, :, r0:r1, c0:c1]`` for any ``r0 < r1``, ``c0 < c1`` (negative or past the end), with
+    zeros outside the image.  x: (N, C, H, W) -> (N, C, r1 - r0, c1 - c0), C-contiguous."""
+    N, C, H, W = x.shape
+    (r0, r1), (c0, c1) = rows, cols
+    a, b, i, j = _clip(r0, r1, H)
+    c, d, k, m = _clip(c0, c1, W)
+    if (r0, r1, c0, c1) == (0, H, 0, W):
+        return np.ascontiguousarray(x)
+    out = np.zeros((N, C, r1 - r0, c1 - c0), dtype=x.dtype)
+    if b > a and d > c:
+        out[:, :, i:j, k:m] = x[:, :, a:b, c:d]
+    return out
+
+
+def window_adjoint(
+    dwin: np.ndarray, hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
+) -> np.ndarray:
+    """Adjoint of ``window``: the part of ``dwin`` that lies inside the ``hw`` image, in place.
+    dwin: (N, C, r1 - r0, c1 - c0) -> (N, C, H, W) (zeros where the window did not reach)."""
+    N, C = dwin.shape[:2]
+    H, W = hw
+    (r0, r1), (c0, c1) = rows, cols
+    if (r0, r1, c0, c1) == (0, H, 0, W):
+        return dwin
+    a, b, i, j = _clip(r0, r1, H)
+    c, d, k, m = _clip(c0, c1, W)
+    out = np.zeros((N, C, H, W), dtype=dwin.dtype)
+    if b > a and d > c:
+        out[:, :, a:b, c:d] = dwin[:, :, i:j, k:m]
+    return out
+
+
+def block_ranges(hw: tuple[int, int], halo: Halo) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Image rows and columns of the block that gives the scores of a whole ``hw`` image."""
+    (top, bottom), (left, right) = halo
+    return (-top, hw[0] + bottom), (-left, hw[1] + right)
+
+
+def tiles(hw: tuple[int, int], tile: tuple[int, int]) -> Iterator[tuple[int, int, int, int]]:
+    """``(r0, r1, c0, c1)`` of the tiles covering an ``hw`` image, row by row; tiles are at most
+    ``tile`` and as equal as possible (no sliver at the end)."""
+    H, W = hw
+    nr, nc = -(-H // tile[0]), -(-W // tile[1])
+    rb = [H * t // nr for t in range(nr + 1)]
+    cb = [W * t // nc for t in range(nc + 1)]
+    for r in range(nr):
+        for c in range(nc):
+            yield rb[r], rb[r + 1], cb[c], cb[c + 1]
+
+
+def run_tiled(
+    block_fn: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    halo: Halo,
+    num_classes: int,
+    tile: tuple[int, int] | None,
+) -> np.ndarray:
+    """Scores ``(N, K, H, W)`` of ``images (N, C, H, W)``, computed tile by tile: each tile's block
+    (with its halo, zeros beyond the image) goes through ``block_fn``.  ``tile=None``: one tile."""
+    N, _, H, W = images.shape
+    if tile is None or (tile[0] >= H and tile[1] >= W):
+        rows, cols = block_ranges((H, W), halo)
+        return block_fn(window(images, rows, cols))
+    (top, bottom), (left, right) = halo
+    out = np.empty((N, num_classes, H, W), dtype=images.dtype)
+    for r0, r1, c0, c1 in tiles((H, W), tile):
+        block = window(images, (r0 - top, r1 + bottom), (c0 - left, c1 + right))
+        out[:, :, r0:r1, c0:c1] = block_fn(block)
+    return out
+
+
+def crop_overlap(block: Any, halo: Halo, depth: tuple[int, int]) -> Any:
+    """A block with ``depth`` extra rows/columns on every side (what Dask's ``map_overlap`` with a
+    zero boundary hands over) cut down to exactly ``halo``.  Needs ``depth >= halo`` each side."""
+    (top, bottom), (left, right) = halo
+    dh, dw = depth
+    if min(dh - top, dh - bottom, dw - left, dw - right) < 0:
+        raise ValueError(f"depth {depth} is smaller than the halo {halo}")
+    H, W = block.shape[-2], block.shape[-1]
+    return block[..., dh - top : H - dh + bottom, dw - left : W - dw + right]
+
+
+def overlap_depth(halo: Halo) -> tuple[int, int]:
+    """The symmetric overlap (rows, columns) that covers ``halo`` on both sides."""
+    (top, bottom), (left, right) = halo
+    return max(top, bottom, 0), max(left, right, 0)
