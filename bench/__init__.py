@@ -1,0 +1,1 @@
+"""Benchmarks of cnncore (see bench/report.py for the numbers' conventions)."""

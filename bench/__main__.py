@@ -1,0 +1,140 @@
+"""``python -m bench``: the benchmark sweep, its plots, JSON and Markdown table.
+
+Commands::
+
+    python -m bench [--sizes 64,128,256] [--networks toy15,pixel65,...] [--out bench_out] [--quick]
+    python -m bench record [--out bench_out/record]   # the >1500x configuration (pixel193, 1024^2)
+    python -m bench plot results.json [--out dir]     # a saved pytest-benchmark JSON (or ours)
+
+The sweep writes ``results.json``, ``results.md`` and the PNG plots into ``--out`` and prints the
+table, each measured speedup beside its theoretical ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from bench import plots, report, sweep
+
+
+def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, out: str) -> None:
+    p.add_argument(
+        "--sizes",
+        default=",".join(map(str, sizes)),
+        help="image sizes (pixels per side), comma separated (default: %(default)s)",
+    )
+    p.add_argument(
+        "--networks",
+        default=",".join(networks),
+        help="patch networks: toy15, pixel65, pixel97, pixel129, pixel161, pixel193 "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--out", default=out, help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"tiny sizes ({','.join(map(str, sweep.QUICK_SIZES))}) and networks "
+        f"({','.join(sweep.QUICK_NETWORKS)}), tiny kernel shapes: seconds",
+    )
+    p.add_argument("--no-kernels", action="store_true", help="skip the kernel throughput part")
+    p.add_argument("--no-dense", action="store_true", help="skip the dense speedup part")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds per dense measurement (default 1.5, quick 0.05)",
+    )
+    p.add_argument(
+        "--patch-budget",
+        type=float,
+        default=None,
+        help="seconds of patch scanning per network, size and pass; the pixels that fit are "
+        "timed and scaled to the image (default 2, quick 0.05)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _options(a: argparse.Namespace, argv: list[str]) -> sweep.Options:
+    given = {s.split("=")[0] for s in argv}
+    kw: dict[str, Any] = {
+        "kernels": not a.no_kernels,
+        "dense": not a.no_dense,
+        "progress": not a.no_progress,
+    }
+    if not a.quick or "--sizes" in given:
+        kw["sizes"] = sweep.parse_list(a.sizes, int)
+    if not a.quick or "--networks" in given:
+        kw["networks"] = sweep.parse_list(a.networks, str)
+    if a.budget is not None:
+        kw["budget"] = a.budget
+    if a.patch_budget is not None:
+        kw["patch_budget"] = a.patch_budget
+    if not kw.get("sizes", True) or any(s < 1 for s in kw.get("sizes", ())):
+        raise SystemExit("--sizes must be positive integers")
+    for name in kw.get("networks", ()):
+        sweep.build_network(name)  # fails early, with the list of known networks
+    return sweep.quick_options(**kw) if a.quick else sweep.Options(**kw)
+
+
+def write_outputs(results: dict[str, Any], out: str) -> list[str]:
+    """results.json, results.md and the plots in ``out``; returns the paths."""
+    os.makedirs(out, exist_ok=True)
+    paths = [os.path.join(out, "results.json"), os.path.join(out, "results.md")]
+    report.write_json(results, paths[0])
+    with open(paths[1], "w") as f:
+        f.write(report.markdown(results))
+    return paths + plots.plot_all(results, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "plot":
+        p = argparse.ArgumentParser(
+            prog="python -m bench plot",
+            description="Plot a saved pytest-benchmark JSON (pytest --benchmark-only "
+            "--benchmark-json FILE) or a results.json of python -m bench.",
+        )
+        p.add_argument("json", help="the saved JSON file")
+        p.add_argument("--out", default=None, help="output folder (default: beside the JSON)")
+        a = p.parse_args(argv[1:])
+        results = report.load_results(a.json)
+        out = a.out or os.path.splitext(a.json)[0] + "_plots"
+        paths = write_outputs(results, out)
+        print(report.markdown(results))
+        print("wrote " + ", ".join(paths))
+        return 0
+    record = bool(argv) and argv[0] == "record"
+    if record:
+        argv = argv[1:]
+        defaults = (sweep.RECORD["sizes"], sweep.RECORD["networks"], "bench_out/record")
+    else:
+        defaults = (sweep.SIZES, sweep.NETWORKS, "bench_out")
+    p = argparse.ArgumentParser(
+        prog="python -m bench" + (" record" if record else ""),
+        description=(
+            "Measure d-sparse and FCN against patch scanning on the configuration that beats "
+            "it by more than 1500x."
+            if record
+            else "Benchmark sweep: kernel throughput against PyTorch and the machine's peaks, and "
+            "dense pixelwise inference against patch scanning. Writes results.json, "
+            "results.md and PNG plots."
+        ),
+        epilog="python -m bench plot FILE.json [--out DIR] plots a saved pytest-benchmark JSON.",
+    )
+    _add_sweep_args(p, *defaults)
+    a = p.parse_args(argv)
+    opt = _options(a, argv)
+    if record:
+        opt.kernels = False
+    results = sweep.run(opt, source="python -m bench" + (" record" if record else ""))
+    paths = write_outputs(results, a.out)
+    print(report.markdown(results))
+    print(f"wrote {', '.join(paths)} in {results['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Shared fixtures of the pytest-benchmark suites (``pytest --benchmark-only``).
+
+- ``torch_peer``: PyTorch CPU with as many threads as ours (2 here); skips the test with a clear
+  reason when PyTorch is not installed, so only the peer rows disappear.
+- ``sgemm_peak`` / ``copy_bandwidth``: the machine's ceilings, measured once per session in the same
+  run as the kernels (GFLOP/s, GB/s).
+- ``throughput``: after ``benchmark(...)``, ``throughput(benchmark, kernel=..., direction=...,
+  config=..., impl=..., flops=... or bytes=...)`` fills ``benchmark.extra_info`` with the
+  conventions of ``bench.report`` (GFLOP/s or GB/s from the fastest round, the ceiling beside it)
+  and adds the row to the throughput table printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import machine
+from bench import report as _report
+
+_ROWS = pytest.StashKey[list]()
+_TORCH_MISSING = (
+    "PyTorch is not installed: the PyTorch CPU peer rows are skipped "
+    "(pip install 'cnncore[bench]' to compare against it)"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_ROWS] = []
+
+
+@pytest.fixture(scope="session")
+def torch_peer() -> Any:
+    """The ``torch`` module, with ``machine.threads()`` threads (2 here), or a skip."""
+    torch = pytest.importorskip("torch", reason=_TORCH_MISSING)
+    machine.set_torch_threads(torch)
+    return torch
+
+
+@pytest.fixture(scope="session")
+def sgemm_peak() -> float:
+    """float32 GEMM rate of NumPy's BLAS on 2048 and 4096 matrices (GFLOP/s), this session."""
+    return machine.sgemm_peak(sizes=(2048, 4096), reps=2)["gflops"]
+
+
+@pytest.fixture(scope="session")
+def copy_bandwidth() -> float:
+    """Large array copy rate (GB/s, read plus written), this session."""
+    return machine.copy_bandwidth()["gbs"]
+
+
+@pytest.fixture
+def throughput(request: pytest.FixtureRequest):
+    """Record a benchmark's throughput next to the machine's ceiling (see the module docstring)."""
+
+    def record(benchmark: Any, **info: Any) -> dict[str, Any]:
+        if "flops" in info:
+            info.setdefault("sgemm_peak_gflops", request.getfixturevalue("sgemm_peak"))
+        if "bytes" in info:
+            info.setdefault("copy_bandwidth_gbs", request.getfixturevalue("copy_bandwidth"))
+        stats = getattr(benchmark, "stats", None)
+        seconds = stats.stats.min if stats else None
+        row = _report.throughput_info(seconds=seconds, **info)
+        benchmark.extra_info.update(row)
+        if seconds is not None:
+            request.config.stash[_ROWS].append({"group": benchmark.group, **row})
+        return row
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    rows = config.stash.get(_ROWS, [])
+    if rows:
+        terminalreporter.write_sep("-", "throughput (fastest round) beside the machine's ceilings")
+        terminalreporter.write_line(_report.throughput_table(rows))

@@ -1,0 +1,347 @@
+"""The numbers of a benchmark run: one results dictionary, its JSON file and its Markdown tables.
+
+Results dictionary (what ``python -m bench`` writes as ``results.json`` and what
+``python -m bench plot`` builds from a pytest-benchmark JSON)::
+
+    {"schema": "cnncore-bench/1", "source": ..., "machine": {...},
+     "reference": {"sgemm_gflops": float | None, "copy_gbs": float | None},
+     "throughput": [throughput rows], "dense": [dense rows], "speedups": [speedup rows],
+     "notes": [str, ...]}
+
+Throughput row (a kernel on one configuration, one implementation), also the ``extra_info`` the
+kernel suites write into pytest-benchmark (``kernel``, ``direction``, ``config``, ``impl`` and one
+of ``flops`` / ``bytes`` are the keys to set; the rest is derived)::
+
+    kernel: "conv2d" | "max_pool2d" | ...;  direction: "forward" | "backward";  config: str
+    impl: "cnncore" | "torch";  seconds: fastest time;  flops / gflops  or  bytes / gbs
+    sgemm_peak_gflops / copy_bandwidth_gbs: the ceiling measured in the same run;  fraction_of_peak
+
+Dense row (one method on one network and image size; ``extra_info`` of the dense suite)::
+
+    network, patch_size, image_size (H = W), pass ("forward" | "backward"),
+    method ("patchwise" | "fcn" | "dsparse"), seconds (for the whole image),
+    pixels, timed_pixels (patchwise on a sample: timed_pixels < pixels, seconds scaled linearly),
+    ops_per_pixel (multiply-adds per output pixel, from the cost model; optional)
+
+Speedup row (derived: patch scanning time / method time on the same network, size and pass)::
+
+    network, patch_size, image_size, pass, method, speedup, theory (ops-per-pixel ratio),
+    patchwise_scaled (bool: patch scanning was timed on a sample of pixels and scaled)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from typing import Any
+
+SCHEMA = "cnncore-bench/1"
+PEER = "torch"
+OURS = "cnncore"
+METHODS = ("fcn", "dsparse")
+PASSES = ("forward", "backward")
+
+
+# --------------------------------------------------------------------------------------------
+# rows
+def throughput_info(
+    seconds: float | None,
+    kernel: str,
+    direction: str,
+    config: str,
+    impl: str,
+    flops: float | None = None,
+    bytes: float | None = None,  # noqa: A002 - the natural name of the quantity
+    sgemm_peak_gflops: float | None = None,
+    copy_bandwidth_gbs: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A throughput row: the given keys plus ``gflops``/``gbs`` and ``fraction_of_peak``."""
+    if (flops is None) == (bytes is None):
+        raise ValueError("give exactly one of flops (compute-bound) or bytes (bandwidth-bound)")
+    row: dict[str, Any] = {
+        "kernel": kernel,
+        "direction": direction,
+        "config": config,
+        "impl": impl,
+        "seconds": seconds,
+        **extra,
+    }
+    if flops is not None:
+        row["flops"] = float(flops)
+        row["gflops"] = flops / seconds / 1e9 if seconds else None
+        row["sgemm_peak_gflops"] = sgemm_peak_gflops
+        if row["gflops"] and sgemm_peak_gflops:
+            row["fraction_of_peak"] = row["gflops"] / sgemm_peak_gflops
+    else:
+        row["bytes"] = float(bytes)
+        row["gbs"] = bytes / seconds / 1e9 if seconds else None
+        row["copy_bandwidth_gbs"] = copy_bandwidth_gbs
+        if row["gbs"] and copy_bandwidth_gbs:
+            row["fraction_of_peak"] = row["gbs"] / copy_bandwidth_gbs
+    return row
+
+
+def rate(row: dict[str, Any]) -> tuple[float | None, str]:
+    """The row's throughput and its unit: (GFLOP/s, "GFLOP/s") or (GB/s, "GB/s")."""
+    if row.get("flops") is not None:
+        return row.get("gflops"), "GFLOP/s"
+    return row.get("gbs"), "GB/s"
+
+
+def speedups(dense_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Speedup of each non-patchwise method over patch scanning (same network, size, pass)."""
+    base = {}
+    for r in dense_rows:
+        if r["method"] == "patchwise":
+            base[(r["network"], r["image_size"], r["pass"])] = r
+    out = []
+    for r in dense_rows:
+        p = base.get((r["network"], r["image_size"], r["pass"]))
+        if r["method"] == "patchwise" or p is None or not r.get("seconds"):
+            continue
+        theory = None
+        if p.get("ops_per_pixel") and r.get("ops_per_pixel"):
+            theory = p["ops_per_pixel"] / r["ops_per_pixel"]
+        out.append(
+            {
+                "network": r["network"],
+                "patch_size": r["patch_size"],
+                "image_size": r["image_size"],
+                "pass": r["pass"],
+                "method": r["method"],
+                "speedup": p["seconds"] / r["seconds"],
+                "theory": theory,
+                "patchwise_scaled": p.get("timed_pixels", p.get("pixels")) != p.get("pixels"),
+                "patchwise_timed_pixels": p.get("timed_pixels"),
+                "pixels": p.get("pixels"),
+            }
+        )
+    return out
+
+
+def new_results(source: str, machine: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "source": source,
+        "machine": machine or {},
+        "reference": {"sgemm_gflops": None, "copy_gbs": None},
+        "throughput": [],
+        "dense": [],
+        "speedups": [],
+        "notes": [],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# pytest-benchmark JSON -> results
+def from_pytest_benchmark(data: dict[str, Any], source: str = "pytest-benchmark") -> dict[str, Any]:
+    """Results dictionary from a pytest-benchmark JSON (``--benchmark-json``).
+
+    Kernel rows are the benchmarks whose ``extra_info`` has ``kernel`` and ``flops`` or ``bytes``;
+    dense rows those with ``method`` and ``image_size``; the references come from the
+    ``bench_reference`` rows (``kernel`` "sgemm" / "copy") or, failing that, from the ceilings the
+    kernel rows carry. The time used is each benchmark's fastest round (``stats.min``).
+    """
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise ValueError("not a pytest-benchmark JSON: it has no 'benchmarks' list")
+    res = new_results(source, {"pytest_benchmark": data.get("machine_info", {})})
+    peaks: dict[str, list[float]] = defaultdict(list)
+    skipped = 0
+    for b in data["benchmarks"]:
+        info = dict(b.get("extra_info") or {})
+        seconds = (b.get("stats") or {}).get("min")
+        if not seconds:
+            skipped += 1
+            continue
+        if "method" in info and "image_size" in info:
+            info["seconds"] = seconds * info.get("scale", 1.0)
+            info.setdefault("pixels", info["image_size"] ** 2)
+            res["dense"].append(info)
+        elif "kernel" in info and ("flops" in info or "bytes" in info):
+            kw = {k: info[k] for k in ("kernel", "direction", "config", "impl")}
+            kw["config"] = kw["config"] or b.get("name", "")
+            extra = {
+                k: v
+                for k, v in info.items()
+                if k not in kw and k not in ("seconds", "gflops", "gbs", "fraction_of_peak")
+            }
+            row = throughput_info(seconds=seconds, **kw, **extra)
+            if row["kernel"] == "sgemm":
+                peaks["sgemm"].append(row["gflops"])
+            elif row["kernel"] == "copy":
+                peaks["copy"].append(row["gbs"])
+            else:
+                res["throughput"].append(row)
+                if row.get("sgemm_peak_gflops"):
+                    peaks["sgemm_row"].append(row["sgemm_peak_gflops"])
+                if row.get("copy_bandwidth_gbs"):
+                    peaks["copy_row"].append(row["copy_bandwidth_gbs"])
+        else:
+            skipped += 1
+    ref = res["reference"]
+    ref["sgemm_gflops"] = max(peaks["sgemm"] or peaks["sgemm_row"] or [None], key=_none_low)
+    ref["copy_gbs"] = max(peaks["copy"] or peaks["copy_row"] or [None], key=_none_low)
+    res["speedups"] = speedups(res["dense"])
+    if skipped:
+        res["notes"].append(f"{skipped} benchmark(s) without throughput or dense info not plotted")
+    return res
+
+
+def _none_low(x: float | None) -> float:
+    return -math.inf if x is None else x
+
+
+# --------------------------------------------------------------------------------------------
+# files
+def write_json(results: dict[str, Any], path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1, sort_keys=False, default=_jsonable)
+        f.write("\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, tuple):
+        return list(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def load_results(path: str) -> dict[str, Any]:
+    """A results dictionary from ``path``: our own ``results.json`` or a pytest-benchmark JSON."""
+    with open(path) as f:
+        data = json.load(f)
+    if isinstance(data, dict) and data.get("schema") == SCHEMA:
+        return data
+    return from_pytest_benchmark(data, source=f"pytest-benchmark {os.path.basename(path)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+def _fmt(x: float | None, spec: str = ".3g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _ms(s: float | None) -> str:
+    return "-" if s is None else f"{s * 1e3:.1f}" if s * 1e3 >= 10 else f"{s * 1e3:.2f}"
+
+
+def throughput_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table pairing ours and PyTorch per (kernel, direction, config), with the ceiling.
+
+    The last lines give, per kernel, the geometric mean of PyTorch time / our time."""
+    pairs: dict[tuple, dict[str, dict]] = {}
+    others = []
+    for r in rows:
+        if r["impl"] in (OURS, PEER):
+            pairs.setdefault((r["kernel"], r["direction"], r["config"]), {})[r["impl"]] = r
+        else:
+            others.append(r)
+    lines = [
+        "| kernel | pass | configuration | ours (ms) | PyTorch (ms) | PyTorch/ours "
+        "| ours | PyTorch | ours / ceiling |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    ratios: dict[str, list[float]] = defaultdict(list)
+    for (kernel, direction, config), p in pairs.items():
+        ours, peer = p.get(OURS), p.get(PEER)
+        any_row = ours or peer
+        _, unit = rate(any_row)
+        ratio = None
+        if ours and peer and ours["seconds"] and peer["seconds"]:
+            ratio = peer["seconds"] / ours["seconds"]
+            ratios[kernel].append(ratio)
+        ceiling = any_row.get("sgemm_peak_gflops" if unit == "GFLOP/s" else "copy_bandwidth_gbs")
+        frac = ours.get("fraction_of_peak") if ours else None
+        lines.append(
+            f"| {kernel} | {direction} | {config} | {_ms(ours and ours['seconds'])} "
+            f"| {_ms(peer and peer['seconds'])} | {_fmt(ratio, '.2f')} "
+            f"| {_rate_str(ours)} | {_rate_str(peer)} "
+            f"| {'-' if frac is None else f'{100 * frac:.0f}%'} of {_fmt(ceiling, '.0f')} {unit} |"
+        )
+    for r in others:
+        lines.append(
+            f"\n{r['kernel']} {r['config']} ({r['impl']}): {_ms(r['seconds'])} ms, {_rate_str(r)}"
+        )
+    for kernel, rs in ratios.items():
+        gm = math.exp(sum(math.log(x) for x in rs) / len(rs))
+        lines.append(
+            f"\n{kernel}: geometric mean of PyTorch time / our time = {gm:.2f} over {len(rs)} pairs"
+        )
+    return "\n".join(lines)
+
+
+def _rate_str(row: dict[str, Any] | None) -> str:
+    if not row:
+        return "-"
+    value, unit = rate(row)
+    return "-" if value is None else f"{value:.1f} {unit}"
+
+
+def speedup_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of measured speedups over patch scanning beside the theoretical ratio."""
+    lines = [
+        "| network | patch | image | pass | method | speedup (measured) | theory (ops/pixel) "
+        "| patch scanning |",
+        "|---|---:|---:|---|---|---:|---:|---|",
+    ]
+    for r in sorted(
+        rows, key=lambda r: (r["network"], r["image_size"], r["pass"] != "forward", r["method"])
+    ):
+        how = (
+            f"sampled {r['patchwise_timed_pixels']} of {r['pixels']} pixels, scaled"
+            if r.get("patchwise_scaled")
+            else "all pixels timed"
+        )
+        lines.append(
+            f"| {r['network']} | {r['patch_size']} | {r['image_size']}x{r['image_size']} "
+            f"| {r['pass']} | {r['method']} | {r['speedup']:.0f}x "
+            f"| {_fmt(r.get('theory'), '.0f')}x "
+            f"| {how} |"
+        )
+    return "\n".join(lines)
+
+
+def dense_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of the raw dense times (seconds for the whole image)."""
+    lines = [
+        "| network | image | pass | method | seconds | timed pixels | ops/pixel |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['network']} | {r['image_size']}x{r['image_size']} | {r['pass']} "
+            f"| {r['method']} | {r['seconds']:.4g} | {r.get('timed_pixels', r.get('pixels'))} "
+            f"| {_fmt(r.get('ops_per_pixel'), '.3g')} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The whole report: machine, references, throughput, speedups, raw dense times, notes."""
+    ref = results.get("reference", {})
+    m = results.get("machine", {})
+    out = [f"# cnncore benchmarks ({results.get('source', '')})", ""]
+    if m.get("processor"):
+        out.append(
+            f"Machine: {m.get('processor')}, {m.get('threads')} threads (ours and PyTorch); "
+            f"NumPy {m.get('numpy')}, PyTorch {m.get('torch')}."
+        )
+    out.append(
+        f"References measured in the same run: sgemm peak {_fmt(ref.get('sgemm_gflops'), '.0f')} "
+        f"GFLOP/s, copy bandwidth {_fmt(ref.get('copy_gbs'), '.1f')} GB/s. Times are the fastest "
+        "of the repetitions."
+    )
+    if results.get("throughput"):
+        out += ["", "## Kernel throughput", "", throughput_table(results["throughput"])]
+    if results.get("speedups"):
+        out += ["", "## Speedup over patch scanning", "", speedup_table(results["speedups"])]
+    if results.get("dense"):
+        out += ["", "## Dense inference times", "", dense_table(results["dense"])]
+    if results.get("notes"):
+        out += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
+    return "\n".join(out) + "\n"
