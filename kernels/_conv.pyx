@@ -258,6 +258,17 @@ cdef Py_ssize_t acc_rows_for(Py_ssize_t K, Py_ssize_t Wp, Py_ssize_t Ho) noexcep
     return n
 
 
+_path = "auto"
+
+
+def set_path(name):
+    """Force the stride-1 strategy: "auto" (default), "im2col" or "shifted" (for benchmarks)."""
+    global _path
+    if name not in ("auto", "im2col", "shifted"):
+        raise ValueError(f"path must be 'auto', 'im2col' or 'shifted', got {name!r}")
+    _path = name
+
+
 def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, Py_ssize_t Wo):
     """Whether conv2d takes the stride-1 shifted-GEMM path (no column buffer) for this layer.
 
@@ -266,6 +277,8 @@ def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, P
     """
     if stride[0] != 1 or stride[1] != 1 or (kernel[0] == 1 and kernel[1] == 1):
         return False
+    if _path != "auto":
+        return _path == "shifted"
     return C >= 32 and K >= 16
 
 
