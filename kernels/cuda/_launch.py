@@ -1,0 +1,190 @@
+"""Launch helpers shared by the CUDA twins: device arrays in and out, grid sizes, fills, copies.
+
+Every 1-D kernel here walks its index space with a grid-stride loop, so any launch configuration
+covers it; ``config(n)`` picks (blocks, threads) with the grid rounded up and capped.  Tests change
+the configuration with ``launch_config(threads=..., max_blocks=...)`` to exercise partial blocks and
+the stride loop.  Arrays are float32 (int64 for pooling indices), C-contiguous on the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+from numba import cuda, float32
+
+# Threads per block of the 1-D kernels, and the cap on blocks (grid-stride loops cover the rest).
+THREADS = 256
+MAX_BLOCKS = 65535
+# Threads per block of the reduction kernels (a power of two: the shared tree halves it).
+RED_THREADS = 128
+
+_config = {"threads": THREADS, "max_blocks": MAX_BLOCKS}
+
+
+@contextlib.contextmanager
+def launch_config(threads: int | None = None, max_blocks: int | None = None):
+    """Temporarily launch the 1-D kernels with ``threads`` per block and at most ``max_blocks``."""
+    old = dict(_config)
+    if threads is not None:
+        _config["threads"] = int(threads)
+    if max_blocks is not None:
+        _config["max_blocks"] = int(max_blocks)
+    try:
+        yield
+    finally:
+        _config.update(old)
+
+
+def config(n: int) -> tuple[int, int]:
+    """(blocks, threads) for ``n`` work items: the grid rounded up, capped at ``max_blocks``."""
+    threads = _config["threads"]
+    blocks = (max(int(n), 1) + threads - 1) // threads
+    return min(blocks, _config["max_blocks"]), threads
+
+
+def red_threads() -> int:
+    """Threads per block of a reduction: a power of two, at most RED_THREADS and the 1-D setting."""
+    n = min(RED_THREADS, _config["threads"])
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+def red_blocks(n: int) -> int:
+    """Blocks of a reduction with one block per result (block-stride loop past the cap)."""
+    return max(1, min(int(n), _config["max_blocks"]))
+
+
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for a >= 0, b > 0."""
+    return (a + b - 1) // b
+
+
+def f32(x: float) -> np.float32:
+    """A float32 scalar argument (a Python float would make the kernel compute in float64)."""
+    return np.float32(x)
+
+
+def is_device_array(a: Any) -> bool:
+    return hasattr(a, "__cuda_array_interface__") or hasattr(a, "__cuda_ndarray__")
+
+
+def device(a: Any, dtype: Any = np.float32) -> Any:
+    """A C-contiguous Numba device array of ``dtype`` viewing (or, if it must, copying) ``a``.
+
+    ``a`` is a Numba device array (real or simulated) or any object with
+    ``__cuda_array_interface__`` (CuPy, PyTorch CUDA: zero-copy).  Non-contiguous arrays are copied
+    on the device; the data never goes through the host.  Dtypes are trusted (validated above).
+    """
+    if not hasattr(a, "__cuda_ndarray__"):  # CuPy / PyTorch: wrap without copying
+        a = cuda.as_cuda_array(a)
+    if np.dtype(a.dtype) != np.dtype(dtype):
+        raise TypeError(f"expected a {np.dtype(dtype)} device array, got {a.dtype}")
+    if a.is_c_contiguous():
+        return a
+    out = cuda.device_array(a.shape, dtype=a.dtype)
+    src, dst = _as4d(a), out.reshape(_shape4d(a.shape))
+    blocks, threads = config(out.size)
+    _copy4d[blocks, threads](src, dst, out.size)
+    return out
+
+
+def empty(shape: Any, dtype: Any = np.float32) -> Any:
+    return cuda.device_array(tuple(int(s) for s in shape), dtype=dtype)
+
+
+def full(shape: Any, value: float, dtype: Any = np.float32) -> Any:
+    out = empty(shape, dtype)
+    if out.size:
+        blocks, threads = config(out.size)
+        _fill[blocks, threads](out.reshape(out.size), value, out.size)
+    return out
+
+
+def zeros(shape: Any, dtype: Any = np.float32) -> Any:
+    return full(shape, 0, dtype)
+
+
+def flat(a: Any) -> Any:
+    """1-D view of a C-contiguous device array (no copy)."""
+    return a.reshape(a.size)
+
+
+def _shape4d(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) > 4:
+        raise ValueError(f"at most 4 dimensions are supported, got shape {shape}")
+    return (1,) * (4 - len(shape)) + shape
+
+
+def _as4d(a: Any) -> Any:
+    """A strided 4-D view of a device array of at most 4 dimensions (leading axes of length 1)."""
+    if a.ndim == 4:
+        return a
+    idx = (None,) * (4 - a.ndim)
+    if hasattr(a, "__cuda_ndarray__") and hasattr(a, "_ary"):  # simulator: a NumPy view
+        return type(a)(a._ary[idx])
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
+    strides = (0,) * (4 - a.ndim) + tuple(a.strides)
+    return DeviceNDArray(_shape4d(a.shape), strides, a.dtype, gpu_data=a.gpu_data)
+
+
+@cuda.jit
+def _fill(out, value, n):
+    # out: (n,) flat
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[i] = value
+
+
+@cuda.jit
+def _copy4d(src, dst, n):
+    # src: any strides, dst: C-contiguous, both (A, B, C, D)
+    _, B, C, D = dst.shape
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        d = i % D
+        c = (i // D) % C
+        b = (i // (C * D)) % B
+        a = i // (B * C * D)
+        dst[a, b, c, d] = src[a, b, c, d]
+
+
+@cuda.jit
+def _sum_middle(x, N, K, P, divisor, out):
+    # out[k] = (sum over n < N, p < P of x[(n*K + k)*P + p]) / divisor; one block per k;
+    # blockDim.x is a power of two <= RED_THREADS
+    part = cuda.shared.array(RED_THREADS, float32)
+    tid = cuda.threadIdx.x
+    for k in range(cuda.blockIdx.x, K, cuda.gridDim.x):
+        s = float32(0.0)
+        for t in range(tid, N * P, cuda.blockDim.x):
+            n = t // P
+            s += x[(n * K + k) * P + t - n * P]
+        part[tid] = s
+        cuda.syncthreads()
+        step = cuda.blockDim.x // 2
+        while step > 0:  # tree over the block's partial sums
+            if tid < step:
+                part[tid] += part[tid + step]
+            cuda.syncthreads()
+            step //= 2
+        if tid == 0:
+            out[k] = part[0] / divisor
+        cuda.syncthreads()
+
+
+def sum_middle(x: Any, N: int, K: int, P: int, divisor: float = 1.0, out: Any = None) -> Any:
+    """``x.reshape(N, K, P).sum(axis=(0, 2)) / divisor`` as a (K,) device array (``out`` if given).
+
+    ``x`` is a C-contiguous float32 device array of N*K*P elements: conv2d's bias gradient is
+    (N, K, Ho*Wo), linear's is (N, K, 1), a total is (1, 1, n).
+    """
+    if out is None:
+        out = empty((K,))
+    _sum_middle[red_blocks(K), red_threads()](flat(x), N, K, P, f32(divisor), out)
+    return out
+
+
+def to_host(a: Any) -> np.ndarray:
+    """Copy a device array to a NumPy array (tests and benchmarks only; kernels never call it)."""
+    return a.copy_to_host()
