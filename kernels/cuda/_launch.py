@@ -89,6 +89,18 @@ def device(a: Any, dtype: Any = np.float32) -> Any:
     return out
 
 
+def inplace(a: Any, dtype: Any = np.float32) -> Any:
+    """A Numba device array viewing ``a`` (never a copy): for arrays a kernel updates in place."""
+    if not hasattr(a, "__cuda_ndarray__"):
+        a = cuda.as_cuda_array(a)
+    if np.dtype(a.dtype) != np.dtype(dtype) or not a.is_c_contiguous():
+        raise ValueError(
+            f"an array updated in place must be a C-contiguous {np.dtype(dtype)} device array, "
+            f"got dtype {a.dtype}, shape {tuple(a.shape)}, strides {tuple(a.strides)}"
+        )
+    return a
+
+
 def empty(shape: Any, dtype: Any = np.float32) -> Any:
     return cuda.device_array(tuple(int(s) for s in shape), dtype=dtype)
 

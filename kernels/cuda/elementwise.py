@@ -43,7 +43,7 @@ def add(a: Any, b: Any) -> Any:
 
 def axpy(alpha: float, x: Any, y: Any) -> Any:
     """``y += alpha * x`` in place on the device array ``y``; returns ``y``."""
-    x = L.device(x)
+    x, y = L.device(x), L.inplace(y)
     blocks, threads = L.config(x.size)
     _axpy[blocks, threads](L.f32(alpha), L.flat(x), L.flat(y), x.size)
     return y
