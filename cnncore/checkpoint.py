@@ -81,7 +81,7 @@ def save_checkpoint(
         for j, entry in sd["state"].items():
             arrays[f"optim/{j}/momentum_buffer"] = np.asarray(entry["momentum_buffer"])
     try:
-        meta_json = json.dumps(meta, allow_nan=False)
+        meta_json = json.dumps(meta)
     except (TypeError, ValueError) as e:
         raise TypeError(
             f"checkpoint metadata (extra, states) must be JSON-serialisable: {e}"
