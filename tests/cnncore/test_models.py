@@ -111,3 +111,165 @@ def test_patch_network_receptive_fields_by_gradient():
     assert receptive_extent(load_into_torch(models.toy15(), torch_toy15()), 3, 15) == (15, 15)
     # pixel65's odd-sized pools drop the last row and column: 60 of the 65 rows are seen
     assert receptive_extent(load_into_torch(models.pixel65(), torch_pixel65()), 3, 65) == (60, 60)
+
+
+# -- the lecture's architectures: the papers' tables ----------------------------------------------
+def conv_params(cin: int, cout: int, k: int) -> int:
+    return cin * cout * k * k + cout
+
+
+def fc_params(fin: int, fout: int) -> int:
+    return fin * fout + fout
+
+
+def rows_of(model):
+    from cnncore.summary import summary
+
+    return {r["name"]: r for r in summary(model)}
+
+
+def test_alexnet_table():
+    model = models.alexnet()
+    assert model.input_shape == (3, 227, 227)
+    rows = rows_of(model)
+    from tests.cnncore.test_summary import assert_summary_matches_torch
+
+    assert_summary_matches_torch(model)
+    names = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+    neurons = [int(np.prod(rows[n]["output_shape"])) for n in names]
+    # the lecture's neurons per layer (Krizhevsky et al. 2012, section 3.5 with a 227 input)
+    assert neurons == [290400, 186624, 64896, 64896, 43264, 4096, 4096, 1000]
+    expected = (
+        conv_params(3, 96, 11)
+        + conv_params(96, 256, 5)
+        + conv_params(256, 384, 3)
+        + conv_params(384, 384, 3)
+        + conv_params(384, 256, 3)
+        + fc_params(9216, 4096)
+        + fc_params(4096, 4096)
+        + fc_params(4096, 1000)
+    )
+    total = sum(r["params"] for r in rows.values())
+    assert total == expected == 62_378_344
+    # the paper's two towers halve the inputs of conv2, conv4 and conv5: 60,965,224 ("60 million")
+    grouped = total - (96 * 256 * 25 + 384 * 384 * 9 + 384 * 256 * 9) // 2
+    assert grouped == 60_965_224
+    layer_names = list(rows)
+    assert layer_names[:4] == ["conv1", "relu1", "norm1", "pool1"]
+    assert layer_names[-7:] == ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
+    small = models.alexnet(num_classes=10)
+    assert small.fc8.out_features == 10
+
+
+@pytest.mark.parametrize(
+    ("config", "millions"),
+    [("A", 133), ("A-LRN", 133), ("B", 133), ("C", 134), ("D", 138), ("E", 144)],
+)
+def test_vgg_parameter_counts(config, millions):
+    model = models.vgg(config)
+    rows = rows_of(model)
+    total = sum(r["params"] for r in rows.values())
+    assert round(total / 1e6) == millions  # Simonyan and Zisserman 2015, Table 2
+    convs = [n for n in rows if n.startswith("conv")]
+    n_weight_layers = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}[config]
+    assert len(convs) + 3 == n_weight_layers
+    assert ("norm1" in rows) == (config == "A-LRN")
+    assert rows["pool5"]["output_shape"] == (512, 7, 7)
+    assert rows["fc8"]["output_shape"] == (1000,)
+    if config == "C":  # the 1x1 convolutions close stages 3, 4 and 5
+        assert [getattr(model, f"conv{s}_3").kernel_size for s in (3, 4, 5)] == [(1, 1)] * 3
+    if config == "E":
+        from tests.cnncore.test_summary import assert_summary_matches_torch
+
+        assert_summary_matches_torch(model)
+
+
+def test_vgg_bad_config():
+    with pytest.raises(ValueError, match="config"):
+        models.vgg("F")
+
+
+# Szegedy et al. 2015, Table 1: output size, depth, widths, params (K), ops (M)
+GOOGLENET_TABLE = {
+    "3a": (28, 256, (64, 96, 128, 16, 32, 32), 159, 128),
+    "3b": (28, 480, (128, 128, 192, 32, 96, 64), 380, 304),
+    "4a": (14, 512, (192, 96, 208, 16, 48, 64), 364, 73),
+    "4b": (14, 512, (160, 112, 224, 24, 64, 64), 437, 88),
+    "4c": (14, 512, (128, 128, 256, 24, 64, 64), 463, 100),
+    "4d": (14, 528, (112, 144, 288, 32, 64, 64), 580, 119),
+    "4e": (14, 832, (256, 160, 320, 32, 128, 128), 840, 170),
+    "5a": (7, 832, (256, 160, 320, 32, 128, 128), 1072, 54),
+    "5b": (7, 1024, (384, 192, 384, 48, 128, 128), 1388, 71),
+}
+
+
+def test_googlenet_table():
+    rows = rows_of(models.googlenet())
+    blocks = [n for n in rows if n.startswith("inception")]
+    assert [n[-2:] for n in blocks] == list(GOOGLENET_TABLE)
+    cin = 192
+    for name, (size, depth, widths, _paper_k, paper_ops) in GOOGLENET_TABLE.items():
+        row = rows[f"inception_{name}"]
+        assert row["type"] == "Inception"
+        assert row["output_shape"] == (depth, size, size)
+        c1, r3, c3, r5, c5, pp = widths
+        weights = cin * c1 + cin * r3 + r3 * c3 * 9 + cin * r5 + r5 * c5 * 25 + cin * pp
+        assert row["params"] == weights + sum(widths)  # plus one bias per filter
+        assert row["macs"] == weights * size * size
+        if name != "5a":
+            assert abs(row["macs"] / 1e6 - paper_ops) < 1, name  # the table's rounding
+        cin = depth
+    # Table 1 prints 54M for 5a, but its own widths give 160+... = 1.04M weights at 7x7 = 51M;
+    # its params column disagrees with its widths for 4a, 4c, 4d, 4e, 5a and 5b likewise.
+    assert round(rows["inception_5a"]["macs"] / 1e6) == 51
+    # conv2 (3x3 reduce 64, 3x3 192): 112K params, 360M ops; the classifier 1000K, 1M
+    conv2 = rows["conv2_reduce"]["macs"] + rows["conv2"]["macs"]
+    assert round(conv2 / 1e6) == 360
+    assert round((rows["conv2_reduce"]["params"] + rows["conv2"]["params"]) / 1024) == 112
+    assert round(rows["fc"]["params"] / 1024) == 1001 and round(rows["fc"]["macs"] / 1e6) == 1
+    assert rows["pool5"]["output_shape"] == (1024, 1, 1)
+    total = sum(r["params"] for r in rows.values())
+    assert 6.95e6 < total < 7.05e6  # Table 1's params column sums to 6.8M (see above)
+
+
+def test_nin_parameters():
+    rows = rows_of(models.nin())
+    expected = (
+        conv_params(3, 96, 11)
+        + 2 * conv_params(96, 96, 1)
+        + conv_params(96, 256, 5)
+        + 2 * conv_params(256, 256, 1)
+        + conv_params(256, 384, 3)
+        + 2 * conv_params(384, 384, 1)
+        + conv_params(384, 1024, 3)
+        + conv_params(1024, 1024, 1)
+        + conv_params(1024, 1000, 1)
+    )
+    total = sum(r["params"] for r in rows.values())
+    assert total == expected
+    assert round(total / 1e6, 1) in (7.5, 7.6)  # "7.5M" (the released model is 30 MB)
+    assert list(rows)[-1] == "pool4" and rows["pool4"]["output_shape"] == (1000, 1, 1)
+    assert "linear" not in "".join(r["type"].lower() for r in rows.values())
+
+
+@pytest.mark.parametrize(
+    ("build", "sizes"),
+    [
+        # (Zeiler and Fergus 2013, Figure 3): 110, 55, 26, 13, 13, 13, 13, 6
+        (models.clarifai, {"conv1": 110, "pool1": 55, "conv2": 26, "pool2": 13, "pool5": 6}),
+        # OverFeat fast (Sermanet et al. 2014, Table 1): 56, 28, 24, 12, 12, 12, 12, 6
+        (models.overfeat, {"conv1": 56, "pool1": 28, "conv2": 24, "pool2": 12, "pool5": 6}),
+        # Chatfield et al. 2014 (the released models' sizes)
+        (models.cnn_f, {"conv1": 54, "pool1": 27, "conv2": 27, "pool2": 13, "pool5": 6}),
+        (models.cnn_m, {"conv1": 109, "pool1": 54, "conv2": 26, "pool2": 13, "pool5": 6}),
+        (models.cnn_s, {"conv1": 109, "pool1": 36, "conv2": 34, "pool2": 17, "pool5": 6}),
+    ],
+)
+def test_other_imagenet_models(build, sizes):
+    model = build(num_classes=20)
+    rows = rows_of(model)
+    assert {n: rows[n]["output_shape"][1] for n in sizes} == sizes
+    assert rows["fc8"]["output_shape"] == (20,)
+    if build is models.overfeat:  # "145M parameters" at 1000 classes
+        total = sum(r["params"] for r in rows.values()) + 4096 * 980 + 980
+        assert abs(total / 1e6 - 145) < 1
