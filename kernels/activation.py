@@ -1,0 +1,104 @@
+"""Dispatcher for activations and softmax: the CPU (Cython ``_pointwise``) or GPU (Numba CUDA) twin.
+
+Twin signatures (``cnncore_kernels._pointwise`` and ``cnncore_kernels.cuda.activation`` alike;
+inputs validated by ``cnncore.functional.activation``: C-contiguous arrays of one float dtype and
+one shape, ``axis`` a non-negative int below ``ndim``; each returns a new array of that shape):
+
+- ``relu(x) -> y``,  ``relu_backward(dy, x) -> dx``  (dx = dy where x > 0, else 0)
+- ``tanh(x) -> y``,  ``tanh_backward(dy, y) -> dx``  (y = tanh(x); dx = dy * (1 - y*y))
+- ``softmax(x, axis) -> y``,  ``log_softmax(x, axis) -> y``
+- ``softmax_backward(dy, y, axis) -> dx``  (y = softmax output; dx = y * (dy - sum(dy*y)))
+- ``log_softmax_backward(dy, y, axis) -> dx``  (y = log_softmax output; dx = dy - exp(y)*sum(dy))
+"""
+
+from __future__ import annotations
+
+from cnncore_kernels.arrays import is_cuda_array
+
+
+def relu(x):
+    # inputs validated by cnncore.functional.relu
+    if is_cuda_array(x):
+        from cnncore_kernels.cuda import activation as gpu
+
+        return gpu.relu(x)
+    from cnncore_kernels import _pointwise
+
+    return _pointwise.relu(x)
+
+
+def relu_backward(dy, x):
+    # inputs validated by cnncore.functional.relu_backward
+    if is_cuda_array(x):
+        from cnncore_kernels.cuda import activation as gpu
+
+        return gpu.relu_backward(dy, x)
+    from cnncore_kernels import _pointwise
+
+    return _pointwise.relu_backward(dy, x)
+
+
+def tanh(x):
+    # inputs validated by cnncore.functional.tanh
+    if is_cuda_array(x):
+        from cnncore_kernels.cuda import activation as gpu
+
+        return gpu.tanh(x)
+    from cnncore_kernels import _pointwise
+
+    return _pointwise.tanh(x)
+
+
+def tanh_backward(dy, y):
+    # inputs validated by cnncore.functional.tanh_backward
+    if is_cuda_array(y):
+        from cnncore_kernels.cuda import activation as gpu
+
+        return gpu.tanh_backward(dy, y)
+    from cnncore_kernels import _pointwise
+
+    return _pointwise.tanh_backward(dy, y)
+
+
+def softmax(x, axis):
+    # inputs validated by cnncore.functional.softmax
+    if is_cuda_array(x):
+        from cnncore_kernels.cuda import activation as gpu
+
+        return gpu.softmax(x, axis)
+    from cnncore_kernels import _pointwise
+
+    return _pointwise.softmax(x, axis)
+
+
+def log_softmax(x, axis):
+    # inputs validated by cnncore.functional.log_softmax
+    if is_cuda_array(x):
+        from cnncore_kernels.cuda import activation as gpu
+
+        return gpu.log_softmax(x, axis)
+    from cnncore_kernels import _pointwise
+
+    return _pointwise.log_softmax(x, axis)
+
+
+def softmax_backward(dy, y, axis):
+    # inputs validated by cnncore.functional.softmax_backward
+    if is_cuda_array(y):
+        from cnncore_kernels.cuda import activation as gpu
+
+        return gpu.softmax_backward(dy, y, axis)
+    from cnncore_kernels import _pointwise
+
+    return _pointwise.softmax_backward(dy, y, axis)
+
+
+def log_softmax_backward(dy, y, axis):
+    # inputs validated by cnncore.functional.log_softmax_backward
+    if is_cuda_array(y):
+        from cnncore_kernels.cuda import activation as gpu
+
+        return gpu.log_softmax_backward(dy, y, axis)
+    from cnncore_kernels import _pointwise
+
+    return _pointwise.log_softmax_backward(dy, y, axis)

@@ -1,0 +1,44 @@
+"""Dispatcher for the fully connected layer: NumPy/BLAS on the CPU or the Numba CUDA twin.
+
+Twin signatures (``cnncore_kernels.cuda.linear`` matches these; inputs validated by
+``cnncore.functional.linear``: C-contiguous arrays of one float dtype, x (N, in), weight
+(out, in), bias (out,) or None, dy (N, out)):
+
+- ``linear(x, weight, bias) -> y``: ``y = x @ weight.T + bias``, (N, out)
+- ``linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias) -> (dx, dweight, dbias)``:
+  ``dx = dy @ weight`` (N, in), ``dweight = dy.T @ x`` (out, in), ``dbias = dy.sum(0)`` (out,);
+  the ones not needed are None.
+
+On the CPU the GEMMs are NumPy's ``matmul``, i.e. its BLAS (transposes are passed as flags, not
+copied); there is no Cython twin because there is no loop left to write.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnncore_kernels.arrays import is_cuda_array
+
+
+def linear(x, weight, bias):
+    # inputs validated by cnncore.functional.linear
+    if is_cuda_array(x):
+        from cnncore_kernels.cuda import linear as gpu
+
+        return gpu.linear(x, weight, bias)
+    y = np.matmul(x, weight.T)
+    if bias is not None:
+        y += bias
+    return y
+
+
+def linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias):
+    # inputs validated by cnncore.functional.linear_backward
+    if is_cuda_array(x):
+        from cnncore_kernels.cuda import linear as gpu
+
+        return gpu.linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias)
+    dx = np.matmul(dy, weight) if need_dx else None
+    dweight = np.matmul(dy.T, x) if need_dweight else None
+    dbias = dy.sum(axis=0) if need_dbias else None
+    return dx, dweight, dbias
