@@ -79,6 +79,26 @@ def test_patch_networks_match_the_spec(build, twin, patch, out_shape):
     assert tuple(t(torch.zeros(2, 3, patch, patch, dtype=torch.float64)).shape) == out_shape
 
 
+@pytest.mark.parametrize(
+    ("build", "twin"), [(models.toy15, torch_toy15), (models.pixel65, torch_pixel65)]
+)
+def test_patch_networks_forward_and_backward_match_torch(build, twin):
+    model = build().double()
+    t = load_into_torch(model, twin())
+    x = np.random.default_rng(2).standard_normal((2, *model.input_shape))
+    y = model(x)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty = t(tx)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    dy = np.random.default_rng(3).standard_normal(y.shape)
+    dx = model.backward(dy)
+    ty.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    tparams = dict(t.named_parameters())
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_patch_networks_options():
     t = load_into_torch(models.toy15(in_channels=1, num_classes=5), torch_toy15(1, 5))
     assert tuple(t(torch.zeros(1, 1, 15, 15, dtype=torch.float64)).shape) == (1, 5, 1, 1)
@@ -157,8 +177,6 @@ def test_alexnet_table():
     layer_names = list(rows)
     assert layer_names[:4] == ["conv1", "relu1", "norm1", "pool1"]
     assert layer_names[-7:] == ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
-    small = models.alexnet(num_classes=10)
-    assert small.fc8.out_features == 10
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -261,6 +262,25 @@ def test_pixel_net_redundancy_documented():
                 per_position += m.in_features * m.out_features
         total = sum(r["macs"] for r in summary(model))
         assert round(total / per_position) == ratio
+
+
+# -- shapes against our own forward pass -----------------------------------------------------------
+@pytest.mark.parametrize("build", [models.toy15, models.pixel65])
+def test_summary_shapes_match_forward(build):
+    model = build().eval()
+    x = np.random.default_rng(0).random((2, *model.input_shape), dtype=np.float32)
+    rows = summary(model)
+    for r, child in zip(rows, model, strict=True):
+        x = child(x)
+        assert tuple(x.shape[1:]) == r["output_shape"], r["name"]
+        assert r["params"] == sum(p.data.size for p in child.parameters())
+
+
+def test_inception_row_matches_forward():
+    model = models.googlenet()
+    row = {r["name"]: r for r in summary(model)}["inception_3a"]
+    x = np.random.default_rng(1).random((1, 192, 28, 28), dtype=np.float32)
+    assert tuple(model.inception_3a.eval()(x).shape[1:]) == row["output_shape"]
 
 
 # -- table formatting ------------------------------------------------------------------------------
