@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from cnncore import functional as F
 from cnncore.nn.module import Module, grad_enabled
 
@@ -44,42 +42,38 @@ class Tanh(Module):
         return F.tanh_backward(dy, self._y)
 
 
-def _host(a: Any, what: str) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{what} runs on CPU (NumPy) arrays, got {type(a).__name__}")
-    return a
-
-
 class Softmax(Module):
-    """Softmax over the class axis 1: (N, K) or (N, K, H, W) -> same shape.  Caches its output."""
+    """Softmax over ``dim`` (default 1, the class axis of (N, K) or (N, K, H, W)), as
+    ``torch.nn.Softmax(dim=1)``.  Caches its output."""
 
-    def __init__(self) -> None:
+    def __init__(self, dim: int = 1) -> None:
+        self.dim = int(dim)
         self._y = None
 
     def forward(self, x: Any) -> Any:
-        y = F.softmax(x)
+        y = F.softmax(x, self.dim)
         self._y = y if grad_enabled() else None
         return y
 
     def backward(self, dy: Any) -> Any:
         if self._y is None:
             raise RuntimeError("Softmax.backward needs a forward pass with gradients enabled first")
-        y = self._y
-        dy = _host(dy, "Softmax.backward")
-        if dy.shape != y.shape:
-            raise ValueError(f"dy must have shape {tuple(y.shape)}, got {tuple(dy.shape)}")
-        # dx_i = y_i * (dy_i - sum_j dy_j y_j)
-        return y * (dy - np.sum(dy * y, axis=1, keepdims=True))
+        return F.softmax_backward(dy, self._y, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
 
 
 class LogSoftmax(Module):
-    """Log-softmax over the class axis 1: (N, K) or (N, K, H, W).  Caches its output."""
+    """Log-softmax over ``dim`` (default 1), as ``torch.nn.LogSoftmax(dim=1)``.  Caches its
+    output."""
 
-    def __init__(self) -> None:
+    def __init__(self, dim: int = 1) -> None:
+        self.dim = int(dim)
         self._y = None
 
     def forward(self, x: Any) -> Any:
-        y = F.log_softmax(x)
+        y = F.log_softmax(x, self.dim)
         self._y = y if grad_enabled() else None
         return y
 
@@ -88,9 +82,7 @@ class LogSoftmax(Module):
             raise RuntimeError(
                 "LogSoftmax.backward needs a forward pass with gradients enabled first"
             )
-        y = self._y
-        dy = _host(dy, "LogSoftmax.backward")
-        if dy.shape != y.shape:
-            raise ValueError(f"dy must have shape {tuple(y.shape)}, got {tuple(dy.shape)}")
-        # dx_i = dy_i - softmax_i * sum_j dy_j
-        return dy - np.exp(y) * np.sum(dy, axis=1, keepdims=True)
+        return F.log_softmax_backward(dy, self._y, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
