@@ -291,3 +291,17 @@ def test_other_imagenet_models(build, sizes):
     if build is models.overfeat:  # "145M parameters" at 1000 classes
         total = sum(r["params"] for r in rows.values()) + 4096 * 980 + 980
         assert abs(total / 1e6 - 145) < 1
+
+
+def test_num_classes_of_small_imagenet_models():
+    assert rows_of(models.nin(num_classes=10))["pool4"]["output_shape"] == (10, 1, 1)
+    assert rows_of(models.googlenet(num_classes=7))["fc"]["output_shape"] == (7,)
+    builders = [models.alexnet, models.clarifai, models.overfeat, models.vgg, models.cnn_f]
+    builders += [models.cnn_m, models.cnn_s, models.nin, models.googlenet]
+    for build in builders:  # refused before anything is allocated
+        with pytest.raises(ValueError, match="num_classes"):
+            build(num_classes=0)
+        with pytest.raises(TypeError, match="num_classes"):
+            build(num_classes="10")
+    with pytest.raises(ValueError, match="patch_size"):
+        models.pixel_net(100)
