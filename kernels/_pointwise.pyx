@@ -16,14 +16,15 @@ Choices:
   (N, K, H, W) streams contiguous rows.  Units run in parallel.
 - float32 exponentials use ``cnn_expf`` below, a Cephes-style polynomial that the compiler
   vectorises (within 2 ulp of exp over the float range, checked by the tests); float64 uses
-  libm's ``exp``.  All reductions subtract the maximum first.
+  libm's ``exp``.  Exponentials take ``x - max`` (no overflow); sums over ``K`` accumulate in
+  double.
 """
 
 import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, log, logf
+from libc.math cimport exp, log
 from libc.stdint cimport int64_t
 
 cdef extern from *:
@@ -67,13 +68,6 @@ cdef inline floating fexp(floating x) noexcept nogil:
         return cnn_expf(x)
     else:
         return exp(x)
-
-
-cdef inline floating flog(floating x) noexcept nogil:
-    if floating is float:
-        return logf(x)
-    else:
-        return log(x)
 
 
 cdef enum:
@@ -186,8 +180,9 @@ cdef void column_max(const floating* x, floating* mx, Py_ssize_t K, Py_ssize_t i
 cdef void softmax_unit(const floating* x, floating* y, Py_ssize_t K, Py_ssize_t inner,
                        Py_ssize_t L, bint log_out) noexcept nogil:
     # softmax: y = exp(x - m) / sum exp(x - m); log_softmax: y = (x - m) - log(sum exp(x - m))
+    # (sums accumulate in double)
     cdef floating mx[COLS]
-    cdef floating sm[COLS]
+    cdef double sm[COLS]
     cdef Py_ssize_t k, i
     cdef const floating* xr
     cdef floating* yr
@@ -204,26 +199,26 @@ cdef void softmax_unit(const floating* x, floating* y, Py_ssize_t K, Py_ssize_t 
             sm[i] += e
     if log_out:
         for i in range(L):
-            sm[i] = flog(sm[i])
+            sm[i] = log(sm[i])
         for k in range(K):
             xr = x + k * inner
             yr = y + k * inner
             for i in range(L):
-                yr[i] = (xr[i] - mx[i]) - sm[i]
+                yr[i] = (xr[i] - mx[i]) - <floating> sm[i]
     else:
         for i in range(L):
             sm[i] = 1 / sm[i]
         for k in range(K):
             yr = y + k * inner
             for i in range(L):
-                yr[i] = yr[i] * sm[i]
+                yr[i] = yr[i] * <floating> sm[i]
 
 
 cdef void softmax_backward_unit(const floating* dy, const floating* y, floating* dx,
                                 Py_ssize_t K, Py_ssize_t inner, Py_ssize_t L,
                                 bint log_out) noexcept nogil:
-    # softmax: dx = y * (dy - sum_k dy y); log_softmax: dx = dy - exp(y) * sum_k dy
-    cdef floating acc[COLS]
+    # softmax: dx = y * (dy - sum_k dy y); log_softmax: dx = dy - exp(y) * sum_k dy (sums in double)
+    cdef double acc[COLS]
     cdef Py_ssize_t k, i
     cdef const floating* dyr
     cdef const floating* yr
@@ -238,17 +233,17 @@ cdef void softmax_backward_unit(const floating* dy, const floating* y, floating*
                 acc[i] += dyr[i]
         else:
             for i in range(L):
-                acc[i] += dyr[i] * yr[i]
+                acc[i] += <double> dyr[i] * yr[i]
     for k in range(K):
         dyr = dy + k * inner
         yr = y + k * inner
         dxr = dx + k * inner
         if log_out:
             for i in range(L):
-                dxr[i] = dyr[i] - fexp(yr[i]) * acc[i]
+                dxr[i] = dyr[i] - fexp(yr[i]) * <floating> acc[i]
         else:
             for i in range(L):
-                dxr[i] = yr[i] * (dyr[i] - acc[i])
+                dxr[i] = yr[i] * (dyr[i] - <floating> acc[i])
 
 
 cdef double cross_entropy_unit(const floating* x, const int64_t* t, floating* d, Py_ssize_t K,
@@ -257,7 +252,7 @@ cdef double cross_entropy_unit(const floating* x, const int64_t* t, floating* d,
     # Returns sum over counted columns (t != ignore) of -log softmax(x)[t]; writes
     # d = (softmax(x) - onehot(t)) * scale on counted columns and 0 on ignored ones.
     cdef floating mx[COLS]
-    cdef floating sm[COLS]
+    cdef double sm[COLS]
     cdef Py_ssize_t k, i
     cdef const floating* xr
     cdef floating* dr
@@ -276,12 +271,12 @@ cdef double cross_entropy_unit(const floating* x, const int64_t* t, floating* d,
     for i in range(L):
         if t[i] != ignore:
             # -log_softmax[t] = log(sum) - (x[t] - m), as torch's log_softmax + nll_loss
-            loss += flog(sm[i]) - (x[t[i] * inner + i] - mx[i])
+            loss += log(sm[i]) - (x[t[i] * inner + i] - mx[i])
         sm[i] = 1 / sm[i]
     for k in range(K):
         dr = d + k * inner
         for i in range(L):
-            e = dr[i] * sm[i] - (1 if t[i] == k else 0)
+            e = dr[i] * <floating> sm[i] - (1 if t[i] == k else 0)
             dr[i] = e * scale if t[i] != ignore else 0
     return loss
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import numpy as np
+
 from cnncore import _validate as v
 from cnncore_kernels import activation as _k
 
 
 def _array(x: Any, name: str) -> Any:
+    shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
     x = v.any_float_array(x, name)
-    v.check_size(tuple(x.shape), name)
+    if tuple(x.shape) != shape:  # np.ascontiguousarray turns a 0-d array into shape (1,)
+        x = x.reshape(shape)
+    v.check_size(shape, name)
     return x
 
 
