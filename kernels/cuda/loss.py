@@ -17,6 +17,7 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from cnncore_kernels.cuda import _launch as L
+from cnncore_kernels.cuda._launch import RED_THREADS  # a plain global: a compile-time constant
 from cnncore_kernels.cuda.activation import column_max
 
 
@@ -49,8 +50,8 @@ def _ce_columns(x, t, K, inner, ignore, d, term):
 @cuda.jit
 def _ce_totals(term, t, ignore, totals):
     # one block: totals[0] = sum of the terms, totals[1] = number of counted targets (float64)
-    s_part = cuda.shared.array(L.RED_THREADS, float64)
-    n_part = cuda.shared.array(L.RED_THREADS, float64)
+    s_part = cuda.shared.array(RED_THREADS, float64)
+    n_part = cuda.shared.array(RED_THREADS, float64)
     tid = cuda.threadIdx.x
     s = float64(0.0)
     n = float64(0.0)

@@ -19,6 +19,7 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from cnncore_kernels.cuda import _launch as L
+from cnncore_kernels.cuda._launch import RED_THREADS  # a plain global: a compile-time constant
 
 # pow modes of S ** -beta (the CPU twin's special cases)
 POW_GENERAL, POW_075, POW_05, POW_1 = 0, 1, 2, 3
@@ -218,7 +219,7 @@ def _sqrt_planes(s):
 @cuda.jit
 def _image_mean(s, threshold, cmax, craw):
     # Block per image n: craw[n] = mean of s[n] (float64 sum), cmax[n] = max(craw[n], threshold)
-    part = cuda.shared.array(L.RED_THREADS, float64)
+    part = cuda.shared.array(RED_THREADS, float64)
     H, W = s.shape[1], s.shape[2]
     tid = cuda.threadIdx.x
     for n in range(cuda.blockIdx.x, s.shape[0], cuda.gridDim.x):
@@ -293,7 +294,7 @@ def _d_den(g, den):
 @cuda.jit
 def _d_c(g, s, cmax, craw, threshold, dc):
     # Block per image: dc[n] = sum of g where den is c (craw >= threshold and not s > cmax), float64
-    part = cuda.shared.array(L.RED_THREADS, float64)
+    part = cuda.shared.array(RED_THREADS, float64)
     H, W = g.shape[1], g.shape[2]
     tid = cuda.threadIdx.x
     for n in range(cuda.blockIdx.x, g.shape[0], cuda.gridDim.x):

@@ -22,6 +22,7 @@ import numpy as np
 from numba import cuda, float32, int64
 
 from cnncore_kernels.cuda import _launch as L
+from cnncore_kernels.cuda._launch import RED_THREADS  # a plain global: a compile-time constant
 
 NEG_INF = np.float32(-np.inf)
 
@@ -103,8 +104,8 @@ def _index_bounds(idx, W, lo, hi):
     # Block b < Ho: lo[b], hi[b] = min, max of the chosen rows (idx // W) over output row b;
     # block Ho + b (b < Wo): min, max of the chosen columns (idx % W) over output column b.
     # (lo = large, hi = -1 when nothing was chosen.)  blockDim.x is a power of two.
-    smin = cuda.shared.array(L.RED_THREADS, int64)
-    smax = cuda.shared.array(L.RED_THREADS, int64)
+    smin = cuda.shared.array(RED_THREADS, int64)
+    smax = cuda.shared.array(RED_THREADS, int64)
     NC = idx.shape[0] * idx.shape[1]
     Ho, Wo = idx.shape[2], idx.shape[3]
     tid = cuda.threadIdx.x
