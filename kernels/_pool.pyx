@@ -29,6 +29,11 @@ cdef enum:
 
 cdef struct Geom:
     Py_ssize_t H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw
+    # tables filled by set_tables (arrays kept alive by the caller):
+    const int64_t* jlo      # (kw,): column tap j is inside the input for outputs [jlo[j], jhi[j])
+    const int64_t* jhi
+    const int32_t* fc       # (Wo,): offset j0*dw of the first column tap inside the input
+    const int64_t* colpos   # (Wo,): window origin column ow*sw - pw
 
 
 cdef Geom make_geom(Py_ssize_t H, Py_ssize_t W, kernel, stride, padding, dilation):
@@ -83,12 +88,23 @@ cdef inline Py_ssize_t valid_taps(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d,
     return t1 - t0 if t1 > t0 else 0
 
 
-cdef object _first_col_offsets(Geom g):
-    """(Wo,) int32: column offset j0*dw of the first valid tap of each output column's window."""
-    ow = np.arange(g.Wo, dtype=np.int64)
-    start = ow * g.sw - g.pw
-    j0 = np.where(start >= 0, 0, (-start + g.dw - 1) // g.dw)
-    return np.ascontiguousarray(j0 * g.dw, dtype=np.int32)
+cdef object set_tables(Geom* g):
+    """Fill the tables of ``g``; returns the arrays that hold them (keep them alive)."""
+    cdef int64_t[::1] jlo = np.empty(g.kw, dtype=np.int64)
+    cdef int64_t[::1] jhi = np.empty(g.kw, dtype=np.int64)
+    cdef Py_ssize_t j
+    for j in range(g.kw):
+        jlo[j] = out_lo(j * g.dw - g.pw, g.sw)
+        jhi[j] = out_hi(j * g.dw - g.pw, g.W, g.sw, g.Wo)
+    colpos_arr = np.arange(g.Wo, dtype=np.int64) * g.sw - g.pw
+    j0 = np.where(colpos_arr >= 0, 0, (-colpos_arr + g.dw - 1) // g.dw)
+    cdef int32_t[::1] fc = np.ascontiguousarray(j0 * g.dw, dtype=np.int32)
+    cdef int64_t[::1] colpos = colpos_arr
+    g.jlo = &jlo[0]
+    g.jhi = &jhi[0]
+    g.fc = &fc[0]
+    g.colpos = &colpos[0]
+    return (jlo, jhi, fc, colpos)
 
 
 cdef object _valid_col_counts(Geom g, dtype):
@@ -102,10 +118,26 @@ cdef object _valid_col_counts(Geom g, dtype):
 
 # ----------------------------------------------------------------------------------------------
 # max_pool2d forward
+#
+# The taps of a window are visited in window order.  Tap (i0, 0), the first one of every output
+# whose window starts inside the input, initialises the row by a copy; outputs on the left border
+# start at -inf on their first valid tap (torch's rule: an all -inf window picks its first tap).
+# The remaining taps go through the row two at a time (fewer loads and stores of the running max).
+# An element replaces the running max when it is greater or NaN (torch's rule: the last NaN wins).
 
-cdef inline void max_taps_idx(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
-                              floating* y, int32_t* off, int32_t t) noexcept nogil:
-    # y[o], off[o] <- src[o*sw], t where src[o*sw] > y[o] or is NaN (torch: a NaN always replaces)
+cdef inline void copy_tap(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
+                          floating* y, int32_t* off, int32_t t) noexcept nogil:
+    cdef Py_ssize_t o
+    for o in range(lo, hi):
+        y[o] = src[o * sw]
+    if off != NULL:
+        for o in range(lo, hi):
+            off[o] = t
+
+
+cdef inline void max_tap_idx(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
+                             floating* y, int32_t* off, int32_t t) noexcept nogil:
+    # y[o], off[o] <- src[o*sw], t where src[o*sw] > y[o] or is NaN
     cdef Py_ssize_t o
     cdef floating v, cur
     cdef bint take
@@ -117,9 +149,8 @@ cdef inline void max_taps_idx(const floating* src, Py_ssize_t sw, Py_ssize_t lo,
         off[o] = t if take else off[o]
 
 
-cdef inline void max_taps(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
-                          floating* y) noexcept nogil:
-    # y[o] <- src[o*sw] where src[o*sw] > y[o] or is NaN
+cdef inline void max_tap(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
+                         floating* y) noexcept nogil:
     cdef Py_ssize_t o
     cdef floating v, cur
     for o in range(lo, hi):
@@ -128,69 +159,173 @@ cdef inline void max_taps(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_
         y[o] = v if ((v > cur) | (v != v)) else cur
 
 
-cdef void max_row(const floating* xp, Geom g, Py_ssize_t oh, const int32_t* fc, floating* yrow,
+cdef inline void max_pair_idx(const floating* a, const floating* b, Py_ssize_t sw, Py_ssize_t lo,
+                              Py_ssize_t hi, floating* y, int32_t* off, int32_t ta,
+                              int32_t tb) noexcept nogil:
+    # tap a then tap b on outputs [lo, hi), the running max kept in registers in between
+    cdef Py_ssize_t o
+    cdef floating v, cur
+    cdef int32_t co
+    cdef bint take
+    for o in range(lo, hi):
+        cur = y[o]
+        co = off[o]
+        v = a[o * sw]
+        take = (v > cur) | (v != v)
+        cur = v if take else cur
+        co = ta if take else co
+        v = b[o * sw]
+        take = (v > cur) | (v != v)
+        y[o] = v if take else cur
+        off[o] = tb if take else co
+
+
+cdef inline void max_pair(const floating* a, const floating* b, Py_ssize_t sw, Py_ssize_t lo,
+                          Py_ssize_t hi, floating* y) noexcept nogil:
+    cdef Py_ssize_t o
+    cdef floating v, cur
+    for o in range(lo, hi):
+        cur = y[o]
+        v = a[o * sw]
+        cur = v if ((v > cur) | (v != v)) else cur
+        v = b[o * sw]
+        y[o] = v if ((v > cur) | (v != v)) else cur
+
+
+cdef void tap_any(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi, floating* y,
+                  int32_t* off, int32_t t, bint init) noexcept nogil:
+    # one tap on outputs [lo, hi); off == NULL: values only; init: copy instead of compare.
+    # Constant strides let the compiler specialise (contiguous / even-odd loads).
+    if hi <= lo:
+        return
+    if init:
+        if sw == 1:
+            copy_tap(src, 1, lo, hi, y, off, t)
+        elif sw == 2:
+            copy_tap(src, 2, lo, hi, y, off, t)
+        else:
+            copy_tap(src, sw, lo, hi, y, off, t)
+    elif off != NULL:
+        if sw == 1:
+            max_tap_idx(src, 1, lo, hi, y, off, t)
+        elif sw == 2:
+            max_tap_idx(src, 2, lo, hi, y, off, t)
+        else:
+            max_tap_idx(src, sw, lo, hi, y, off, t)
+    else:
+        if sw == 1:
+            max_tap(src, 1, lo, hi, y)
+        elif sw == 2:
+            max_tap(src, 2, lo, hi, y)
+        else:
+            max_tap(src, sw, lo, hi, y)
+
+
+cdef void pair_any(const floating* a, Py_ssize_t la, Py_ssize_t ha, int32_t ta,
+                   const floating* b, Py_ssize_t lb, Py_ssize_t hb, int32_t tb,
+                   Py_ssize_t sw, floating* y, int32_t* off) noexcept nogil:
+    # tap a then tap b, a on outputs [la, ha), b on [lb, hb): fused where both are valid
+    cdef Py_ssize_t lo = la if la > lb else lb, hi = ha if ha < hb else hb
+    if hi <= lo:  # disjoint: no output sees both, order is irrelevant
+        tap_any(a, sw, la, ha, y, off, ta, False)
+        tap_any(b, sw, lb, hb, y, off, tb, False)
+        return
+    tap_any(a, sw, la, lo, y, off, ta, False)
+    tap_any(a, sw, hi, ha, y, off, ta, False)
+    tap_any(b, sw, lb, lo, y, off, tb, False)
+    tap_any(b, sw, hi, hb, y, off, tb, False)
+    if off != NULL:
+        if sw == 1:
+            max_pair_idx(a, b, 1, lo, hi, y, off, ta, tb)
+        elif sw == 2:
+            max_pair_idx(a, b, 2, lo, hi, y, off, ta, tb)
+        else:
+            max_pair_idx(a, b, sw, lo, hi, y, off, ta, tb)
+    else:
+        if sw == 1:
+            max_pair(a, b, 1, lo, hi, y)
+        elif sw == 2:
+            max_pair(a, b, 2, lo, hi, y)
+        else:
+            max_pair(a, b, sw, lo, hi, y)
+
+
+cdef inline Py_ssize_t clip(Py_ssize_t v, Py_ssize_t n) noexcept nogil:
+    return 0 if v < 0 else (n if v > n else v)
+
+
+cdef void max_row(const floating* xp, Geom g, Py_ssize_t oh, floating* yrow,
                   int64_t* irow) noexcept nogil:
     # One output row oh of one plane xp (H, W): yrow (Wo,), irow (Wo,) or NULL (values only).
-    # Window of output (oh, ow): rows oh*sh - ph + i*dh, columns ow*sw - pw + j*dw.
-    cdef int32_t off[CHUNK]
+    # Window of output (oh, ow): rows oh*sh - ph + i*dh, columns ow*sw - pw + j*dw; a tap is kept
+    # as its offset t = i*dh*W + j*dw from the window origin (oh*sh - ph, ow*sw - pw).
+    cdef int32_t offbuf[CHUNK]
+    cdef int32_t* off = offbuf if irow != NULL else NULL
     cdef Py_ssize_t h0 = oh * g.sh - g.ph, i0 = first_tap(h0, g.dh)
-    cdef Py_ssize_t o0, n, i, j, h, c0, lo, hi, o, sw = g.sw
-    cdef int32_t row_off
+    cdef Py_ssize_t o0, n, i, j, h, lo, hi, o, sw = g.sw, p_lo = 0, p_hi = 0
+    cdef int32_t t, p_t = 0
     cdef int64_t base
-    cdef const floating* src
+    cdef bint pending
+    cdef const floating* row
+    cdef const floating* p_src = NULL
     cdef floating* y
     o0 = 0
     while o0 < g.Wo:
         n = g.Wo - o0 if g.Wo - o0 < CHUNK else CHUNK
         y = yrow + o0
-        # start from -inf at the first valid tap (torch's rule: all -inf picks the first tap)
-        row_off = <int32_t> (i0 * g.dh * g.W)
-        for o in range(n):
+        # outputs [lo, hi) start with a copy of tap (i0, 0), the others with -inf
+        lo = clip(g.jlo[0] - o0, n)
+        hi = clip(g.jhi[0] - o0, n)
+        if hi < lo:
+            hi = lo
+        t = <int32_t> (i0 * g.dh * g.W)
+        for o in range(lo):
             y[o] = -INFINITY
-            off[o] = row_off + fc[o0 + o]
+        for o in range(hi, n):
+            y[o] = -INFINITY
+        if off != NULL:
+            for o in range(lo):
+                off[o] = t + g.fc[o0 + o]
+            for o in range(hi, n):
+                off[o] = t + g.fc[o0 + o]
+        row = xp + (h0 + i0 * g.dh) * g.W + o0 * sw
+        tap_any(row - g.pw, sw, lo, hi, y, off, t, True)
+        pending = False
         for i in range(i0, g.kh):
             h = h0 + i * g.dh
             if h >= g.H:
                 break
-            for j in range(g.kw):
-                c0 = j * g.dw - g.pw
-                lo = out_lo(c0, sw) - o0
-                hi = out_hi(c0, g.W, sw, g.Wo) - o0
-                if lo < 0:
-                    lo = 0
-                if hi > n:
-                    hi = n
+            row = xp + h * g.W + o0 * sw
+            for j in range(1 if i == i0 else 0, g.kw):
+                lo = clip(g.jlo[j] - o0, n)
+                hi = clip(g.jhi[j] - o0, n)
                 if lo >= hi:
                     continue
-                src = xp + h * g.W + c0 + o0 * sw
-                # constant strides let the compiler specialise (contiguous / even-odd loads)
-                if irow != NULL:
-                    if sw == 1:
-                        max_taps_idx(src, 1, lo, hi, y, off, <int32_t> (i * g.dh * g.W + j * g.dw))
-                    elif sw == 2:
-                        max_taps_idx(src, 2, lo, hi, y, off, <int32_t> (i * g.dh * g.W + j * g.dw))
-                    else:
-                        max_taps_idx(src, sw, lo, hi, y, off, <int32_t> (i * g.dh * g.W + j * g.dw))
+                t = <int32_t> (i * g.dh * g.W + j * g.dw)
+                if pending:
+                    pair_any(p_src, p_lo, p_hi, p_t, row + j * g.dw - g.pw, lo, hi, t, sw, y, off)
+                    pending = False
                 else:
-                    if sw == 1:
-                        max_taps(src, 1, lo, hi, y)
-                    elif sw == 2:
-                        max_taps(src, 2, lo, hi, y)
-                    else:
-                        max_taps(src, sw, lo, hi, y)
+                    p_src = row + j * g.dw - g.pw
+                    p_lo = lo
+                    p_hi = hi
+                    p_t = t
+                    pending = True
+        if pending:
+            tap_any(p_src, sw, p_lo, p_hi, y, off, p_t, False)
         if irow != NULL:
-            # flat index = (window origin row) * W + (window origin column) + offset in the window
-            base = <int64_t> (h0 * g.W - g.pw + o0 * sw)
+            # flat index = window origin row * W + window origin column + offset in the window
+            base = <int64_t> (h0 * g.W)
             for o in range(n):
-                irow[o0 + o] = base + o * sw + off[o]
+                irow[o0 + o] = base + g.colpos[o0 + o] + off[o]
         o0 += n
 
 
-cdef void max_rows(const floating* x, Geom g, Py_ssize_t planes, const int32_t* fc, floating* y,
+cdef void max_rows(const floating* x, Geom g, Py_ssize_t planes, floating* y,
                    int64_t* idx) noexcept nogil:
     cdef Py_ssize_t r, HW = g.H * g.W
     for r in prange(planes * g.Ho, schedule="static"):
-        max_row(x + (r // g.Ho) * HW, g, r % g.Ho, fc, y + r * g.Wo,
+        max_row(x + (r // g.Ho) * HW, g, r % g.Ho, y + r * g.Wo,
                 idx + r * g.Wo if idx != NULL else NULL)
 
 
@@ -207,9 +342,9 @@ def max_pool2d(const floating[:, :, :, ::1] x, kernel, stride, padding, dilation
     i_arr = np.empty((N, C, g.Ho, g.Wo), dtype=np.int64)
     cdef floating[:, :, :, ::1] y = y_arr
     cdef int64_t[:, :, :, ::1] idx = i_arr
-    cdef int32_t[::1] fc = _first_col_offsets(g)
+    tables = set_tables(&g)
     with nogil:
-        max_rows(&x[0, 0, 0, 0], g, N * C, &fc[0], &y[0, 0, 0, 0], &idx[0, 0, 0, 0])
+        max_rows(&x[0, 0, 0, 0], g, N * C, &y[0, 0, 0, 0], &idx[0, 0, 0, 0])
     return y_arr, i_arr
 
 
@@ -220,9 +355,9 @@ def max_pool2d_values(const floating[:, :, :, ::1] x, kernel, stride, padding, d
     dtype = np.float32 if floating is float else np.float64
     y_arr = np.empty((N, C, g.Ho, g.Wo), dtype=dtype)
     cdef floating[:, :, :, ::1] y = y_arr
-    cdef int32_t[::1] fc = _first_col_offsets(g)
+    tables = set_tables(&g)
     with nogil:
-        max_rows(&x[0, 0, 0, 0], g, N * C, &fc[0], &y[0, 0, 0, 0], NULL)
+        max_rows(&x[0, 0, 0, 0], g, N * C, &y[0, 0, 0, 0], NULL)
     return y_arr
 
 
@@ -401,7 +536,7 @@ cdef void channel_max_plane(const floating* x, Py_ssize_t c0, Py_ssize_t k, Py_s
             yy[p] = src[p]
             t[p] = 0
         for c in range(1, k):
-            max_taps_idx(src + c * HW, 1, 0, n, yy, t, <int32_t> c)
+            max_tap_idx(src + c * HW, 1, 0, n, yy, t, <int32_t> c)
         for p in range(n):
             idx[p0 + p] = c0 + t[p]
         p0 += n
