@@ -9,6 +9,7 @@ the stride loop.  Arrays are float32 (int64 for pooling indices), C-contiguous o
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 import numpy as np
@@ -115,6 +116,26 @@ def full(shape: Any, value: float, dtype: Any = np.float32) -> Any:
 
 def zeros(shape: Any, dtype: Any = np.float32) -> Any:
     return full(shape, 0, dtype)
+
+
+_scratch = threading.local()
+
+
+def workspace(name: str, n: int) -> Any:
+    """A flat float32 device buffer of ``n`` elements, reused by later calls (grown when short).
+
+    For scratch that dies within one call (column buffers), never for a result.  One set per
+    thread and device, so concurrent callers never share one.
+    """
+    cache = getattr(_scratch, "buffers", None)
+    if cache is None:
+        cache = _scratch.buffers = {}
+    key = (name, getattr(cuda.get_current_device(), "id", 0))
+    buf = cache.get(key)
+    if buf is None or buf.size < n:
+        buf = cache[key] = None  # drop the old buffer before allocating the larger one
+        buf = cache[key] = cuda.device_array(int(n), dtype=np.float32)
+    return buf[: int(n)]
 
 
 def flat(a: Any) -> Any:

@@ -228,7 +228,7 @@ def conv2d_forward(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, di
                 bias_mode=ROW_BIAS,
             )
         return y
-    col = L.empty((_chunk_elems(N, Ho, Wo, R),))
+    col = L.workspace("col", _chunk_elems(N, Ho, Wo, R))
     for n0, nb, row0, nr in _chunks(N, Ho, Wo, R):
         S = nr * Wo
         _launch_im2col(x, n0, row0, nr, nb, (kh, kw), stride, padding, dilation, Wo, col)
@@ -325,8 +325,8 @@ def conv2d_backward(
     if need_dx and not whole:
         dx = L.zeros((N, C, H, W))
     size = _chunk_elems(N, Ho, Wo, R)
-    col = L.empty((size,)) if need_dweight else None
-    dcol = L.empty((size,)) if need_dx else None
+    col = L.workspace("col", size) if need_dweight else None
+    dcol = L.workspace("dcol", size) if need_dx else None
     for index, (n0, nb, row0, nr) in enumerate(chunks):
         S = nr * Wo
         off = n0 * K * P + row0 * Wo  # dy[n0][:, row0*Wo] : the chunk's first dy column

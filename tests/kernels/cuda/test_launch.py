@@ -88,3 +88,12 @@ def test_parameter_accumulate_adds_on_the_device(small_launch):
     p.accumulate(dev(2 * g1))
     assert hasattr(p.grad, "__cuda_ndarray__")
     np.testing.assert_array_equal(host(p.grad), 3 * g1)
+
+
+def test_workspace_is_reused_and_grows():
+    a = L.workspace("test", 10)
+    a[:] = np.arange(10, dtype=np.float32)
+    b = L.workspace("test", 4)  # a view of the same buffer
+    np.testing.assert_array_equal(host(b), np.arange(4, dtype=np.float32))
+    c = L.workspace("test", 25)  # grown: a new buffer
+    assert c.shape == (25,) and L.workspace("test", 25).shape == (25,)
