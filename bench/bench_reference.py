@@ -10,7 +10,9 @@ from bench.machine import sgemm_flops
 
 
 @pytest.mark.parametrize("n", (2048, 3072, 4096))
-@pytest.mark.benchmark(group="reference sgemm", min_rounds=2, max_time=2.0, warmup=True)
+@pytest.mark.benchmark(
+    group="reference sgemm", min_rounds=2, max_time=2.0, warmup=True, warmup_iterations=1
+)
 def test_sgemm(benchmark, throughput, n):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
@@ -29,7 +31,9 @@ def test_sgemm(benchmark, throughput, n):
 
 
 @pytest.mark.parametrize("mbytes", (256,))
-@pytest.mark.benchmark(group="reference copy", min_rounds=5, max_time=1.0, warmup=True)
+@pytest.mark.benchmark(
+    group="reference copy", min_rounds=5, max_time=1.0, warmup=True, warmup_iterations=1
+)
 def test_copy(benchmark, throughput, mbytes):
     src = np.ones(mbytes * 2**20 // 4, np.float32)
     dst = np.empty_like(src)

@@ -282,6 +282,13 @@ def _rate_str(row: dict[str, Any] | None) -> str:
     return "-" if value is None else f"{value:.1f} {unit}"
 
 
+def times(x: float | None) -> str:
+    """A ratio as text: ``1234x``, ``56x``, ``3.2x``, ``0.41x``."""
+    if x is None:
+        return "-"
+    return f"{x:.0f}x" if x >= 10 else f"{x:.2g}x"
+
+
 def speedup_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of measured speedups over patch scanning beside the theoretical ratio."""
     lines = [
@@ -299,8 +306,7 @@ def speedup_table(rows: list[dict[str, Any]]) -> str:
         )
         lines.append(
             f"| {r['network']} | {r['patch_size']} | {r['image_size']}x{r['image_size']} "
-            f"| {r['pass']} | {r['method']} | {r['speedup']:.0f}x "
-            f"| {_fmt(r.get('theory'), '.0f')}x "
+            f"| {r['pass']} | {r['method']} | {times(r['speedup'])} | {times(r.get('theory'))} "
             f"| {how} |"
         )
     return "\n".join(lines)

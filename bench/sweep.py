@@ -46,6 +46,7 @@ class Options:
     budget: float = 1.5  # seconds per dense measurement (repetitions while under it)
     patch_budget: float = 2.0  # seconds of patch scanning per (network, size, pass)
     fcn_shifts: int = 16  # at most this many FCN passes timed per measurement, then scaled
+    patch_batch: int | None = None  # patches per batch in patch scanning (None: the library's)
     batch: int = 1  # images per dense measurement
     seed: int = 0
     progress: bool = True
@@ -61,6 +62,7 @@ def quick_options(**kw: Any) -> Options:
         "budget": 0.05,
         "patch_budget": 0.05,
         "fcn_shifts": 4,
+        "patch_batch": 8,
     }
     base.update(kw)
     return Options(**base)
@@ -173,7 +175,7 @@ def _patchwise(model: Any, P: int, x: np.ndarray, pss: str, opt: Options) -> dic
     plan = analyze(model, P)
     N, hw = x.shape[0], (int(x.shape[2]), int(x.shape[3]))
     block = window(x, *block_ranges(hw, plan.halo("patchwise")))
-    bs = default_batch_size(plan, x.dtype.itemsize)
+    bs = opt.patch_batch or default_batch_size(plan, x.dtype.itemsize)
     n_pix = N * hw[0] * hw[1]
     rng = np.random.default_rng(opt.seed)
     win = sliding_window_view(block, plan.patch, axis=(2, 3))
@@ -204,7 +206,12 @@ def _patchwise(model: Any, P: int, x: np.ndarray, pss: str, opt: Options) -> dic
     run(pixels)
     t = time.perf_counter() - t0
     model.zero_grad()
-    return {"seconds": t * n_pix / n, "timed_pixels": int(n), "pixels": int(n_pix)}
+    return {
+        "seconds": t * n_pix / n,
+        "timed_pixels": int(n),
+        "pixels": int(n_pix),
+        "batch_size": bs,
+    }
 
 
 DENSE_METHODS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -272,7 +279,7 @@ def run_kernels(res: dict[str, Any], opt: Options) -> None:
         for factory, label in cases:
             bar.set_postfix_str(label, refresh=True)
             case = factory()
-            t = machine.best_time(case.run, min_reps=3 if not opt.quick else 2, max_time=1.0)
+            t = machine.best_time(case.run, min_reps=3, max_time=0.05 if opt.quick else 1.0)
             res["throughput"].append(
                 report.throughput_info(
                     seconds=t["min"],

@@ -1,0 +1,126 @@
+"""The stride-1 dilated convolutions of the d-sparse networks: which strategy is fastest per layer.
+
+For every convolution of the d-sparse ``pixel65`` and ``toy15`` on a 256x256 image (the shapes it
+really sees: the block with its halo, shrinking layer by layer), forward and backward (dx, dW, db):
+
+- ``im2col``: direct dilated im2col on chunks of output rows + one GEMM (``_conv.set_path``),
+- ``shifted``: one GEMM per kernel tap over a shifted view, no column buffer (``set_path``),
+- ``space_to_batch``: the ``d*d`` interleaved sub-images as an ordinary convolution
+  (``cnncore.dense.space_to_batch``, over ``conv2d`` with its default path),
+- ``cnncore``: ``conv2d`` as it chooses (the auto rule), and ``torch``: PyTorch CPU's dilated
+  ``conv2d`` (2 threads), the peer.
+
+One benchmark group per (layer, pass); ``extra_info`` has GFLOP/s beside the sgemm peak.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnncore import dense, models
+from cnncore.dense.space_to_batch import conv2d_s2b, conv2d_s2b_backward
+from cnncore.functional import conv2d, conv2d_backward
+from cnncore_kernels import _conv
+
+STRATEGIES = ("cnncore", "im2col", "shifted", "space_to_batch", "torch")
+SIZE = 256
+
+
+def dense_conv_layers(network: str, size: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, (C, K, kh, kw, d, H, W)) of the d-sparse network's convolutions (1x1 ones left out)
+    with the input size each sees for a ``size`` x ``size`` image."""
+    model = {"pixel65": models.pixel65, "toy15": models.toy15}[network]()
+    plan = dense.analyze(model, model.patch_size)
+    h = w = size + plan.receptive_field[0] - 1
+    out = []
+    for st in plan.dense_stages:
+        if not st.spatial:
+            continue
+        d = st.dense_dilation[0]
+        if st.kind in ("conv", "linear") and st.kernel != (1, 1):
+            K, C, kh, kw = st.weight_shape
+            out.append((f"{network}.{st.name}", (C, K, kh, kw, d, h, w)))
+        h, w = h - d * (st.kernel[0] - 1), w - d * (st.kernel[1] - 1)
+    return out
+
+
+CASES = dense_conv_layers("pixel65", SIZE) + dense_conv_layers("toy15", SIZE)
+
+
+def config(name: str, shape: tuple[int, ...]) -> str:
+    C, K, kh, kw, d, H, W = shape
+    return f"{name} C{C} K{K} {kh}x{kw} d{d} {H}x{W}"
+
+
+def flops(shape: tuple[int, ...], direction: str) -> float:
+    C, K, kh, kw, d, H, W = shape
+    f = 2.0 * K * C * kh * kw * (H - d * (kh - 1)) * (W - d * (kw - 1))
+    return f if direction == "forward" else 2 * f  # dx and dW
+
+
+@pytest.fixture
+def conv_path():
+    yield _conv.set_path
+    _conv.set_path("auto")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("direction", ("forward", "backward"))
+@pytest.mark.benchmark(min_rounds=2, max_time=1.0, warmup=True, warmup_iterations=1)
+def test_dilated_conv(benchmark, throughput, request, conv_path, direction, case, strategy):
+    name, shape = case
+    C, K, kh, kw, d, H, W = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((K, C, kh, kw), dtype=np.float32) * 0.1
+    b = rng.standard_normal(K, dtype=np.float32)
+    dy = rng.standard_normal((1, K, H - d * (kh - 1), W - d * (kw - 1)), dtype=np.float32)
+    if strategy == "torch":
+        torch = request.getfixturevalue("torch_peer")
+        tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+        F = torch.nn.functional
+        if direction == "forward":
+
+            def run():
+                with torch.no_grad():
+                    F.conv2d(tx, tw, tb, 1, 0, d)
+        else:
+            tx.requires_grad_(True)
+            tw.requires_grad_(True)
+            tb.requires_grad_(True)
+
+            def run():
+                y = F.conv2d(tx, tw, tb, 1, 0, d)
+                torch.autograd.grad(y, (tx, tw, tb), tdy)
+    elif strategy == "space_to_batch":
+        if direction == "forward":
+
+            def run():
+                conv2d_s2b(x, w, b, (d, d))
+        else:
+
+            def run():
+                conv2d_s2b_backward(dy, x, w, (d, d))
+    else:
+        conv_path("auto" if strategy == "cnncore" else strategy)
+        if direction == "forward":
+
+            def run():
+                conv2d(x, w, b, 1, 0, d)
+        else:
+
+            def run():
+                conv2d_backward(dy, x, w, 1, 0, d)
+
+    benchmark.group = f"dilated conv {direction} {config(name, shape)}"
+    benchmark(run)
+    throughput(
+        benchmark,
+        kernel="conv2d_dilated",
+        direction=direction,
+        config=config(name, shape),
+        impl=strategy,
+        flops=flops(shape, direction),
+    )

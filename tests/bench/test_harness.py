@@ -1,0 +1,296 @@
+"""The benchmark harness: ``python -m bench --quick`` end to end, ``python -m bench plot`` on a real
+pytest-benchmark JSON, the pytest-benchmark wiring (``--benchmark-only`` runs the suites, the peer
+rows skip without PyTorch) and the arithmetic of the report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench import report  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("speedup_vs_image_size.png", "speedup_vs_patch_size.png", "kernel_throughput.png")
+
+
+def _run(args: list[str], cwd: str = ROOT, timeout: float = 180, env: dict | None = None):
+    e = dict(os.environ, **(env or {}))
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    e["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # for the pytest subprocesses, see _pytest
+    p = subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e
+    )
+    assert p.returncode == 0, f"{args} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return p
+
+
+def _pytest(args: str, cwd: str = ROOT):
+    """pytest in a subprocess with only the pytest-benchmark plugin (the other installed plugins
+    take seconds to import)."""
+    plugins = ["-p", "no:cacheprovider", "-p", "pytest_benchmark.plugin"]
+    return _run(["-m", "pytest", *plugins, *args.split()], cwd=cwd)
+
+
+def _check_png(path: str) -> None:
+    import matplotlib.image as mpimg
+
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE, path
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100, (path, img.shape)
+    assert float(img[..., :3].std()) > 0.01, f"{path} is blank"
+    assert os.path.getsize(path) < 400_000, f"{path} is not small"
+
+
+# --------------------------------------------------------------------------------------------
+# the main job, end to end
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("bench_out"))
+    # one thread: this checks what the harness writes, not speed, and must stay fast on a
+    # shared machine where threaded BLAS calls can stall behind other processes
+    single = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    args = ["-m", "bench", "--quick", "--sizes", "12,16", "--out", out, "--no-progress"]
+    p = _run(args, env=single)
+    with open(os.path.join(out, "results.json")) as f:
+        return out, json.load(f), p.stdout
+
+
+def test_quick_sweep_writes_plots(quick_run):
+    out, _, _ = quick_run
+    for name in PLOTS:
+        _check_png(os.path.join(out, name))
+
+
+def test_quick_sweep_json(quick_run):
+    _, res, _ = quick_run
+    assert res["schema"] == report.SCHEMA
+    assert set(res) >= {"machine", "reference", "throughput", "dense", "speedups", "notes"}
+    assert res["reference"]["sgemm_gflops"] > 0 and res["reference"]["copy_gbs"] > 0
+    assert res["machine"]["threads"] == 1
+    kernels = {(r["kernel"], r["direction"], r["impl"]) for r in res["throughput"]}
+    for d in ("forward", "backward"):
+        assert ("conv2d", d, "cnncore") in kernels
+    for r in res["throughput"]:
+        value, unit = report.rate(r)
+        work = r["flops"] if unit == "GFLOP/s" else r["bytes"]
+        assert r["seconds"] > 0 and math.isclose(value, work / r["seconds"] / 1e9)
+    # every network x size x pass x method, measured
+    cells = {(r["network"], r["image_size"], r["pass"], r["method"]) for r in res["dense"]}
+    assert cells == {
+        (n, s, p, m)
+        for n in ("toy15", "pixel65")
+        for s in (12, 16)
+        for p in ("forward", "backward")
+        for m in ("patchwise", "fcn", "dsparse")
+    }
+    for r in res["dense"]:
+        assert r["seconds"] > 0 and r["ops_per_pixel"] > 0 and r["pixels"] == r["image_size"] ** 2
+        if r["method"] == "patchwise":
+            assert 1 <= r["timed_pixels"] <= r["pixels"]
+    assert len(res["speedups"]) == 2 * 2 * 2 * 2
+    for s in res["speedups"]:
+        assert s["speedup"] > 0 and s["theory"] > 1
+        assert s["patchwise_scaled"] == (s["patchwise_timed_pixels"] < s["pixels"])
+
+
+def test_quick_sweep_prints_speedup_beside_theory(quick_run):
+    out, res, stdout = quick_run
+    assert "| speedup (measured) | theory (ops/pixel) |" in stdout
+    with open(os.path.join(out, "results.md")) as f:
+        md = f.read()
+    for s in res["speedups"]:
+        line = (
+            f"| {s['network']} | {s['patch_size']} | {s['image_size']}x{s['image_size']} "
+            f"| {s['pass']} | {s['method']} | {report.times(s['speedup'])} "
+            f"| {report.times(s['theory'])} |"
+        )
+        assert line in md
+    assert "PyTorch/ours" in md and "sgemm peak" in md
+
+
+# --------------------------------------------------------------------------------------------
+# plotting a saved pytest-benchmark JSON
+_SUITE = """
+import pytest
+
+KERNELS = [("conv2d", "flops", 2e6), ("max_pool2d", "bytes", 1e6)]
+
+@pytest.mark.parametrize("impl", ["cnncore", "torch"])
+@pytest.mark.parametrize("kernel,unit,work", KERNELS)
+def test_kernel(benchmark, kernel, unit, work, impl):
+    benchmark.group = kernel
+    benchmark(sum, range(200 if impl == "cnncore" else 400))
+    benchmark.extra_info.update(kernel=kernel, direction="forward", config="tiny", impl=impl,
+                                **{unit: work})
+
+@pytest.mark.parametrize("n", [64])
+def test_sgemm(benchmark, n):
+    benchmark(sum, range(100))
+    benchmark.extra_info.update(kernel="sgemm", direction="forward", config=str(n),
+                                impl="numpy", flops=2e7)
+
+@pytest.mark.parametrize("network,patch", [("tiny", 9), ("small", 17)])
+@pytest.mark.parametrize("size", [16, 32])
+@pytest.mark.parametrize("method,n", [("patchwise", 3000), ("fcn", 300), ("dsparse", 30)])
+@pytest.mark.parametrize("pss", ["forward", "backward"])
+def test_dense(benchmark, network, patch, size, method, n, pss):
+    benchmark(sum, range(n * size))
+    benchmark.extra_info.update(network=network, patch_size=patch, image_size=size,
+                                method=method, **{"pass": pss}, ops_per_pixel=n * patch)
+"""
+
+
+def test_plot_saved_pytest_benchmark_json(tmp_path):
+    (tmp_path / "test_suite.py").write_text(textwrap.dedent(_SUITE))
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    _pytest(
+        "-q test_suite.py --benchmark-only --benchmark-json results.json "
+        "--benchmark-min-rounds 1 --benchmark-max-time 0.001 --benchmark-disable-gc",
+        cwd=str(tmp_path),
+    )
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert len(data["benchmarks"]) == 4 + 1 + 24
+    res = report.from_pytest_benchmark(data)
+    assert len(res["throughput"]) == 4 and len(res["dense"]) == 24
+    sg = next(
+        b
+        for b in data["benchmarks"]
+        if b["extra_info"]["kernel"] == "sgemm"
+        if "kernel" in b["extra_info"]
+    )
+    assert math.isclose(res["reference"]["sgemm_gflops"], 2e7 / sg["stats"]["min"] / 1e9)
+    assert len(res["speedups"]) == 2 * 2 * 2 * 2
+    for s in res["speedups"]:
+        assert s["theory"] == pytest.approx(3000 / (300 if s["method"] == "fcn" else 30))
+
+    out = tmp_path / "plots"
+    p = _run(["-m", "bench", "plot", str(tmp_path / "results.json"), "--out", str(out)])
+    for name in PLOTS:
+        _check_png(str(out / name))
+    assert "| speedup (measured) |" in p.stdout and "| kernel | pass |" in p.stdout
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["schema"] == report.SCHEMA and len(saved["speedups"]) == 16
+
+
+def test_plot_refuses_other_json(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="pytest-benchmark"):
+        report.load_results(str(bad))
+
+
+# --------------------------------------------------------------------------------------------
+# the pytest-benchmark wiring of bench/
+def test_benchmark_only_collects_every_bench_suite():
+    # --benchmark-only overrides the --benchmark-skip of pyproject's addopts
+    p = _pytest("--benchmark-only --collect-only -q bench")
+    ids = p.stdout.split()
+    suites = sorted(f for f in os.listdir(os.path.join(ROOT, "bench")) if f.startswith("bench_"))
+    assert "bench_conv.py" in suites and "bench_reference.py" in suites
+    for suite in suites:
+        assert any(i.startswith(f"bench/{suite}::") for i in ids), suite
+    assert any(i.startswith("bench/bench_conv.py::test_conv2d[backward-") for i in ids)
+
+
+_THROUGHPUT_SUITE = """
+pytest_plugins = ["bench.conftest"]
+
+def test_rate(benchmark, throughput):
+    benchmark.group = "tiny"
+    benchmark(sum, range(1000))
+    throughput(benchmark, kernel="sum", direction="forward", config="1000", impl="cnncore",
+               flops=1e3, sgemm_peak_gflops=100.0)
+"""
+
+
+def test_throughput_fixture_fills_extra_info_and_prints_table(tmp_path):
+    (tmp_path / "test_t.py").write_text(_THROUGHPUT_SUITE)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    out = tmp_path / "t.json"
+    p = _pytest(
+        f"test_t.py --benchmark-only --benchmark-json {out} --benchmark-max-time 0.001",
+        cwd=str(tmp_path),
+    )
+    assert "throughput (fastest round)" in p.stdout and "| sum | forward | 1000 |" in p.stdout
+    (b,) = json.loads(out.read_text())["benchmarks"]
+    info = b["extra_info"]
+    assert info["impl"] == "cnncore" and info["sgemm_peak_gflops"] == 100.0
+    assert math.isclose(info["gflops"], 1e3 / b["stats"]["min"] / 1e9)
+    assert math.isclose(info["fraction_of_peak"], info["gflops"] / 100.0)
+
+
+def test_without_torch_the_peer_rows_skip_with_reason():
+    code = (
+        "import sys; sys.modules['torch'] = None; import pytest; "
+        "sys.exit(pytest.main(['bench/bench_conv.py', '--benchmark-only', '-k', "
+        "'torch and forward and 8x128', '-rs', '-p', 'pytest_benchmark.plugin']))"
+    )
+    p = _run(["-c", code])
+    assert "1 skipped" in p.stdout and "PyTorch is not installed" in p.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# report arithmetic, on numbers given here
+def test_speedups_and_tables():
+    rows = [
+        {
+            "network": "n",
+            "patch_size": 9,
+            "image_size": 32,
+            "pass": "forward",
+            "method": "patchwise",
+            "seconds": 12.0,
+            "pixels": 1024,
+            "timed_pixels": 64,
+            "ops_per_pixel": 900.0,
+        },
+        {
+            "network": "n",
+            "patch_size": 9,
+            "image_size": 32,
+            "pass": "forward",
+            "method": "dsparse",
+            "seconds": 0.5,
+            "pixels": 1024,
+            "ops_per_pixel": 30.0,
+        },
+        {
+            "network": "n",
+            "patch_size": 9,
+            "image_size": 32,
+            "pass": "backward",
+            "method": "dsparse",
+            "seconds": 0.5,
+            "pixels": 1024,
+            "ops_per_pixel": 30.0,
+        },
+    ]
+    (s,) = report.speedups(rows)  # no patch scanning for the backward: no speedup row
+    assert s["speedup"] == 24.0 and s["theory"] == 30.0 and s["patchwise_scaled"]
+    md = report.speedup_table([s])
+    assert "| n | 9 | 32x32 | forward | dsparse | 24x | 30x | sampled 64 of 1024 pixels" in md
+
+    ours = report.throughput_info(
+        0.02, "conv2d", "forward", "c", "cnncore", flops=4e9, sgemm_peak_gflops=400.0
+    )
+    peer = report.throughput_info(0.01, "conv2d", "forward", "c", "torch", flops=4e9)
+    assert ours["gflops"] == pytest.approx(200.0) and ours["fraction_of_peak"] == 0.5
+    table = report.throughput_table([ours, peer])
+    assert (
+        "| conv2d | forward | c | 20.0 | 10.0 | 0.50 | 200.0 GFLOP/s | 400.0 GFLOP/s | 50% of"
+        in table
+    )
+    assert "geometric mean of PyTorch time / our time = 0.50" in table
+    with pytest.raises(ValueError, match="exactly one"):
+        report.throughput_info(1.0, "k", "forward", "c", "cnncore")
