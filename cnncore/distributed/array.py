@@ -80,14 +80,23 @@ def _splits(n: int, t: int) -> list[tuple[int, int]]:
     return list(zip(b[:-1], b[1:], strict=True))
 
 
-def predict_block(block: np.ndarray, predictor: Any, tile: tuple[int, int] | None) -> np.ndarray:
+def predict_block(
+    block: np.ndarray,
+    predictor: Any,
+    tile: tuple[int, int] | None,
+    pad: tuple[int, int] = (0, 0),
+) -> np.ndarray:
     """Scores ``(n, K, h, w)`` of one chunk from ``block (n, C, dh + h + dh, dw + w + dw)``: the
     chunk with ``predictor.depth`` rows/columns of overlap on every side.  Runs on the workers.
 
-    The overlap is cut to the exact halo ``((top, bottom), (left, right))`` (the block of image
-    rows ``[r0 - top, r1 + bottom)``), then ``predictor`` (a ``cnncore.dense.BlockPredictor``)
+    ``pad``: rows/columns of that overlap missing on both sides, added here as zeros (an axis that
+    is one chunk shorter than the depth, which Dask's overlap cannot handle).  The overlap is cut
+    to the exact halo ``((top, bottom), (left, right))`` (the block of image rows
+    ``[r0 - top, r1 + bottom)``), then ``predictor`` (a ``cnncore.dense.BlockPredictor``)
     computes it, in tiles of at most ``tile`` pixels if given.
     """
+    if pad != (0, 0):
+        block = np.pad(block, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
     (top, bottom), (left, right) = predictor.halo
     dh, dw = predictor.depth
     H, W = block.shape[2], block.shape[3]
@@ -137,7 +146,12 @@ def predict_dask(
     t = None if tile is None else v.positive_pair(tile, "tile")
 
     x = images if len(images.chunks[1]) == 1 else images.rechunk({1: -1})
-    dh, dw = predictor.depth
+    depth, pad = list(predictor.depth), [0, 0]
+    for a in (0, 1):
+        if x.shape[2 + a] < depth[a]:  # Dask overlaps at most the array: one chunk, zeros in task
+            x = x.rechunk({2 + a: -1})
+            depth[a], pad[a] = 0, depth[a]
+    dh, dw = depth
     g = da.overlap.overlap(
         x,
         depth={0: 0, 1: 0, 2: dh, 3: dw},
@@ -151,6 +165,7 @@ def predict_dask(
         predict_block,
         ref,
         t,
+        tuple(pad),
         chunks=(g.chunks[0], (predictor.num_classes,), core_h, core_w),
         dtype=images.dtype,
         meta=np.empty((0, 0, 0, 0), dtype=images.dtype),

@@ -190,6 +190,20 @@ def test_chunks_tiles_methods(chunks, tile, method, patch):
     assert_close(scores.compute(scheduler="sync"), dense.predict(model, x, patch))
 
 
+def test_image_smaller_than_the_halo():
+    """Axes shorter than the overlap depth (6 for patch 13), which Dask cannot overlap."""
+    model = small_net(13)
+    x = image((2, 3, 4, 30), np.float64, seed=10)
+    X = da.from_array(x, chunks=(1, 3, 2, 10))
+    scores = predict_dask(model, X, 13)
+    assert scores.chunks == ((1, 1), (3,), (2, 2), (10, 10, 10))
+    assert_close(scores.compute(scheduler="sync"), dense.predict(model, x, 13))
+    assert_close(
+        predict_dask(model, X[:, :, :, :5], 13).compute(scheduler="sync"),
+        dense.predict(model, x[:, :, :, :5], 13),
+    )
+
+
 def test_dense_predict_dispatches_dask_arrays():
     """``cnncore.dense.predict`` on a Dask array returns the lazy scores of ``predict_dask``."""
     model = small_net(12)
