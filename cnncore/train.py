@@ -52,6 +52,7 @@ class Trainer:
     seed : seeds batch order, augmentation and every ``Dropout`` of the model
     checkpoint : path written atomically after every ``checkpoint_every`` epochs (and at the end)
     progress : show a tqdm progress bar per epoch
+    verbose : print one line per epoch (loss, accuracy, validation, lr, time); default: progress
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class Trainer:
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         progress: bool = True,
+        verbose: bool | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -74,6 +76,7 @@ class Trainer:
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         self.checkpoint_every = v.positive_int(checkpoint_every, "checkpoint_every")
         self.progress = bool(progress)
+        self.verbose = self.progress if verbose is None else bool(verbose)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.seed(seed)
@@ -192,7 +195,7 @@ class Trainer:
             self.epoch += 1
             row["seconds"] = time.perf_counter() - t0
             self.history.append(row)
-            if self.progress:
+            if self.verbose:
                 tqdm.write(_format_row(row))
             if self.checkpoint and (
                 self.epoch % self.checkpoint_every == 0 or self.epoch == epochs

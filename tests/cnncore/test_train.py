@@ -124,3 +124,20 @@ def test_fit_function_and_bad_data():
     assert len(hist) == 1
     with pytest.raises(ValueError, match="same first axis"):
         fit(model, x, y[:3], SGD(model.parameters(), lr=0.05), epochs=1, progress=False)
+
+
+def test_digits_example_runs_one_epoch(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sklearn")
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "train_digits.py"
+    spec = importlib.util.spec_from_file_location("train_digits_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    ck = tmp_path / "digits.npz"
+    argv = ["train_digits.py", "--epochs", "1", "--subset", "64", "--checkpoint", str(ck)]
+    monkeypatch.setattr("sys.argv", argv)
+    example.main()
+    out = capsys.readouterr().out
+    assert "held-out accuracy (450 images)" in out and "epoch 1  loss" in out and ck.exists()
