@@ -306,13 +306,13 @@ def analyze(model: Any, patch_size: Any) -> Plan:
 
     if not any(s.spatial for s in stages):
         raise ValueError("model has no convolution, pooling or Linear layer: nothing to convert")
+    if flat is not None and not after_linear and flat != (1, 1):
+        raise ValueError(f"model ends with a Flatten of a {flat[0]}x{flat[1]} map, not scores")
     if (h, w) != (1, 1):
         raise ValueError(
             f"model is not a patch classifier for {patch[0]}x{patch[1]} patches: it gives a "
             f"{h}x{w} map per patch (end it with Flatten + Linear, or adjust patch_size)"
         )
-    if flat is not None and not after_linear and flat != (1, 1):
-        raise ValueError(f"model ends with a Flatten of a {flat[0]}x{flat[1]} map, not scores")
     if in_channels is None or C is None:
         raise ValueError("model never states its input channels (no Conv2d or Linear)")
     return Plan(patch, tuple(stages), int(in_channels), int(C), step, (rf[0], rf[1]))
