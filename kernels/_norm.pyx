@@ -7,16 +7,21 @@ of the power is positive), LCN with ``sigma > 0`` and ``threshold > 0``.
 
 LRN (PyTorch's formula): ``y[c] = x[c] * S[c] ** -beta`` with
 ``S[c] = k + alpha / size * sum(x[j] ** 2 for j in [c - size//2, c + (size-1)//2] within [0, C))``.
-Each thread owns whole rows ``(n, :, h, :)`` (all channels of one image row), so batch 1 with many
-rows parallelises; the window sum is direct (``size`` multiply-adds per element, as PyTorch's).
+Each thread owns a contiguous chunk of pixels of one image across all its channels, so batch 1
+parallelises over the chunks of its planes; the window sum is direct (``size`` multiply-adds per
+element, as PyTorch's).
 
 LCN (SPEC.md): the window is ``g1 (x) g1`` with a 1-D Gaussian ``g1``; summed over channels with
 weight ``1/C`` each, ``E[z] = B(mean_c z)`` where ``B(p) = filter(p) / filter(1)`` is a separable
 zero-padded 1-D filter along W then H, divided by the weight of the valid taps (the border
 correction, itself separable: ``Dh[h] * Dw[w]``).  The normalisation of the window cancels in that
 quotient, so the taps need not sum to one.  Everything per pixel (``E[x]``, ``s``, ``den``) is one
-plane per image; the passes over the ``C`` channels are plain row loops (parallel over ``N*H`` or
-``N*C*H`` rows), and the filter costs ``O(size)`` per plane pixel.
+plane per image; the passes over the ``C`` channels are plain loops over chunks of pixels (in
+parallel), and the filter costs ``O(size)`` per plane pixel (parallel over rows).
+
+All passes over (N, C, H, W) data work on contiguous chunks of up to CHUNK pixels of each plane:
+the per-chunk accumulators stay in L1 while every channel streams through them (whole rows would
+make streams of only W elements, too short for the prefetchers and the vector loops).
 """
 
 import numpy as np
@@ -25,6 +30,15 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport pow, powf, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
+
+
+cdef enum:
+    CHUNK = 2048          # pixels per chunk of a plane
+    LRN_SCRATCH = 65536   # elements of the per-chunk scratch of the LRN backward (C * chunk)
+
+
+cdef inline Py_ssize_t chunks(Py_ssize_t HW, Py_ssize_t L) noexcept nogil:
+    return (HW + L - 1) // L
 
 
 cdef inline floating fsqrt(floating a) noexcept nogil:
@@ -67,82 +81,84 @@ cdef inline void pow_neg(floating* s, Py_ssize_t W, floating beta, int mode) noe
 
 
 cdef inline void lrn_base(const floating* x, floating* s, Py_ssize_t c, Py_ssize_t C,
-                          Py_ssize_t HW, Py_ssize_t W, Py_ssize_t before, Py_ssize_t after,
+                          Py_ssize_t HW, Py_ssize_t L, Py_ssize_t before, Py_ssize_t after,
                           floating k, floating scale) noexcept nogil:
-    # s[w] = k + scale * sum_{j = c-before .. c+after, 0 <= j < C} x[j*HW + w]^2
-    cdef Py_ssize_t j, w
+    # s[i] = k + scale * sum_{j = c-before .. c+after, 0 <= j < C} x[j*HW + i]^2, for i < L
+    cdef Py_ssize_t j, i
     cdef Py_ssize_t lo = c - before if c > before else 0
     cdef Py_ssize_t hi = c + after + 1 if c + after + 1 < C else C
-    cdef const floating* xr
-    for w in range(W):
-        s[w] = 0
+    cdef const floating* xj
+    for i in range(L):
+        s[i] = 0
     for j in range(lo, hi):
-        xr = x + j * HW
-        for w in range(W):
-            s[w] += xr[w] * xr[w]
-    for w in range(W):
-        s[w] = k + scale * s[w]
+        xj = x + j * HW
+        for i in range(L):
+            s[i] += xj[i] * xj[i]
+    for i in range(L):
+        s[i] = k + scale * s[i]
 
 
-cdef void lrn_forward_row(const floating* x, floating* y, Py_ssize_t C, Py_ssize_t HW,
-                          Py_ssize_t W, Py_ssize_t before, Py_ssize_t after, floating k,
-                          floating scale, floating beta, int mode) noexcept nogil:
-    # x, y point at element (n, 0, h, 0): the row of channel c starts at c*HW.
-    cdef Py_ssize_t c, w
-    cdef floating* yr
-    cdef const floating* xr
+cdef void lrn_forward_chunk(const floating* x, floating* y, Py_ssize_t C, Py_ssize_t HW,
+                            Py_ssize_t L, Py_ssize_t before, Py_ssize_t after, floating k,
+                            floating scale, floating beta, int mode) noexcept nogil:
+    # x, y point at pixel p of channel 0 of one image; channel c's chunk starts at c*HW; L <=
+    # CHUNK.  S and S**-beta live in a stack buffer, so y is written once.
+    cdef floating s[CHUNK]
+    cdef Py_ssize_t c, i
+    cdef floating* yc
+    cdef const floating* xc
     for c in range(C):
-        yr = y + c * HW
-        xr = x + c * HW
-        lrn_base(x, yr, c, C, HW, W, before, after, k, scale)   # y row holds S, then S**-beta
-        pow_neg(yr, W, beta, mode)
-        for w in range(W):
-            yr[w] = xr[w] * yr[w]
+        yc = y + c * HW
+        xc = x + c * HW
+        lrn_base(x, s, c, C, HW, L, before, after, k, scale)
+        pow_neg(s, L, beta, mode)
+        for i in range(L):
+            yc[i] = xc[i] * s[i]
 
 
-cdef int lrn_backward_row(const floating* dy, const floating* x, floating* dx, Py_ssize_t C,
-                          Py_ssize_t HW, Py_ssize_t W, Py_ssize_t before, Py_ssize_t after,
-                          floating k, floating scale, floating beta, floating coef,
-                          int mode) noexcept nogil:
+cdef int lrn_backward_chunk(const floating* dy, const floating* x, floating* dx, Py_ssize_t C,
+                            Py_ssize_t HW, Py_ssize_t L, Py_ssize_t before, Py_ssize_t after,
+                            floating k, floating scale, floating beta, floating coef,
+                            int mode) noexcept nogil:
     # dx[j] = dy[j] * S[j]**-beta - coef * x[j] * sum_{c = j-after .. j+before} dy[c] * y[c] / S[c]
     # with y[c] = x[c] * S[c]**-beta and coef = 2 * alpha * beta / size.  Returns 1 if out of memory.
-    cdef floating* t = <floating*> malloc((C + 2) * W * sizeof(floating))
+    cdef floating* t = <floating*> malloc((C + 2) * L * sizeof(floating))
     cdef floating* acc
     cdef floating* s
-    cdef floating* dxr
-    cdef const floating* xr
-    cdef const floating* dyr
-    cdef const floating* tr
-    cdef Py_ssize_t c, j, w, lo, hi
+    cdef floating* dxc
+    cdef const floating* xc
+    cdef const floating* dyc
+    cdef const floating* tc
+    cdef Py_ssize_t c, j, i, lo, hi
     if t == NULL:
         return 1
-    acc = t + C * W
-    s = acc + W
+    acc = t + C * L
+    s = acc + L
     for c in range(C):
-        # dx row c holds S[c]**-beta for now; t row c holds dy[c] * x[c] * S[c]**-beta / S[c]
-        xr = x + c * HW
-        dyr = dy + c * HW
-        dxr = dx + c * HW
-        lrn_base(x, s, c, C, HW, W, before, after, k, scale)
-        for w in range(W):
-            dxr[w] = s[w]
-        pow_neg(dxr, W, beta, mode)
-        for w in range(W):
-            t[c * W + w] = dyr[w] * xr[w] * dxr[w] / s[w]
+        # dx chunk c holds S[c]**-beta for now; t row c holds dy[c] * x[c] * S[c]**-beta / S[c]
+        xc = x + c * HW
+        dyc = dy + c * HW
+        dxc = dx + c * HW
+        lrn_base(x, s, c, C, HW, L, before, after, k, scale)
+        for i in range(L):
+            dxc[i] = s[i]
+        pow_neg(dxc, L, beta, mode)
+        for i in range(L):
+            t[c * L + i] = dyc[i] * xc[i] * dxc[i] / s[i]
     for j in range(C):
         lo = j - after if j > after else 0
         hi = j + before + 1 if j + before + 1 < C else C
-        for w in range(W):
-            acc[w] = 0
+        for i in range(L):
+            acc[i] = 0
         for c in range(lo, hi):
-            tr = t + c * W
-            for w in range(W):
-                acc[w] += tr[w]
-        xr = x + j * HW
-        dyr = dy + j * HW
-        dxr = dx + j * HW
-        for w in range(W):
-            dxr[w] = dyr[w] * dxr[w] - coef * xr[w] * acc[w]
+            tc = t + c * L
+            for i in range(L):
+                acc[i] += tc[i]
+        xc = x + j * HW
+        dyc = dy + j * HW
+        dxc = dx + j * HW
+        for i in range(L):
+            dxc[i] = dyc[i] * dxc[i] - coef * xc[i] * acc[i]
     free(t)
     return 0
 
@@ -160,52 +176,49 @@ cdef int pow_mode(double beta):
 def local_response_norm(floating[:, :, :, ::1] x, Py_ssize_t size, double alpha, double beta,
                         double k):
     """LRN across channels, as torch.  x: (N, C, H, W) -> y: (N, C, H, W)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t nh, n, h
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3]
+    cdef Py_ssize_t nb = chunks(HW, CHUNK), b, p, o
     cdef Py_ssize_t before = size // 2, after = (size - 1) // 2
     cdef floating kk = k, scale = alpha / size, bb = beta
     cdef int mode = pow_mode(beta)
-    out = np.empty((N, C, H, W), dtype=np.asarray(x).dtype)
+    out = np.empty_like(np.asarray(x))
     cdef floating[:, :, :, ::1] y = out
     with nogil:
-        for nh in prange(N * H, schedule="static"):
-            n = nh // H
-            h = nh % H
-            lrn_forward_row(&x[n, 0, h, 0], &y[n, 0, h, 0], C, H * W, W, before, after, kk,
-                            scale, bb, mode)
+        for b in prange(N * nb, schedule="static"):
+            p = (b % nb) * CHUNK
+            o = (b // nb) * C * HW + p      # pixel p of channel 0 of image b // nb
+            lrn_forward_chunk(&x[0, 0, 0, 0] + o, &y[0, 0, 0, 0] + o, C, HW,
+                              min(CHUNK, HW - p), before, after, kk, scale, bb, mode)
     return out
 
 
 def local_response_norm_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
                                  Py_ssize_t size, double alpha, double beta, double k):
     """Gradient of LRN.  dy, x: (N, C, H, W) -> dx: (N, C, H, W)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t nh, n, h
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3]
+    # chunk length: the scratch (C + 2) * L of a chunk stays near LRN_SCRATCH elements
+    cdef Py_ssize_t L = max(64, min(CHUNK, LRN_SCRATCH // C))
+    cdef Py_ssize_t nb = chunks(HW, L), b, p, o
     cdef Py_ssize_t before = size // 2, after = (size - 1) // 2
     cdef floating kk = k, scale = alpha / size, bb = beta, coef = 2 * alpha * beta / size
     cdef int mode = pow_mode(beta)
     cdef int failed = 0
-    out = np.empty((N, C, H, W), dtype=np.asarray(x).dtype)
+    out = np.empty_like(np.asarray(x))
     cdef floating[:, :, :, ::1] dx = out
     with nogil:
-        for nh in prange(N * H, schedule="static"):
-            n = nh // H
-            h = nh % H
-            failed += lrn_backward_row(&dy[n, 0, h, 0], &x[n, 0, h, 0], &dx[n, 0, h, 0], C,
-                                       H * W, W, before, after, kk, scale, bb, coef, mode)
+        for b in prange(N * nb, schedule="static"):
+            p = (b % nb) * L
+            o = (b // nb) * C * HW + p
+            failed += lrn_backward_chunk(&dy[0, 0, 0, 0] + o, &x[0, 0, 0, 0] + o,
+                                         &dx[0, 0, 0, 0] + o, C, HW, min(L, HW - p), before,
+                                         after, kk, scale, bb, coef, mode)
     if failed:
-        raise MemoryError("local_response_norm_backward: out of memory for a row buffer")
+        raise MemoryError("local_response_norm_backward: out of memory for a chunk buffer")
     return out
 
 
 # ----------------------------------------------------------------------------------------------
 # LCN: separable filtering of planes (N, H, W)
-
-cdef enum:
-    # The passes over the channels work on contiguous chunks of CHUNK pixels of each plane: one
-    # chunk of the plane accumulators stays in L1 while every channel streams through it (whole
-    # rows would make streams of only W elements, too short for the prefetchers).
-    CHUNK = 2048
 
 cdef void filter_w_row(const floating* src, floating* dst, Py_ssize_t W, const floating* taps,
                        Py_ssize_t nt, Py_ssize_t before) noexcept nogil:
@@ -394,7 +407,7 @@ def local_contrast_norm(floating[:, :, :, ::1] x, Py_ssize_t size, double sigma,
 
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t HW = H * W, b, n, p
-    cdef Py_ssize_t nb = (HW + CHUNK - 1) // CHUNK    # chunks per plane
+    cdef Py_ssize_t nb = chunks(HW, CHUNK)
     cdef bint mean_divisor = divisor == "mean"
     dtype = np.asarray(x).dtype
     taps, before = lcn_window(size, sigma, max(H, W))
@@ -459,7 +472,7 @@ def local_contrast_norm_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::
 
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t HW = H * W, b, n, h, p, q, o
-    cdef Py_ssize_t nb = (HW + CHUNK - 1) // CHUNK    # chunks per plane
+    cdef Py_ssize_t nb = chunks(HW, CHUNK)
     cdef bint mean_divisor = divisor == "mean"
     dtype = np.asarray(x).dtype
     taps, before = lcn_window(size, sigma, max(H, W))

@@ -273,12 +273,37 @@ def test_lcn_hypothesis(n, c, h, w, size, sigma, divisor, dtype):
 
 
 def test_lcn_parallel_sizes():
-    # many rows and channels: the chunked parallel passes give the single-image result
+    # planes of more than one chunk (2048 pixels) and many rows: the chunked parallel passes
     rng = np.random.default_rng(2)
     x = rng.standard_normal((1, 5, 70, 90)).astype(np.float32)
-    np.testing.assert_allclose(
-        local_contrast_norm(x, 9, 2.0), lcn_direct(x, 9, 2.0), rtol=1e-4, atol=1e-5
-    )
+    ref = lcn_direct(x, 9, 2.0)
+    np.testing.assert_allclose(local_contrast_norm(x, 9, 2.0), ref, rtol=1e-4, atol=1e-5)
+    # backward: directional derivatives <dy, J u> against <J^T dy, u> (float64)
+    x64 = rng.standard_normal((2, 3, 50, 60))
+    dy = rng.standard_normal(x64.shape)
+    for divisor in ("mean", "fixed"):
+        jt = local_contrast_norm_backward(dy, x64, 6, 1.5, 0.9, divisor)
+        for _ in range(2):
+            u = rng.standard_normal(x64.shape)
+            eps = 1e-6
+            jd = (
+                local_contrast_norm(x64 + eps * u, 6, 1.5, 0.9, divisor)
+                - local_contrast_norm(x64 - eps * u, 6, 1.5, 0.9, divisor)
+            ) / (2 * eps)
+            lhs, rhs = float((dy * jd).sum()), float((jt * u).sum())
+            assert abs(lhs - rhs) <= 1e-6 * (1 + abs(lhs))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lrn_planes_of_several_chunks(dtype):
+    rng = np.random.default_rng(4)
+    x = (2 * rng.standard_normal((2, 40, 50, 61))).astype(dtype)  # 3050 pixels per plane
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    y = local_response_norm(x, 5, 0.01, 0.75, 1.0)
+    dx = local_response_norm_backward(dy, x, 5, 0.01, 0.75, 1.0)
+    yt, dxt = torch_lrn(x, dy, 5, 0.01, 0.75, 1.0)
+    np.testing.assert_allclose(y, yt, **TOL[dtype])
+    np.testing.assert_allclose(dx, dxt, **TOL[dtype])
 
 
 # ----------------------------------------------------------------------------------------------
