@@ -45,14 +45,20 @@ def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, o
         "--budget",
         type=float,
         default=None,
-        help="seconds per dense measurement (default 1.5, quick 0.05)",
+        help="seconds per dense measurement (default 1, quick 0.05)",
     )
     p.add_argument(
         "--patch-budget",
         type=float,
         default=None,
         help="seconds of patch scanning per network, size and pass; the pixels that fit are "
-        "timed and scaled to the image (default 2, quick 0.05)",
+        "timed and scaled to the image (default 1.5, twice that for the backward; quick 0.05)",
+    )
+    p.add_argument(
+        "--fcn-shifts",
+        type=int,
+        default=None,
+        help="FCN passes timed per measurement, then scaled to all S*S (default 8, quick 4)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -72,6 +78,10 @@ def _options(a: argparse.Namespace, argv: list[str]) -> sweep.Options:
         kw["budget"] = a.budget
     if a.patch_budget is not None:
         kw["patch_budget"] = a.patch_budget
+    if a.fcn_shifts is not None:
+        if a.fcn_shifts < 1:
+            raise SystemExit("--fcn-shifts must be at least 1")
+        kw["fcn_shifts"] = a.fcn_shifts
     if not kw.get("sizes", True) or any(s < 1 for s in kw.get("sizes", ())):
         raise SystemExit("--sizes must be positive integers")
     for name in kw.get("networks", ()):

@@ -176,47 +176,67 @@ def plot_patch_size(results: dict[str, Any], path: str) -> bool:
     return True
 
 
+def _impl_order(impls: set[str]) -> list[str]:
+    mid = sorted(i for i in impls if i not in (OURS, PEER))
+    return [i for i in (OURS,) if i in impls] + mid + [i for i in (PEER,) if i in impls]
+
+
+IMPL_COLOR = {OURS: "C0", PEER: "C3"}
+IMPL_LABEL = {OURS: "cnncore", PEER: "PyTorch"}
+SHORT = {"forward": "fwd", "backward": "bwd"}
+
+
 def plot_throughput(results: dict[str, Any], path: str) -> bool:
-    rows = [r for r in results.get("throughput") or [] if r.get("impl") in (OURS, PEER)]
+    """One panel per kernel: a bar per implementation and (pass, configuration), the machine's
+    ceiling as a dashed line."""
+    rows = [r for r in results.get("throughput") or [] if rate(r)[0]]
     if not rows:
         return False
-    panels: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    panels: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
-        panels[(r["kernel"], r["direction"])].append(r)
-    keys = sorted(panels, key=lambda k: (k[0], k[1] != "forward"))
-    kernels = sorted({k for k, _ in keys})
-    fig, axes = plt.subplots(len(kernels), 2, figsize=(10, 3.2 * len(kernels) + 0.3), squeeze=False)
+        panels[r["kernel"]].append(r)
+    kernels = list(panels)
+    ncols = 2 if len(kernels) > 1 else 1
+    nrows = (len(kernels) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 3.3 * nrows + 0.3), squeeze=False)
     ref = results.get("reference", {})
-    for i, kernel in enumerate(kernels):
-        for j, direction in enumerate(("forward", "backward")):
-            ax = axes[i, j]
-            sub = panels.get((kernel, direction), [])
-            if not sub:
-                ax.axis("off")
-                continue
-            configs = list(dict.fromkeys(r["config"] for r in sub))
-            by = {(r["config"], r["impl"]): r for r in sub}
-            unit = rate(sub[0])[1]
-            width = 0.38
-            for k, (impl, color, label) in enumerate(
-                ((OURS, "C0", "cnncore"), (PEER, "C3", "PyTorch CPU"))
-            ):
-                vals = [
-                    (rate(by[(c, impl)])[0] or 0.0) if (c, impl) in by else 0.0 for c in configs
-                ]
-                xs = [x + (k - 0.5) * width for x in range(len(configs))]
-                ax.bar(xs, vals, width, color=color, label=label)
-            peak = ref.get("sgemm_gflops") if unit == "GFLOP/s" else ref.get("copy_gbs")
-            if peak:
-                name = "sgemm peak" if unit == "GFLOP/s" else "copy bandwidth"
-                ax.axhline(peak, color="k", ls="--", lw=1, label=f"{name} {peak:.0f} {unit}")
-            ax.set_xticks(range(len(configs)), [c.replace(" ", "\n", 1) for c in configs])
-            ax.tick_params(axis="x", labelsize=6)
-            ax.tick_params(axis="y", labelsize=8)
-            ax.set_ylabel(unit, fontsize=8)
-            ax.set_title(f"{kernel} {direction}", fontsize=9)
-            ax.grid(True, axis="y", alpha=0.3)
-            ax.legend(fontsize=7)
+    others = iter(f"C{i}" for i in (1, 2, 4, 5, 6, 7, 8, 9) * 4)
+    colors = dict(IMPL_COLOR)
+    for ax, kernel in zip(axes.flat, kernels, strict=False):
+        sub = panels[kernel]
+        both = len({r["direction"] for r in sub}) > 1
+        cells = list(dict.fromkeys((r["direction"], r["config"]) for r in sub))
+        by = {(r["direction"], r["config"], r["impl"]): r for r in sub}
+        impls = _impl_order({r["impl"] for r in sub})
+        unit = rate(sub[0])[1]
+        width = 0.8 / len(impls)
+        for k, impl in enumerate(impls):
+            if impl not in colors:
+                colors[impl] = next(others)
+            vals = [rate(by[c + (impl,)])[0] if c + (impl,) in by else 0.0 for c in cells]
+            xs = [x + (k - (len(impls) - 1) / 2) * width for x in range(len(cells))]
+            ax.bar(xs, vals, width, color=colors[impl], label=IMPL_LABEL.get(impl, impl))
+        ceiling = [
+            r.get("sgemm_peak_gflops" if unit == "GFLOP/s" else "copy_bandwidth_gbs") for r in sub
+        ]
+        peak = next((c for c in ceiling if c), None) or (
+            ref.get("sgemm_gflops") if unit == "GFLOP/s" else ref.get("copy_gbs")
+        )
+        if peak and "(" not in kernel:  # CPU kernels: the CPU's ceiling
+            name = "sgemm peak" if unit == "GFLOP/s" else "copy bandwidth"
+            ax.axhline(peak, color="k", ls="--", lw=1, label=f"{name} {peak:.0f} {unit}")
+        labels = [
+            (f"{SHORT.get(d, d)} " if both else "") + c.replace(" ", "\n", 1) for d, c in cells
+        ]
+        ax.set_xticks(range(len(cells)), labels)
+        ax.tick_params(axis="x", labelsize=6)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.set_title(kernel if both else f"{kernel} {sub[0]['direction']}", fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in axes.flat[len(kernels) :]:
+        ax.axis("off")
     fig.suptitle("Kernel throughput (fastest round) against PyTorch and the machine", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)

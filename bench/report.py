@@ -140,10 +140,12 @@ def new_results(source: str, machine: dict[str, Any] | None = None) -> dict[str,
 def from_pytest_benchmark(data: dict[str, Any], source: str = "pytest-benchmark") -> dict[str, Any]:
     """Results dictionary from a pytest-benchmark JSON (``--benchmark-json``).
 
-    Kernel rows are the benchmarks whose ``extra_info`` has ``kernel`` and ``flops`` or ``bytes``;
-    dense rows those with ``method`` and ``image_size``; the references come from the
-    ``bench_reference`` rows (``kernel`` "sgemm" / "copy") or, failing that, from the ceilings the
-    kernel rows carry. The time used is each benchmark's fastest round (``stats.min``).
+    Kernel rows are the benchmarks whose ``extra_info`` has ``kernel`` and ``flops`` or ``bytes``
+    (GPU rows, with ``device``, become kernels of their own); dense rows those with ``method``,
+    ``image_size`` and ``pass``; the references come from the ``impl="numpy"`` rows (sgemm:
+    ``flops``, a large copy: ``bytes``) or, failing that, from the ceilings the kernel rows carry.
+    The time used is each benchmark's fastest round (``stats.min``), or for dense rows the
+    ``seconds`` their suite recorded for the whole image.
     """
     if not isinstance(data, dict) or "benchmarks" not in data:
         raise ValueError("not a pytest-benchmark JSON: it has no 'benchmarks' list")
@@ -156,22 +158,27 @@ def from_pytest_benchmark(data: dict[str, Any], source: str = "pytest-benchmark"
         if not seconds:
             skipped += 1
             continue
-        if "method" in info and "image_size" in info:
-            info["seconds"] = seconds * info.get("scale", 1.0)
+        if "method" in info and "image_size" in info and "pass" in info:
+            # the suite's own whole-image seconds if it gives them (patch scanning scaled from a
+            # sample), else the fastest round
+            info.setdefault("seconds", seconds * info.get("scale", 1.0))
             info.setdefault("pixels", info["image_size"] ** 2)
             res["dense"].append(info)
         elif "kernel" in info and ("flops" in info or "bytes" in info):
-            kw = {k: info[k] for k in ("kernel", "direction", "config", "impl")}
+            kw = {k: info.get(k, "") for k in ("kernel", "direction", "config", "impl")}
             kw["config"] = kw["config"] or b.get("name", "")
             extra = {
                 k: v
                 for k, v in info.items()
                 if k not in kw and k not in ("seconds", "gflops", "gbs", "fraction_of_peak")
             }
+            if info.get("device"):  # a GPU row: its own panel, the CPU ceilings do not apply
+                kw["kernel"] = f"{kw['kernel']} ({info['device']})"
+                extra["sgemm_peak_gflops"] = extra["copy_bandwidth_gbs"] = None
             row = throughput_info(seconds=seconds, **kw, **extra)
-            if row["kernel"] == "sgemm":
+            if row["impl"] == "numpy" and row.get("gflops"):  # bench_reference: sgemm
                 peaks["sgemm"].append(row["gflops"])
-            elif row["kernel"] == "copy":
+            elif row["impl"] == "numpy" and row.get("gbs"):  # a large copy
                 peaks["copy"].append(row["gbs"])
             else:
                 res["throughput"].append(row)
