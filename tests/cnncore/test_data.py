@@ -59,6 +59,8 @@ def test_random_crop_takes_windows_of_the_padded_image():
     assert len(offsets) > 5  # offsets vary from image to image
     again = data.random_crop(x, (5, 6), np.random.default_rng(1), padding=1)
     np.testing.assert_array_equal(out, again)  # repeatable from the seed
+    other = data.random_crop(x, (5, 6), np.random.default_rng(2), padding=1)
+    assert not np.array_equal(out, other)
     with pytest.raises(ValueError, match="crop size"):
         data.random_crop(x, 12, rng)
 

@@ -101,13 +101,24 @@ def test_layers_cache_only_with_gradients_enabled():
             layer.backward(np.ones((2, 2)))
 
 
-def test_frozen_linear_computes_no_weight_gradient():
+def test_frozen_linear_computes_no_weight_gradient(monkeypatch):
+    import cnncore.nn.linear as linear_module
+
+    calls = []
+    real = linear_module.F.linear_backward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(linear_module.F, "linear_backward", spy)
     layer = nn.Linear(4, 3).double()
     layer.weight.requires_grad = False
     x = x4((2, 4))
     layer(x)
     dx = layer.backward(np.ones((2, 3)))
     assert layer.weight.grad is None and layer.bias.grad is not None
+    assert calls[-1]["need_dweight"] is False and calls[-1]["need_dbias"] is True
     np.testing.assert_allclose(dx, np.ones((2, 3)) @ layer.weight.data)
 
 
