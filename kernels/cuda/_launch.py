@@ -66,12 +66,9 @@ def f32(x: float) -> np.float32:
     return np.float32(x)
 
 
-def is_device_array(a: Any) -> bool:
-    return hasattr(a, "__cuda_array_interface__") or hasattr(a, "__cuda_ndarray__")
-
-
 def device(a: Any, dtype: Any = np.float32) -> Any:
-    """A C-contiguous Numba device array of ``dtype`` viewing (or, if it must, copying) ``a``.
+    """A C-contiguous Numba device array of ``dtype`` (None: any) viewing or, if it must, copying
+    ``a``.
 
     ``a`` is a Numba device array (real or simulated) or any object with
     ``__cuda_array_interface__`` (CuPy, PyTorch CUDA: zero-copy).  Non-contiguous arrays are copied
@@ -79,7 +76,7 @@ def device(a: Any, dtype: Any = np.float32) -> Any:
     """
     if not hasattr(a, "__cuda_ndarray__"):  # CuPy / PyTorch: wrap without copying
         a = cuda.as_cuda_array(a)
-    if np.dtype(a.dtype) != np.dtype(dtype):
+    if dtype is not None and np.dtype(a.dtype) != np.dtype(dtype):
         raise TypeError(f"expected a {np.dtype(dtype)} device array, got {a.dtype}")
     if a.is_c_contiguous():
         return a
@@ -216,8 +213,3 @@ def sum_middle(x: Any, N: int, K: int, P: int, divisor: float = 1.0, out: Any = 
         out = empty((K,))
     _sum_middle[red_blocks(K), red_threads()](flat(x), N, K, P, f32(divisor), out)
     return out
-
-
-def to_host(a: Any) -> np.ndarray:
-    """Copy a device array to a NumPy array (tests and benchmarks only; kernels never call it)."""
-    return a.copy_to_host()

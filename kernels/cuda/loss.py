@@ -91,7 +91,7 @@ def cross_entropy(logits: Any, targets: Any, ignore_index: int) -> tuple[float, 
     device array ``(softmax - onehot) / count`` on counted positions, 0 on ignored ones.
     """
     x = L.device(logits)
-    t = L.device(targets, np.dtype(targets.dtype))
+    t = L.device(targets, None)  # int32 or int64 (torch dtypes are not NumPy's: take the view's)
     K = x.shape[1]
     inner = math.prod(int(s) for s in x.shape[2:])
     d = L.empty(x.shape)
