@@ -336,34 +336,54 @@ cdef void channel_mean_chunk(const floating* x, floating* m, Py_ssize_t C, Py_ss
 cdef void centered_moments_chunk(const floating* x, const floating* dy, const floating* ex,
                                  floating* vv, floating* sdyv, floating* sdy, Py_ssize_t C,
                                  Py_ssize_t HW, Py_ssize_t L) noexcept nogil:
-    # with v = x - ex over a chunk of L pixels: vv = mean_c v^2; if dy != NULL also
-    # sdyv = sum_c dy v and sdy = sum_c dy
+    # with v = x - ex over a chunk of L <= CHUNK pixels: vv = mean_c v^2; if dy != NULL also
+    # sdyv = sum_c dy v and sdy = sum_c dy.  The sums live in stack arrays (which cannot alias the
+    # inputs, so the compiler vectorises without runtime alias checks) and are copied out.
+    cdef floating a_vv[CHUNK]
+    cdef floating a_dyv[CHUNK]
+    cdef floating a_dy[CHUNK]
     cdef Py_ssize_t c, i
     cdef const floating* xc
     cdef const floating* dyc
     cdef floating v, inv = 1.0 / C
     for i in range(L):
-        vv[i] = 0
+        a_vv[i] = 0
     if dy == NULL:
         for c in range(C):
             xc = x + c * HW
             for i in range(L):
                 v = xc[i] - ex[i]
-                vv[i] += v * v
+                a_vv[i] += v * v
     else:
         for i in range(L):
-            sdyv[i] = 0
-            sdy[i] = 0
+            a_dyv[i] = 0
+            a_dy[i] = 0
         for c in range(C):
             xc = x + c * HW
             dyc = dy + c * HW
             for i in range(L):
                 v = xc[i] - ex[i]
-                vv[i] += v * v
-                sdyv[i] += dyc[i] * v
-                sdy[i] += dyc[i]
+                a_vv[i] += v * v
+                a_dyv[i] += dyc[i] * v
+                a_dy[i] += dyc[i]
+        for i in range(L):
+            sdyv[i] = a_dyv[i]
+            sdy[i] = a_dy[i]
     for i in range(L):
-        vv[i] *= inv
+        vv[i] = a_vv[i] * inv
+
+
+cdef void den_chunk(const floating* s, floating* den, Py_ssize_t L, floating floor,
+                    bint mean_divisor) noexcept nogil:
+    # "mean": den = s where s > floor (= max(c, threshold)) else floor; "fixed" (floor is the
+    # threshold): den = s where s > threshold else 1
+    cdef Py_ssize_t i
+    if mean_divisor:
+        for i in range(L):
+            den[i] = s[i] if s[i] > floor else floor
+    else:
+        for i in range(L):
+            den[i] = s[i] if s[i] > floor else 1
 
 
 cdef void lcn_den(floating* s, floating* den, Py_ssize_t N, Py_ssize_t HW, floating threshold,
@@ -371,7 +391,8 @@ cdef void lcn_den(floating* s, floating* den, Py_ssize_t N, Py_ssize_t HW, float
     # s (N, HW) holds E[v*v] on entry and its square root on exit.  "mean": craw[n] = c, the mean
     # of s over image n, cmax[n] = max(c, threshold), den = s where s > cmax[n] else cmax[n]
     # (= max(s, c, threshold)); "fixed": den = s where s > threshold else 1.
-    cdef Py_ssize_t n, p
+    cdef Py_ssize_t n, p, b
+    cdef Py_ssize_t nb = chunks(HW, CHUNK)
     cdef double acc
     cdef floating cm
     for p in prange(N * HW, schedule="static"):
@@ -384,12 +405,11 @@ cdef void lcn_den(floating* s, floating* den, Py_ssize_t N, Py_ssize_t HW, float
             cm = <floating> (acc / HW)
             craw[n] = cm
             cmax[n] = cm if cm >= threshold else threshold
-    for p in prange(N * HW, schedule="static"):
-        n = p // HW
-        if mean_divisor:
-            den[p] = s[p] if s[p] > cmax[n] else cmax[n]
-        else:
-            den[p] = s[p] if s[p] > threshold else 1
+    for b in prange(N * nb, schedule="static"):
+        n = b // nb
+        p = n * HW + (b % nb) * CHUNK
+        den_chunk(s + p, den + p, min(CHUNK, (n + 1) * HW - p),
+                  cmax[n] if mean_divisor else threshold, mean_divisor)
 
 
 cdef void divide_chunk(const floating* x, const floating* ex, const floating* den, floating* y,
@@ -446,6 +466,28 @@ def local_contrast_norm(floating[:, :, :, ::1] x, Py_ssize_t size, double sigma,
     return out
 
 
+cdef void dq_row(floating* g, const floating* s, Py_ssize_t W, floating floor, floating dc_share,
+                 floating a_h, const floating* inv_dw) noexcept nogil:
+    # g holds d_den on entry.  ds = d_den where den is s (s > floor), plus dc_share (the c-branch
+    # sum / HW, "mean" only); exit: g = dq / E[1] = ds / (2 s) * inv_dh * inv_dw, 0 where s == 0
+    cdef Py_ssize_t w
+    cdef floating dd
+    for w in range(W):
+        dd = (g[w] if s[w] > floor else 0) + dc_share
+        g[w] = dd / (2 * s[w]) * (a_h * inv_dw[w]) if s[w] > 0 else 0
+
+
+cdef void sum_dv_row(floating* r2, floating* sdy, const floating* den, const floating* sv,
+                     Py_ssize_t W, floating two_over_c, floating a_h,
+                     const floating* inv_dw) noexcept nogil:
+    # r2 <- 2 r (r2 holds B^T(dq) without the 1/C);  sdy <- (sum_c dv) / E[1] with
+    # sum_c dv = sum_c dy / den + 2 r sum_c v
+    cdef Py_ssize_t w
+    for w in range(W):
+        r2[w] = r2[w] * two_over_c
+        sdy[w] = (sdy[w] / den[w] + r2[w] * sv[w]) * (a_h * inv_dw[w])
+
+
 cdef void lcn_grad_chunk(const floating* x, const floating* dy, const floating* ex,
                          const floating* den, const floating* r2, const floating* t,
                          floating* dx, Py_ssize_t L) noexcept nogil:
@@ -471,7 +513,7 @@ def local_contrast_norm_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::
     from cnncore_kernels.normalization import lcn_window
 
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t HW = H * W, b, n, h, p, q, o
+    cdef Py_ssize_t HW = H * W, b, n, r, p, q, o
     cdef Py_ssize_t nb = chunks(HW, CHUNK)
     cdef bint mean_divisor = divisor == "mean"
     dtype = np.asarray(x).dtype
@@ -498,7 +540,7 @@ def local_contrast_norm_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::
     cdef floating* sdy = &pl[6, 0, 0, 0]    # sum_c dy, then (sum_c dv) / E[1]
     cdef floating* r2 = &pl[7, 0, 0, 0]     # 2 r
     cdef floating* tmp = &pl[8, 0, 0, 0]
-    cdef floating a, inv_hw = 1.0 / HW, dd, sp
+    cdef floating inv_hw = 1.0 / HW
     with nogil:
         for b in prange(N * nb, schedule="static"):
             n = b // nb
@@ -524,24 +566,15 @@ def local_contrast_norm_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::
                         if not (s[p] > cmax[n]):
                             dc[n] += g[p]
         # ds, then dq / E[1]  (the adjoint of B = filter . (1/E[1]) starts with 1/E[1])
-        for p in prange(N * HW, schedule="static"):
-            n = p // HW
-            sp = s[p]
-            if mean_divisor:
-                dd = g[p] if sp > cmax[n] else 0
-                dd = dd + <floating> (dc[n] * inv_hw)
-            else:
-                dd = g[p] if sp > thr else 0
-            h = (p // W) % H
-            a = idh[h] * idw[p % W]
-            g[p] = dd / (2 * sp) * a if sp > 0 else 0
+        for r in prange(N * H, schedule="static"):
+            n = r // H
+            dq_row(g + r * W, s + r * W, W, cmax[n] if mean_divisor else thr,
+                   <floating> (dc[n] * inv_hw) if mean_divisor else 0, idh[r % H], &idw[0])
         # r2 = 2 B^T(dq) / C
         filter2d(g, r2, tmp, N, H, W, &rtp[0], win.nt, win.rbefore)
-        for p in prange(N * HW, schedule="static"):
-            h = (p // W) % H
-            a = idh[h] * idw[p % W]
-            r2[p] = r2[p] * (<floating> 2.0 / C)
-            sdy[p] = (sdy[p] / den[p] + r2[p] * sv[p]) * a
+        for r in prange(N * H, schedule="static"):
+            sum_dv_row(r2 + r * W, sdy + r * W, den + r * W, sv + r * W, W, <floating> 2.0 / C,
+                       idh[r % H], &idw[0])
         # t = B^T(sum_c dv) / C, into g
         filter2d(sdy, g, tmp, N, H, W, &rtp[0], win.nt, win.rbefore)
         for p in prange(N * HW, schedule="static"):
