@@ -49,6 +49,12 @@ cdef Geom make_geom(Py_ssize_t H, Py_ssize_t W, kernel, stride, padding, dilatio
     return g
 
 
+cdef inline Py_ssize_t chunk(Py_ssize_t n) noexcept nogil:
+    # Work items per dynamic-schedule chunk: about 1/64 of the loop.  Dynamic rather than static
+    # scheduling keeps the threads busy when one of them is descheduled (shared machines).
+    return n // 64 if n >= 128 else 1
+
+
 cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     # ceil(a / b) for b > 0 and any sign of a
     if a >= 0:
@@ -324,7 +330,7 @@ cdef void max_row(const floating* xp, Geom g, Py_ssize_t oh, floating* yrow,
 cdef void max_rows(const floating* x, Geom g, Py_ssize_t planes, floating* y,
                    int64_t* idx) noexcept nogil:
     cdef Py_ssize_t r, HW = g.H * g.W
-    for r in prange(planes * g.Ho, schedule="static"):
+    for r in prange(planes * g.Ho, schedule="dynamic", chunksize=chunk(planes * g.Ho)):
         max_row(x + (r // g.Ho) * HW, g, r % g.Ho, y + r * g.Wo,
                 idx + r * g.Wo if idx != NULL else NULL)
 
@@ -371,7 +377,7 @@ cdef void scatter_planes(const floating* dy, const int64_t* idx, Py_ssize_t plan
     cdef floating* d
     cdef const floating* gd
     cdef const int64_t* gi
-    for p in prange(planes, schedule="static"):
+    for p in prange(planes, schedule="dynamic", chunksize=chunk(planes)):
         d = dx + p * HW
         gd = dy + p * M
         gi = idx + p * M
@@ -406,7 +412,7 @@ cdef void avg_row(const floating* xp, Geom g, Py_ssize_t oh, bint include_pad,
                   const floating* ncols, floating* y) noexcept nogil:
     # y[ow] = (sum of the valid taps of window (oh, ow)) / divisor, taps summed in window order;
     # divisor kh*kw (include_pad) or valid rows * valid columns (ncols[ow]).
-    cdef Py_ssize_t h0 = oh * g.sh - g.ph, i, j, h, c0, lo, hi, o, sw = g.sw
+    cdef Py_ssize_t h0 = oh * g.sh - g.ph, i, j, h, lo, hi, o, sw = g.sw
     cdef floating dr
     cdef const floating* src
     for o in range(g.Wo):
@@ -416,10 +422,9 @@ cdef void avg_row(const floating* xp, Geom g, Py_ssize_t oh, bint include_pad,
         if h >= g.H:
             break
         for j in range(g.kw):
-            c0 = j * g.dw - g.pw
-            lo = out_lo(c0, sw)
-            hi = out_hi(c0, g.W, sw, g.Wo)
-            src = xp + h * g.W + c0
+            lo = g.jlo[j]
+            hi = g.jhi[j]
+            src = xp + h * g.W + j * g.dw - g.pw
             if sw == 1:
                 add_taps(src, 1, lo, hi, y)
             elif sw == 2:
@@ -441,6 +446,7 @@ def avg_pool2d(const floating[:, :, :, ::1] x, kernel, stride, padding, dilation
     """Average pooling.  x: (N, C, H, W) -> y (N, C, Ho, Wo); padding counts as zeros."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], r, HW
     cdef Geom g = make_geom(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    tables = set_tables(&g)
     dtype = np.float32 if floating is float else np.float64
     y_arr = np.empty((N, C, g.Ho, g.Wo), dtype=dtype)
     cdef floating[:, :, :, ::1] y = y_arr
@@ -449,24 +455,29 @@ def avg_pool2d(const floating[:, :, :, ::1] x, kernel, stride, padding, dilation
     cdef floating* yp = &y[0, 0, 0, 0]
     HW = g.H * g.W
     with nogil:
-        for r in prange(N * C * g.Ho, schedule="static"):
+        for r in prange(N * C * g.Ho, schedule="dynamic", chunksize=chunk(N * C * g.Ho)):
             avg_row(xp + (r // g.Ho) * HW, g, r % g.Ho, count_include_pad, &nc[0],
                     yp + r * g.Wo)
     return y_arr
 
 
-cdef inline void add_scaled(const floating* g, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
-                            floating dr, const floating* dc, floating* dst) noexcept nogil:
-    # dst[o*sw] += g[o] / (dr * dc[o])   (dc: per output column divisor factor)
+cdef inline void add_row(const floating* gs, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
+                         floating* dst) noexcept nogil:
+    # dst[o*sw] += gs[o]
     cdef Py_ssize_t o
     for o in range(lo, hi):
-        dst[o * sw] += g[o] / (dr * dc[o])
+        dst[o * sw] += gs[o]
 
 
 cdef void avg_back_row(const floating* dyp, Geom g, Py_ssize_t h, const floating* dc,
                        bint include_pad, floating* dxrow) noexcept nogil:
-    # Gather for input row h of one plane: every (output, tap) that read row h adds its share.
-    cdef Py_ssize_t i, j, t, oh, c0, lo, hi, w, sw = g.sw
+    # Gather for input row h of one plane: every (output, tap) that read row h adds its share
+    # dy / divisor, taps in window order (i, then j).  The shares of one output row are computed
+    # once per chunk of columns (gs) and added for every column tap.
+    cdef floating gs[CHUNK]
+    cdef Py_ssize_t i, j, t, oh, lo, hi, w, o, o0, n, sw = g.sw
+    cdef const floating* grow
+    cdef floating* dst
     cdef floating dr
     for w in range(g.W):
         dxrow[w] = 0
@@ -483,16 +494,23 @@ cdef void avg_back_row(const floating* dyp, Geom g, Py_ssize_t h, const floating
             dr = <floating> g.kh
         else:
             dr = <floating> valid_taps(oh * g.sh - g.ph, g.kh, g.dh, g.H)
-        for j in range(g.kw):
-            c0 = j * g.dw - g.pw
-            lo = out_lo(c0, sw)
-            hi = out_hi(c0, g.W, sw, g.Wo)
-            if sw == 1:
-                add_scaled(dyp + oh * g.Wo, 1, lo, hi, dr, dc, dxrow + c0)
-            elif sw == 2:
-                add_scaled(dyp + oh * g.Wo, 2, lo, hi, dr, dc, dxrow + c0)
-            else:
-                add_scaled(dyp + oh * g.Wo, sw, lo, hi, dr, dc, dxrow + c0)
+        grow = dyp + oh * g.Wo
+        o0 = 0
+        while o0 < g.Wo:
+            n = g.Wo - o0 if g.Wo - o0 < CHUNK else CHUNK
+            for o in range(n):
+                gs[o] = grow[o0 + o] / (dr * dc[o0 + o])
+            for j in range(g.kw):
+                lo = clip(g.jlo[j] - o0, n)
+                hi = clip(g.jhi[j] - o0, n)
+                dst = dxrow + j * g.dw - g.pw + o0 * sw
+                if sw == 1:
+                    add_row(gs, 1, lo, hi, dst)
+                elif sw == 2:
+                    add_row(gs, 2, lo, hi, dst)
+                else:
+                    add_row(gs, sw, lo, hi, dst)
+            o0 += n
 
 
 def avg_pool2d_backward(const floating[:, :, :, ::1] dy, input_shape, kernel, stride, padding,
@@ -500,6 +518,7 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dy, input_shape, kernel, st
     """dx (N, C, H, W) of avg_pool2d from dy (N, C, Ho, Wo); a gather over input rows."""
     cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], r, H, HW, M
     cdef Geom g = make_geom(input_shape[2], input_shape[3], kernel, stride, padding, dilation)
+    tables = set_tables(&g)
     dtype = np.float32 if floating is float else np.float64
     H = g.H
     HW = g.H * g.W
@@ -512,7 +531,7 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dy, input_shape, kernel, st
     cdef const floating* dyp = &dy[0, 0, 0, 0]
     cdef floating* dxp = &dx[0, 0, 0, 0]
     with nogil:
-        for r in prange(N * C * H, schedule="static"):
+        for r in prange(N * C * H, schedule="dynamic", chunksize=chunk(N * C * H)):
             avg_back_row(dyp + (r // H) * M, g, r % H, &dc[0], count_include_pad, dxp + r * g.W)
     return dx_arr
 
@@ -555,7 +574,8 @@ def channel_max_pool(const floating[:, :, :, ::1] x, Py_ssize_t pool_size):
     cdef floating* yp = &y[0, 0, 0, 0]
     cdef int64_t* ip = &idx[0, 0, 0, 0]
     with nogil:
-        for q in prange(N * G, schedule="static"):   # q = n*G + group; its input block is q*k*HW
+        # q = n*G + group; its input block starts at q*k*HW
+        for q in prange(N * G, schedule="dynamic", chunksize=chunk(N * G)):
             channel_max_plane(xp + q * k * HW, (q % G) * k, k, HW, yp + q * HW, ip + q * HW)
     return y_arr, i_arr
 
@@ -583,7 +603,7 @@ def channel_max_pool_backward(const floating[:, :, :, ::1] dy, const int64_t[:, 
     cdef const int64_t* ip = &indices[0, 0, 0, 0]
     cdef floating* dxp = &dx[0, 0, 0, 0]
     with nogil:
-        for q in prange(N * G, schedule="static"):
+        for q in prange(N * G, schedule="dynamic", chunksize=chunk(N * G)):
             channel_max_back_plane(dyp + q * HW, ip + q * HW, (q % G) * k, k, HW, dxp + q * k * HW)
     return dx_arr
 
@@ -619,7 +639,7 @@ def global_avg_pool2d(const floating[:, :, :, ::1] x):
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef floating* yp = &y[0, 0, 0, 0]
     with nogil:
-        for p in prange(N * C, schedule="static"):
+        for p in prange(N * C, schedule="dynamic", chunksize=chunk(N * C)):
             yp[p] = <floating> (plane_sum(xp + p * HW, HW) / HW)
     return y_arr
 
@@ -635,7 +655,7 @@ def global_avg_pool2d_backward(const floating[:, :, :, ::1] dy, input_shape):
     cdef floating* dxp = &dx[0, 0, 0, 0]
     cdef floating v
     with nogil:
-        for p in prange(N * C, schedule="static"):
+        for p in prange(N * C, schedule="dynamic", chunksize=chunk(N * C)):
             v = dyp[p] / <floating> HW
             for k in range(HW):
                 dxp[p * HW + k] = v
