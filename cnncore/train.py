@@ -101,6 +101,14 @@ class Trainer:
         xb = np.ascontiguousarray(xb, dtype=np.float32 if on_gpu else dtype)
         return _device.to_device(xb, "cuda") if on_gpu else xb
 
+    def _prepare_targets(self, yb: np.ndarray) -> Any:
+        _, on_gpu = self._param_where()
+        if not on_gpu:
+            return yb
+        from numba import cuda
+
+        return cuda.to_device(np.ascontiguousarray(yb))
+
     @staticmethod
     def _check_data(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(x)
@@ -126,7 +134,7 @@ class Trainer:
                     xb = self.augment(xb, self.rng)
                 self.optimizer.zero_grad()
                 scores = self.model(self._prepare(xb))
-                loss = self.loss(scores, yb)
+                loss = self.loss(scores, self._prepare_targets(yb))
                 self.model.backward(self.loss.backward())
                 self.optimizer.step()
                 total_loss += loss * len(idx)
@@ -156,7 +164,7 @@ class Trainer:
             with no_grad():
                 for idx in batches(len(x), batch_size):
                     scores = self.model(self._prepare(x[idx]))
-                    total_loss += self.loss(scores, y[idx]) * len(idx)
+                    total_loss += self.loss(scores, self._prepare_targets(y[idx])) * len(idx)
                     c = _correct(scores, y[idx], ignore)
                     if c is not None:
                         correct, counted = correct + c[0], counted + c[1]
