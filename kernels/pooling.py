@@ -11,18 +11,21 @@ them).  ``kernel``, ``stride``, ``padding``, ``dilation`` are ``(h, w)`` tuples 
   ties keep the first, the last NaN wins); the running max starts at -inf on the first valid tap.
 - ``max_pool2d_values(x, kernel, stride, padding, dilation) -> y``: the same values, no indices.
 - ``max_pool2d_backward(dy, indices, input_shape) -> dx``: dx (N, C, H, W) zeros, then
-  ``dx[n, c].flat[indices[n, c, i, j]] += dy[n, c, i, j]`` (indices in [0, H*W)).
-- ``avg_pool2d(x, kernel, stride, padding, dilation, count_include_pad) -> y``: sum of the taps
-  inside the input (padding is zero), divided by ``kh*kw`` (count_include_pad) or by the number of
-  taps inside the input (valid rows * valid columns).
+  ``dx[n, c].flat[indices[n, c, i, j]] += dy[n, c, i, j]`` (indices in [0, H*W)), added in output
+  order (i, then j).
+- ``avg_pool2d(x, kernel, stride, padding, dilation, count_include_pad) -> y``: the taps inside the
+  input (padding is zero) summed in window order (rows, then columns) starting from 0, then divided
+  by ``kh*kw`` (count_include_pad) or by (valid rows) * (valid columns) of the window.
 - ``avg_pool2d_backward(dy, input_shape, kernel, stride, padding, dilation, count_include_pad)
-  -> dx``: each output adds ``dy / divisor`` to every tap of its window inside the input.
+  -> dx``: every input element starts at 0 and adds ``dy[o] / divisor(o)`` of each output o whose
+  window holds it, taps in window order (i, then j; i.e. output rows, then columns, descending).
 - ``channel_max_pool(x, pool_size) -> (y, indices)``: x (N, C, H, W) -> y (N, C//k, H, W), indices
   int64 (N, C//k, H, W) = absolute input channel of the max over channels ``g*k .. g*k+k-1`` (same
   greater-or-NaN rule, channels in increasing order).
 - ``channel_max_pool_backward(dy, indices, input_shape) -> dx``: ``dx[n, c, h, w] = dy[n, g, h, w]``
   where ``indices[n, g, h, w] == c``, else 0.
-- ``global_avg_pool2d(x) -> y``: (N, C, 1, 1) means of the planes.
+- ``global_avg_pool2d(x) -> y``: (N, C, 1, 1) means of the planes (summed in float64, divided by
+  H*W, rounded to the dtype).
 - ``global_avg_pool2d_backward(dy, input_shape) -> dx``: ``dy[n, c, 0, 0] / (H*W)`` everywhere.
 """
 
