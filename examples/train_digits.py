@@ -20,6 +20,7 @@ import time
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 
 import cnncore.nn as nn
 from cnncore.data import Augmentation, mean_image, predict_proba, ten_crop
@@ -60,6 +61,13 @@ def main() -> None:
         "--checkpoint", default=os.path.join(tempfile.gettempdir(), "cnncore_digits.npz")
     )
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS/OpenMP threads (default 1: the matrices of 8x8 images are too small to share "
+        "between threads; 0 keeps the libraries' defaults)",
+    )
     ap.add_argument("--subset", type=int, default=None, help="train on the first N images only")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines stay)")
     args = ap.parse_args()
@@ -70,16 +78,22 @@ def main() -> None:
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=0.25, stratify=y, random_state=0
     )
-    # the training set's mean image is subtracted from every image, then pixels scaled to unit
-    # standard deviation (both from the training images only)
     if args.subset is not None:
         x_train, y_train = x_train[: args.subset], y_train[: args.subset]
+    # the training set's mean image is subtracted from every image, then pixels scaled to unit
+    # standard deviation (both from the training images only)
     mean = mean_image(x_train)
     std = float(np.std(x_train - mean))
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
 
     nn.manual_seed(args.seed)
     model = digits_cnn()
+    if args.threads > 0:
+        # one pass first loads the kernels' BLAS and OpenMP libraries, so the limit reaches them
+        with nn.no_grad():
+            model.eval()(x_train[:1])
+        model.train()
+        _thread_limits = threadpool_limits(limits=args.threads)  # in force for the whole run
     opt = SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     sched = MultiStepLR(opt, [max(1, int(args.epochs * f)) for f in (0.6, 0.85)], 0.1)
     trainer = Trainer(

@@ -131,13 +131,16 @@ def test_digits_example_runs_one_epoch(tmp_path, monkeypatch, capsys):
     import importlib.util
     import pathlib
 
+    from threadpoolctl import threadpool_limits
+
     path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "train_digits.py"
     spec = importlib.util.spec_from_file_location("train_digits_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     ck = tmp_path / "digits.npz"
     argv = ["train_digits.py", "--epochs", "1", "--subset", "64", "--checkpoint", str(ck)]
-    monkeypatch.setattr("sys.argv", argv)
-    example.main()
+    monkeypatch.setattr("sys.argv", [*argv, "--threads", "0"])
+    with threadpool_limits(limits=1):  # the example's own limit, restored after the test
+        example.main()
     out = capsys.readouterr().out
     assert "held-out accuracy (450 images)" in out and "epoch 1  loss" in out and ck.exists()
