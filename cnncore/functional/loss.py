@@ -90,7 +90,7 @@ def cross_entropy(logits: Any, targets: Any, ignore_index: int = -100) -> tuple[
             f"got {int(t64[where])} at index {where} (targets shape {tuple(host.shape)})"
         )
     if on_gpu:
-        if np.dtype(targets.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
-            raise TypeError(f"targets on the GPU must be int32 or int64, got dtype {targets.dtype}")
+        if host.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+            raise TypeError(f"targets on the GPU must be int32 or int64, got dtype {host.dtype}")
         return _k.cross_entropy(logits, targets, ignore_index)
     return _k.cross_entropy(logits, t64, ignore_index)
