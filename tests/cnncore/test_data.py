@@ -119,3 +119,55 @@ def test_batches_cover_every_sample_once():
     idx = np.concatenate(list(data.batches(23, 5, np.random.default_rng(0))))
     assert sorted(idx.tolist()) == list(range(23))
     assert [len(b) for b in data.batches(23, 5)] == [5, 5, 5, 5, 3]
+
+
+def fully_convolutional(seed):
+    import cnncore.nn as nn
+
+    nn.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.GlobalAvgPool2d(), nn.Flatten()).double()
+
+
+def softmax_rows(s):
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_predict_proba_ten_crop_multiscale_and_model_averaging():
+    import cnncore.nn as nn
+
+    x = images(n=3, h=8, w=10)
+    m1, m2 = fully_convolutional(0), fully_convolutional(1)
+    m1.train()
+    with nn.no_grad():
+        direct = softmax_rows(m1(x))
+    p = data.predict_proba(m1, x, batch_size=2)
+    np.testing.assert_allclose(p, direct, rtol=1e-12)
+    assert m1.training  # mode restored
+    crops = data.ten_crop(x, 6)
+    with nn.no_grad():
+        want = np.mean([softmax_rows(m1(c)) for c in crops], axis=0)
+    np.testing.assert_allclose(data.predict_ten_crop(m1, x, 6), want, rtol=1e-12)
+    with nn.no_grad():
+        scales = [softmax_rows(m1(data.rescale_shorter_side(x, q))) for q in (6, 9)]
+    np.testing.assert_allclose(data.predict_multiscale(m1, x, [6, 9]), np.mean(scales, 0))
+    tc = [data.predict_ten_crop(m1, data.rescale_shorter_side(x, q), 5) for q in (6, 9)]
+    np.testing.assert_allclose(data.predict_multiscale(m1, x, [6, 9], crop_size=5), np.mean(tc, 0))
+    avg = data.average_models([m1, m2], x, data.predict_ten_crop, crop_size=6)
+    want = (data.predict_ten_crop(m1, x, 6) + data.predict_ten_crop(m2, x, 6)) / 2
+    np.testing.assert_allclose(avg, want, rtol=1e-12)
+    with pytest.raises(ValueError, match="at least one"):
+        data.average_models([], x)
+
+
+def test_score_maps_are_averaged_after_softmax():
+    import cnncore.nn as nn
+
+    nn.manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3)).double()
+    x = images(n=2, h=5, w=6)
+    with nn.no_grad():
+        maps = net(x)  # (2, 3, 3, 4)
+    e = np.exp(maps - maps.max(axis=1, keepdims=True))
+    want = (e / e.sum(axis=1, keepdims=True)).mean(axis=(2, 3))
+    np.testing.assert_allclose(data.predict_proba(net, x), want, rtol=1e-12)
