@@ -151,10 +151,10 @@ def test_predict_proba_ten_crop_multiscale_and_model_averaging():
     with nn.no_grad():
         scales = [softmax_rows(m1(data.rescale_shorter_side(x, q))) for q in (6, 9)]
     np.testing.assert_allclose(data.predict_multiscale(m1, x, [6, 9]), np.mean(scales, 0))
-    tc = [data.predict_ten_crop(m1, data.rescale_shorter_side(x, q), 5) for q in (6, 9)]
-    np.testing.assert_allclose(data.predict_multiscale(m1, x, [6, 9], crop_size=5), np.mean(tc, 0))
-    avg = data.average_models([m1, m2], x, data.predict_ten_crop, crop_size=6)
-    want = (data.predict_ten_crop(m1, x, 6) + data.predict_ten_crop(m2, x, 6)) / 2
+    tc = data.predict_ten_crop(m1, data.rescale_shorter_side(x, 6), 5)
+    np.testing.assert_allclose(data.predict_multiscale(m1, x, [6], crop_size=5), tc, rtol=1e-12)
+    avg = data.average_models([m1, m2], x, data.predict_multiscale, scales=[6, 9])
+    want = (data.predict_multiscale(m1, x, [6, 9]) + data.predict_multiscale(m2, x, [6, 9])) / 2
     np.testing.assert_allclose(avg, want, rtol=1e-12)
     with pytest.raises(ValueError, match="at least one"):
         data.average_models([], x)
