@@ -7,9 +7,9 @@ from cnncore.nn.dropout import Dropout
 from cnncore.nn.freeze import (
     children_for_weight_layers,
     copy_layers,
-    freeze,
+    freeze_all,
     freeze_layers,
-    unfreeze,
+    unfreeze_all,
 )
 from cnncore.nn.init import manual_seed
 from cnncore.nn.linear import Flatten, Linear
@@ -42,10 +42,10 @@ __all__ = [
     "Tanh",
     "children_for_weight_layers",
     "copy_layers",
-    "freeze",
+    "freeze_all",
     "freeze_layers",
     "grad_enabled",
     "manual_seed",
     "no_grad",
-    "unfreeze",
+    "unfreeze_all",
 ]

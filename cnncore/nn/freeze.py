@@ -32,7 +32,7 @@ def _prefix_parameters(model: Module, n: int, what: str) -> list[tuple[str, Para
     return out
 
 
-def freeze(module: Module) -> Module:
+def freeze_all(module: Module) -> Module:
     """``requires_grad=False`` on every parameter of ``module``; their gradients are dropped."""
     for p in module.parameters():
         p.requires_grad = False
@@ -40,7 +40,7 @@ def freeze(module: Module) -> Module:
     return module
 
 
-def unfreeze(module: Module) -> Module:
+def unfreeze_all(module: Module) -> Module:
     """``requires_grad=True`` on every parameter of ``module``."""
     for p in module.parameters():
         p.requires_grad = True
@@ -50,7 +50,7 @@ def unfreeze(module: Module) -> Module:
 def freeze_layers(model: Module, n: int) -> Module:
     """Freeze the first ``n`` top-level children of ``model``."""
     for _, child in _first_children(model, n, "model"):
-        freeze(child)
+        freeze_all(child)
     return model
 
 

@@ -41,8 +41,10 @@ def test_anb_freezes_copied_layers_no_grad_no_update():
     opt = SGD(b.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
     opt.step()
     np.testing.assert_array_equal(b[0].weight.data, frozen)
-    nn.unfreeze(b)
+    nn.unfreeze_all(b)
     assert all(p.requires_grad for p in b.parameters())
+    nn.freeze_all(b)
+    assert not any(p.requires_grad for p in b.parameters())
 
 
 def test_frozen_conv_input_gradient_still_flows():
