@@ -97,7 +97,15 @@ def float_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
     _check_dims(x, name, ndim)
-    return np.ascontiguousarray(x)
+    return np.ascontiguousarray(x).reshape(x.shape)  # reshape keeps 0-d arrays 0-d
+
+
+def device_dtype(x: Any) -> np.dtype:
+    """The NumPy dtype of a GPU array (torch CUDA tensors have no NumPy ``dtype``)."""
+    iface = getattr(x, "__cuda_array_interface__", None)
+    if iface is not None:
+        return np.dtype(iface["typestr"])
+    return np.dtype(x.dtype)
 
 
 def any_float_array(x: Any, name: str, ndim: int | None = None, *, allow_cuda: bool = True) -> Any:
@@ -105,8 +113,8 @@ def any_float_array(x: Any, name: str, ndim: int | None = None, *, allow_cuda: b
     if is_cuda_array(x):
         if not allow_cuda:
             raise TypeError(f"{name} is a GPU array where a CPU (NumPy) array is required")
-        if np.dtype(x.dtype) != np.float32:
-            raise TypeError(f"{name} on the GPU must be float32, got dtype {x.dtype}")
+        if device_dtype(x) != np.float32:
+            raise TypeError(f"{name} on the GPU must be float32, got dtype {device_dtype(x)}")
         _check_dims(x, name, ndim)
         return x
     return float_array(x, name, ndim)
@@ -117,7 +125,9 @@ def same_device_and_dtype(ref: Any, ref_name: str, other: Any, other_name: str) 
     if is_cuda_array(ref) != is_cuda_array(other):
         where = "GPU" if is_cuda_array(ref) else "CPU"
         raise TypeError(f"{other_name} must be a {where} array like {ref_name}")
-    if np.dtype(ref.dtype) != np.dtype(other.dtype):
+    ref_dt = device_dtype(ref) if is_cuda_array(ref) else np.dtype(ref.dtype)
+    other_dt = device_dtype(other) if is_cuda_array(other) else np.dtype(other.dtype)
+    if ref_dt != other_dt:
         raise TypeError(
             f"{other_name} dtype {other.dtype} does not match {ref_name} dtype {ref.dtype}"
         )
