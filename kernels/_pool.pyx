@@ -125,10 +125,10 @@ cdef object _valid_col_counts(Geom g, dtype):
 # ----------------------------------------------------------------------------------------------
 # max_pool2d forward
 #
-# The taps of a window are visited in window order.  Tap (i0, 0), the first one of every output
-# whose window starts inside the input, initialises the row by a copy; outputs on the left border
-# start at -inf on their first valid tap (torch's rule: an all -inf window picks its first tap).
-# The remaining taps go through the row two at a time (fewer loads and stores of the running max).
+# The taps of a window are visited in window order, two at a time (fewer loads and stores of the
+# running max).  Tap (i0, 0), the first one of every output whose window starts inside the input,
+# initialises those outputs (a copy, fused with the next tap); outputs on the left border start at
+# -inf on their first valid tap (torch's rule: an all -inf window picks its first tap).
 # An element replaces the running max when it is greater or NaN (torch's rule: the last NaN wins).
 
 cdef inline void copy_tap(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi,
@@ -198,6 +198,31 @@ cdef inline void max_pair(const floating* a, const floating* b, Py_ssize_t sw, P
         y[o] = v if ((v > cur) | (v != v)) else cur
 
 
+cdef inline void init_pair_idx(const floating* a, const floating* b, Py_ssize_t sw, Py_ssize_t lo,
+                               Py_ssize_t hi, floating* y, int32_t* off, int32_t ta,
+                               int32_t tb) noexcept nogil:
+    # the first tap a initialises (a copy), then tap b compares
+    cdef Py_ssize_t o
+    cdef floating v, cur
+    cdef bint take
+    for o in range(lo, hi):
+        cur = a[o * sw]
+        v = b[o * sw]
+        take = (v > cur) | (v != v)
+        y[o] = v if take else cur
+        off[o] = tb if take else ta
+
+
+cdef inline void init_pair(const floating* a, const floating* b, Py_ssize_t sw, Py_ssize_t lo,
+                           Py_ssize_t hi, floating* y) noexcept nogil:
+    cdef Py_ssize_t o
+    cdef floating v, cur
+    for o in range(lo, hi):
+        cur = a[o * sw]
+        v = b[o * sw]
+        y[o] = v if ((v > cur) | (v != v)) else cur
+
+
 cdef void tap_any(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t hi, floating* y,
                   int32_t* off, int32_t t, bint init) noexcept nogil:
     # one tap on outputs [lo, hi); off == NULL: values only; init: copy instead of compare.
@@ -227,28 +252,43 @@ cdef void tap_any(const floating* src, Py_ssize_t sw, Py_ssize_t lo, Py_ssize_t 
             max_tap(src, sw, lo, hi, y)
 
 
-cdef void pair_any(const floating* a, Py_ssize_t la, Py_ssize_t ha, int32_t ta,
+cdef void pair_any(const floating* a, Py_ssize_t la, Py_ssize_t ha, int32_t ta, bint a_init,
                    const floating* b, Py_ssize_t lb, Py_ssize_t hb, int32_t tb,
                    Py_ssize_t sw, floating* y, int32_t* off) noexcept nogil:
-    # tap a then tap b, a on outputs [la, ha), b on [lb, hb): fused where both are valid
+    # tap a then tap b, a on outputs [la, ha), b on [lb, hb): fused where both are valid;
+    # a_init: tap a is the first tap of its outputs and initialises them (a copy)
     cdef Py_ssize_t lo = la if la > lb else lb, hi = ha if ha < hb else hb
     if hi <= lo:  # disjoint: no output sees both, order is irrelevant
-        tap_any(a, sw, la, ha, y, off, ta, False)
+        tap_any(a, sw, la, ha, y, off, ta, a_init)
         tap_any(b, sw, lb, hb, y, off, tb, False)
         return
-    tap_any(a, sw, la, lo, y, off, ta, False)
-    tap_any(a, sw, hi, ha, y, off, ta, False)
+    tap_any(a, sw, la, lo, y, off, ta, a_init)
+    tap_any(a, sw, hi, ha, y, off, ta, a_init)
     tap_any(b, sw, lb, lo, y, off, tb, False)
     tap_any(b, sw, hi, hb, y, off, tb, False)
     if off != NULL:
-        if sw == 1:
+        if a_init:
+            if sw == 1:
+                init_pair_idx(a, b, 1, lo, hi, y, off, ta, tb)
+            elif sw == 2:
+                init_pair_idx(a, b, 2, lo, hi, y, off, ta, tb)
+            else:
+                init_pair_idx(a, b, sw, lo, hi, y, off, ta, tb)
+        elif sw == 1:
             max_pair_idx(a, b, 1, lo, hi, y, off, ta, tb)
         elif sw == 2:
             max_pair_idx(a, b, 2, lo, hi, y, off, ta, tb)
         else:
             max_pair_idx(a, b, sw, lo, hi, y, off, ta, tb)
     else:
-        if sw == 1:
+        if a_init:
+            if sw == 1:
+                init_pair(a, b, 1, lo, hi, y)
+            elif sw == 2:
+                init_pair(a, b, 2, lo, hi, y)
+            else:
+                init_pair(a, b, sw, lo, hi, y)
+        elif sw == 1:
             max_pair(a, b, 1, lo, hi, y)
         elif sw == 2:
             max_pair(a, b, 2, lo, hi, y)
@@ -271,7 +311,7 @@ cdef void max_row(const floating* xp, Geom g, Py_ssize_t oh, floating* yrow,
     cdef Py_ssize_t o0, n, i, j, h, lo, hi, o, sw = g.sw, p_lo = 0, p_hi = 0
     cdef int32_t t, p_t = 0
     cdef int64_t base
-    cdef bint pending
+    cdef bint pending, p_init
     cdef const floating* row
     cdef const floating* p_src = NULL
     cdef floating* y
@@ -294,9 +334,13 @@ cdef void max_row(const floating* xp, Geom g, Py_ssize_t oh, floating* yrow,
                 off[o] = t + g.fc[o0 + o]
             for o in range(hi, n):
                 off[o] = t + g.fc[o0 + o]
-        row = xp + (h0 + i0 * g.dh) * g.W + o0 * sw
-        tap_any(row - g.pw, sw, lo, hi, y, off, t, True)
-        pending = False
+        # the pending tap: (i0, 0) first, which initialises [lo, hi) when fused with the next one
+        p_src = xp + (h0 + i0 * g.dh) * g.W + o0 * sw - g.pw
+        p_lo = lo
+        p_hi = hi
+        p_t = t
+        p_init = True
+        pending = True
         for i in range(i0, g.kh):
             h = h0 + i * g.dh
             if h >= g.H:
@@ -309,8 +353,10 @@ cdef void max_row(const floating* xp, Geom g, Py_ssize_t oh, floating* yrow,
                     continue
                 t = <int32_t> (i * g.dh * g.W + j * g.dw)
                 if pending:
-                    pair_any(p_src, p_lo, p_hi, p_t, row + j * g.dw - g.pw, lo, hi, t, sw, y, off)
+                    pair_any(p_src, p_lo, p_hi, p_t, p_init, row + j * g.dw - g.pw, lo, hi, t, sw,
+                             y, off)
                     pending = False
+                    p_init = False
                 else:
                     p_src = row + j * g.dw - g.pw
                     p_lo = lo
@@ -318,7 +364,7 @@ cdef void max_row(const floating* xp, Geom g, Py_ssize_t oh, floating* yrow,
                     p_t = t
                     pending = True
         if pending:
-            tap_any(p_src, sw, p_lo, p_hi, y, off, p_t, False)
+            tap_any(p_src, sw, p_lo, p_hi, y, off, p_t, p_init)
         if irow != NULL:
             # flat index = window origin row * W + window origin column + offset in the window
             base = <int64_t> (h0 * g.W)
