@@ -21,7 +21,7 @@ from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t
 
 cdef enum:
-    # Outputs of one row processed at a time (the tap buffer lives on the stack: 4 KB).
+    # Outputs of one row processed at a time (per-call stack buffers of CHUNK elements, <= 8 KB).
     CHUNK = 1024
     # Elements per partial-sum lane group of the global average (vectorizable reduction).
     LANES = 16
