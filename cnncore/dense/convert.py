@@ -123,14 +123,6 @@ class Plan:
             out.append((top, bottom))
         return out[0], out[1]
 
-    def block_rows(
-        self, rows: tuple[int, int], axis: int, method: str = "dsparse"
-    ) -> tuple[int, int]:
-        """Image range ``[lo, hi)`` along ``axis`` (0: rows, 1: columns) whose block gives the
-        scores of the output range ``rows = (r0, r1)``."""
-        top, bottom = self.halo(method)[axis]
-        return rows[0] - top, rows[1] + bottom
-
     @property
     def dense_stages(self) -> tuple[Stage, ...]:
         """Stages that become a module (everything but Flatten)."""

@@ -20,8 +20,9 @@ from cnncore.nn import Sequential
 from cnncore.nn.module import grad_enabled
 
 
-def check_images(images: Any, plan: Plan, name: str = "images") -> np.ndarray:
-    """A CPU float32/float64 ``(N, C, H, W)`` array with the classifier's ``C``."""
+def check_images(images: Any, plan: Plan, name: str = "images", model: Any = None) -> np.ndarray:
+    """A CPU float32/float64 ``(N, C, H, W)`` array with the classifier's ``C`` (and the dtype of
+    ``model``'s Parameters, if given)."""
     if hasattr(images, "dask") and hasattr(images, "chunks"):
         raise TypeError(
             f"{name} is a Dask array: convert it with np.asarray, or map the block function of "
@@ -33,6 +34,12 @@ def check_images(images: Any, plan: Plan, name: str = "images") -> np.ndarray:
             f"{name} must have {plan.in_channels} channels for this classifier, got shape "
             f"{tuple(x.shape)}"
         )
+    for pname, p in model.named_parameters() if model is not None else ():
+        if p.dtype != x.dtype:
+            raise TypeError(
+                f"{name} dtype {x.dtype} does not match parameter {pname!r} dtype {p.dtype} "
+                "(convert the model with .double()/.float() or the images with astype)"
+            )
     return x
 
 
@@ -57,7 +64,7 @@ class DenseNet(Sequential):
         return Sequential.forward(self, block)
 
     def forward(self, images: Any) -> Any:
-        x = check_images(images, self.plan)
+        x = check_images(images, self.plan, model=self)
         hw = (int(x.shape[2]), int(x.shape[3]))
         rows, cols = block_ranges(hw, self.plan.halo("dsparse"))
         y = self.forward_valid(window(x, rows, cols))

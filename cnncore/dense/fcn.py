@@ -41,7 +41,7 @@ class FCNNet(Sequential):
         return Sequential.forward(self, block)
 
     def forward(self, images: Any) -> Any:
-        x = check_images(images, self.plan)
+        x = check_images(images, self.plan, model=self)
         hw = (int(x.shape[2]), int(x.shape[3]))
         # the block of the whole image has H + R - 1 rows: exactly ceil(H / S) grid outputs
         rows, cols = block_ranges(hw, self.plan.halo("fcn"))

@@ -75,15 +75,6 @@ def block_predictor(
     return BlockPredictor(model, analyze(model, patch_size), method, batch_size)
 
 
-def _check_dtype(model: Any, x: np.ndarray) -> None:
-    for name, p in model.named_parameters():
-        if p.dtype != x.dtype:
-            raise TypeError(
-                f"images dtype {x.dtype} does not match parameter {name!r} dtype {p.dtype} "
-                "(convert the model with .double()/.float() or the images with astype)"
-            )
-
-
 def predict(
     model: Any,
     images: Any,
@@ -111,7 +102,6 @@ def predict(
     scores : array, shape (N, K, H, W)
     """
     bp = block_predictor(model, patch_size, method, batch_size=batch_size)
-    x = check_images(images, bp.plan)
-    _check_dtype(model, x)
+    x = check_images(images, bp.plan, model=model)
     t = None if tile is None else v.positive_pair(tile, "tile")
     return run_tiled(bp, x, bp.halo, bp.num_classes, t)

@@ -201,6 +201,21 @@ def test_overlapping_blocks_give_predict(net, ch, cw):
         )
 
 
+def test_block_predictor_survives_pickling():
+    """What a chunked engine sends to its workers: one picklable object, the same scores."""
+    import pickle
+
+    nn.manual_seed(6)
+    model = models.toy15().double()
+    x = image((1, 3, 6, 7), seed=11)
+    for method in METHODS:
+        bp = dense.block_predictor(model, 15, method)
+        twin = pickle.loads(pickle.dumps(bp))
+        (top, bottom), (left, right) = twin.halo
+        block = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+        np.testing.assert_allclose(twin(block), dense.predict(model, x, 15, method), rtol=1e-13)
+
+
 def test_tiles_cover_the_image_once():
     from cnncore.dense.tiling import tiles
 

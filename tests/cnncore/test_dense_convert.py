@@ -140,6 +140,10 @@ def test_bad_input():
     with pytest.raises(TypeError, match="model must be a cnncore.nn.Module"):
         dense.to_dense(torch.nn.Conv2d(3, 2, 15), 15)
     d = dense.to_dense(model, 15)
+    with pytest.raises(TypeError, match="images dtype float64 does not match parameter 'conv1"):
+        d(x.astype(np.float64))
+    with pytest.raises(TypeError, match="GPU array|float32 or float64"):
+        d(x.astype(np.float16))
     with pytest.raises(RuntimeError, match="forward pass"):
         d.backward(np.zeros((1, 2, 5, 5), np.float32))
     d(x)
