@@ -14,8 +14,8 @@ import numpy as np
 
 cimport cython
 from cython cimport floating
-from cython.parallel cimport prange
-from libc.string cimport memset
+from cython.parallel cimport prange, threadid
+from libc.string cimport memcpy, memset
 
 include "_blas.pxi"
 
@@ -172,60 +172,62 @@ def col2im(floating[:, ::1] col, input_shape, kernel, stride, padding, dilation)
 # garbage and dropped) makes every tap a plain matrix: rows c with stride Hp*Wp, and
 # L = (nr-1)*Wp + Wo contiguous columns starting at (oh0 + i*dh)*Wp + j*dw.
 
-cdef void shifted_forward(const floating* xp, const floating* wt, Py_ssize_t C, Py_ssize_t Hp,
-                          Py_ssize_t Wp, Py_ssize_t K, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
-                          Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo, floating* acc,
-                          Py_ssize_t acc_rows, floating* y) noexcept nogil:
-    # wt: (kh, kw, K, C) contiguous; y: (K, Ho, Wo) of one image; acc: K * acc_rows * Wp scratch.
-    cdef Py_ssize_t oh0, nr, i, j, k, r, L
+cdef void shifted_rows(const floating* xp, const floating* wt, Py_ssize_t C, Py_ssize_t Hp,
+                       Py_ssize_t Wp, Py_ssize_t K, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
+                       Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t oh0, Py_ssize_t nr,
+                       floating* acc, floating* y) noexcept nogil:
+    # Output rows oh0..oh0+nr of one image, single-threaded (callers parallelise over row blocks).
+    # wt: (kh, kw, K, C) contiguous; y: (K, Ho, Wo); acc: K * nr * Wp scratch of this thread.
+    cdef Py_ssize_t i, j, k, r
+    cdef Py_ssize_t L = (nr - 1) * Wp + Wo
     cdef int plane = <int> (Hp * Wp)
-    oh0 = 0
-    while oh0 < Ho:
-        nr = min(acc_rows, Ho - oh0)
-        L = (nr - 1) * Wp + Wo
-        for i in range(kh):
-            for j in range(kw):
-                gemm_rm(False, False, <int> K, <int> L, <int> C, 1,
-                        wt + (i * kw + j) * K * C, <int> C,
-                        xp + (oh0 + i * dh) * Wp + j * dw, plane,
-                        0 if (i == 0 and j == 0) else 1, acc, <int> (nr * Wp))
-        for k in prange(K, schedule="static"):
-            for r in range(nr):
-                for j in range(Wo):
-                    y[(k * Ho + oh0 + r) * Wo + j] = acc[k * nr * Wp + r * Wp + j]
-        oh0 += nr
+    for i in range(kh):
+        for j in range(kw):
+            gemm_rm(False, False, <int> K, <int> L, <int> C, 1,
+                    wt + (i * kw + j) * K * C, <int> C,
+                    xp + (oh0 + i * dh) * Wp + j * dw, plane,
+                    0 if (i == 0 and j == 0) else 1, acc, <int> (nr * Wp))
+    for k in range(K):
+        for r in range(nr):
+            for j in range(Wo):
+                y[(k * Ho + oh0 + r) * Wo + j] = acc[k * nr * Wp + r * Wp + j]
 
 
-cdef void shifted_backward(const floating* xp, const floating* wt, const floating* dy,
-                           Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t K, Py_ssize_t kh,
-                           Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho,
-                           Py_ssize_t Wo, floating* dyw, Py_ssize_t acc_rows, floating* dwt,
-                           floating* dxp) noexcept nogil:
-    # dy: (K, Ho, Wo) of one image; dyw: K * acc_rows * Wp scratch (dy on the padded width, zeros
-    # in the dropped columns); dwt: (kh, kw, K, C) accumulated; dxp: (C, Hp, Wp) accumulated.
-    cdef Py_ssize_t oh0, nr, i, j, k, r, c, L
+cdef void shifted_backward_rows(const floating* xp, const floating* wt, const floating* dy,
+                                Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t K,
+                                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw,
+                                Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t oh0, Py_ssize_t nr,
+                                floating* dyw, floating* dwt, floating* dxp) noexcept nogil:
+    # Output rows oh0..oh0+nr of one image, single-threaded.  dy: (K, Ho, Wo); dyw: K * nr * Wp
+    # scratch (dy on the padded width, zeros in the dropped columns); dwt: (kh, kw, K, C) and
+    # dxp: (C, Hp, Wp) are this thread's accumulators (either may be NULL).
+    cdef Py_ssize_t i, j, k, r, c
+    cdef Py_ssize_t L = (nr - 1) * Wp + Wo
     cdef int plane = <int> (Hp * Wp)
-    oh0 = 0
-    while oh0 < Ho:
-        nr = min(acc_rows, Ho - oh0)
-        L = (nr - 1) * Wp + Wo
-        for k in prange(K, schedule="static"):
-            for r in range(nr):
-                for c in range(Wp):
-                    dyw[k * nr * Wp + r * Wp + c] = dy[(k * Ho + oh0 + r) * Wo + c] if c < Wo else 0
-        for i in range(kh):
-            for j in range(kw):
-                # dW[i, j] (K, C) += dyw (K, L) @ xshift^T (L, C)
-                if dwt != NULL:
-                    gemm_rm(False, True, <int> K, <int> C, <int> L, 1, dyw, <int> (nr * Wp),
-                            xp + (oh0 + i * dh) * Wp + j * dw, plane, 1,
-                            dwt + (i * kw + j) * K * C, <int> C)
-                # dxshift (C, L) += W[i, j]^T (C, K) @ dyw (K, L)
-                if dxp != NULL:
-                    gemm_rm(True, False, <int> C, <int> L, <int> K, 1,
-                            wt + (i * kw + j) * K * C, <int> C, dyw, <int> (nr * Wp), 1,
-                            dxp + (oh0 + i * dh) * Wp + j * dw, plane)
-        oh0 += nr
+    for k in range(K):
+        for r in range(nr):
+            for c in range(Wp):
+                dyw[k * nr * Wp + r * Wp + c] = dy[(k * Ho + oh0 + r) * Wo + c] if c < Wo else 0
+    for i in range(kh):
+        for j in range(kw):
+            if dwt != NULL:  # dW[i, j] (K, C) += dyw (K, L) @ xshift^T (L, C)
+                gemm_rm(False, True, <int> K, <int> C, <int> L, 1, dyw, <int> (nr * Wp),
+                        xp + (oh0 + i * dh) * Wp + j * dw, plane, 1,
+                        dwt + (i * kw + j) * K * C, <int> C)
+            if dxp != NULL:  # dxshift (C, L) += W[i, j]^T (C, K) @ dyw (K, L)
+                gemm_rm(True, False, <int> C, <int> L, <int> K, 1,
+                        wt + (i * kw + j) * K * C, <int> C, dyw, <int> (nr * Wp), 1,
+                        dxp + (oh0 + i * dh) * Wp + j * dw, plane)
+
+
+cdef void sum_parts(floating* buf, Py_ssize_t parts, Py_ssize_t size) noexcept nogil:
+    # buf[0:size] += buf[t*size:(t+1)*size] for t >= 1 (per-thread partial results)
+    cdef Py_ssize_t e, t
+    if parts <= 1:
+        return
+    for e in prange(size, schedule="static"):
+        for t in range(1, parts):
+            buf[e] += buf[t * size + e]
 
 
 cdef void pad_image(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t ph,
@@ -273,13 +275,16 @@ def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, P
     """Whether conv2d takes the stride-1 shifted-GEMM path (no column buffer) for this layer.
 
     The per-tap GEMM has inner dimension C, so it pays when C is large enough for BLAS to run near
-    its peak; im2col + one GEMM keeps the reduction C*kh*kw whole and wins for few channels.
+    its peak; im2col + one GEMM keeps the reduction C*kh*kw whole and wins for few channels.  It
+    also computes the dropped columns of the padded width Wp = Wo + dw*(kw-1), so it is used only
+    where they cost at most 25% (e.g. not for pixel65's 5x5/d8 head on a 53x53 map: 2.5x waste).
     """
     if stride[0] != 1 or stride[1] != 1 or (kernel[0] == 1 and kernel[1] == 1):
         return False
     if _path != "auto":
         return _path == "shifted"
-    return C >= 32 and K >= 16
+    cdef Py_ssize_t Wp = Wo + dilation[1] * (kernel[1] - 1)
+    return C >= 32 and K >= 16 and 4 * Wp <= 5 * Wo
 
 
 # ----------------------------------------------------------------------------------------------
@@ -302,7 +307,10 @@ def conv2d_forward(floating[:, :, :, ::1] x, floating[:, :, :, ::1] weight, bias
     cdef Py_ssize_t Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     cdef Py_ssize_t Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, p
-    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows, nblocks, blk, tid
+    cdef Py_ssize_t parts = _gemm_parts
+    cdef floating[:, :, ::1] col3
+    cdef floating[:, :, :, ::1] acc4
     dtype = np.asarray(x).dtype
     y_arr = np.empty((N, K, Ho, Wo), dtype=dtype) if out is None else out
     cdef floating[:, :, :, ::1] y = y_arr
@@ -317,12 +325,14 @@ def conv2d_forward(floating[:, :, :, ::1] x, floating[:, :, :, ::1] weight, bias
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
         with nogil:
             for n in range(N):
-                gemm_rm(False, False, <int> K, <int> P, <int> C, 1, &weight[0, 0, 0, 0], <int> C,
+                pgemm_rm(False, False, <int> K, <int> P, <int> C, 1, &weight[0, 0, 0, 0], <int> C,
                         &x[n, 0, 0, 0], <int> P, 0, &y[n, 0, 0, 0], <int> P)
     elif use_shifted(C, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), Wo):
         wt = np.ascontiguousarray(np.asarray(weight).transpose(2, 3, 0, 1))
-        acc_rows = acc_rows_for(K, Wp, Ho)
-        acc = np.empty((K, acc_rows, Wp), dtype=dtype)
+        # row blocks: at most ACC_BUDGET accumulator elements, at least one block per thread
+        acc_rows = min(acc_rows_for(K, Wp, Ho), (Ho + parts - 1) // parts)
+        nblocks = (Ho + acc_rows - 1) // acc_rows
+        acc4 = np.empty((parts, K, acc_rows, Wp), dtype=dtype)
         if ph or pw:
             xpad = np.zeros((C, Hp, Wp), dtype=dtype)
         with nogil:
@@ -332,23 +342,29 @@ def conv2d_forward(floating[:, :, :, ::1] x, floating[:, :, :, ::1] weight, bias
                     xp = &xpad[0, 0, 0]
                 else:
                     xp = &x[n, 0, 0, 0]
-                shifted_forward(xp, &wt[0, 0, 0, 0], C, Hp, Wp, K, kh, kw, dh, dw, Ho, Wo,
-                                &acc[0, 0, 0], acc_rows, &y[n, 0, 0, 0])
+                # one parallel region per image: each thread computes whole row blocks
+                for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
+                    shifted_rows(xp, &wt[0, 0, 0, 0], C, Hp, Wp, K, kh, kw, dh, dw, Ho, Wo,
+                                 blk * acc_rows, min(acc_rows, Ho - blk * acc_rows),
+                                 &acc4[threadid(), 0, 0, 0], &y[n, 0, 0, 0])
     else:
-        chunk = rows_per_chunk(R, Wo, Ho)
-        col = np.empty((R, chunk * Wo), dtype=dtype)
+        # row blocks of at most COL_BUDGET column elements, at least one block per thread; each
+        # thread owns a column buffer and runs im2col + a single-threaded GEMM per block
+        chunk = min(rows_per_chunk(R, Wo, Ho), (Ho + parts - 1) // parts)
+        nblocks = (Ho + chunk - 1) // chunk
+        col3 = np.empty((parts, R, chunk * Wo), dtype=dtype)
         with nogil:
-            for n in range(N):
-                row0 = 0
-                while row0 < Ho:
-                    nr = min(chunk, Ho - row0)
-                    im2col_rows(&x[n, 0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo,
-                                row0, nr, &col[0, 0])
-                    # y[n][:, chunk] (K, nr*Wo) = W (K, R) @ col (R, nr*Wo)
-                    gemm_rm(False, False, <int> K, <int> (nr * Wo), <int> R, 1,
-                            &weight[0, 0, 0, 0], <int> R, &col[0, 0], <int> (nr * Wo), 0,
-                            &y[n, 0, row0, 0], <int> P)
-                    row0 += nr
+            for blk in prange(N * nblocks, schedule="dynamic", num_threads=parts):
+                n = blk // nblocks
+                row0 = (blk % nblocks) * chunk
+                nr = min(chunk, Ho - row0)
+                tid = threadid()
+                im2col_rows(&x[n, 0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo,
+                            row0, nr, &col3[tid, 0, 0])
+                # y[n][:, rows] (K, nr*Wo) = W (K, R) @ col (R, nr*Wo)
+                gemm_rm(False, False, <int> K, <int> (nr * Wo), <int> R, 1,
+                        &weight[0, 0, 0, 0], <int> R, &col3[tid, 0, 0], <int> (nr * Wo), 0,
+                        &y[n, 0, row0, 0], <int> P)
     if has_bias:
         with nogil:
             for k in prange(N * K, schedule="static"):
@@ -362,26 +378,30 @@ def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
                     bint need_dx=True, bint need_dweight=True, bint need_dbias=True):
     """Gradients of conv2d.  dy: (N, K, Ho, Wo) -> (dx (N,C,H,W), dweight (K,C,kh,kw), dbias (K,)).
 
-    Entries not asked for are None.  Same paths and memory bound as ``conv2d_forward``.
+    Entries not asked for are None.  Same paths as ``conv2d_forward``; each thread works on whole
+    blocks of output rows of one image and keeps its own partial dweight and dx of that image
+    (summed afterwards), so the scratch memory is about ``threads * (column buffer + C*H*W)``.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1]
     cdef Py_ssize_t dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t Ho = dy.shape[2], Wo = dy.shape[3]
-    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, p
-    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows
+    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, p, blk, nblocks, tid
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows, plane
+    cdef Py_ssize_t parts = _gemm_parts
     dtype = np.asarray(x).dtype
     dx_arr = np.zeros((N, C, H, W), dtype=dtype) if need_dx else None
     dw_arr = np.zeros((K, C, kh, kw), dtype=dtype) if need_dweight else None
     db_arr = np.zeros((K,), dtype=dtype) if need_dbias else None
-    cdef floating[:, :, :, ::1] dx, dwv, wt, dwt
+    cdef floating[:, :, :, ::1] dx, dwv, wt
+    cdef floating[:, :, :, :, ::1] dwt5
     cdef floating[::1] db
-    cdef floating[:, ::1] col, dcol
-    cdef floating[:, :, ::1] xpad, dxpad, dyw
+    cdef floating[:, :, ::1] col3, dcol3, dw3, xpad
+    cdef floating[:, :, :, ::1] dx4, dyw4
     cdef floating* xp
     cdef floating* dxp
-    cdef floating* dwtp
+    cdef floating* dwp
     cdef floating s
     cdef const floating* dyp
     if need_dx:
@@ -404,21 +424,21 @@ def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
         with nogil:
             for n in range(N):
                 if need_dweight:  # dW (K, C) += dy[n] (K, P) @ x[n]^T (P, C)
-                    gemm_rm(False, True, <int> K, <int> C, <int> P, 1, &dy[n, 0, 0, 0], <int> P,
-                            &x[n, 0, 0, 0], <int> P, 1, &dwv[0, 0, 0, 0], <int> C)
+                    pgemm_rm(False, True, <int> K, <int> C, <int> P, 1, &dy[n, 0, 0, 0], <int> P,
+                             &x[n, 0, 0, 0], <int> P, 1, &dwv[0, 0, 0, 0], <int> C)
                 if need_dx:  # dx[n] (C, P) = W^T (C, K) @ dy[n] (K, P)
-                    gemm_rm(True, False, <int> C, <int> P, <int> K, 1, &weight[0, 0, 0, 0],
-                            <int> C, &dy[n, 0, 0, 0], <int> P, 0, &dx[n, 0, 0, 0], <int> P)
+                    pgemm_rm(True, False, <int> C, <int> P, <int> K, 1, &weight[0, 0, 0, 0],
+                             <int> C, &dy[n, 0, 0, 0], <int> P, 0, &dx[n, 0, 0, 0], <int> P)
     elif use_shifted(C, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), Wo):
         wt = np.ascontiguousarray(np.asarray(weight).transpose(2, 3, 0, 1))
-        dwt = np.zeros((kh, kw, K, C), dtype=dtype)
-        acc_rows = acc_rows_for(K, Wp, Ho)
-        dyw = np.empty((K, acc_rows, Wp), dtype=dtype)
+        acc_rows = min(acc_rows_for(K, Wp, Ho), (Ho + parts - 1) // parts)
+        nblocks = (Ho + acc_rows - 1) // acc_rows
+        dyw4 = np.empty((parts, K, acc_rows, Wp), dtype=dtype)
+        dwt5 = np.zeros((parts, kh, kw, K, C), dtype=dtype) if need_dweight else None
+        dx4 = np.empty((parts, C, Hp, Wp), dtype=dtype) if need_dx else None
         if ph or pw:
             xpad = np.zeros((C, Hp, Wp), dtype=dtype)
-        if need_dx:
-            dxpad = np.zeros((C, Hp, Wp), dtype=dtype)
-        dwtp = &dwt[0, 0, 0, 0] if need_dweight else NULL
+        plane = C * Hp * Wp
         with nogil:
             for n in range(N):
                 if ph or pw:
@@ -426,40 +446,59 @@ def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
                     xp = &xpad[0, 0, 0]
                 else:
                     xp = &x[n, 0, 0, 0]
-                dxp = NULL
                 if need_dx:
-                    if n > 0:
-                        memset(&dxpad[0, 0, 0], 0, C * Hp * Wp * sizeof(floating))
-                    dxp = &dxpad[0, 0, 0]
-                shifted_backward(xp, &wt[0, 0, 0, 0], &dy[n, 0, 0, 0], C, Hp, Wp, K, kh, kw, dh,
-                                 dw, Ho, Wo, &dyw[0, 0, 0], acc_rows, dwtp, dxp)
+                    memset(&dx4[0, 0, 0, 0], 0, parts * plane * sizeof(floating))
+                for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
+                    tid = threadid()
+                    shifted_backward_rows(
+                        xp, &wt[0, 0, 0, 0], &dy[n, 0, 0, 0], C, Hp, Wp, K, kh, kw, dh, dw, Ho,
+                        Wo, blk * acc_rows, min(acc_rows, Ho - blk * acc_rows),
+                        &dyw4[tid, 0, 0, 0],
+                        &dwt5[tid, 0, 0, 0, 0] if need_dweight else NULL,
+                        &dx4[tid, 0, 0, 0] if need_dx else NULL)
                 if need_dx:
-                    crop_image(dxp, C, H, W, ph, pw, &dx[n, 0, 0, 0])
+                    sum_parts(&dx4[0, 0, 0, 0], parts, plane)
+                    crop_image(&dx4[0, 0, 0, 0], C, H, W, ph, pw, &dx[n, 0, 0, 0])
+            if need_dweight:
+                sum_parts(&dwt5[0, 0, 0, 0, 0], parts, kh * kw * K * C)
         if need_dweight:
-            dw_arr[...] = np.asarray(dwt).transpose(2, 3, 0, 1)
+            dw_arr[...] = np.asarray(dwt5[0]).transpose(2, 3, 0, 1)
     else:
-        chunk = rows_per_chunk(R, Wo, Ho)
-        col = np.empty((R, chunk * Wo), dtype=dtype)
+        chunk = min(rows_per_chunk(R, Wo, Ho), (Ho + parts - 1) // parts)
+        nblocks = (Ho + chunk - 1) // chunk
+        col3 = np.empty((parts, R, chunk * Wo), dtype=dtype)
+        dw3 = np.zeros((parts, K, R), dtype=dtype) if need_dweight else None
         if need_dx:
-            dcol = np.empty((R, chunk * Wo), dtype=dtype)
+            dcol3 = np.empty((parts, R, chunk * Wo), dtype=dtype)
+            dx4 = np.empty((parts, C, H, W), dtype=dtype)
+        plane = C * H * W
         with nogil:
             for n in range(N):
-                row0 = 0
-                while row0 < Ho:
+                if need_dx:
+                    memset(&dx4[0, 0, 0, 0], 0, parts * plane * sizeof(floating))
+                for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
+                    tid = threadid()
+                    row0 = blk * chunk
                     nr = min(chunk, Ho - row0)
                     if need_dweight:
                         im2col_rows(&x[n, 0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo,
-                                    row0, nr, &col[0, 0])
-                        # dW (K, R) += dy chunk (K, nr*Wo) @ col^T (nr*Wo, R)
+                                    row0, nr, &col3[tid, 0, 0])
+                        # dW (K, R) += dy rows (K, nr*Wo) @ col^T (nr*Wo, R)
                         gemm_rm(False, True, <int> K, <int> R, <int> (nr * Wo), 1,
-                                &dy[n, 0, row0, 0], <int> P, &col[0, 0], <int> (nr * Wo), 1,
-                                &dwv[0, 0, 0, 0], <int> R)
+                                &dy[n, 0, row0, 0], <int> P, &col3[tid, 0, 0], <int> (nr * Wo),
+                                1, &dw3[tid, 0, 0], <int> R)
                     if need_dx:
-                        # dcol (R, nr*Wo) = W^T (R, K) @ dy chunk (K, nr*Wo)
+                        # dcol (R, nr*Wo) = W^T (R, K) @ dy rows (K, nr*Wo), then gathered
                         gemm_rm(True, False, <int> R, <int> (nr * Wo), <int> K, 1,
                                 &weight[0, 0, 0, 0], <int> R, &dy[n, 0, row0, 0], <int> P, 0,
-                                &dcol[0, 0], <int> (nr * Wo))
-                        col2im_rows(&dcol[0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo,
-                                    row0, nr, &dx[n, 0, 0, 0])
-                    row0 += nr
+                                &dcol3[tid, 0, 0], <int> (nr * Wo))
+                        col2im_rows(&dcol3[tid, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw,
+                                    Wo, row0, nr, &dx4[tid, 0, 0, 0])
+                if need_dx:
+                    sum_parts(&dx4[0, 0, 0, 0], parts, plane)
+                    memcpy(&dx[n, 0, 0, 0], &dx4[0, 0, 0, 0], plane * sizeof(floating))
+            if need_dweight:
+                sum_parts(&dw3[0, 0, 0], parts, K * R)
+        if need_dweight:
+            dw_arr[...] = np.asarray(dw3[0]).reshape(K, C, kh, kw)
     return dx_arr, dw_arr, db_arr

@@ -9,13 +9,11 @@ Twin signatures (``cnncore_kernels.cuda.linear`` matches these; inputs validated
   ``dx = dy @ weight`` (N, in), ``dweight = dy.T @ x`` (out, in), ``dbias = dy.sum(0)`` (out,);
   the ones not needed are None.
 
-On the CPU the GEMMs are NumPy's ``matmul``, i.e. its BLAS (transposes are passed as flags, not
-copied); there is no Cython twin because there is no loop left to write.
+On the CPU the GEMMs go through ``_gemm.matmul`` (scipy's BLAS under the library's one threading
+scheme, see ``_blas.pxi``; transposes are passed as flags, not copied).
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from cnncore_kernels.arrays import is_cuda_array
 
@@ -26,7 +24,9 @@ def linear(x, weight, bias):
         from cnncore_kernels.cuda import linear as gpu
 
         return gpu.linear(x, weight, bias)
-    y = np.matmul(x, weight.T)
+    from cnncore_kernels import _gemm
+
+    y = _gemm.matmul(x, weight, trans_b=True)
     if bias is not None:
         y += bias
     return y
@@ -38,7 +38,9 @@ def linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias):
         from cnncore_kernels.cuda import linear as gpu
 
         return gpu.linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias)
-    dx = np.matmul(dy, weight) if need_dx else None
-    dweight = np.matmul(dy.T, x) if need_dweight else None
+    from cnncore_kernels import _gemm
+
+    dx = _gemm.matmul(dy, weight) if need_dx else None
+    dweight = _gemm.matmul(dy, x, trans_a=True) if need_dweight else None
     dbias = dy.sum(axis=0) if need_dbias else None
     return dx, dweight, dbias

@@ -79,12 +79,24 @@ def test_forward_backward_matches_torch(case):
         (3, 2, (2, 3), (2, 1), (1, 2), (1, 2)),  # strided, non-square
     ],
 )
-def test_every_path_against_float64_loops(C, K, k, s, p, d):
+@pytest.mark.parametrize("path", ["auto", "im2col", "shifted"])
+def test_every_path_against_float64_loops(C, K, k, s, p, d, path):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, C, 9, 8))
     w = rng.standard_normal((K, C) + k)
     b = rng.standard_normal(K)
-    np.testing.assert_allclose(conv2d(x, w, b, s, p, d), conv2d_ref(x, w, b, s, p, d), atol=1e-10)
+    _conv.set_path(path)  # stride-1 layers take the forced strategy
+    try:
+        y = conv2d(x, w, b, s, p, d)
+        dy = rng.standard_normal(y.shape)
+        dx, dw, db = conv2d_backward(dy, x, w, s, p, d)
+    finally:
+        _conv.set_path("auto")
+    np.testing.assert_allclose(y, conv2d_ref(x, w, b, s, p, d), atol=1e-10)
+    _, dxt, dwt, dbt = torch_conv(x, w, b, s, p, d, dy)
+    np.testing.assert_allclose(dx, dxt, atol=1e-10)
+    np.testing.assert_allclose(dw, dwt, atol=1e-10)
+    np.testing.assert_allclose(db, dbt, atol=1e-10)
 
 
 @pytest.mark.parametrize(
