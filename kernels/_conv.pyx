@@ -381,6 +381,7 @@ def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
     Entries not asked for are None.  Same paths as ``conv2d_forward``; each thread works on whole
     blocks of output rows of one image and keeps its own partial dweight and dx of that image
     (summed afterwards), so the scratch memory is about ``threads * (column buffer + C*H*W)``.
+    Blocks go to threads statically, so results are repeatable run to run (same thread count).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
@@ -448,7 +449,7 @@ def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
                     xp = &x[n, 0, 0, 0]
                 if need_dx:
                     memset(&dx4[0, 0, 0, 0], 0, parts * plane * sizeof(floating))
-                for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
+                for blk in prange(nblocks, schedule="static", num_threads=parts):
                     tid = threadid()
                     shifted_backward_rows(
                         xp, &wt[0, 0, 0, 0], &dy[n, 0, 0, 0], C, Hp, Wp, K, kh, kw, dh, dw, Ho,
@@ -476,7 +477,7 @@ def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
             for n in range(N):
                 if need_dx:
                     memset(&dx4[0, 0, 0, 0], 0, parts * plane * sizeof(floating))
-                for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
+                for blk in prange(nblocks, schedule="static", num_threads=parts):
                     tid = threadid()
                     row0 = blk * chunk
                     nr = min(chunk, Ho - row0)

@@ -8,7 +8,7 @@ import numpy as np
 
 from cnncore import _validate as v
 from cnncore.functional import conv2d, conv2d_backward
-from cnncore.nn.init import uniform_fan_in
+from cnncore.nn.init import LazyUniformFanIn
 from cnncore.nn.module import Module, Parameter, grad_enabled
 
 
@@ -37,8 +37,10 @@ class Conv2d(Module):
         self.dilation = v.positive_pair(dilation, "dilation")
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
-        self.weight = Parameter(uniform_fan_in(shape, fan_in, dtype))
-        self.bias = Parameter(uniform_fan_in((self.out_channels,), fan_in, dtype)) if bias else None
+        self.weight = Parameter(LazyUniformFanIn(shape, fan_in, dtype))
+        self.bias = (
+            Parameter(LazyUniformFanIn((self.out_channels,), fan_in, dtype)) if bias else None
+        )
         self._x = None
 
     def forward(self, x: Any) -> Any:

@@ -8,7 +8,7 @@ import numpy as np
 
 from cnncore import _validate as v
 from cnncore import functional as F
-from cnncore.nn.init import uniform_fan_in
+from cnncore.nn.init import LazyUniformFanIn
 from cnncore.nn.module import Module, Parameter, grad_enabled
 
 
@@ -22,9 +22,9 @@ class Linear(Module):
         self.in_features = v.positive_int(in_features, "in_features")
         self.out_features = v.positive_int(out_features, "out_features")
         shape = (self.out_features, self.in_features)
-        self.weight = Parameter(uniform_fan_in(shape, self.in_features, dtype))
+        self.weight = Parameter(LazyUniformFanIn(shape, self.in_features, dtype))
         self.bias = (
-            Parameter(uniform_fan_in((self.out_features,), self.in_features, dtype))
+            Parameter(LazyUniformFanIn((self.out_features,), self.in_features, dtype))
             if bias
             else None
         )

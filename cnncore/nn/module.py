@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnncore import device as _device
+from cnncore.nn.init import LazyUniformFanIn
 
 _state = threading.local()
 
@@ -43,17 +44,27 @@ class Parameter:
     ``requires_grad`` (False freezes it: no gradient is computed or stored, SGD skips it)."""
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
-        self.data = data
+        self._data = data  # an array, or a LazyUniformFanIn drawn on first access of .data
         self.grad: Any = None
         self.requires_grad = bool(requires_grad)
 
     @property
+    def data(self) -> Any:
+        if isinstance(self._data, LazyUniformFanIn):
+            self._data = self._data.materialize()
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._data = value
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return tuple(self._data.shape)
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self.data.dtype)
+        return np.dtype(self._data.dtype)
 
     def accumulate(self, g: Any) -> None:
         """Add ``g`` into ``grad`` (the gradient of several backward passes adds up)."""
