@@ -9,7 +9,7 @@ import numpy as np
 
 from cnncore_kernels.arrays import is_cuda_array
 
-__all__ = ["add", "cuda_available", "is_cuda_array", "to_device", "to_numpy"]
+__all__ = ["add", "cuda_available", "is_cuda_array", "scale", "to_device", "to_numpy"]
 
 
 def cuda_available() -> bool:
@@ -66,3 +66,12 @@ def add(a: Any, b: Any) -> Any:
 
         return elementwise.add(a, b)
     return a + b
+
+
+def scale(alpha: float, a: Any) -> Any:
+    """``alpha * a`` on whichever device the array lives (a new array)."""
+    if is_cuda_array(a):
+        from cnncore_kernels.cuda import elementwise
+
+        return elementwise.scale(alpha, a)
+    return a * a.dtype.type(alpha)

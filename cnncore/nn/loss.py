@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cnncore import _validate as v
+from cnncore import device as _device
 from cnncore import functional as F
 from cnncore.nn.module import Module, grad_enabled
 
@@ -29,7 +30,7 @@ class _Loss(Module):
             )
         if scale == 1.0:
             return self._grad
-        return self._grad * self._grad.dtype.type(scale)
+        return _device.scale(scale, self._grad)
 
 
 class CrossEntropyLoss(_Loss):
