@@ -60,6 +60,12 @@ def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, o
         default=None,
         help="FCN passes timed per measurement, then scaled to all S*S (default 8, quick 4)",
     )
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="dense methods to time beside patch scanning: fcn, dsparse (default: both; "
+        "record: dsparse)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -78,6 +84,12 @@ def _options(a: argparse.Namespace, argv: list[str]) -> sweep.Options:
         kw["budget"] = a.budget
     if a.patch_budget is not None:
         kw["patch_budget"] = a.patch_budget
+    if a.methods is not None:
+        methods = sweep.parse_list(a.methods, str)
+        bad = [m for m in methods if m not in ("fcn", "dsparse")]
+        if bad or not methods:
+            raise SystemExit(f"--methods takes fcn and/or dsparse, got {a.methods!r}")
+        kw["methods"] = ("patchwise", *methods)
     if a.fcn_shifts is not None:
         if a.fcn_shifts < 1:
             raise SystemExit("--fcn-shifts must be at least 1")
@@ -139,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     opt = _options(a, argv)
     if record:
         opt.kernels = False
+        if a.methods is None:
+            opt.methods = sweep.RECORD["methods"]
     results = sweep.run(opt, source="python -m bench" + (" record" if record else ""))
     paths = write_outputs(results, a.out)
     print(report.markdown(results))

@@ -196,9 +196,13 @@ def plot_throughput(results: dict[str, Any], path: str) -> bool:
     for r in rows:
         panels[r["kernel"]].append(r)
     kernels = list(panels)
-    ncols = 2 if len(kernels) > 1 else 1
+    cells_max = max(len({(r["direction"], r["config"]) for r in rs}) for rs in panels.values())
+    ncols = 2 if len(kernels) > 1 and cells_max <= 6 else 1
     nrows = (len(kernels) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 3.3 * nrows + 0.3), squeeze=False)
+    width = 6.0 if ncols == 2 else max(6.0, min(16.0, 0.85 * cells_max))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width * ncols, 3.5 * nrows + 0.3), squeeze=False
+    )
     ref = results.get("reference", {})
     others = iter(f"C{i}" for i in (1, 2, 4, 5, 6, 7, 8, 9) * 4)
     colors = dict(IMPL_COLOR)
@@ -226,7 +230,7 @@ def plot_throughput(results: dict[str, Any], path: str) -> bool:
             name = "sgemm peak" if unit == "GFLOP/s" else "copy bandwidth"
             ax.axhline(peak, color="k", ls="--", lw=1, label=f"{name} {peak:.0f} {unit}")
         labels = [
-            (f"{SHORT.get(d, d)} " if both else "") + c.replace(" ", "\n", 1) for d, c in cells
+            (f"{SHORT.get(d, d)}\n" if both else "") + c.replace(" ", "\n", 1) for d, c in cells
         ]
         ax.set_xticks(range(len(cells)), labels)
         ax.tick_params(axis="x", labelsize=6)
