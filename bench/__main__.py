@@ -3,8 +3,9 @@
 Commands::
 
     python -m bench [--sizes 64,128,256] [--networks toy15,pixel65,...] [--out bench_out] [--quick]
-    python -m bench record [--out bench_out/record]   # the >1500x configuration (pixel193, 1024^2)
-    python -m bench plot results.json [--out dir]     # a saved pytest-benchmark JSON (or ours)
+    python -m bench record [--out bench_out/record]   # the >1500x configuration (pixel321)
+    python -m bench plot results.json [more.json ...] [--out dir]
+                                  # saved pytest-benchmark JSON(s) or ours, merged into one plot
 
 The sweep writes ``results.json``, ``results.md`` and the PNG plots into ``--out`` and prints the
 table, each measured speedup beside its theoretical ratio.
@@ -29,7 +30,7 @@ def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, o
     p.add_argument(
         "--networks",
         default=",".join(networks),
-        help="patch networks: toy15, pixel65, pixel97, pixel129, pixel161, pixel193 "
+        help="patch networks: toy15, pixel65, pixel97, pixel129, pixel161, pixel193, pixel321 "
         "(default: %(default)s)",
     )
     p.add_argument("--out", default=out, help="output folder (default: %(default)s)")
@@ -97,7 +98,10 @@ def _options(a: argparse.Namespace, argv: list[str]) -> sweep.Options:
     if not kw.get("sizes", True) or any(s < 1 for s in kw.get("sizes", ())):
         raise SystemExit("--sizes must be positive integers")
     for name in kw.get("networks", ()):
-        sweep.build_network(name)  # fails early, with the list of known networks
+        try:
+            sweep.build_network(name)  # fails early, with the list of known networks
+        except ValueError as e:
+            raise SystemExit(f"--networks: {e}") from None
     return sweep.quick_options(**kw) if a.quick else sweep.Options(**kw)
 
 
@@ -119,11 +123,15 @@ def main(argv: list[str] | None = None) -> int:
             description="Plot a saved pytest-benchmark JSON (pytest --benchmark-only "
             "--benchmark-json FILE) or a results.json of python -m bench.",
         )
-        p.add_argument("json", help="the saved JSON file")
-        p.add_argument("--out", default=None, help="output folder (default: beside the JSON)")
+        p.add_argument(
+            "json",
+            nargs="+",
+            help="the saved JSON file(s); several are merged into one set of plots",
+        )
+        p.add_argument("--out", default=None, help="output folder (default: beside the first JSON)")
         a = p.parse_args(argv[1:])
-        results = report.load_results(a.json)
-        out = a.out or os.path.splitext(a.json)[0] + "_plots"
+        results = report.merge([report.load_results(path) for path in a.json])
+        out = a.out or os.path.splitext(a.json[0])[0] + "_plots"
         paths = write_outputs(results, out)
         print(report.markdown(results))
         print("wrote " + ", ".join(paths))
@@ -144,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             "dense pixelwise inference against patch scanning. Writes results.json, "
             "results.md and PNG plots."
         ),
-        epilog="python -m bench plot FILE.json [--out DIR] plots a saved pytest-benchmark JSON.",
+        epilog="python -m bench plot FILE.json [FILE2.json ...] [--out DIR] plots saved "
+        "pytest-benchmark JSON(s) or results.json files, merged.",
     )
     _add_sweep_args(p, *defaults)
     a = p.parse_args(argv)

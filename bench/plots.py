@@ -56,12 +56,16 @@ def _scaled_note(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def _finish(fig: Any, ax: Any, rows: list[dict[str, Any]], path: str) -> None:
-    """Legend and the sampling note below the axes, then save."""
-    handles, labels = ax.get_legend_handles_labels()
+def _finish(fig: Any, rows: list[dict[str, Any]], path: str) -> None:
+    """One legend for all panels and the sampling note below them, then save."""
+    seen: dict[str, Any] = {}
+    for a in fig.axes:  # every series of every panel, once
+        for h, label in zip(*a.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, h)
+    order = sorted(seen, key=lambda lb: ("d-sparse" not in lb, "FCN" not in lb, lb))
     fig.legend(
-        handles,
-        labels,
+        [seen[lb] for lb in order],
+        order,
         loc="lower center",
         ncol=3,
         fontsize=7,
@@ -120,7 +124,7 @@ def plot_image_size(results: dict[str, Any], path: str) -> bool:
         return False
     nets = sorted({(r["patch_size"], r["network"]) for r in rows})
     n = len(nets)
-    cols = min(n, 3)
+    cols = n if n <= 4 else 3
     nrows = (n + cols - 1) // cols
     fig, axes = plt.subplots(
         nrows,
@@ -141,10 +145,7 @@ def plot_image_size(results: dict[str, Any], path: str) -> bool:
         ax.axis("off")
     axes[0, 0].set_ylabel("speedup over patch scanning", fontsize=8)
     fig.suptitle("Dense pixelwise inference: speedup over patch scanning", fontsize=10)
-    best_ax = axes.flat[
-        max(range(n), key=lambda i: max(r["speedup"] for r in rows if r["network"] == nets[i][1]))
-    ]
-    _finish(fig, best_ax, rows, path)
+    _finish(fig, rows, path)
     return True
 
 
@@ -172,7 +173,7 @@ def plot_patch_size(results: dict[str, Any], path: str) -> bool:
     nets = ", ".join(n for _, n in sorted({(r["patch_size"], r["network"]) for r in sub}))
     ax.set_xlabel(f"patch size ({nets})", fontsize=8)
     ax.set_ylabel("speedup", fontsize=8)
-    _finish(fig, ax, sub, path)
+    _finish(fig, sub, path)
     return True
 
 

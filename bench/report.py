@@ -228,6 +228,23 @@ def load_results(path: str) -> dict[str, Any]:
     return from_pytest_benchmark(data, source=f"pytest-benchmark {os.path.basename(path)}")
 
 
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results dictionary from several runs (e.g. ``python -m bench`` and ``python -m bench
+    record``): rows concatenated, speedups recomputed, references the best of the runs."""
+    if len(results) == 1:
+        return results[0]
+    out = new_results(" + ".join(r.get("source", "?") for r in results), results[0].get("machine"))
+    for r in results:
+        out["throughput"] += r.get("throughput", [])
+        out["dense"] += r.get("dense", [])
+        out["notes"] += [n for n in r.get("notes", []) if n not in out["notes"]]
+        for key, value in (r.get("reference") or {}).items():
+            if value is not None:
+                out["reference"][key] = max(value, out["reference"].get(key) or value)
+    out["speedups"] = speedups(out["dense"])
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Markdown
 def _fmt(x: float | None, spec: str = ".3g") -> str:
@@ -305,7 +322,14 @@ def speedup_table(rows: list[dict[str, Any]]) -> str:
         "|---|---:|---:|---|---|---:|---:|---|",
     ]
     for r in sorted(
-        rows, key=lambda r: (r["network"], r["image_size"], r["pass"] != "forward", r["method"])
+        rows,
+        key=lambda r: (
+            r["patch_size"],
+            r["network"],
+            r["image_size"],
+            r["pass"] != "forward",
+            r["method"],
+        ),
     ):
         how = (
             f"sampled {r['patchwise_timed_pixels']} of {r['pixels']} pixels, scaled"

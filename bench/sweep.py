@@ -33,7 +33,7 @@ SIZES = (64, 128, 256)
 QUICK_NETWORKS = ("toy15", "pixel65")
 QUICK_SIZES = (16, 24)
 # The configuration documented to beat patch scanning by more than 1500x (forward and backward).
-RECORD = {"networks": ("pixel193",), "sizes": (1024,), "methods": ("patchwise", "dsparse")}
+RECORD = {"networks": ("pixel321",), "sizes": (128, 256, 384), "methods": ("patchwise", "dsparse")}
 
 
 @dataclass
@@ -72,22 +72,10 @@ def quick_options(**kw: Any) -> Options:
 # --------------------------------------------------------------------------------------------
 # networks
 def build_network(name: str) -> Any:
-    """``toy15``, ``pixel65`` or ``pixel<P>`` (``cnncore.models.pixel_net(P)``), float32, eval."""
-    from cnncore import models
+    """A patch network by name (``bench.networks``), float32, in eval mode."""
+    from bench import networks
 
-    if name == "toy15":
-        net = models.toy15()
-    elif name == "pixel65":
-        net = models.pixel65()
-    elif name.startswith("pixel") and name[5:].isdigit():
-        net = models.pixel_net(int(name[5:]))
-    else:
-        raise ValueError(
-            f"unknown network {name!r}: use toy15, pixel65 or pixel<P> with P in "
-            f"{sorted(models.PIXEL_NET_KERNELS)}"
-        )
-    net.eval()
-    return net
+    return networks.build(name)
 
 
 def _measure(fn: Callable[[], Any], budget: float) -> float:

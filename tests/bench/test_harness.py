@@ -294,3 +294,43 @@ def test_speedups_and_tables():
     assert "geometric mean of PyTorch time / our time = 0.50" in table
     with pytest.raises(ValueError, match="exactly one"):
         report.throughput_info(1.0, "k", "forward", "c", "cnncore")
+
+
+def test_merge_recomputes_speedups_and_keeps_best_reference():
+    def run(net, patch, t_patch, t_dense, peak):
+        res = report.new_results(net)
+        res["reference"]["sgemm_gflops"] = peak
+        for method, t in (("patchwise", t_patch), ("dsparse", t_dense)):
+            res["dense"].append(
+                {
+                    "network": net,
+                    "patch_size": patch,
+                    "image_size": 64,
+                    "pass": "forward",
+                    "method": method,
+                    "seconds": t,
+                    "pixels": 4096,
+                    "ops_per_pixel": 1.0,
+                }
+            )
+        return res
+
+    merged = report.merge([run("a", 9, 8.0, 2.0, 100.0), run("b", 17, 9.0, 0.5, 120.0)])
+    assert merged["reference"]["sgemm_gflops"] == 120.0
+    assert {(s["network"], s["speedup"]) for s in merged["speedups"]} == {("a", 4.0), ("b", 18.0)}
+
+
+def test_networks_by_name():
+    from bench import networks
+    from cnncore.dense import analyze
+
+    net = networks.build("pixel321")
+    plan = analyze(net, 321)
+    assert plan.receptive_field == (321, 321) and plan.stride == (64, 64)
+    assert net.patch_size == 321 and not net.training
+    for name in ("toy15", "pixel65", "pixel193"):
+        assert networks.build(name).patch_size == int(
+            name.removeprefix("pixel").removeprefix("toy")
+        )
+    with pytest.raises(ValueError, match="pixel321"):
+        networks.build("pixel100")
