@@ -25,7 +25,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.report import OURS, PEER, rate  # noqa: E402
 
-METHOD_STYLE = {"dsparse": ("C0", "d-sparse"), "fcn": ("C1", "FCN")}
+METHOD_STYLE = {
+    "dsparse": ("C0", "d-sparse"),
+    "fcn": ("C1", "FCN"),
+    "torch_dsparse": ("C3", "PyTorch d-sparse"),  # bench_dense's peer
+}
 PASS_STYLE = {"forward": ("-", "o", "forward"), "backward": ("--", "s", "forward+backward")}
 DPI = 80
 HIGHLIGHT = 1500.0  # the speedup the issue asks to exceed; drawn as a reference line

@@ -369,6 +369,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"Machine: {m.get('processor')}, {m.get('threads')} threads (ours and PyTorch); "
             f"NumPy {m.get('numpy')}, PyTorch {m.get('torch')}."
         )
+    elif (m.get("pytest_benchmark") or {}).get("cpu"):
+        pb = m["pytest_benchmark"]
+        out.append(
+            f"Machine: {pb['cpu'].get('brand_raw', '?')}, {pb['cpu'].get('count', '?')} cores; "
+            f"Python {pb.get('python_version', '?')}."
+        )
     out.append(
         f"References measured in the same run: sgemm peak {_fmt(ref.get('sgemm_gflops'), '.0f')} "
         f"GFLOP/s, copy bandwidth {_fmt(ref.get('copy_gbs'), '.1f')} GB/s. Times are the fastest "
