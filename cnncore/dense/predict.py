@@ -14,6 +14,7 @@ from cnncore.dense.dsparse import DenseNet, check_images
 from cnncore.dense.fcn import FCNNet
 from cnncore.dense.patchwise import default_batch_size, scan_patches
 from cnncore.dense.tiling import Halo, crop_overlap, overlap_depth, run_tiled
+from cnncore.distributed import is_dask_array  # imports no Dask
 from cnncore.nn.module import no_grad
 
 
@@ -100,7 +101,13 @@ def predict(
     Returns
     -------
     scores : array, shape (N, K, H, W)
+        A lazy Dask array, chunked like ``images``, when ``images`` is a Dask array chunked over
+        H and W (``cnncore.distributed.predict_dask``: each chunk is computed with its halo).
     """
+    if is_dask_array(images):
+        from cnncore.distributed import predict_dask
+
+        return predict_dask(model, images, patch_size, method, tile, batch_size=batch_size)
     bp = block_predictor(model, patch_size, method, batch_size=batch_size)
     x = check_images(images, bp.plan, model=model)
     t = None if tile is None else v.positive_pair(tile, "tile")
