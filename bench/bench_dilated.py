@@ -15,6 +15,10 @@ One benchmark group per (layer, pass); ``extra_info`` has GFLOP/s beside the sge
 
 from __future__ import annotations
 
+import os
+import time
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -124,3 +128,87 @@ def test_dilated_conv(benchmark, throughput, request, conv_path, direction, case
         impl=strategy,
         flops=flops(shape, direction),
     )
+
+
+def _runner(strategy: str, direction: str, shape: tuple[int, ...], torch: Any):
+    """A no-argument callable for one strategy (``set_path`` is applied by the caller)."""
+    C, K, kh, kw, d, H, W = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((K, C, kh, kw), dtype=np.float32) * 0.1
+    b = rng.standard_normal(K, dtype=np.float32)
+    dy = rng.standard_normal((1, K, H - d * (kh - 1), W - d * (kw - 1)), dtype=np.float32)
+    fwd = direction == "forward"
+    if strategy == "torch":
+        F = torch.nn.functional
+        tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+        if fwd:
+            return lambda: F.conv2d(tx, tw, tb, 1, 0, d).detach()
+        leaves = [t.requires_grad_(True) for t in (tx, tw, tb)]
+        return lambda: torch.autograd.grad(F.conv2d(tx, tw, tb, 1, 0, d), leaves, tdy)
+    if strategy == "space_to_batch":
+        return (
+            (lambda: conv2d_s2b(x, w, b, (d, d)))
+            if fwd
+            else (lambda: conv2d_s2b_backward(dy, x, w, (d, d)))
+        )
+    return (
+        (lambda: conv2d(x, w, b, 1, 0, d)) if fwd else (lambda: conv2d_backward(dy, x, w, 1, 0, d))
+    )
+
+
+def test_strategy_table(benchmark, request, conv_path):
+    """All strategies of every layer measured round-robin (the machine is shared and its speed
+    drifts; interleaving keeps the comparison fair): the fastest per (layer, pass), as a table.
+    The 'rule' column is what the current auto rule picks."""
+    torch = request.getfixturevalue("torch_peer")
+    rounds = int(os.environ.get("CNNCORE_BENCH_ROUNDS", "5"))
+    lines = [
+        "| pass | layer | im2col ms | shifted ms | space_to_batch ms | torch ms | fastest "
+        "| auto picks | torch / fastest ours |",
+        "|---|---|---:|---:|---:|---:|---|---|---:|",
+    ]
+    table = []
+
+    def measure():
+        for direction in ("forward", "backward"):
+            for name, shape in CASES:
+                runs = {s: _runner(s, direction, shape, torch) for s in STRATEGIES[1:]}
+                best = dict.fromkeys(runs, float("inf"))
+                for _ in range(rounds):
+                    for s, fn in runs.items():
+                        conv_path(s if s in ("im2col", "shifted") else "auto")
+                        t0 = time.perf_counter()
+                        fn()
+                        best[s] = min(best[s], time.perf_counter() - t0)
+                conv_path("auto")
+                C, K, kh, kw, d, H, W = shape
+                auto = (
+                    "shifted"
+                    if _conv.use_shifted(C, K, (kh, kw), (1, 1), (0, 0), (d, d), W - d * (kw - 1))
+                    else "im2col"
+                )
+                ours = min(("im2col", "shifted", "space_to_batch"), key=best.get)
+                table.append(
+                    {
+                        "direction": direction,
+                        "layer": config(name, shape),
+                        "auto": auto,
+                        "fastest": ours,
+                        **{k: v for k, v in best.items()},
+                    }
+                )
+                lines.append(
+                    f"| {direction} | {config(name, shape)} | "
+                    + " | ".join(f"{best[s] * 1e3:.1f}" for s in STRATEGIES[1:])
+                    + f" | {ours} | {auto} | {best['torch'] / best[ours]:.2f} |"
+                )
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    benchmark.group = "dilated conv strategy table (round-robin)"
+    benchmark.extra_info["table"] = table
+    tr = request.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_sep("-", f"stride-1 dilated convolutions: min of {rounds} round-robin rounds")
+        for line in lines:
+            tr.write_line(line)

@@ -75,8 +75,11 @@ class Stage:
 
     @property
     def dense_dilation(self) -> tuple[int, int]:
-        """Dilation in the d-sparse network: the layer's own dilation times ``step``."""
-        return (self.dilation[0] * self.step[0], self.dilation[1] * self.step[1])
+        """Dilation in the d-sparse network: the layer's own dilation times ``step`` (1 along an
+        axis where the window has a single tap, where dilation changes nothing)."""
+        return tuple(
+            1 if self.kernel[a] == 1 else self.dilation[a] * self.step[a] for a in range(2)
+        )
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
@@ -175,7 +178,7 @@ def analyze(model: Any, patch_size: Any) -> Plan:
         elif C != c:
             raise _refuse(name, m, f"it expects {c} input channels but receives {C}")
 
-    def window(name: str, m: Any, kind: str, k, s, d) -> Stage:
+    def window(name: str, m: Any, kind: str, k, s, d, cout: int | None = None) -> Stage:
         nonlocal h, w, step
         eff = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
         if eff[0] > h or eff[1] > w:
@@ -186,7 +189,7 @@ def analyze(model: Any, patch_size: Any) -> Plan:
         ho, wo = _out(h, k[0], s[0], d[0]), _out(w, k[1], s[1], d[1])
         for a in range(2):
             rf[a] += d[a] * (k[a] - 1) * step[a]
-        st = Stage(name, kind, m, k, s, d, step, (C, h, w), (C, ho, wo))
+        st = Stage(name, kind, m, k, s, d, step, (C, h, w), (C if cout is None else cout, ho, wo))
         h, w = ho, wo
         step = (step[0] * s[0], step[1] * s[1])
         return st
@@ -206,19 +209,9 @@ def analyze(model: Any, patch_size: Any) -> Plan:
             if getattr(m, "groups", 1) != 1:
                 raise _refuse(name, m, f"groups={m.groups} is not supported")
             need_channels(name, m, int(m.in_channels))
-            st = window(name, m, "conv", tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation))
+            k, s, d = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
+            st = window(name, m, "conv", k, s, d, cout=int(m.out_channels))
             C = int(m.out_channels)
-            st = Stage(
-                st.name,
-                st.kind,
-                m,
-                st.kernel,
-                st.stride,
-                st.dilation,
-                st.step,
-                st.in_shape,
-                (C, h, w),
-            )
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             if flat is not None:
                 raise _refuse(name, m, "pooling after Flatten")
@@ -246,7 +239,7 @@ def analyze(model: Any, patch_size: Any) -> Plan:
             if flat is None:
                 raise _refuse(name, m, "a Linear on a map needs a Flatten before it")
             fin, fout = int(m.in_features), int(m.out_features)
-            k = flat if (flat is not None and not after_linear) else (1, 1)
+            k = (1, 1) if after_linear else flat
             if fin % (k[0] * k[1]) != 0 or (C is not None and fin != C * k[0] * k[1]):
                 raise _refuse(
                     name,
@@ -258,19 +251,8 @@ def analyze(model: Any, patch_size: Any) -> Plan:
                 C = in_channels = fin // (k[0] * k[1])
             # the map is k[0] x k[1] here (the whole flattened map, or 1 x 1)
             h, w = k
-            st = window(name, m, "linear", k, (1, 1), (1, 1))
+            st = window(name, m, "linear", k, (1, 1), (1, 1), cout=fout)
             C = fout
-            st = Stage(
-                st.name,
-                st.kind,
-                m,
-                st.kernel,
-                st.stride,
-                st.dilation,
-                st.step,
-                st.in_shape,
-                (C, 1, 1),
-            )
             after_linear = True
         elif isinstance(m, pointwise):
             if flat not in (None, (1, 1)) and not after_linear and isinstance(m, mixing):
