@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         opt.kernels = False
         if a.methods is None:
             opt.methods = sweep.RECORD["methods"]
+        if a.patch_budget is None:
+            opt.patch_budget = sweep.RECORD["patch_budget"]
     results = sweep.run(opt, source="python -m bench" + (" record" if record else ""))
     paths = write_outputs(results, a.out)
     print(report.markdown(results))

@@ -369,6 +369,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"Machine: {m.get('processor')}, {m.get('threads')} threads (ours and PyTorch); "
             f"NumPy {m.get('numpy')}, PyTorch {m.get('torch')}."
         )
+        if m.get("load_average_start") is not None:
+            out.append(
+                f"1-minute load average {m['load_average_start']} at the start, "
+                f"{m.get('load_average_end')} at the end, on {m.get('usable_cores')} cores (the "
+                "run itself adds up to its thread count; more means other processes shared the "
+                "machine and slowed both sides)."
+            )
     elif (m.get("pytest_benchmark") or {}).get("cpu"):
         pb = m["pytest_benchmark"]
         out.append(
