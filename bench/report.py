@@ -235,9 +235,16 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         return results[0]
     out = new_results(" + ".join(r.get("source", "?") for r in results), results[0].get("machine"))
     for r in results:
+        m = r.get("machine") or {}
+        if r is not results[0] and m.get("load_average_start") is not None:
+            out["notes"].append(
+                f"{r.get('source')}: 1-minute load average {m['load_average_start']} at the "
+                f"start, {m.get('load_average_end')} at the end"
+            )
         out["throughput"] += r.get("throughput", [])
         out["dense"] += r.get("dense", [])
-        out["notes"] += [n for n in r.get("notes", []) if n not in out["notes"]]
+        seen = {n.split(" (")[0] for n in out["notes"]}  # one of each kind of note
+        out["notes"] += [n for n in r.get("notes", []) if n.split(" (")[0] not in seen]
         for key, value in (r.get("reference") or {}).items():
             if value is not None:
                 out["reference"][key] = max(value, out["reference"].get(key) or value)
