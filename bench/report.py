@@ -249,7 +249,25 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
             if value is not None:
                 out["reference"][key] = max(value, out["reference"].get(key) or value)
     out["speedups"] = speedups(out["dense"])
+    note = sampling_note(out["speedups"])
+    out["notes"] = [n for n in out["notes"] if not n.startswith(SAMPLING)] + (
+        [note] if note else []
+    )
     return out
+
+
+SAMPLING = "patch scanning is timed on a random sample of pixels"
+
+
+def sampling_note(rows: list[dict[str, Any]]) -> str | None:
+    """The note that says which speedups rest on patch scanning timed on a sample (or None)."""
+    scaled = [r for r in rows if r.get("patchwise_scaled")]
+    if not scaled:
+        return None
+    return (
+        f"{SAMPLING} (at least one batch, enough for the time budget) and scaled linearly to "
+        f"the whole image ({len(scaled)} of {len(rows)} speedups)"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -361,13 +361,9 @@ def run(opt: Options, source: str = "python -m bench") -> dict[str, Any]:
         run_kernels(res, opt)
     if opt.dense:
         run_dense(res, opt)
-        scaled = [r for r in res["speedups"] if r["patchwise_scaled"]]
-        if scaled:
-            res["notes"].append(
-                "patch scanning is timed on a random sample of pixels (at least one batch, "
-                "enough for the time budget) and scaled linearly to the whole image "
-                f"({len(scaled)} of {len(res['speedups'])} speedups)"
-            )
+        note = report.sampling_note(res["speedups"])
+        if note:
+            res["notes"].append(note)
         if any(r.get("timed_passes", 0) < r.get("passes", 0) for r in res["dense"]):
             res["notes"].append(
                 f"FCN shift and stitch: at most {opt.fcn_shifts} of the S*S passes are timed "
