@@ -72,15 +72,25 @@ def throughput_info(
     if flops is not None:
         row["flops"] = float(flops)
         row["gflops"] = flops / seconds / 1e9 if seconds else None
-        row["sgemm_peak_gflops"] = sgemm_peak_gflops
-        if row["gflops"] and sgemm_peak_gflops:
-            row["fraction_of_peak"] = row["gflops"] / sgemm_peak_gflops
     else:
         row["bytes"] = float(bytes)
         row["gbs"] = bytes / seconds / 1e9 if seconds else None
-        row["copy_bandwidth_gbs"] = copy_bandwidth_gbs
-        if row["gbs"] and copy_bandwidth_gbs:
-            row["fraction_of_peak"] = row["gbs"] / copy_bandwidth_gbs
+    return set_ceilings(row, sgemm_peak_gflops, copy_bandwidth_gbs)
+
+
+def set_ceilings(
+    row: dict[str, Any], sgemm_peak_gflops: float | None, copy_bandwidth_gbs: float | None
+) -> dict[str, Any]:
+    """Set a throughput row's ceiling (sgemm peak for FLOP rows, copy bandwidth for byte rows)
+    and its ``fraction_of_peak``; returns the row."""
+    row.pop("fraction_of_peak", None)
+    value, unit = rate(row)
+    if unit == "GFLOP/s":
+        row["sgemm_peak_gflops"], ceiling = sgemm_peak_gflops, sgemm_peak_gflops
+    else:
+        row["copy_bandwidth_gbs"], ceiling = copy_bandwidth_gbs, copy_bandwidth_gbs
+    if value and ceiling:
+        row["fraction_of_peak"] = value / ceiling
     return row
 
 

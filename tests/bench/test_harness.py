@@ -85,6 +85,8 @@ def test_quick_sweep_json(quick_run):
         value, unit = report.rate(r)
         work = r["flops"] if unit == "GFLOP/s" else r["bytes"]
         assert r["seconds"] > 0 and math.isclose(value, work / r["seconds"] / 1e9)
+        ceiling = res["reference"]["sgemm_gflops" if unit == "GFLOP/s" else "copy_gbs"]
+        assert math.isclose(r["fraction_of_peak"], value / ceiling)
     # every network x size x pass x method, measured
     cells = {(r["network"], r["image_size"], r["pass"], r["method"]) for r in res["dense"]}
     assert cells == {
