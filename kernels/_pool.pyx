@@ -55,26 +55,7 @@ cdef inline Py_ssize_t chunk(Py_ssize_t n) noexcept nogil:
     return n // 64 if n >= 128 else 1
 
 
-cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    # ceil(a / b) for b > 0 and any sign of a
-    if a >= 0:
-        return (a + b - 1) // b
-    return -((-a) // b)
-
-
-# Outputs o in [out_lo(..), out_hi(..)) read input position o*stride + offset inside [0, size).
-cdef inline Py_ssize_t out_lo(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
-    cdef Py_ssize_t a = ceil_div(-offset, stride)
-    return a if a > 0 else 0
-
-
-cdef inline Py_ssize_t out_hi(Py_ssize_t offset, Py_ssize_t size, Py_ssize_t stride,
-                              Py_ssize_t n_out) noexcept nogil:
-    cdef Py_ssize_t b = ceil_div(size - offset, stride)
-    cdef Py_ssize_t a = out_lo(offset, stride)
-    if b > n_out:
-        b = n_out
-    return b if b > a else a
+include "_ranges.pxi"
 
 
 cdef inline Py_ssize_t first_tap(Py_ssize_t start, Py_ssize_t d) noexcept nogil:
