@@ -26,7 +26,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 cdef extern from *:
     """
@@ -158,6 +158,45 @@ def tanh_backward(dy, y):
     dx = np.empty_like(y)
     _tanh_backward(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
     return dx
+
+
+# ----------------------------------------------------------------------------------------------
+# Dropout: the mask is a hash of the element's flat index and a 64-bit key (two rounds of
+# MurmurHash3's 32-bit finaliser), so it needs no stored state: the backward recomputes it, and
+# the CUDA twin (cuda/activation.py) gives bit-identical masks.  Element i is kept when the top 24
+# bits of its hash are >= thr = ceil(p * 2**24) (kept with probability 1 - p, to within 2**-24).
+
+cdef inline uint32_t fmix32(uint32_t h) noexcept nogil:
+    h ^= h >> 16
+    h *= 0x85EBCA6Bu
+    h ^= h >> 13
+    h *= 0xC2B2AE35u
+    h ^= h >> 16
+    return h
+
+
+cdef inline bint dropout_keep(uint64_t i, uint32_t k0, uint32_t k1, uint32_t thr) noexcept nogil:
+    cdef uint32_t h = fmix32(<uint32_t>i * 0x9E3779B9u + k0)
+    h = fmix32(h ^ k1 ^ <uint32_t>(i >> 32))
+    return (h >> 8) >= thr
+
+
+def _dropout(floating[::1] x, floating[::1] y, uint32_t k0, uint32_t k1, uint32_t thr,
+             floating scale):
+    cdef Py_ssize_t n = x.shape[0], i
+    with nogil:
+        for i in prange(n, schedule="static"):
+            y[i] = x[i] * scale if dropout_keep(i, k0, k1, thr) else 0
+
+
+def dropout(x, key, thr, scale):
+    """``x * mask`` with ``mask[i] = scale`` where element ``i`` is kept, else 0 (see above).
+
+    ``key``: a 64-bit int; ``thr``: an int in ``[0, 2**24]``; forward and backward alike."""
+    y = np.empty_like(x)
+    _dropout(x.reshape(-1), y.reshape(-1), key & 0xFFFFFFFF, (key >> 32) & 0xFFFFFFFF, thr,
+             scale)
+    return y
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ one shape, ``axis`` a non-negative int below ``ndim``; each returns a new array 
 - ``softmax(x, axis) -> y``,  ``log_softmax(x, axis) -> y``
 - ``softmax_backward(dy, y, axis) -> dx``  (y = softmax output; dx = y * (dy - sum(dy*y)))
 - ``log_softmax_backward(dy, y, axis) -> dx``  (y = log_softmax output; dx = dy - exp(y)*sum(dy))
+- ``dropout(x, key, thr, scale) -> x * mask``: ``mask[i]`` is ``scale`` where a hash of ``i`` and
+  the 64-bit ``key`` has its top 24 bits ``>= thr``, else 0 (identical on both devices; the
+  backward applies the same mask to ``dy``)
 """
 
 from __future__ import annotations
@@ -102,3 +105,14 @@ def log_softmax_backward(dy, y, axis):
     from cnncore_kernels import _pointwise
 
     return _pointwise.log_softmax_backward(dy, y, axis)
+
+
+def dropout(x, key, thr, scale):
+    # inputs validated by cnncore.functional.dropout; the same op serves the backward
+    if is_cuda_array(x):
+        from cnncore_kernels.cuda import activation as gpu
+
+        return gpu.dropout(x, key, thr, scale)
+    from cnncore_kernels import _pointwise
+
+    return _pointwise.dropout(x, key, thr, scale)

@@ -16,28 +16,36 @@ from cnncore import _validate as v
 from cnncore.dense.convert import Plan, analyze
 from cnncore.dense.layers import build_layers
 from cnncore.dense.tiling import block_ranges, window, window_adjoint
+from cnncore.device import is_cuda_array
 from cnncore.nn import Sequential
 from cnncore.nn.module import grad_enabled
 
 
-def check_images(images: Any, plan: Plan, name: str = "images", model: Any = None) -> np.ndarray:
-    """A CPU float32/float64 ``(N, C, H, W)`` array with the classifier's ``C`` (and the dtype of
-    ``model``'s Parameters, if given)."""
+def check_images(images: Any, plan: Plan, name: str = "images", model: Any = None) -> Any:
+    """A CPU float32/float64 or GPU float32 ``(N, C, H, W)`` array with the classifier's ``C`` (and
+    the device and dtype of ``model``'s Parameters, if given)."""
     if hasattr(images, "dask") and hasattr(images, "chunks"):
         raise TypeError(
             f"{name} is a Dask array: convert it with np.asarray, or map the block function of "
             "cnncore.dense.block_predictor over its chunks"
         )
-    x = v.float_array(images, name, 4)
+    x = v.any_float_array(images, name, 4)
     if x.shape[1] != plan.in_channels:
         raise ValueError(
             f"{name} must have {plan.in_channels} channels for this classifier, got shape "
             f"{tuple(x.shape)}"
         )
+    xdt = v.device_dtype(x) if is_cuda_array(x) else np.dtype(x.dtype)
     for pname, p in model.named_parameters() if model is not None else ():
-        if p.dtype != x.dtype:
+        if is_cuda_array(p.data) != is_cuda_array(x):
+            where, there = ("GPU", "CPU") if is_cuda_array(x) else ("CPU", "GPU")
             raise TypeError(
-                f"{name} dtype {x.dtype} does not match parameter {pname!r} dtype {p.dtype} "
+                f"{name} is a {where} array but parameter {pname!r} is on the {there}: move the "
+                "model with .to('cuda') / .to('cpu') or the images with cnncore.device.to_device"
+            )
+        if p.dtype != xdt:
+            raise TypeError(
+                f"{name} dtype {xdt} does not match parameter {pname!r} dtype {p.dtype} "
                 "(convert the model with .double()/.float() or the images with astype)"
             )
     return x
@@ -77,7 +85,7 @@ class DenseNet(Sequential):
                 "DenseNet.backward needs a forward pass with gradients enabled first"
             )
         shape, rows, cols = self._geometry
-        dy = v.float_array(dy, "dy", 4)
+        dy = v.any_float_array(dy, "dy", 4)
         if tuple(dy.shape) != shape:
             raise ValueError(f"dy must have the scores' shape {shape}, got {tuple(dy.shape)}")
         dblock = Sequential.backward(self, dy)

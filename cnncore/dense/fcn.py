@@ -18,6 +18,7 @@ from cnncore.dense.convert import Plan, analyze
 from cnncore.dense.dsparse import check_images
 from cnncore.dense.layers import build_layers
 from cnncore.dense.tiling import block_ranges, window, window_adjoint
+from cnncore.device import is_cuda_array
 from cnncore.nn import Sequential
 from cnncore.nn.module import grad_enabled
 
@@ -53,7 +54,7 @@ class FCNNet(Sequential):
         if self._geometry is None:
             raise RuntimeError("FCNNet.backward needs a forward pass with gradients enabled first")
         shape, hw, rows, cols = self._geometry
-        dy = v.float_array(dy, "dy", 4)
+        dy = v.any_float_array(dy, "dy", 4)
         if tuple(dy.shape) != shape:
             raise ValueError(f"dy must have the scores' shape {shape}, got {tuple(dy.shape)}")
         dblock = Sequential.backward(self, dy)
@@ -65,11 +66,22 @@ class FCNNet(Sequential):
         (the halo of ``Plan.halo("fcn")``), from ``S_h * S_w`` shifted passes."""
         Sh, Sw = self.plan.stride
         h, w = hw
-        out = np.empty((block.shape[0], self.plan.num_classes, h, w), dtype=block.dtype)
+        shape = (int(block.shape[0]), self.plan.num_classes, h, w)
+        on_gpu = is_cuda_array(block)
+        if on_gpu:
+            from cnncore_kernels.cuda import _launch, window
+
+            out = _launch.empty(shape)
+        else:
+            out = np.empty(shape, dtype=block.dtype)
         for a in range(min(Sh, h)):
             for b in range(min(Sw, w)):
                 # pass (a, b) sees the block from row a, column b: its grid is a::Sh, b::Sw
-                out[:, :, a::Sh, b::Sw] = self.forward_valid(block[:, :, a:, b:])
+                y = self.forward_valid(block[:, :, a:, b:])
+                if on_gpu:
+                    window.paste(out, y, a, b, (Sh, Sw))
+                else:
+                    out[:, :, a::Sh, b::Sw] = y
         return out
 
     def extra_repr(self) -> str:

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from cnncore.device import is_cuda_array
+
 Halo = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _cuda_window():
+    from cnncore_kernels.cuda import window  # numba is imported for GPU arrays only
+
+    return window
 
 
 def _clip(lo: int, hi: int, size: int) -> tuple[int, int, int, int]:
@@ -28,9 +36,12 @@ def _clip(lo: int, hi: int, size: int) -> tuple[int, int, int, int]:
     return a, b, a - lo, b - lo
 
 
-def window(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+def window(x: Any, rows: tuple[int, int], cols: tuple[int, int]) -> Any:
     """``x[:, :, r0:r1, c0:c1]`` for any ``r0 < r1``, ``c0 < c1`` (negative or past the end), with
-    zeros outside the image.  x: (N, C, H, W) -> (N, C, r1 - r0, c1 - c0), C-contiguous."""
+    zeros outside the image.  x: (N, C, H, W) -> (N, C, r1 - r0, c1 - c0), C-contiguous, on the
+    device ``x`` lives on (a GPU array gives a Numba device array, computed there)."""
+    if is_cuda_array(x):
+        return _cuda_window().window(x, rows, cols)
     N, C, H, W = x.shape
     (r0, r1), (c0, c1) = rows, cols
     a, b, i, j = _clip(r0, r1, H)
@@ -44,8 +55,8 @@ def window(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.nd
 
 
 def window_adjoint(
-    dwin: np.ndarray, hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
-) -> np.ndarray:
+    dwin: Any, hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
+) -> Any:
     """Adjoint of ``window``: the part of ``dwin`` that lies inside the ``hw`` image, in place.
     dwin: (N, C, r1 - r0, c1 - c0) -> (N, C, H, W) (zeros where the window did not reach)."""
     N, C = dwin.shape[:2]
@@ -53,6 +64,8 @@ def window_adjoint(
     (r0, r1), (c0, c1) = rows, cols
     if (r0, r1, c0, c1) == (0, H, 0, W):
         return dwin
+    if is_cuda_array(dwin):  # the image seen from the window: a window of dwin
+        return _cuda_window().window(dwin, (-r0, H - r0), (-c0, W - c0))
     a, b, i, j = _clip(r0, r1, H)
     c, d, k, m = _clip(c0, c1, W)
     out = np.zeros((N, C, H, W), dtype=dwin.dtype)
@@ -80,23 +93,33 @@ def tiles(hw: tuple[int, int], tile: tuple[int, int]) -> Iterator[tuple[int, int
 
 
 def run_tiled(
-    block_fn: Callable[[np.ndarray], np.ndarray],
-    images: np.ndarray,
+    block_fn: Callable[[Any], Any],
+    images: Any,
     halo: Halo,
     num_classes: int,
     tile: tuple[int, int] | None,
-) -> np.ndarray:
+) -> Any:
     """Scores ``(N, K, H, W)`` of ``images (N, C, H, W)``, computed tile by tile: each tile's block
-    (with its halo, zeros beyond the image) goes through ``block_fn``.  ``tile=None``: one tile."""
-    N, _, H, W = images.shape
+    (with its halo, zeros beyond the image) goes through ``block_fn``.  ``tile=None``: one tile.
+    GPU images stay on the GPU: blocks are cut and scores assembled there."""
+    N, _, H, W = (int(s) for s in images.shape)
     if tile is None or (tile[0] >= H and tile[1] >= W):
         rows, cols = block_ranges((H, W), halo)
         return block_fn(window(images, rows, cols))
     (top, bottom), (left, right) = halo
-    out = np.empty((N, num_classes, H, W), dtype=images.dtype)
+    on_gpu = is_cuda_array(images)
+    if on_gpu:
+        from cnncore_kernels.cuda._launch import empty
+
+        out = empty((N, num_classes, H, W))
+    else:
+        out = np.empty((N, num_classes, H, W), dtype=images.dtype)
     for r0, r1, c0, c1 in tiles((H, W), tile):
         block = window(images, (r0 - top, r1 + bottom), (c0 - left, c1 + right))
-        out[:, :, r0:r1, c0:c1] = block_fn(block)
+        if on_gpu:
+            _cuda_window().paste(out, block_fn(block), r0, c0)
+        else:
+            out[:, :, r0:r1, c0:c1] = block_fn(block)
     return out
 
 

@@ -5,6 +5,8 @@ Each function validates its arguments once and hands them to the dispatcher in
 """
 
 from cnncore.functional.activation import (
+    dropout,
+    dropout_backward,
     log_softmax,
     log_softmax_backward,
     relu,
@@ -49,6 +51,8 @@ __all__ += [
 ]
 __all__ += [
     "cross_entropy",
+    "dropout",
+    "dropout_backward",
     "linear",
     "linear_backward",
     "local_contrast_norm",

@@ -7,6 +7,7 @@ that is what the gradient needs (tanh, softmax, log-softmax), as torch's autogra
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -93,3 +94,33 @@ def log_softmax_backward(dy: Any, y: Any, axis: int = 1) -> Any:
     """Gradient of ``log_softmax`` from its output ``y``: ``dx = dy - exp(y) * sum(dy, axis)``."""
     dy, y = _grad_pair(dy, y, "y")
     return _k.log_softmax_backward(dy, y, _axis(axis, y.ndim, "y"))
+
+
+def _dropout_args(p: Any, key: Any) -> tuple[int, int, float]:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p must be a number, got {p!r}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
+    if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+        raise TypeError(f"key must be an int, got {key!r}")
+    if not 0 <= key < 2**64:
+        raise ValueError(f"key must be in [0, 2**64), got {key}")
+    thr = math.ceil(float(p) * 2**24)
+    return int(key), thr, 0.0 if p == 1.0 else 1.0 / (1.0 - float(p))
+
+
+def dropout(x: Any, p: float, key: int) -> Any:
+    """Inverted dropout with the mask of ``key``: each element is kept with probability ``1 - p``
+    (to within ``2**-24``) and scaled by ``1 / (1 - p)``, else zeroed.
+
+    The mask is a hash of the element's flat index and ``key`` (a 64-bit int): no stored state,
+    the same on the CPU and the GPU (bit for bit), and independent across keys.  x: any shape.
+    """
+    key, thr, scale = _dropout_args(p, key)
+    return _k.dropout(_array(x, "x"), key, thr, scale)
+
+
+def dropout_backward(dy: Any, p: float, key: int) -> Any:
+    """Gradient of ``dropout(x, p, key)``: ``dy`` times the same mask."""
+    key, thr, scale = _dropout_args(p, key)
+    return _k.dropout(_array(dy, "dy"), key, thr, scale)

@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from cnncore import _validate as v
-from cnncore import device as _device
+from cnncore import functional as F
 from cnncore.nn import init
 from cnncore.nn.module import Module, grad_enabled
 
@@ -19,8 +18,9 @@ class Dropout(Module):
 
     Each layer draws from its own generator, seeded from ``cnncore.nn.init`` when built (or from
     ``seed``), so runs repeat under ``manual_seed``; ``rng_state``/``set_rng_state`` let a
-    checkpoint resume the exact sequence of masks.  Caches the scaled mask (training, with
-    gradients enabled).
+    checkpoint resume the exact sequence of masks.  Each call draws one 64-bit key and the mask
+    is a hash of it (``cnncore.functional.dropout``): the same on the CPU and the GPU, and the
+    backward recomputes it rather than storing it.
     """
 
     def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
@@ -30,7 +30,8 @@ class Dropout(Module):
             raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
         self.p = float(p)
         self.seed(seed)
-        self._mask = None
+        self._key: int | None = None
+        self._shape: tuple[int, ...] = ()
 
     def seed(self, seed: int | np.random.SeedSequence | None = None) -> None:
         """Reseed this layer's generator (None: a fresh seed drawn from ``cnncore.nn.init``)."""
@@ -46,34 +47,27 @@ class Dropout(Module):
 
     def forward(self, x: Any) -> Any:
         if not self.training or self.p == 0.0:
-            self._mask = None
+            self._key = None
             return x
-        if _device.is_cuda_array(x):
-            raise TypeError(
-                "Dropout in training mode runs on CPU arrays only (no CUDA dropout kernel yet); "
-                "call model.eval() for inference on the GPU"
-            )
-        x = v.float_array(x, "x")
-        dtype = x.dtype
-        if self.p == 1.0:
-            mask = np.zeros(x.shape, dtype=dtype)
-        else:
-            keep = self._rng.random(x.shape, dtype=dtype) >= self.p
-            mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
-        self._mask = mask if grad_enabled() else None
-        return x * mask
+        # one draw of the layer's generator per call: the mask is a hash of it (the same on CPU
+        # and GPU), recomputed by the backward instead of stored
+        key = int(self._rng.integers(0, 2**63))
+        y = F.dropout(x, self.p, key)
+        self._key = key if grad_enabled() else None
+        self._shape = tuple(x.shape)
+        return y
 
     def backward(self, dy: Any) -> Any:
         if not self.training or self.p == 0.0:
             return dy
-        if self._mask is None:
+        if self._key is None:
             raise RuntimeError("Dropout.backward needs a forward pass with gradients enabled first")
-        if tuple(dy.shape) != self._mask.shape:
+        if tuple(dy.shape) != self._shape:
             raise ValueError(
-                f"dy must have shape {self._mask.shape} (the input of the forward), got "
+                f"dy must have shape {self._shape} (the input of the forward), got "
                 f"{tuple(dy.shape)}"
             )
-        return dy * self._mask
+        return F.dropout_backward(dy, self.p, self._key)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

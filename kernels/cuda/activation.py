@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from numba import cuda, float32
+from numba import cuda, float32, uint64
 
 from cnncore_kernels.cuda import _launch as L
 
@@ -42,6 +42,31 @@ def _tanh_backward(dy, y, dx, n):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         v = y[i]
         dx[i] = dy[i] * (float32(1.0) - v * v)
+
+
+# Dropout: the mask of the CPU twin (_pointwise.pyx), bit for bit: two rounds of MurmurHash3's
+# 32-bit finaliser over the element's flat index and a 64-bit key, in uint64 arithmetic kept
+# below 2**64 by masking to 32 bits after every product.
+_M32 = uint64(0xFFFFFFFF)
+
+
+@cuda.jit(device=True)
+def _fmix32(h):
+    h ^= h >> uint64(16)
+    h = (h * uint64(0x85EBCA6B)) & _M32
+    h ^= h >> uint64(13)
+    h = (h * uint64(0xC2B2AE35)) & _M32
+    h ^= h >> uint64(16)
+    return h
+
+
+@cuda.jit
+def _dropout(x, k0, k1, thr, scale, y, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        j = uint64(i)
+        h = _fmix32(((j & _M32) * uint64(0x9E3779B9) + k0) & _M32)
+        h = _fmix32(h ^ k1 ^ (j >> uint64(32)))
+        y[i] = x[i] * scale if (h >> uint64(8)) >= thr else float32(0.0)
 
 
 @cuda.jit(device=True)
@@ -167,3 +192,13 @@ def softmax_backward(dy: Any, y: Any, axis: int) -> Any:
 def log_softmax_backward(dy: Any, y: Any, axis: int) -> Any:
     """dx = dy - exp(y) * sum(dy, axis) with y = log_softmax(x, axis)."""
     return _softmax_backward_launch(dy, y, axis, True)
+
+
+def dropout(x: Any, key: int, thr: int, scale: float) -> Any:
+    """``x * mask``, the CPU twin's mask (``mask[i] = scale`` where element ``i`` is kept)."""
+    x = L.device(x)
+    y = L.empty(x.shape)
+    blocks, threads = L.config(x.size)
+    k0, k1 = uint64(key & 0xFFFFFFFF), uint64((key >> 32) & 0xFFFFFFFF)
+    _dropout[blocks, threads](L.flat(x), k0, k1, uint64(thr), L.f32(scale), L.flat(y), x.size)
+    return y

@@ -1,6 +1,6 @@
 """The engine's own device paths under Numba's CUDA simulator (tiny shapes): Concat joins and
 splits device arrays without a host round trip, Flatten reshapes them, the Trainer moves batches
-and targets to the device, and Dropout in training mode refuses GPU arrays clearly."""
+and targets to the device, and Dropout in training mode draws the CPU's masks on the device."""
 
 from __future__ import annotations
 
@@ -72,10 +72,15 @@ def test_trainer_runs_on_device_like_on_cpu():
         np.testing.assert_allclose(host(pg.data), pc.data, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_dropout_training_refuses_device_arrays_eval_passes_them():
-    d = nn.Dropout(0.5)
-    x = dev(np.ones((2, 3), np.float32))
-    with pytest.raises(TypeError, match="CPU"):
-        d(x)
-    d.eval()
-    assert d(x) is x
+def test_dropout_training_on_device_draws_the_cpu_masks():
+    cpu, gpu = nn.Dropout(0.4, seed=11), nn.Dropout(0.4, seed=11)
+    x = np.random.default_rng(3).standard_normal((2, 3, 4)).astype(np.float32)
+    for _ in range(2):  # fresh masks each call, the same on both devices
+        yc, yg = cpu(x), gpu(dev(x))
+        assert is_device(yg)
+        np.testing.assert_array_equal(host(yg), yc)
+        dy = np.random.default_rng(4).standard_normal(x.shape).astype(np.float32)
+        np.testing.assert_array_equal(host(gpu.backward(dev(dy))), cpu.backward(dy))
+    gpu.eval()
+    xd = dev(x)
+    assert gpu(xd) is xd

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnncore.functional import (
+    dropout,
+    dropout_backward,
     log_softmax,
     log_softmax_backward,
     relu,
@@ -229,6 +231,67 @@ def test_softmax_hypothesis(shape, axis_seed, scale, dtype, contiguous):
 
 
 # ----------------------------------------------------------------------------------------------
+# Dropout
+
+
+def dropout_mask_reference(n, key, p):
+    """The mask of ``dropout(x, p, key)`` for a flat array of ``n`` elements, from the definition
+    (two rounds of MurmurHash3's fmix32 over the index and the key), in Python integers."""
+    M = 0xFFFFFFFF
+
+    def fmix32(h):
+        h ^= h >> 16
+        h = (h * 0x85EBCA6B) & M
+        h ^= h >> 13
+        h = (h * 0xC2B2AE35) & M
+        return h ^ (h >> 16)
+
+    k0, k1, thr = key & M, (key >> 32) & M, math.ceil(p * 2**24)
+    keep = []
+    for i in range(n):
+        h = fmix32(((i & M) * 0x9E3779B9 + k0) & M)
+        h = fmix32(h ^ k1 ^ (i >> 32))
+        keep.append((h >> 8) >= thr)
+    return np.array(keep)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.93, 1.0])
+def test_dropout_matches_its_definition_and_backward_reuses_the_mask(dtype, p):
+    key = 0x0123456789ABCDEF
+    x = np.random.default_rng(0).standard_normal((3, 4, 5, 7)).astype(dtype)
+    keep = dropout_mask_reference(x.size, key, p).reshape(x.shape)
+    scale = dtype(0.0) if p == 1.0 else dtype(1.0 / (1.0 - p))
+    y = dropout(x, p, key)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, np.where(keep, x * scale, 0))
+    dy = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    np.testing.assert_array_equal(dropout_backward(dy, p, key), np.where(keep, dy * scale, 0))
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_dropout_keeps_the_right_fraction_independently(p):
+    n = 1 << 18
+    ones = np.ones(n, np.float32)
+    masks = np.stack([dropout(ones, p, key) != 0 for key in (1, 2, 2**40 + 1, 2**63 - 1)])
+    sigma = math.sqrt(p * (1 - p) / n)
+    for m in masks:
+        assert abs(m.mean() - (1 - p)) < 5 * sigma
+        # neighbours and keys are uncorrelated (correlation ~ N(0, 1/sqrt(n)))
+        assert abs(np.corrcoef(m[:-1], m[1:])[0, 1]) < 5 / math.sqrt(n)
+    for a in range(len(masks)):
+        for b in range(a):
+            assert abs(np.corrcoef(masks[a], masks[b])[0, 1]) < 5 / math.sqrt(n)
+
+
+def test_dropout_finite_differences():
+    x = np.random.default_rng(2).standard_normal((4, 5))
+    dy = np.random.default_rng(3).standard_normal(x.shape)
+    num = numerical_grad(lambda t: float(np.sum(dropout(t, 0.4, 99) * dy)), x)
+    np.testing.assert_allclose(dropout_backward(dy, 0.4, 99), num, rtol=1e-6, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------------------------
 # Bad input
 
 X = np.zeros((2, 3), np.float32)
@@ -249,6 +312,12 @@ X = np.zeros((2, 3), np.float32)
         (lambda: softmax_backward(X, X, 5), ValueError, "axis 5 is out of range for y"),
         (lambda: log_softmax_backward(X[:1], X), ValueError, "dy must have the shape of y"),
         (lambda: softmax("abc"), TypeError, "float32 or float64"),
+        (lambda: dropout(X, 1.5, 0), ValueError, r"p must be in \[0, 1\], got 1.5"),
+        (lambda: dropout(X, "a", 0), TypeError, "p must be a number"),
+        (lambda: dropout(X, 0.5, -1), ValueError, "key must be in"),
+        (lambda: dropout(X, 0.5, 2**64), ValueError, "key must be in"),
+        (lambda: dropout(X, 0.5, 1.0), TypeError, "key must be an int"),
+        (lambda: dropout_backward(X.astype(np.int32), 0.5, 1), TypeError, "dy must be float32"),
     ],
 )
 def test_bad_input(call, exc, match):

@@ -29,10 +29,49 @@ if "numba.cuda" in sys.modules:
             "collected; run the suite with NUMBA_ENABLE_CUDASIM=1 set in the environment"
         )
 
+import threading  # noqa: E402
+import traceback  # noqa: E402
+
 from numba import cuda  # noqa: E402
+from numba.cuda.simulator import kernelapi as _kernelapi  # noqa: E402
 
 from cnncore_kernels.cuda import gemm  # noqa: E402
 from cnncore_kernels.cuda._launch import launch_config  # noqa: E402, F401  (re-exported)
+
+
+def _patch_shared_array_race() -> None:
+    """Make the simulator's ``cuda.shared.array`` thread-safe.
+
+    Numba's simulator (numba-cuda 0.30) allocates a block's shared array when the first of its
+    threads reaches the line: ``get(key)``, and if that is None, ``np.empty`` and store, with no
+    lock.  Two threads that both pass the check before either stores get *different* arrays, so
+    they do not share memory and read uninitialised values.  The short GIL switch interval of
+    the tests (conftest) made this visible: about 1 SGEMM launch in 500 returned garbage.  Same
+    logic as the original (allocation keyed by the calling line), under a lock.
+    """
+    cls = _kernelapi.FakeCUDAShared
+    if getattr(cls.array, "_cnncore_locked", False):
+        return
+    original = cls.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory / unsupported: as before
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, _kernelapi.types.Type):
+            dtype = _kernelapi.numpy_support.as_dtype(dtype)
+        caller = tuple(traceback.extract_stack(sys._getframe(1), limit=1)[0])[0:2]
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = self._allocations[caller] = np.empty(shape, dtype)
+        return res
+
+    array._cnncore_locked = True
+    cls.array = array
+
+
+_patch_shared_array_race()
 
 # 1-D launch configurations (threads per block, block cap): partial blocks, a single thread per
 # block, and caps that make the grid-stride loops go round several times.

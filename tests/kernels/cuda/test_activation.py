@@ -62,3 +62,12 @@ def test_dispatch_through_cnncore_functional(small_launch):
     assert hasattr(y, "__cuda_ndarray__")
     same(y, F.relu(x))
     close(F.softmax(dev(x[:, :, 1:].copy()), axis=-1), F.softmax(x[:, :, 1:].copy(), axis=-1))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_dropout_mask_is_the_cpu_mask_bit_for_bit(launch, p):
+    x = np.random.default_rng(5).standard_normal((3, 5, 7)).astype(np.float32)
+    for key in (0, 12345, 2**63 + 2**35 + 7):
+        want = F.dropout(x, p, key)
+        np.testing.assert_array_equal(host(F.dropout(dev(x), p, key)), want)
+        np.testing.assert_array_equal(host(F.dropout_backward(dev(x), p, key)), want)
