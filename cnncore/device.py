@@ -9,7 +9,16 @@ import numpy as np
 
 from cnncore_kernels.arrays import is_cuda_array
 
-__all__ = ["add", "cuda_available", "is_cuda_array", "scale", "to_device", "to_numpy"]
+__all__ = [
+    "add",
+    "concat",
+    "cuda_available",
+    "is_cuda_array",
+    "scale",
+    "take",
+    "to_device",
+    "to_numpy",
+]
 
 
 def cuda_available() -> bool:
@@ -75,3 +84,40 @@ def scale(alpha: float, a: Any) -> Any:
 
         return elementwise.scale(alpha, a)
     return a * a.dtype.type(alpha)
+
+
+def concat(parts: list[Any], axis: int = 1) -> Any:
+    """The arrays ``parts`` joined along ``axis`` (0 or 1), on their device (no host round trip
+    for GPU arrays: device-to-device copies into the slices of a new Numba device array)."""
+    if not is_cuda_array(parts[0]):
+        return np.concatenate(parts, axis=axis)
+    cuda = _numba_cuda()
+    shape = list(parts[0].shape)
+    shape[axis] = sum(int(p.shape[axis]) for p in parts)
+    out = cuda.device_array(tuple(shape), dtype=parts[0].dtype)
+    c = 0
+    for p in parts:
+        k = int(p.shape[axis])
+        if axis == 0:
+            out[c : c + k] = p
+        else:
+            out[:, c : c + k] = p
+        c += k
+    return out
+
+
+def take(a: Any, start: int, stop: int, axis: int = 1) -> Any:
+    """``a[start:stop]`` along ``axis`` (0 or 1) as a C-contiguous array on ``a``'s device (a view
+    when that is already contiguous on the CPU, else a copy)."""
+    idx = (slice(start, stop),) if axis == 0 else (slice(None), slice(start, stop))
+    if not is_cuda_array(a):
+        return np.ascontiguousarray(a[idx])
+    cuda = _numba_cuda()
+    if not hasattr(a, "__cuda_ndarray__"):
+        a = cuda.as_cuda_array(a)
+    view = a[idx]
+    if view.is_c_contiguous():
+        return view
+    out = cuda.device_array(tuple(view.shape), dtype=view.dtype)
+    out[:] = view
+    return out

@@ -6,11 +6,13 @@ import numpy as np
 
 
 def conv2d_ref(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """Direct 7-loop convolution in float64 (slow; tiny shapes only)."""
+    """Direct 7-loop convolution in float64 (slow; tiny shapes only).  Grouped when ``w`` has
+    fewer input channels than ``x``: filter ``k`` reads the channels of its group."""
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     N, C, H, W = x.shape
-    K, _, kh, kw = w.shape
+    K, Cg, kh, kw = w.shape
+    Kg = K // (C // Cg)  # filters per group
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
@@ -20,7 +22,8 @@ def conv2d_ref(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
             for oh in range(Ho):
                 for ow in range(Wo):
                     s = 0.0 if b is None else float(b[k])
-                    for c in range(C):
+                    for c in range(Cg):
+                        xc = (k // Kg) * Cg + c
                         for i in range(kh):
                             h = oh * sh - ph + i * dh
                             if h < 0 or h >= H:
@@ -28,7 +31,7 @@ def conv2d_ref(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
                             for j in range(kw):
                                 ww = ow * sw - pw + j * dw
                                 if 0 <= ww < W:
-                                    s += w[k, c, i, j] * x[n, c, h, ww]
+                                    s += w[k, c, i, j] * x[n, xc, h, ww]
                     y[n, k, oh, ow] = s
     return y
 

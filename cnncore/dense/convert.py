@@ -13,7 +13,7 @@ Layers that cannot be converted exactly raise ``ValueError`` naming the layer an
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cnncore import _validate as v
@@ -72,6 +72,7 @@ class Stage:
     step: tuple[int, int] = (1, 1)
     in_shape: tuple[Any, int, int] = (None, 1, 1)
     out_shape: tuple[Any, int, int] = (None, 1, 1)
+    groups: int = 1
 
     @property
     def dense_dilation(self) -> tuple[int, int]:
@@ -83,10 +84,11 @@ class Stage:
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
-        """``(K, C, kh, kw)``: the convolution weight, for a Linear a view of its ``(out, in)``."""
+        """``(K, C // groups, kh, kw)``: the convolution weight, for a Linear a view of its
+        ``(out, in)``."""
         if self.kind not in ("conv", "linear"):
             raise AttributeError(f"stage {self.name!r} ({self.kind}) has no weight")
-        return (int(self.out_shape[0]), int(self.in_shape[0]), *self.kernel)
+        return (int(self.out_shape[0]), int(self.in_shape[0]) // self.groups, *self.kernel)
 
     @property
     def spatial(self) -> bool:
@@ -206,11 +208,10 @@ def analyze(model: Any, patch_size: Any) -> Plan:
                     f"padding {tuple(m.padding)} inside the patch network (zeros at the patch "
                     "border are not the image border, so patches and the dense network differ)",
                 )
-            if getattr(m, "groups", 1) != 1:
-                raise _refuse(name, m, f"groups={m.groups} is not supported")
             need_channels(name, m, int(m.in_channels))
             k, s, d = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
             st = window(name, m, "conv", k, s, d, cout=int(m.out_channels))
+            st = replace(st, groups=int(getattr(m, "groups", 1)))
             C = int(m.out_channels)
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             if flat is not None:

@@ -34,6 +34,7 @@ class SharedConv(Module):
         stride: tuple[int, int],
         dilation: tuple[int, int],
         source: str,
+        groups: int = 1,
     ) -> None:
         self.weight = weight
         self.bias = bias
@@ -41,6 +42,7 @@ class SharedConv(Module):
         self.stride = tuple(stride)
         self.dilation = tuple(dilation)
         self.source = source
+        self.groups = int(groups)
         self._x = None
 
     def _w(self) -> Any:
@@ -49,7 +51,7 @@ class SharedConv(Module):
 
     def forward(self, x: Any) -> Any:
         b = self.bias.data if self.bias is not None else None
-        y = F.conv2d(x, self._w(), b, self.stride, 0, self.dilation)
+        y = F.conv2d(x, self._w(), b, self.stride, 0, self.dilation, self.groups)
         self._x = x if grad_enabled() else None
         return y
 
@@ -65,6 +67,7 @@ class SharedConv(Module):
             self.stride,
             0,
             self.dilation,
+            self.groups,
             need_dweight=self.weight.requires_grad,
             need_dbias=self.bias is not None and self.bias.requires_grad,
         )
@@ -78,8 +81,10 @@ class SharedConv(Module):
     def extra_repr(self) -> str:
         K, C, kh, kw = self.shape
         return (
-            f"{C}, {K}, kernel_size=({kh}, {kw}), stride={self.stride}, dilation={self.dilation}, "
-            f"shares={self.source!r}"
+            f"{C * self.groups}, {K}, kernel_size=({kh}, {kw}), stride={self.stride}, "
+            f"dilation={self.dilation}"
+            + (f", groups={self.groups}" if self.groups != 1 else "")
+            + f", shares={self.source!r}"
         )
 
 
@@ -112,7 +117,9 @@ def _module(st: Stage, dense: bool) -> Module:
     dilation = st.dense_dilation if dense else st.dilation
     if st.kind in ("conv", "linear"):
         m = st.module
-        return SharedConv(m.weight, m.bias, st.weight_shape, stride, dilation, st.name)
+        return SharedConv(
+            m.weight, m.bias, st.weight_shape, stride, dilation, st.name, groups=st.groups
+        )
     if st.kind == "maxpool":
         return nn.MaxPool2d(st.kernel, stride=stride, padding=0, dilation=dilation)
     if st.kind == "avgpool":

@@ -5,21 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from cnncore import _validate as v
+from cnncore.device import concat, take
 from cnncore_kernels import conv as _k
 
 # BLAS takes 32-bit ints: every matrix dimension and leading dimension must stay below this.
 _BLAS_MAX = 2**31 - 1
 
 
-def _conv_geometry(x, weight, stride, padding, dilation, x_name="x"):
+def _conv_geometry(x, weight, stride, padding, dilation, x_name="x", groups=1):
     stride = v.positive_pair(stride, "stride")
     padding = v.nonneg_pair(padding, "padding")
     dilation = v.positive_pair(dilation, "dilation")
     N, C, H, W = (int(s) for s in x.shape)
     K, Cw, kh, kw = (int(s) for s in weight.shape)
-    if Cw != C:
+    if C % groups or K % groups:
         raise ValueError(
-            f"weight has {Cw} input channels but {x_name} has {C}: "
+            f"groups={groups} must divide the input channels and the filters: {x_name} shape "
+            f"{tuple(x.shape)}, weight shape {tuple(weight.shape)}"
+        )
+    if Cw * groups != C:
+        per_group = f" ({C // groups} per group of {groups})" if groups > 1 else ""
+        raise ValueError(
+            f"weight has {Cw} input channels but {x_name} has {C}{per_group}: "
             f"{x_name} shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
         )
     Ho, Wo = v.output_hw((H, W), (kh, kw), stride, padding, dilation, x_name)
@@ -34,7 +41,13 @@ def _conv_geometry(x, weight, stride, padding, dilation, x_name="x"):
 
 
 def conv2d(
-    x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
 ) -> Any:
     """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
 
@@ -42,10 +55,13 @@ def conv2d(
     ----------
     x : array, shape (N, C, H, W)
         float32 or float64 on the CPU; float32 GPU arrays select the CUDA kernels.
-    weight : array, shape (K, C, kh, kw)
+    weight : array, shape (K, C // groups, kh, kw)
     bias : array, shape (K,), optional
     stride, padding, dilation : int or (int, int)
         Zero padding of ``padding`` on each side.
+    groups : int
+        Channels and filters split into ``groups`` independent convolutions (AlexNet's two
+        towers): filter group ``g`` sees input channels ``g*C/groups .. (g+1)*C/groups - 1``.
 
     Returns
     -------
@@ -63,8 +79,26 @@ def conv2d(
                 f"bias must have shape ({weight.shape[0]},) to match weight {tuple(weight.shape)}, "
                 f"got {tuple(bias.shape)}"
             )
-    stride, padding, dilation, _ = _conv_geometry(x, weight, stride, padding, dilation)
-    return _k.conv2d_forward(x, weight, bias, stride, padding, dilation)
+    groups = v.positive_int(groups, "groups")
+    stride, padding, dilation, _ = _conv_geometry(x, weight, stride, padding, dilation, "x", groups)
+    if groups == 1:
+        return _k.conv2d_forward(x, weight, bias, stride, padding, dilation)
+    C, K = int(x.shape[1]), int(weight.shape[0])
+    Cg, Kg = C // groups, K // groups
+    return concat(
+        [
+            _k.conv2d_forward(
+                take(x, g * Cg, (g + 1) * Cg),
+                weight[g * Kg : (g + 1) * Kg],
+                None if bias is None else bias[g * Kg : (g + 1) * Kg],
+                stride,
+                padding,
+                dilation,
+            )
+            for g in range(groups)
+        ],
+        axis=1,
+    )
 
 
 def conv2d_backward(
@@ -74,6 +108,7 @@ def conv2d_backward(
     stride: Any = 1,
     padding: Any = 0,
     dilation: Any = 1,
+    groups: int = 1,
     *,
     need_dx: bool = True,
     need_dweight: bool = True,
@@ -86,35 +121,49 @@ def conv2d_backward(
     dy : array, shape (N, K, Ho, Wo)
         Gradient of the loss with respect to the output of ``conv2d(x, weight, ...)``.
     x : array, shape (N, C, H, W)
-    weight : array, shape (K, C, kh, kw)
+    weight : array, shape (K, C // groups, kh, kw)
+    groups : int, as in ``conv2d``
     need_dx, need_dweight, need_dbias : bool
         Skip the gradients not needed (they come back as None), e.g. for a first or frozen layer.
 
     Returns
     -------
-    dx : (N, C, H, W), dweight : (K, C, kh, kw), dbias : (K,)
+    dx : (N, C, H, W), dweight : (K, C // groups, kh, kw), dbias : (K,)
     """
     x = v.any_float_array(x, "x", 4)
     weight = v.any_float_array(weight, "weight", 4)
     dy = v.any_float_array(dy, "dy", 4)
     v.same_device_and_dtype(x, "x", weight, "weight")
     v.same_device_and_dtype(x, "x", dy, "dy")
-    stride, padding, dilation, out_shape = _conv_geometry(x, weight, stride, padding, dilation)
+    groups = v.positive_int(groups, "groups")
+    stride, padding, dilation, out_shape = _conv_geometry(
+        x, weight, stride, padding, dilation, "x", groups
+    )
     if tuple(dy.shape) != out_shape:
         raise ValueError(
             f"dy must have the output shape {out_shape} of conv2d(x {tuple(x.shape)}, weight "
             f"{tuple(weight.shape)}), got {tuple(dy.shape)}"
         )
-    return _k.conv2d_backward(
-        dy,
-        x,
-        weight,
-        stride,
-        padding,
-        dilation,
-        bool(need_dx),
-        bool(need_dweight),
-        bool(need_dbias),
+    need = (bool(need_dx), bool(need_dweight), bool(need_dbias))
+    if groups == 1:
+        return _k.conv2d_backward(dy, x, weight, stride, padding, dilation, *need)
+    C, K = int(x.shape[1]), int(weight.shape[0])
+    Cg, Kg = C // groups, K // groups
+    parts = [
+        _k.conv2d_backward(
+            take(dy, g * Kg, (g + 1) * Kg),
+            take(x, g * Cg, (g + 1) * Cg),
+            weight[g * Kg : (g + 1) * Kg],
+            stride,
+            padding,
+            dilation,
+            *need,
+        )
+        for g in range(groups)
+    ]
+    return tuple(
+        concat([p[i] for p in parts], axis=1 if i == 0 else 0) if need[i] else None
+        for i in range(3)
     )
 
 

@@ -8,25 +8,44 @@ from typing import Any
 import numpy as np
 
 from cnncore import _validate as v
-from cnncore.device import to_numpy
+from cnncore._validate import device_dtype
 from cnncore_kernels import loss as _k
 from cnncore_kernels.arrays import is_cuda_array
 
 _INT64 = np.iinfo(np.int64)
 
 
-def _host_targets(targets: Any, on_gpu: bool) -> np.ndarray:
-    """A host view of ``targets`` for the checks (device targets are copied: one int per pixel)."""
-    if on_gpu != is_cuda_array(targets):
-        where = "GPU" if on_gpu else "CPU"
-        raise TypeError(f"targets must be a {where} array like logits")
-    if on_gpu:
-        return to_numpy(targets)
+def _host_targets(targets: Any) -> np.ndarray:
+    """A host array of CPU ``targets`` (NumPy, torch CPU tensor or sequence)."""
     if not isinstance(targets, np.ndarray):
         if hasattr(targets, "detach") and hasattr(targets, "numpy"):  # a torch CPU tensor
             return targets.detach().numpy()
         return np.asarray(targets)
     return targets
+
+
+def _range_error(K: int, ignore_index: int, value: int, where: Any, shape: tuple) -> ValueError:
+    return ValueError(
+        f"targets must be in [0, {K}) or equal ignore_index={ignore_index}, got {value} at index "
+        f"{where} (targets shape {shape})"
+    )
+
+
+def _check_device_targets(targets: Any, expected: tuple, K: int, ignore_index: int) -> None:
+    """GPU targets: dtype and shape from their metadata, range on the device (nothing copied
+    but one integer)."""
+    dtype = device_dtype(targets)
+    if dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        raise TypeError(f"targets on the GPU must be int32 or int64, got dtype {dtype}")
+    shape = tuple(int(s) for s in targets.shape)
+    if shape != expected:
+        raise ValueError(f"targets must have shape {expected} for the logits, got {shape}")
+    from cnncore_kernels.cuda.checks import first_out_of_range
+
+    bad = first_out_of_range(targets, K, ignore=ignore_index)
+    if bad is not None:
+        where = tuple(int(i) for i in np.unravel_index(bad[0], shape))
+        raise _range_error(K, ignore_index, bad[1], where, shape)
 
 
 def cross_entropy(logits: Any, targets: Any, ignore_index: int = -100) -> tuple[float, Any]:
@@ -43,7 +62,7 @@ def cross_entropy(logits: Any, targets: Any, ignore_index: int = -100) -> tuple[
         float32 or float64 on the CPU; float32 GPU arrays select the CUDA kernels.
     targets : integer array, shape (N,) or (N, H, W) to match
         Class indices in ``[0, K)``, or ``ignore_index``.  On the same device as logits (GPU
-        targets are copied to the host once for the range check).
+        targets are range-checked on the device).
     ignore_index : int
 
     Returns
@@ -66,9 +85,15 @@ def cross_entropy(logits: Any, targets: Any, ignore_index: int = -100) -> tuple[
     if not _INT64.min <= ignore_index <= _INT64.max:
         raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
     on_gpu = is_cuda_array(logits)
-    host = _host_targets(targets, on_gpu)
+    if on_gpu != is_cuda_array(targets):
+        where = "GPU" if on_gpu else "CPU"
+        raise TypeError(f"targets must be a {where} array like logits")
     N, K = int(logits.shape[0]), int(logits.shape[1])
     expected = (N, *(int(s) for s in logits.shape[2:]))
+    if on_gpu:
+        _check_device_targets(targets, expected, K, ignore_index)
+        return _k.cross_entropy(logits, targets, ignore_index)
+    host = _host_targets(targets)
     if host.dtype.kind not in "iu":
         raise TypeError(f"targets must be an integer array, got dtype {host.dtype}")
     if tuple(host.shape) != expected:
@@ -85,12 +110,5 @@ def cross_entropy(logits: Any, targets: Any, ignore_index: int = -100) -> tuple[
     bad = (t64 != ignore_index) & ((t64 < 0) | (t64 >= K))
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"targets must be in [0, {K}) or equal ignore_index={ignore_index}, "
-            f"got {int(t64[where])} at index {where} (targets shape {tuple(host.shape)})"
-        )
-    if on_gpu:
-        if host.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
-            raise TypeError(f"targets on the GPU must be int32 or int64, got dtype {host.dtype}")
-        return _k.cross_entropy(logits, targets, ignore_index)
+        raise _range_error(K, ignore_index, int(t64[where]), where, tuple(host.shape))
     return _k.cross_entropy(logits, t64, ignore_index)

@@ -73,19 +73,11 @@ def _dtype_of(a: Any) -> np.dtype:
     return np.dtype(a.dtype)
 
 
-def _to_host(a: Any) -> np.ndarray:
-    if hasattr(a, "copy_to_host"):
-        return a.copy_to_host()
-    from numba import cuda
-
-    return cuda.as_cuda_array(a).copy_to_host()
-
-
-def _index_array(indices: Any, like: Any, like_name: str):
-    """``(indices, host view)``: an int64 index array on the device of ``like``, shape-checked.
+def _index_array(indices: Any, like: Any, like_name: str) -> Any:
+    """An int64 index array on the device of ``like``, shape-checked.
 
     On the CPU the indices are returned as a C-contiguous int64 array (converted from any integer
-    dtype); a GPU array must already be int64 and is copied to the host only for the range check.
+    dtype); a GPU array must already be int64 (its range is checked on the device).
     """
     if is_cuda_array(like) != is_cuda_array(indices):
         where = "GPU" if is_cuda_array(like) else "CPU"
@@ -93,7 +85,6 @@ def _index_array(indices: Any, like: Any, like_name: str):
     if is_cuda_array(indices):
         if _dtype_of(indices) != np.int64:
             raise TypeError(f"indices on the GPU must be int64, got dtype {_dtype_of(indices)}")
-        host = _to_host(indices)
     else:
         if hasattr(indices, "detach") and hasattr(indices, "numpy"):  # a torch CPU tensor
             indices = indices.detach().numpy()
@@ -101,17 +92,35 @@ def _index_array(indices: Any, like: Any, like_name: str):
         if indices.dtype.kind not in "iu":
             raise TypeError(f"indices must be an integer array, got dtype {indices.dtype}")
         indices = np.ascontiguousarray(indices, dtype=np.int64)
-        host = indices
-    if tuple(host.shape) != tuple(like.shape):
+    if tuple(indices.shape) != tuple(like.shape):
         raise ValueError(
             f"indices must have the shape of {like_name} {tuple(like.shape)}, "
-            f"got {tuple(host.shape)}"
+            f"got {tuple(indices.shape)}"
         )
-    return indices, host
+    return indices
 
 
-def _check_range(offsets: np.ndarray, bound: int, what: str) -> None:
-    """Refuse any entry of ``offsets`` (int64) outside ``[0, bound)``: one pass, negatives wrap."""
+def _check_range(indices: Any, bound: int, what: str, groups: tuple[int, int, int] = (1, 1, 0)):
+    """Refuse any index outside its range: ``indices[i] - g*step`` must lie in ``[0, bound)``,
+    with ``(inner, G, step) = groups`` and ``g = (i // inner) % G`` (one group: ``[0, bound)``).
+    CPU: one pass (negatives wrap to huge unsigned values); GPU: one pass on the device and a
+    single integer back."""
+    if is_cuda_array(indices):
+        from cnncore_kernels.cuda.checks import first_out_of_range
+
+        bad = first_out_of_range(indices, bound, groups=groups)
+        if bad is not None:
+            raise ValueError(
+                f"indices out of range: {what} must lie in [0, {bound}), found "
+                f"{bad[1] - ((bad[0] // groups[0]) % groups[1]) * groups[2]} at flat position "
+                f"{bad[0]}"
+            )
+        return
+    inner, G, step = groups
+    offsets = indices
+    if G > 1:
+        g = np.arange(G, dtype=np.int64).repeat(inner)
+        offsets = (indices.reshape(-1, G * inner) - g * step).reshape(indices.shape)
     if int(offsets.view(np.uint64).max()) >= bound:
         bad = offsets[(offsets < 0) | (offsets >= bound)]
         raise ValueError(
@@ -189,8 +198,8 @@ def max_pool2d_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
             f"dy {tuple(dy.shape)} must have the batch and channels of input_shape {(N, C, H, W)}"
         )
     v.check_size((N, C, H, W), "input_shape")
-    indices, host = _index_array(indices, dy, "dy")
-    _check_range(host, H * W, f"indices (flat positions in a {H}x{W} plane of input_shape)")
+    indices = _index_array(indices, dy, "dy")
+    _check_range(indices, H * W, f"indices (flat positions in a {H}x{W} plane of input_shape)")
     return _k.max_pool2d_backward(dy, indices, (N, C, H, W))
 
 
@@ -295,10 +304,10 @@ def channel_max_pool_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
             f"(N, C // pool_size, H, W) with C a multiple of dy's channels"
         )
     v.check_size((N, C, H, W), "input_shape")
-    indices, host = _index_array(indices, dy, "dy")
+    indices = _index_array(indices, dy, "dy")
     k = C // G
-    group_start = (np.arange(G, dtype=np.int64) * k).reshape(1, G, 1, 1)
-    _check_range(host - group_start, k, f"indices minus the first channel of their group (k={k})")
+    what = f"indices minus the first channel of their group (k={k})"
+    _check_range(indices, k, what, groups=(H * W, G, k))
     return _k.channel_max_pool_backward(dy, indices, (N, C, H, W))
 
 

@@ -29,31 +29,38 @@ def _classifier(in_features: int, hidden: tuple[int, int], num_classes: int, p: 
     ]
 
 
-def _conv(i: int | str, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> Layers:
-    return [(f"conv{i}", nn.Conv2d(cin, cout, k, stride, padding)), (f"relu{i}", nn.ReLU())]
+def _conv(
+    i: int | str, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0, groups: int = 1
+) -> Layers:
+    conv = nn.Conv2d(cin, cout, k, stride, padding, groups=groups)
+    return [(f"conv{i}", conv), (f"relu{i}", nn.ReLU())]
 
 
-def alexnet(num_classes: int = 1000) -> nn.Sequential:
+def alexnet(num_classes: int = 1000, groups: int = 1) -> nn.Sequential:
     """AlexNet (Krizhevsky et al. 2012) as one tower, input 3 x 227 x 227.
 
     conv1 96 11x11/4, norm1, pool1 3x3/2; conv2 256 5x5 pad 2, norm2, pool2 3x3/2; conv3 384,
     conv4 384, conv5 256 (3x3 pad 1), pool5 3x3/2; fc6 4096, fc7 4096, fc8 (dropout 0.5 after
     fc6 and fc7).  Neurons per layer 290400, 186624, 64896, 64896, 43264, 4096, 4096, 1000.
-    The two GPU towers are merged into full convolutions (conv2, conv4 and conv5 see all input
-    channels, as in Krizhevsky 2014 and torchvision): 62,378,344 parameters; the paper's grouped
-    version has 60,965,224.
+    By default the two GPU towers are merged into full convolutions (conv2, conv4 and conv5 see
+    all input channels, as in Krizhevsky 2014 and torchvision): 62,378,344 parameters.
+    ``groups=2`` gives the paper's towers (conv2, conv4 and conv5 grouped, each filter seeing
+    the channels of its own tower): 60,965,224 parameters.
     """
     k = positive_int(num_classes, "num_classes")
+    g = positive_int(groups, "groups")
+    if g not in (1, 2):
+        raise ValueError(f"groups must be 1 (merged towers) or 2 (the paper's), got {g}")
     layers = [
         *_conv(1, 3, 96, 11, stride=4),
         ("norm1", krizhevsky_lrn()),
         ("pool1", nn.MaxPool2d(3, stride=2)),
-        *_conv(2, 96, 256, 5, padding=2),
+        *_conv(2, 96, 256, 5, padding=2, groups=g),
         ("norm2", krizhevsky_lrn()),
         ("pool2", nn.MaxPool2d(3, stride=2)),
         *_conv(3, 256, 384, 3, padding=1),
-        *_conv(4, 384, 384, 3, padding=1),
-        *_conv(5, 384, 256, 3, padding=1),
+        *_conv(4, 384, 384, 3, padding=1, groups=g),
+        *_conv(5, 384, 256, 3, padding=1, groups=g),
         ("pool5", nn.MaxPool2d(3, stride=2)),
         *_classifier(256 * 6 * 6, (4096, 4096), k),
     ]

@@ -79,32 +79,6 @@ class Sequential(Module):
         return dy
 
 
-def _concat_channels(parts: list[Any]) -> Any:
-    if _device.is_cuda_array(parts[0]):
-        from numba import cuda
-
-        shape = list(parts[0].shape)
-        shape[1] = sum(int(p.shape[1]) for p in parts)
-        out = cuda.device_array(tuple(shape), dtype=parts[0].dtype)
-        c = 0
-        for p in parts:
-            out[:, c : c + p.shape[1]] = p  # device-to-device copy, no host round trip
-            c += int(p.shape[1])
-        return out
-    return np.concatenate(parts, axis=1)
-
-
-def _channel_slice(dy: Any, start: int, stop: int) -> Any:
-    if _device.is_cuda_array(dy):
-        from numba import cuda
-
-        shape = (dy.shape[0], stop - start, *dy.shape[2:])
-        out = cuda.device_array(shape, dtype=dy.dtype)
-        out[:] = dy[:, start:stop]
-        return out
-    return np.ascontiguousarray(dy[:, start:stop])
-
-
 class Concat(Module):
     """Runs every branch on the same input and concatenates the outputs along channels (axis 1).
 
@@ -140,7 +114,7 @@ class Concat(Module):
                     f"channels with shape {ref} of the first branch"
                 )
         self._channels = [int(o.shape[1]) for o in outs] if grad_enabled() else None
-        return _concat_channels(outs)
+        return _device.concat(outs, axis=1)
 
     def backward(self, dy: Any) -> Any:
         if self._channels is None:
@@ -154,7 +128,7 @@ class Concat(Module):
         dx = None
         start = 0
         for b, c in zip(self.branches(), self._channels, strict=True):
-            g = b.backward(_channel_slice(dy, start, start + c))
+            g = b.backward(_device.take(dy, start, start + c, axis=1))
             dx = g if dx is None else _device.add(dx, g)
             start += c
         return dx

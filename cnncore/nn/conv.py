@@ -13,9 +13,11 @@ from cnncore.nn.module import Module, Parameter, grad_enabled
 
 
 class Conv2d(Module):
-    """2-D convolution, as ``torch.nn.Conv2d``: weight (K, C, kh, kw), bias (K,).
+    """2-D convolution, as ``torch.nn.Conv2d``: weight (K, C // groups, kh, kw), bias (K,).
 
-    x: (N, C, H, W) -> y: (N, K, Ho, Wo).  Caches its input (while gradients are enabled).
+    x: (N, C, H, W) -> y: (N, K, Ho, Wo).  ``groups`` splits channels and filters into
+    independent convolutions (AlexNet's two towers).  Caches its input (while gradients are
+    enabled).
     """
 
     def __init__(
@@ -28,6 +30,7 @@ class Conv2d(Module):
         dilation: Any = 1,
         bias: bool = True,
         dtype: Any = np.float32,
+        groups: int = 1,
     ) -> None:
         self.in_channels = v.positive_int(in_channels, "in_channels")
         self.out_channels = v.positive_int(out_channels, "out_channels")
@@ -35,8 +38,15 @@ class Conv2d(Module):
         self.stride = v.positive_pair(stride, "stride")
         self.padding = v.nonneg_pair(padding, "padding")
         self.dilation = v.positive_pair(dilation, "dilation")
-        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self.groups = v.positive_int(groups, "groups")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide in_channels={self.in_channels} and "
+                f"out_channels={self.out_channels}"
+            )
+        cin = self.in_channels // self.groups
+        fan_in = cin * self.kernel_size[0] * self.kernel_size[1]
+        shape = (self.out_channels, cin, *self.kernel_size)
         self.weight = Parameter(LazyUniformFanIn(shape, fan_in, dtype))
         self.bias = (
             Parameter(LazyUniformFanIn((self.out_channels,), fan_in, dtype)) if bias else None
@@ -45,7 +55,7 @@ class Conv2d(Module):
 
     def forward(self, x: Any) -> Any:
         b = self.bias.data if self.bias is not None else None
-        y = conv2d(x, self.weight.data, b, self.stride, self.padding, self.dilation)
+        y = conv2d(x, self.weight.data, b, self.stride, self.padding, self.dilation, self.groups)
         self._x = x if grad_enabled() else None
         return y
 
@@ -59,6 +69,7 @@ class Conv2d(Module):
             self.stride,
             self.padding,
             self.dilation,
+            self.groups,
             need_dweight=self.weight.requires_grad,
             need_dbias=self.bias is not None and self.bias.requires_grad,
         )
@@ -71,4 +82,5 @@ class Conv2d(Module):
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
+            + (f", groups={self.groups}" if self.groups != 1 else "")
         )

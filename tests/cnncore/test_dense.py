@@ -24,7 +24,7 @@ def torch_forward(model, x):
     for m in model:
         if isinstance(m, nn.Conv2d):
             b = None if m.bias is None else torch.as_tensor(m.bias.data)
-            t = TF.conv2d(t, torch.as_tensor(m.weight.data), b, m.stride, 0, m.dilation)
+            t = TF.conv2d(t, torch.as_tensor(m.weight.data), b, m.stride, 0, m.dilation, m.groups)
         elif isinstance(m, nn.MaxPool2d):
             t = TF.max_pool2d(t, m.kernel_size, m.stride, 0, m.dilation)
         elif isinstance(m, nn.AvgPool2d):
@@ -82,7 +82,7 @@ def patch_nets(draw, max_hw=9):
     overlapping max/avg pooling, ReLU/Tanh/LRN, conv or FC heads, odd/even/rectangular patches."""
     ph = draw(st.integers(4, 13))
     pw = draw(st.sampled_from([ph, draw(st.integers(4, 13))]))
-    C, K = draw(st.integers(1, 3)), draw(st.integers(2, 4))
+    C, K = draw(st.integers(1, 4)), draw(st.integers(2, 4))
     layers, c, h, w = [], C, ph, pw
 
     def fits(k, d):
@@ -94,8 +94,9 @@ def patch_nets(draw, max_hw=9):
     for _ in range(draw(st.integers(1, 3))):
         k, s, d = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
         if fits(k, d):
-            cout = draw(st.integers(1, 4))
-            layers.append(nn.Conv2d(c, cout, k, stride=s, dilation=d, dtype=np.float64))
+            g = draw(st.sampled_from([g for g in (1, 2, 3) if c % g == 0]))  # grouped convs too
+            cout = draw(st.integers(1, 4)) if g == 1 else g * draw(st.integers(1, 2))
+            layers.append(nn.Conv2d(c, cout, k, stride=s, dilation=d, dtype=np.float64, groups=g))
             c, h, w = cout, out(h, k, s, d), out(w, k, s, d)
         act = draw(st.sampled_from(["relu", "tanh", "lrn", None]))
         if act == "relu":

@@ -174,6 +174,17 @@ def test_alexnet_table():
     # the paper's two towers halve the inputs of conv2, conv4 and conv5: 60,965,224 ("60 million")
     grouped = total - (96 * 256 * 25 + 384 * 384 * 9 + 384 * 256 * 9) // 2
     assert grouped == 60_965_224
+    paper = models.alexnet(groups=2)
+    assert sum(r["params"] for r in rows_of(paper).values()) == grouped
+    layers = dict(paper.named_children())
+    assert [layers[n].groups for n in ("conv1", "conv2", "conv3", "conv4", "conv5")] == [
+        1,
+        2,
+        1,
+        2,
+        2,
+    ]
+    assert_summary_matches_torch(paper)
     layer_names = list(rows)
     assert layer_names[:4] == ["conv1", "relu1", "norm1", "pool1"]
     assert layer_names[-7:] == ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]

@@ -167,3 +167,25 @@ def test_module_double_float():
     assert m.float()[0].bias.dtype == np.float32
     with pytest.raises(TypeError, match="float32 or float64"):
         m.astype(np.int32)
+
+
+def test_grouped_conv2d_loads_torch_weights_and_matches_it():
+    nn.manual_seed(0)
+    ours = nn.Conv2d(6, 4, (3, 2), stride=(2, 1), padding=1, dtype=np.float64, groups=2)
+    assert ours.weight.data.shape == (4, 3, 3, 2)
+    assert "groups=2" in repr(ours)
+    theirs = torch.nn.Conv2d(6, 4, (3, 2), stride=(2, 1), padding=1, groups=2).double()
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    x = x4((2, 6, 5, 4))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    y = ours(x)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    dy = x4(y.shape, seed=1)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours.bias.grad, theirs.bias.grad.numpy(), rtol=1e-12, atol=1e-12)
+    check_module_gradients(nn.Conv2d(4, 2, 2, dtype=np.float64, groups=2), x4((1, 4, 3, 3), seed=2))
+    with pytest.raises(ValueError, match="groups=4 must divide in_channels=6 and out_channels=2"):
+        nn.Conv2d(6, 2, 3, groups=4)

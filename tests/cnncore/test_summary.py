@@ -60,6 +60,7 @@ def torch_twin(m, device: str = "meta") -> tnn.Module:
             m.stride,
             m.padding,
             m.dilation,
+            groups=m.groups,
             bias=m.bias is not None,
             device=device,
             dtype=torch.float64,

@@ -99,6 +99,74 @@ def test_every_path_against_float64_loops(C, K, k, s, p, d, path):
     np.testing.assert_allclose(db, dbt, atol=1e-10)
 
 
+def torch_grouped(x, w, b, s, p, d, g, dy):
+    xt = torch.tensor(np.asarray(x, np.float64), requires_grad=True)
+    wt = torch.tensor(np.asarray(w, np.float64), requires_grad=True)
+    bt = torch.tensor(np.asarray(b, np.float64), requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, s, p, d, g)
+    yt.backward(torch.tensor(np.asarray(dy, np.float64)))
+    return yt.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+@given(conv_cases(max_c=3), st.integers(1, 3))
+def test_grouped_forward_backward_matches_torch(case, groups):
+    N, C, H, W, K, k, s, p, d, dtype, contiguous = case
+    case = (N, C * groups, H, W, K * groups, k, s, p, d, dtype, contiguous)
+    x, w, b = make(case)
+    w = np.ascontiguousarray(w[:, :C])  # (K, C // groups, kh, kw)
+    y = conv2d(x, w, b, s, p, d, groups)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+    dx, dw, db = conv2d_backward(dy, x, w, s, p, d, groups)
+    rtol, atol = tol(x.dtype)
+    for got, want in zip((y, dx, dw, db), torch_grouped(x, w, b, s, p, d, groups, dy), strict=True):
+        assert got.shape == want.shape and got.dtype == x.dtype
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * (1 + np.abs(want).max()))
+
+
+def test_grouped_against_float64_loops_and_finite_differences():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 5, 6))
+    w = rng.standard_normal((4, 3, 3, 2))  # 2 groups of 3 channels -> 2 filters each
+    b = rng.standard_normal(4)
+    s, p, d = (2, 1), (1, 0), (1, 2)
+    y = conv2d(x, w, b, s, p, d, 2)
+    np.testing.assert_allclose(y, conv2d_ref(x, w, b, s, p, d), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = conv2d_backward(dy, x, w, s, p, d, 2)
+    loss = lambda xx, ww, bb: float((conv2d(xx, ww, bb, s, p, d, 2) * dy).sum())  # noqa: E731
+    np.testing.assert_allclose(dx, numerical_grad(lambda t: loss(t, w, b), x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dw, numerical_grad(lambda t: loss(x, t, b), w), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(db, numerical_grad(lambda t: loss(x, w, t), b), rtol=1e-6, atol=1e-6)
+    # partial gradients come back as None per request
+    got = conv2d_backward(dy, x, w, s, p, d, 2, need_dx=False, need_dbias=False)
+    assert got[0] is None and got[2] is None
+    np.testing.assert_array_equal(got[1], dw)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, groups, match",
+    [
+        ((1, 6, 4, 4), (4, 3, 1, 1), 4, "groups=4 must divide"),
+        ((1, 6, 4, 4), (3, 3, 1, 1), 2, "groups=2 must divide"),
+        (
+            (1, 6, 4, 4),
+            (4, 2, 1, 1),
+            2,
+            r"weight has 2 input channels but x has 6 \(3 per group of 2\)",
+        ),
+        ((1, 6, 4, 4), (4, 3, 1, 1), 0, "groups must be >= 1"),
+    ],
+)
+def test_grouped_bad_input(x_shape, w_shape, groups, match):
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    with pytest.raises(ValueError, match=match):
+        conv2d(x, w, None, 1, 0, 1, groups)
+    with pytest.raises(ValueError, match=match):
+        conv2d_backward(np.zeros((1, w_shape[0], 4, 4), np.float32), x, w, 1, 0, 1, groups)
+    with pytest.raises(TypeError, match="groups"):
+        conv2d(x, w, None, 1, 0, 1, 2.0)
+
+
 @pytest.mark.parametrize(
     "C,K,k,s,p,d",
     [

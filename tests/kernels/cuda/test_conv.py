@@ -149,3 +149,21 @@ def test_gpu_arrays_must_be_float32():
         F.conv2d(dev(x.astype(np.float64)), dev(w.astype(np.float64)))
     with pytest.raises(TypeError, match="GPU"):
         F.conv2d(dev(x), w)
+
+
+def test_grouped_conv2d_on_device_matches_cpu(small_launch):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 5, 4)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 2, 3)).astype(np.float32)  # 2 groups: 2 channels -> 3 filters
+    b = rng.standard_normal(6).astype(np.float32)
+    args = ((1, 2), (1, 0), (2, 1), 2)
+    y = F.conv2d(x, w, b, *args)
+    yd = F.conv2d(dev(x), dev(w), dev(b), *args)
+    close(yd, y)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    for got, want in zip(
+        F.conv2d_backward(dev(dy), dev(x), dev(w), *args),
+        F.conv2d_backward(dy, x, w, *args),
+        strict=True,
+    ):
+        close(got, want)
