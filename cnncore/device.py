@@ -94,7 +94,9 @@ def concat(parts: list[Any], axis: int = 1) -> Any:
     cuda = _numba_cuda()
     shape = list(parts[0].shape)
     shape[axis] = sum(int(p.shape[axis]) for p in parts)
-    out = cuda.device_array(tuple(shape), dtype=parts[0].dtype)
+    iface = getattr(parts[0], "__cuda_array_interface__", None)  # torch: no NumPy dtype
+    dtype = np.dtype(iface["typestr"]) if iface is not None else np.dtype(parts[0].dtype)
+    out = cuda.device_array(tuple(shape), dtype=dtype)
     c = 0
     for p in parts:
         k = int(p.shape[axis])

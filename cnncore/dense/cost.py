@@ -24,7 +24,8 @@ def _per_output(st: Stage) -> tuple[str, int]:
     """(kind of count, count per output element) of one layer."""
     kh, kw = st.kernel
     if st.kind in ("conv", "linear"):
-        return "macs", int(st.out_shape[0]) * int(st.in_shape[0]) * kh * kw  # per output position
+        K, Cg = st.weight_shape[:2]  # Cg = C // groups: each filter reads its group's channels
+        return "macs", int(K) * int(Cg) * kh * kw  # per output position
     if st.kind in ("maxpool", "avgpool"):
         return "pool", kh * kw  # per output element (times channels below)
     return "pointwise", 1

@@ -79,6 +79,9 @@ class FCNNet(Sequential):
                 # pass (a, b) sees the block from row a, column b: its grid is a::Sh, b::Sw
                 y = self.forward_valid(block[:, :, a:, b:])
                 if on_gpu:
+                    want = (shape[0], shape[1], -(-(h - a) // Sh), -(-(w - b) // Sw))
+                    if tuple(int(s) for s in y.shape) != want:
+                        raise ValueError(f"pass ({a}, {b}) gave shape {tuple(y.shape)}, not {want}")
                     window.paste(out, y, a, b, (Sh, Sw))
                 else:
                     out[:, :, a::Sh, b::Sw] = y

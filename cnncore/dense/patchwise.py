@@ -80,10 +80,17 @@ def _scan_patches_cuda(
 
     h, w = hw
     N, K = int(block.shape[0]), plan.num_classes
+    need = (h + plan.patch[0] - 1, w + plan.patch[1] - 1)
+    if tuple(int(s) for s in block.shape[2:]) != need:
+        raise ValueError(
+            f"block of shape {tuple(block.shape)} does not hold the patches of {hw} pixels: "
+            f"expected (N, C, {need[0]}, {need[1]})"
+        )
+    block = _launch.device(block)  # contiguous once, not per batch
     total = N * h * w
     pix = None
     if pixels is not None:
-        flat = np.asarray(pixels, dtype=np.int64)
+        flat = np.ascontiguousarray(pixels, dtype=np.int64).reshape(-1)
         total = flat.size
         if total and (flat.min() < 0 or flat.max() >= N * h * w):
             raise ValueError(f"pixels must lie in [0, {N * h * w}), got {flat.min()}..{flat.max()}")

@@ -116,8 +116,13 @@ def run_tiled(
         out = np.empty((N, num_classes, H, W), dtype=images.dtype)
     for r0, r1, c0, c1 in tiles((H, W), tile):
         block = window(images, (r0 - top, r1 + bottom), (c0 - left, c1 + right))
-        if on_gpu:
-            _cuda_window().paste(out, block_fn(block), r0, c0)
+        if on_gpu:  # NumPy's assignment checks the shape; the kernel needs it checked here
+            scores = block_fn(block)
+            want = (N, num_classes, r1 - r0, c1 - c0)
+            if tuple(int(s) for s in scores.shape) != want:
+                got = tuple(scores.shape)
+                raise ValueError(f"block function gave shape {got}, expected {want}")
+            _cuda_window().paste(out, scores, r0, c0)
         else:
             out[:, :, r0:r1, c0:c1] = block_fn(block)
     return out

@@ -32,6 +32,10 @@ class Conv2d(Module):
         dtype: Any = np.float32,
         groups: int = 1,
     ) -> None:
+        if not isinstance(bias, (bool, np.bool_)):  # torch's 7th argument is groups, ours bias
+            raise TypeError(
+                f"bias must be a bool, got {bias!r} (pass groups by keyword: groups={bias!r})"
+            )
         self.in_channels = v.positive_int(in_channels, "in_channels")
         self.out_channels = v.positive_int(out_channels, "out_channels")
         self.kernel_size = v.positive_pair(kernel_size, "kernel_size")

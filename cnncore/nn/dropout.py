@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from cnncore import _validate as v
 from cnncore import functional as F
 from cnncore.nn import init
 from cnncore.nn.module import Module, grad_enabled
@@ -51,6 +52,7 @@ class Dropout(Module):
             return x
         # one draw of the layer's generator per call: the mask is a hash of it (the same on CPU
         # and GPU), recomputed by the backward instead of stored
+        x = v.any_float_array(x, "x")  # validate before the generator advances
         key = int(self._rng.integers(0, 2**63))
         y = F.dropout(x, self.p, key)
         self._key = key if grad_enabled() else None

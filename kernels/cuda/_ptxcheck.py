@@ -14,18 +14,21 @@ import re
 import sys
 import time
 
-from numba import cuda, float32, float64, int32, int64
+from numba import boolean, cuda, float32, float64, int32, int64, uint64
 
 from cnncore_kernels.cuda import (
     _launch,
     activation,
+    checks,
     conv,
     elementwise,
     gemm,
     loss,
     normalization,
     optim,
+    patches,
     pooling,
+    window,
 )
 
 f1, f3, f4 = float32[::1], float32[:, :, ::1], float32[:, :, :, ::1]
@@ -84,6 +87,15 @@ KERNELS = [
     (loss._ce_totals, (f1, i1, I, d1), True),
     (loss._ce_scale, (f1, d1), True),
     (optim._sgd, (f1, f1, f1, I, F, F, F, F, I, I, I, I, I), False),
+    (activation._dropout, (f1, uint64, uint64, uint64, F, f1, I), False),
+    (window._window, (f4, I, I, f4, I), False),
+    (window._window, (float32[:, :, :, :], I, I, f4, I), False),
+    (window._paste, (f4, f4, I, I, I, I, I), False),
+    (window._paste, (float32[:, :, :, :], f4, I, I, I, I, I), False),
+    (patches._gather, (f4, i1, boolean, I, I, I, f4, I), False),
+    (patches._scatter, (float32[:, ::1], I, f4, I), False),
+    (checks._first_bad, (i1, I, I, I, I, I, boolean, I, i1), False),
+    (checks._first_bad, (int32[::1], I, I, I, I, I, boolean, I, i1), False),
 ]
 
 _F64_OP = re.compile(r"^\s*(add|sub|mul|div|fma|sqrt)\.[a-z.]*f64", re.M)

@@ -75,6 +75,11 @@ def paste(dst: Any, src: Any, r0: int, c0: int, step: tuple[int, int] = (1, 1)) 
     """``dst[:, :, r0::sr, c0::sc][:, :, :h, :w] = src`` in place (the part that lands inside
     ``dst``); ``src`` (N, C, h, w), ``dst`` (N, C, H, W) C-contiguous.  Returns ``dst``."""
     dst, src = L.inplace(dst), _view(src)
+    if tuple(src.shape[:2]) != tuple(dst.shape[:2]) or src.ndim != 4 or dst.ndim != 4:
+        raise ValueError(
+            f"paste needs (N, C, h, w) into (N, C, H, W): src {tuple(src.shape)}, "
+            f"dst {tuple(dst.shape)}"
+        )
     if src.size:
         blocks, threads = L.config(src.size)
         _paste[blocks, threads](src, dst, int(r0), int(c0), int(step[0]), int(step[1]), src.size)

@@ -255,22 +255,41 @@ def _measured_macs(net, block):
     return total
 
 
+def grouped_classifier():
+    """A 9x9 patch classifier with a grouped convolution (2 groups): total stride 4."""
+    return nn.Sequential(
+        nn.Conv2d(4, 6, 3, stride=2, groups=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Flatten(),
+        nn.Linear(6 * 2 * 2, 3),
+    )
+
+
+@pytest.mark.parametrize(
+    "make, patch, channels, stride",
+    [(models.toy15, 15, 3, 6), (grouped_classifier, 9, 4, 4)],
+    ids=["toy15", "grouped"],
+)
 @pytest.mark.parametrize("hw", [(5, 7), (13, 6)])
-def test_cost_for_an_image_matches_the_networks(hw):
-    model = models.toy15()
+def test_cost_for_an_image_matches_the_networks(hw, make, patch, channels, stride):
+    model = make()
     H, W = hw
-    c = dense.cost(model, 15, hw)
-    d, f = dense.to_dense(model, 15), dense.to_fcn(model, 15)
-    rows, cols = (-7, H + 7), (-7, W + 7)
+    c = dense.cost(model, patch, hw)
+    d, f = dense.to_dense(model, patch), dense.to_fcn(model, patch)
+    (top, bottom), (left, right) = d.plan.halo("dsparse")
+    rows, cols = (-top, H + bottom), (-left, W + right)
     from cnncore.dense.tiling import window
 
-    block = window(np.zeros((1, 3, H, W), np.float32), rows, cols)
+    block = window(np.zeros((1, channels, H, W), np.float32), rows, cols)
     with nn.no_grad():
         assert c["per_pixel"]["dsparse"]["macs"] * H * W == pytest.approx(_measured_macs(d, block))
+        (ft, fb), (fl, fr) = f.plan.halo("fcn")
+        fblock = window(np.zeros((1, channels, H, W), np.float32), (-ft, H + fb), (-fl, W + fr))
         fcn = sum(
-            _measured_macs(f, block[:, :, a:, b:])
-            for a in range(min(6, H))
-            for b in range(min(6, W))
+            _measured_macs(f, fblock[:, :, a:, b:])
+            for a in range(min(stride, H))
+            for b in range(min(stride, W))
         )
     assert c["per_pixel"]["fcn"]["macs"] * H * W == pytest.approx(fcn)
 

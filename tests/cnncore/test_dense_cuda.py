@@ -57,14 +57,18 @@ def image(seed=0, shape=(2, 2, 5, 6)):
 
 
 @pytest.mark.parametrize(
-    "method, tile", [("dsparse", None), ("dsparse", (3, 4)), ("fcn", None), ("fcn", (3, 6))]
+    "method, tile",
+    [("dsparse", None), ("dsparse", (3, 4)), ("fcn", None), ("fcn", (3, 6)), ("patchwise", (2, 3))],
 )
 def test_predict_on_device_equals_cpu(method, tile):
     cpu = classifier()
     gpu = copy.deepcopy(cpu).to("cuda")
-    x = image(0, (2 if method == "dsparse" else 1, 2, 5, 6))  # FCN: 16 passes, one image
-    want = dense.predict(cpu, x, PATCH, method, tile=tile)
-    got = dense.predict(gpu, dev(x), PATCH, method, tile=tile)
+    # FCN: 16 passes, one image; patch scanning: 8x8 patches of a small image
+    x = image(
+        0, (2 if method == "dsparse" else 1, 2, 5, 6) if method != "patchwise" else (1, 2, 3, 4)
+    )
+    want = dense.predict(cpu, x, PATCH, method, tile=tile, batch_size=5)
+    got = dense.predict(gpu, dev(x), PATCH, method, tile=tile, batch_size=5)
     assert hasattr(got, "__cuda_ndarray__") and got.shape == want.shape
     np.testing.assert_allclose(host(got), want, rtol=1e-5, atol=1e-6)
 
@@ -109,3 +113,13 @@ def test_mixing_devices_is_refused():
     gpu = copy.deepcopy(cpu).to("cuda")
     with pytest.raises(TypeError, match="CPU array but parameter"):
         dense.predict(gpu, image(), PATCH)
+
+
+def test_scan_patches_on_device_refuses_a_block_of_the_wrong_size():
+    from cnncore.dense.patchwise import scan_patches
+
+    gpu = copy.deepcopy(classifier()).to("cuda")
+    plan = dense.block_predictor(gpu, PATCH, "patchwise").plan
+    block = dev(image(0, (1, 2, 9, 9)))  # holds the patches of 2x2 pixels, not 3x3
+    with pytest.raises(ValueError, match=r"expected \(N, C, 10, 10\)"):
+        scan_patches(gpu, block, (3, 3), plan, 4)

@@ -153,6 +153,10 @@ def test_dropout_eval_is_identity_and_seeded_runs_repeat():
     np.testing.assert_array_equal(m1(x), m2(x))
     assert not np.array_equal(m1(x), m1(x))  # fresh masks each call
     np.testing.assert_array_equal(nn.Dropout(1.0)(x), 0 * x)
+    state = m1.rng_state()
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        m1(x.astype(np.int32))
+    assert m1.rng_state() == state  # a refused call draws no mask
     with pytest.raises(ValueError, match="p"):
         nn.Dropout(1.5)
     seq = nn.Sequential(nn.Dropout(0.5), nn.ReLU()).eval()
@@ -189,3 +193,5 @@ def test_grouped_conv2d_loads_torch_weights_and_matches_it():
     check_module_gradients(nn.Conv2d(4, 2, 2, dtype=np.float64, groups=2), x4((1, 4, 3, 3), seed=2))
     with pytest.raises(ValueError, match="groups=4 must divide in_channels=6 and out_channels=2"):
         nn.Conv2d(6, 2, 3, groups=4)
+    with pytest.raises(TypeError, match="bias must be a bool, got 2 .pass groups by keyword"):
+        nn.Conv2d(96, 256, 5, 1, 2, 1, 2)  # torch's positional groups

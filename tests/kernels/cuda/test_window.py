@@ -47,10 +47,13 @@ def test_paste_matches_numpy_strided_assignment(launch, r0, c0, step):
     np.testing.assert_array_equal(host(d), want)
 
 
-def test_paste_refuses_a_non_contiguous_destination(small_launch):
+def test_paste_refuses_a_non_contiguous_destination_or_other_planes(small_launch):
     d = dev(np.zeros((1, 1, 4, 4), np.float32))[:, :, ::2]
     with pytest.raises(ValueError, match="C-contiguous"):
         window.paste(d, dev(np.ones((1, 1, 1, 1), np.float32)), 0, 0)
+    d = dev(np.zeros((1, 2, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"src \(1, 3, 1, 1\), dst \(1, 2, 4, 4\)"):
+        window.paste(d, dev(np.ones((1, 3, 1, 1), np.float32)), 0, 0)
 
 
 @pytest.mark.parametrize("use_pixels", [False, True])
