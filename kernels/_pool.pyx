@@ -18,7 +18,8 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.string cimport memset
 
 cdef enum:
     # Outputs of one row processed at a time (per-call stack buffers of CHUNK elements, <= 8 KB).
@@ -399,7 +400,8 @@ def max_pool2d_values(const floating[:, :, :, ::1] x, kernel, stride, padding, d
 
 cdef void scatter_planes(const floating* dy, const int64_t* idx, Py_ssize_t planes, Py_ssize_t M,
                          Py_ssize_t HW, floating* dx) noexcept nogil:
-    # dx[p, idx[p, k]] += dy[p, k]; dx zeroed by the caller; idx in [0, HW)
+    # dx[p] = 0, then dx[p, idx[p, k]] += dy[p, k]; idx in [0, HW).  Each plane is zeroed by the
+    # thread that scatters into it (in parallel, and the plane is in cache for the scatter).
     cdef Py_ssize_t p, k
     cdef floating* d
     cdef const floating* gd
@@ -408,8 +410,31 @@ cdef void scatter_planes(const floating* dy, const int64_t* idx, Py_ssize_t plan
         d = dx + p * HW
         gd = dy + p * M
         gi = idx + p * M
+        memset(d, 0, HW * sizeof(floating))
         for k in range(M):
             d[gi[k]] += gd[k]
+
+
+cdef enum:
+    UMAX_BLOCK = 65536  # indices per parallel block of index_umax
+
+
+def index_umax(const int64_t[::1] idx):
+    """The largest entry of ``idx`` read as unsigned (negatives become huge): the range check
+    ``index_umax(idx) < bound`` of every index in one parallel pass."""
+    cdef Py_ssize_t n = idx.shape[0], nb = (n + UMAX_BLOCK - 1) // UMAX_BLOCK, b, k, end
+    parts_arr = np.zeros(max(nb, 1), dtype=np.uint64)
+    cdef uint64_t[::1] parts = parts_arr
+    cdef uint64_t m, v
+    with nogil:
+        for b in prange(nb, schedule="static"):
+            m = 0
+            end = min(n, (b + 1) * UMAX_BLOCK)
+            for k in range(b * UMAX_BLOCK, end):
+                v = <uint64_t> idx[k]
+                m = v if v > m else m
+            parts[b] = m
+    return int(parts_arr.max())
 
 
 def max_pool2d_backward(const floating[:, :, :, ::1] dy, const int64_t[:, :, :, ::1] indices,
@@ -418,7 +443,7 @@ def max_pool2d_backward(const floating[:, :, :, ::1] dy, const int64_t[:, :, :, 
     cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], M = dy.shape[2] * dy.shape[3]
     cdef Py_ssize_t H = input_shape[2], W = input_shape[3]
     dtype = np.float32 if floating is float else np.float64
-    dx_arr = np.zeros((N, C, H, W), dtype=dtype)
+    dx_arr = np.empty((N, C, H, W), dtype=dtype)  # every plane is zeroed by scatter_planes
     cdef floating[:, :, :, ::1] dx = dx_arr
     with nogil:
         scatter_planes(&dy[0, 0, 0, 0], &indices[0, 0, 0, 0], N * C, M, H * W, &dx[0, 0, 0, 0])

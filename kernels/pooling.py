@@ -89,3 +89,10 @@ def global_avg_pool2d(x):
 def global_avg_pool2d_backward(dy, input_shape):
     # inputs validated by cnncore.functional.global_avg_pool2d_backward
     return _twin(dy).global_avg_pool2d_backward(dy, input_shape)
+
+
+def index_umax(indices):
+    # CPU int64 indices, C-contiguous and flat: the largest entry read as unsigned (range check)
+    from cnncore_kernels import _pool
+
+    return _pool.index_umax(indices)

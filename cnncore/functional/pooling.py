@@ -121,7 +121,7 @@ def _check_range(indices: Any, bound: int, what: str, groups: tuple[int, int, in
     if G > 1:
         g = np.arange(G, dtype=np.int64).repeat(inner)
         offsets = (indices.reshape(-1, G * inner) - g * step).reshape(indices.shape)
-    if int(offsets.view(np.uint64).max()) >= bound:
+    if _k.index_umax(offsets.reshape(-1)) >= bound:
         bad = offsets[(offsets < 0) | (offsets >= bound)]
         raise ValueError(
             f"indices out of range: {what} must lie in [0, {bound}), found values from "
