@@ -73,7 +73,7 @@ def test_forward_backward_matches_torch(case):
     "C,K,k,s,p,d",
     [
         (3, 4, (3, 3), (1, 1), (1, 1), (1, 1)),  # im2col path
-        (40, 20, (3, 3), (1, 1), (2, 2), (2, 2)),  # shifted-GEMM path (C >= 32), padded
+        (40, 20, (3, 3), (1, 1), (2, 2), (2, 2)),  # shifted-GEMM path (C >= 16), padded
         (33, 17, (2, 3), (1, 1), (0, 0), (3, 1)),  # shifted-GEMM path, no padding
         (5, 6, (1, 1), (1, 1), (0, 0), (1, 1)),  # 1x1 fast path
         (3, 2, (2, 3), (2, 1), (1, 2), (1, 2)),  # strided, non-square
