@@ -262,3 +262,42 @@ def test_cython_twin_is_used_for_numpy_inputs():
     np.testing.assert_array_equal(
         conv2d(x, w), _conv.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1))
     )
+
+
+def test_both_openblas_libraries_give_the_same_convolution(tmp_path):
+    """The GEMMs call NumPy's bundled OpenBLAS when present, SciPy's otherwise (or with
+    CNNCORE_BLAS=scipy): the fallback must compute the same results."""
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 20, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((6, 20, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 6, 9, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    np.save(tmp_path / "dy.npy", dy)
+    script = (
+        "import sys, numpy as np, cnncore\n"
+        "from cnncore.functional import conv2d, conv2d_backward\n"
+        "from cnncore_kernels import _conv\n"
+        "d = sys.argv[1]\n"
+        "x, w, dy = (np.load(f'{d}/{n}.npy') for n in ('x', 'w', 'dy'))\n"
+        "np.save(f'{d}/y.npy', conv2d(x, w, None, 1, 1))\n"
+        "np.save(f'{d}/dx.npy', conv2d_backward(dy, x, w, 1, 1)[0])\n"
+        "print(_conv.blas_info()['library'])\n"
+    )
+    env = dict(os.environ, CNNCORE_BLAS="scipy")
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "scipy.linalg.cython_blas"
+    assert _conv.blas_info()["threads_local"]
+    np.testing.assert_allclose(
+        np.load(tmp_path / "y.npy"), conv2d(x, w, None, 1, 1), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "dx.npy"), conv2d_backward(dy, x, w, 1, 1)[0], rtol=1e-5, atol=1e-5
+    )
