@@ -160,6 +160,21 @@ def _as4d(a: Any) -> Any:
     return DeviceNDArray(_shape4d(a.shape), strides, a.dtype, gpu_data=a.gpu_data)
 
 
+@cuda.jit(device=True)
+def unravel3(t, C, D):
+    """``(b, c, d)`` of flat index ``t`` in a C-ordered ``(B, C, D)`` array."""
+    return t // (C * D), (t // D) % C, t % D
+
+
+@cuda.jit(device=True)
+def unravel4(t, B, C, D):
+    """``(a, b, c, d)`` of flat index ``t`` in a C-ordered ``(A, B, C, D)`` array."""
+    d = t % D
+    c = (t // D) % C
+    b = (t // (C * D)) % B
+    return t // (B * C * D), b, c, d
+
+
 @cuda.jit
 def _fill(out, value, n):
     # out: (n,) flat
@@ -172,10 +187,7 @@ def _copy4d(src, dst, n):
     # src: any strides, dst: C-contiguous, both (A, B, C, D)
     _, B, C, D = dst.shape
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        d = i % D
-        c = (i // D) % C
-        b = (i // (C * D)) % B
-        a = i // (B * C * D)
+        a, b, c, d = unravel4(i, B, C, D)
         dst[a, b, c, d] = src[a, b, c, d]
 
 

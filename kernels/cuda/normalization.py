@@ -58,10 +58,7 @@ def _lrn_base(x, n, c, h, w, before, after, k, scale):
 def _lrn(x, before, after, k, scale, beta, mode, y):
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for t in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        c = (t // (W * H)) % C
-        n = t // (W * H * C)
+        n, c, h, w = L.unravel4(t, C, H, W)
         s = _lrn_base(x, n, c, h, w, before, after, k, scale)
         y[n, c, h, w] = x[n, c, h, w] * _pow_neg(s, beta, mode)
 
@@ -71,10 +68,7 @@ def _lrn_backward_prep(dy, x, before, after, k, scale, beta, mode, sp, tt):
     # sp = S ** -beta, tt = dy * x * S ** -beta / S   (per element)
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for t in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        c = (t // (W * H)) % C
-        n = t // (W * H * C)
+        n, c, h, w = L.unravel4(t, C, H, W)
         s = _lrn_base(x, n, c, h, w, before, after, k, scale)
         p = _pow_neg(s, beta, mode)
         sp[n, c, h, w] = p
@@ -86,10 +80,7 @@ def _lrn_backward(dy, x, sp, tt, before, after, coef, dx):
     # dx[j] = dy[j] * S[j]**-beta - coef * x[j] * sum_{c = j-after .. j+before} tt[c]
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for t in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        j = (t // (W * H)) % C
-        n = t // (W * H * C)
+        n, j, h, w = L.unravel4(t, C, H, W)
         acc = float32(0.0)
         for c in range(max(j - after, 0), min(j + before + 1, C)):
             acc += tt[n, c, h, w]
@@ -138,9 +129,7 @@ def _channel_mean(x, inv, m):
     # m[n, h, w] = (sum_c x[n, c, h, w]) * inv
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for t in range(cuda.grid(1), m.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        n = t // (W * H)
+        n, h, w = L.unravel3(t, H, W)
         s = float32(0.0)
         for c in range(C):
             s += x[n, c, h, w]
@@ -152,9 +141,7 @@ def _filter_w(src, taps, before, dst):
     # dst[n, h, w] = sum_i taps[i] * src[n, h, w - before + i], zero outside [0, W)
     H, W = src.shape[1], src.shape[2]
     for t in range(cuda.grid(1), src.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        n = t // (W * H)
+        n, h, w = L.unravel3(t, H, W)
         s = float32(0.0)
         for i in range(taps.size):
             u = w - before + i
@@ -169,9 +156,7 @@ def _filter_h(src, taps, before, border, inv_dh, inv_dw, dst):
     # ``border`` the result is then scaled by inv_dh[h] * inv_dw[w] (the 1/E[1] correction).
     H, W = src.shape[1], src.shape[2]
     for t in range(cuda.grid(1), src.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        n = t // (W * H)
+        n, h, w = L.unravel3(t, H, W)
         s = float32(0.0)
         for i in range(taps.size):
             r = h - before + i
@@ -187,9 +172,7 @@ def _centered_moments(x, dy, ex, inv, with_dy, vv, sdyv, sdy):
     # v = x - ex: vv = (sum_c v^2) * inv; with_dy: sdyv = sum_c dy v, sdy = sum_c dy
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for t in range(cuda.grid(1), vv.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        n = t // (W * H)
+        n, h, w = L.unravel3(t, H, W)
         e = ex[n, h, w]
         a = float32(0.0)
         b = float32(0.0)
@@ -261,10 +244,7 @@ def _divide(x, ex, den, y):
     # y = (x - ex) / den, planes broadcast over channels
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for t in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        c = (t // (W * H)) % C
-        n = t // (W * H * C)
+        n, c, h, w = L.unravel4(t, C, H, W)
         y[n, c, h, w] = (x[n, c, h, w] - ex[n, h, w]) / den[n, h, w]
 
 
@@ -353,10 +333,7 @@ def _lcn_grad(x, dy, ex, den, r2, tq, inv_c, dx):
     # dx = dy / den + (x - ex) * r2 - tq * inv_c   (tq: B^T(sum_c dv) before the 1/C)
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for t in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        c = (t // (W * H)) % C
-        n = t // (W * H * C)
+        n, c, h, w = L.unravel4(t, C, H, W)
         tv = tq[n, h, w] * inv_c
         dx[n, c, h, w] = (
             dy[n, c, h, w] / den[n, h, w] + (x[n, c, h, w] - ex[n, h, w]) * r2[n, h, w] - tv

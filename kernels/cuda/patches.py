@@ -23,10 +23,7 @@ def _gather(block, pixels, use_pixels, start, h, w, out, n):
     # row b (p = pixels[start + b] when use_pixels, else start + b)
     C, Ph, Pw = out.shape[1], out.shape[2], out.shape[3]
     for t in range(cuda.grid(1), n, cuda.gridsize(1)):
-        v = t % Pw
-        u = (t // Pw) % Ph
-        c = (t // (Pw * Ph)) % C
-        b = t // (Pw * Ph * C)
+        b, c, u, v = L.unravel4(t, C, Ph, Pw)
         p = start + b
         if use_pixels:
             p = pixels[p]

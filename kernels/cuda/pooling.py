@@ -79,10 +79,7 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):
     # y, idx: (N, C, Ho, Wo); one thread per output
     C, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     for t in range(cuda.grid(1), y.size, cuda.gridsize(1)):
-        ow = t % Wo
-        oh = (t // Wo) % Ho
-        c = (t // (Wo * Ho)) % C
-        n = t // (Wo * Ho * C)
+        n, c, oh, ow = L.unravel4(t, C, Ho, Wo)
         best, arg = _window_max(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
         y[n, c, oh, ow] = best
         idx[n, c, oh, ow] = arg
@@ -92,10 +89,7 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):
 def _max_pool_values(x, kh, kw, sh, sw, ph, pw, dh, dw, y):
     C, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     for t in range(cuda.grid(1), y.size, cuda.gridsize(1)):
-        ow = t % Wo
-        oh = (t // Wo) % Ho
-        c = (t // (Wo * Ho)) % C
-        n = t // (Wo * Ho * C)
+        n, c, oh, ow = L.unravel4(t, C, Ho, Wo)
         best, _ = _window_max(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
         y[n, c, oh, ow] = best
 
@@ -182,10 +176,7 @@ def _max_pool_backward(dy, idx, first, last, dx):
     # box (rows first[h]..last[h], columns first[H+w]..last[H+w]), in (oh, ow) order.
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     for t in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        c = (t // (W * H)) % C
-        n = t // (W * H * C)
+        n, c, h, w = L.unravel4(t, C, H, W)
         me = h * W + w
         s = float32(0.0)
         for oh in range(first[h], last[h] + 1):
@@ -201,10 +192,7 @@ def _avg_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, include_pad, y):
     C, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     H, W = x.shape[2], x.shape[3]
     for t in range(cuda.grid(1), y.size, cuda.gridsize(1)):
-        ow = t % Wo
-        oh = (t // Wo) % Ho
-        c = (t // (Wo * Ho)) % C
-        n = t // (Wo * Ho * C)
+        n, c, oh, ow = L.unravel4(t, C, Ho, Wo)
         h0 = oh * sh - ph
         w0 = ow * sw - pw
         s = float32(0.0)
@@ -232,10 +220,7 @@ def _avg_pool_backward(dy, kh, kw, sh, sw, ph, pw, dh, dw, include_pad, dx):
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     Ho, Wo = dy.shape[2], dy.shape[3]
     for t in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        c = (t // (W * H)) % C
-        n = t // (W * H * C)
+        n, c, h, w = L.unravel4(t, C, H, W)
         s = float32(0.0)
         for i in range(kh):
             u = h + ph - i * dh  # = oh * sh for the output row oh that read row h at tap i
@@ -266,10 +251,7 @@ def _channel_max(x, k, y, idx):
     # y[n, g, h, w] = max over channels g*k .. g*k+k-1 (greater or NaN replaces), idx = channel
     G, H, W = y.shape[1], y.shape[2], y.shape[3]
     for t in range(cuda.grid(1), y.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        g = (t // (W * H)) % G
-        n = t // (W * H * G)
+        n, g, h, w = L.unravel4(t, G, H, W)
         best = x[n, g * k, h, w]
         arg = 0
         for c in range(1, k):
@@ -286,10 +268,7 @@ def _channel_max_backward(dy, idx, k, dx):
     # dx[n, c, h, w] = dy[n, c // k, h, w] where idx chose channel c, else 0
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     for t in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        w = t % W
-        h = (t // W) % H
-        c = (t // (W * H)) % C
-        n = t // (W * H * C)
+        n, c, h, w = L.unravel4(t, C, H, W)
         g = c // k
         v = float32(0.0)
         if idx[n, g, h, w] == c:

@@ -24,10 +24,7 @@ def _window(x, r0, c0, out, n):
     H, W = x.shape[2], x.shape[3]
     C, h, w = out.shape[1], out.shape[2], out.shape[3]
     for t in range(cuda.grid(1), n, cuda.gridsize(1)):
-        j = t % w
-        i = (t // w) % h
-        b = (t // (w * h)) % C
-        a = t // (w * h * C)
+        a, b, i, j = L.unravel4(t, C, h, w)
         r = r0 + i
         c = c0 + j
         v = float32(0.0)
@@ -42,10 +39,7 @@ def _paste(src, dst, r0, c0, sr, sc, n):
     H, W = dst.shape[2], dst.shape[3]
     C, h, w = src.shape[1], src.shape[2], src.shape[3]
     for t in range(cuda.grid(1), n, cuda.gridsize(1)):
-        j = t % w
-        i = (t // w) % h
-        b = (t // (w * h)) % C
-        a = t // (w * h * C)
+        a, b, i, j = L.unravel4(t, C, h, w)
         r = r0 + i * sr
         c = c0 + j * sc
         if r >= 0 and r < H and c >= 0 and c < W:
