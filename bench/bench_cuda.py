@@ -7,7 +7,8 @@ Run on a machine with a GPU, alone (the CUDA tests force Numba's simulator when 
 Groups pair ours with PyTorch's on one workload: conv2d forward and backward (the foundation
 shapes of ``bench.workloads``), max pooling with indices forward and backward, and the pixel65
 d-sparse pass over a 1024 x 1024 image (every stride 1, dilations 1, 2, 4, 8, the fully connected
-layers as 5x5 and 1x1 convolutions: the network ``cnncore.dense`` runs).  Every measured call
+layers as 5x5 and 1x1 convolutions: the network ``cnncore.dense`` runs), also end to end through
+``dense.predict`` on a device image.  Every measured call
 ends with a device synchronisation.  ``extra_info`` holds the card's name, GFLOP/s or GB/s, and
 PyTorch's TF32 setting (its convolutions may use TF32 tensor cores; ours compute in float32).
 Without a GPU (``cnncore.cuda_available()`` False) every benchmark is skipped with the reason.
@@ -201,13 +202,25 @@ def pixel65_flops(side: int) -> float:
     return flops
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", (*IMPLS, "cnncore_predict"))
 @pytest.mark.benchmark(min_rounds=3, max_time=2.0, warmup=True, warmup_iterations=1)
 def test_pixel65_dense_gpu(benchmark, gpu, request, impl):
-    """The pixel65 d-sparse pass for a 1024 x 1024 image (input already padded by the field)."""
+    """The pixel65 d-sparse pass for a 1024 x 1024 image (input already padded by the field);
+    ``cnncore_predict`` is the whole ``dense.predict(models.pixel65().to("cuda"), image, 65)`` on
+    a device image (padding and all, nothing leaves the GPU)."""
     torch = _peer(request, impl)
     side = 1024
     rng = np.random.default_rng(0)
+    if impl == "cnncore_predict":
+        from cnncore import dense, models
+
+        net = models.pixel65().eval().to("cuda")
+        image = gpu["cuda"].to_device(rng.standard_normal((1, 3, side, side), dtype=np.float32))
+        _measure(benchmark, gpu, None, lambda: dense.predict(net, image, 65),
+                 f"gpu pixel65 d-sparse {side}x{side}", kernel="pixel65", direction="inference",
+                 config=f"{side}x{side} dense.predict", impl=impl,
+                 flops=pixel65_flops(side))  # fmt: skip
+        return
     x = rng.standard_normal((1, 3, side + PIXEL65_FIELD - 1, side + PIXEL65_FIELD - 1),
                             dtype=np.float32)  # fmt: skip
     weights, c = [], 3
