@@ -9,7 +9,7 @@ with their number.  The script reports the pixel accuracy on held-out images, th
 iteration against patch-by-patch training of the same pixels (and checks both give the same
 gradients), and writes the predicted label map as a PNG.
 
-    python examples/pixelwise_digits.py                 # about 2.5 minutes on 2 cores
+    python examples/pixelwise_digits.py                 # about 2 minutes on 2 cores
     python examples/pixelwise_digits.py --net pixel65 --iters 600 --out digits.png
 """
 
