@@ -41,29 +41,61 @@ cdef enum:
     CBLAS_TRANS = 112
 
 
+# Names of the per-thread thread-count setter: unprefixed in scipy-openblas 0.3.30/0.3.31, the
+# prefixed spellings in case later builds rename it like their other symbols.
+_SETTERS = ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local64_",
+            "scipy_openblas_set_num_threads_local")
+
+
 cdef size_t _address(lib, name):
     import ctypes
 
     return <size_t> ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
 
 
-def _numpy_openblas():
-    """(ctypes library, path) of NumPy's bundled ILP64 OpenBLAS with the symbols we call, or None."""
-    import ctypes
+def _setter_name(lib):
+    for name in _SETTERS:
+        if hasattr(lib, name):
+            return name
+    return None
+
+
+def _bundled(package, stem):
+    """Paths of the OpenBLAS libraries a wheel of ``package`` bundles (Linux ``.libs/*.so``, macOS
+    ``.dylibs/*.dylib``, Windows ``.libs/*.dll``)."""
     import glob
     import os
 
+    root = os.path.dirname(package.__file__)
+    paths = []
+    for pattern in (root + ".libs/" + stem + "*.so*", root + "/.dylibs/" + stem + "*.dylib",
+                    root + ".libs/" + stem + "*.dll"):
+        paths += sorted(glob.glob(pattern))
+    return paths
+
+
+def _numpy_openblas():
+    """(ctypes library, path, setter name) of NumPy's bundled ILP64 OpenBLAS, or None.  A library
+    that is there but lacks a symbol we call is reported with a RuntimeWarning (the fallback is
+    slower), not silently skipped."""
+    import ctypes
+    import warnings
+
     import numpy
 
-    for path in sorted(glob.glob(os.path.dirname(numpy.__file__) + ".libs/libscipy_openblas64_*.so*")):
+    for path in _bundled(numpy, "libscipy_openblas64_"):
         try:
             lib = ctypes.CDLL(path)
-            for name in ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_",
-                         "openblas_set_num_threads_local"):
-                getattr(lib, name)
-        except (OSError, AttributeError):
+        except OSError:
             continue
-        return lib, path
+        missing = [n for n in ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_") if not hasattr(lib, n)]
+        setter = _setter_name(lib)
+        if missing or setter is None:
+            warnings.warn(
+                f"cnncore: NumPy's OpenBLAS {path} lacks {missing or list(_SETTERS)}; the GEMMs "
+                "fall back to scipy.linalg.cython_blas (slower)", RuntimeWarning, stacklevel=2)
+            continue
+        return lib, path, setter
     return None
 
 
@@ -72,7 +104,6 @@ def _init_blas_threads():
     threads."""
     global _blas_local_threads, _gemm_parts, _np_sgemm, _np_dgemm
     import ctypes
-    import glob
     import os
 
     import scipy
@@ -80,22 +111,30 @@ def _init_blas_threads():
 
     found = None if os.environ.get("CNNCORE_BLAS", "") == "scipy" else _numpy_openblas()
     if found is not None:
-        lib, path = found
+        lib, path, setter = found
         _np_sgemm = <_sgemm64_fn> _address(lib, "scipy_cblas_sgemm64_")
         _np_dgemm = <_dgemm64_fn> _address(lib, "scipy_cblas_dgemm64_")
-        _blas_local_threads = <_set_threads_fn> _address(lib, "openblas_set_num_threads_local")
+        _blas_local_threads = <_set_threads_fn> _address(lib, setter)
         _blas_info.update(library="numpy's OpenBLAS (ILP64 CBLAS)", path=path, threads_local=True)
     else:
-        libdir = os.path.dirname(scipy.__file__) + ".libs"
-        for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas*.so*"))):
+        for path in _bundled(scipy, "libscipy_openblas"):
             try:
                 lib = ctypes.CDLL(path)
-                lib.openblas_set_num_threads_local
-            except (OSError, AttributeError):
+            except OSError:
                 continue
-            _blas_local_threads = <_set_threads_fn> _address(lib, "openblas_set_num_threads_local")
+            setter = _setter_name(lib)
+            if setter is None:
+                continue
+            _blas_local_threads = <_set_threads_fn> _address(lib, setter)
             _blas_info.update(path=path, threads_local=True)
             break
+        else:
+            import warnings
+
+            warnings.warn(
+                "cnncore: no per-thread thread-count setter found in SciPy's OpenBLAS; GEMMs run "
+                "one at a time, each with OpenBLAS's own threads (slower)", RuntimeWarning,
+                stacklevel=2)
     try:
         threads = len(os.sched_getaffinity(0))
     except AttributeError:

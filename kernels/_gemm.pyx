@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Row-major matrix products through scipy's BLAS, parallelised like the convolution GEMMs.
+"""Row-major matrix products through OpenBLAS (see _blas.pxi), parallelised like the convolution
+GEMMs.
 
 Used by the fully connected layer so that every GEMM of the library runs under one threading
 scheme (see _blas.pxi).  Inputs are trusted: 2-D, C-contiguous, same float dtype, sizes < 2**31.

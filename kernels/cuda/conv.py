@@ -58,10 +58,8 @@ def _col2im(col, n0, row0, nr, nb, h0, nh, kh, kw, sh, sw, ph, pw, dh, dw, Wo, a
     S = nr * Wo
     Q = nb * S
     for t in range(cuda.grid(1), nb * C * nh * W, cuda.gridsize(1)):
-        w = t % W
-        h = h0 + (t // W) % nh
-        c = (t // (W * nh)) % C
-        z = t // (W * nh * C)
+        z, c, h, w = L.unravel4(t, C, nh, W)
+        h += h0
         s = float32(0.0)
         for i in range(kh):
             u = h + ph - i * dh  # = oh * sh for the output row oh that reads row h at tap i

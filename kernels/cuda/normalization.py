@@ -195,8 +195,8 @@ def _sqrt_planes(s):
     # s = sqrt(s), s: (N, H, W)
     H, W = s.shape[1], s.shape[2]
     for t in range(cuda.grid(1), s.size, cuda.gridsize(1)):
-        n = t // (H * W)
-        s[n, (t // W) % H, t % W] = math.sqrt(s[n, (t // W) % H, t % W])
+        n, h, w = L.unravel3(t, H, W)
+        s[n, h, w] = math.sqrt(s[n, h, w])
 
 
 @cuda.jit
@@ -229,9 +229,7 @@ def _den(s, cmax, threshold, mean_divisor, den):
     # "mean": den = s where s > cmax[n] else cmax[n]; "fixed": den = s where s > threshold else 1
     H, W = s.shape[1], s.shape[2]
     for t in range(cuda.grid(1), s.size, cuda.gridsize(1)):
-        n = t // (H * W)
-        h = (t // W) % H
-        w = t % W
+        n, h, w = L.unravel3(t, H, W)
         v = s[n, h, w]
         if mean_divisor:
             den[n, h, w] = v if v > cmax[n] else cmax[n]
@@ -253,9 +251,7 @@ def _sum_v(m, ex, C, sv):
     # sv = C * (m - ex): sum over channels of v = x - E[x]
     H, W = m.shape[1], m.shape[2]
     for t in range(cuda.grid(1), m.size, cuda.gridsize(1)):
-        n = t // (H * W)
-        h = (t // W) % H
-        w = t % W
+        n, h, w = L.unravel3(t, H, W)
         sv[n, h, w] = C * (m[n, h, w] - ex[n, h, w])
 
 
@@ -264,9 +260,7 @@ def _d_den(g, den):
     # g = -g / den^2  (g held sum_c dy v)
     H, W = g.shape[1], g.shape[2]
     for t in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        n = t // (H * W)
-        h = (t // W) % H
-        w = t % W
+        n, h, w = L.unravel3(t, H, W)
         d = den[n, h, w]
         g[n, h, w] = -g[n, h, w] / (d * d)
 
@@ -301,9 +295,7 @@ def _d_q(g, s, cmax, dc, inv_hw, threshold, mean_divisor, inv_dh, inv_dw):
     # g = ds / (2 s) * (inv_dh * inv_dw) (0 where s == 0), ds as in the CPU twin's docstring
     H, W = g.shape[1], g.shape[2]
     for t in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        n = t // (H * W)
-        h = (t // W) % H
-        w = t % W
+        n, h, w = L.unravel3(t, H, W)
         sp = s[n, h, w]
         if mean_divisor:
             dd = g[n, h, w] if sp > cmax[n] else float32(0.0)
@@ -319,9 +311,7 @@ def _r2_sdy(r2, sdy, den, sv, two_over_c, inv_dh, inv_dw):
     # r2 *= 2 / C;  sdy = (sdy / den + r2 * sv) * (inv_dh * inv_dw)
     H, W = r2.shape[1], r2.shape[2]
     for t in range(cuda.grid(1), r2.size, cuda.gridsize(1)):
-        n = t // (H * W)
-        h = (t // W) % H
-        w = t % W
+        n, h, w = L.unravel3(t, H, W)
         a = inv_dh[h] * inv_dw[w]
         r = r2[n, h, w] * two_over_c
         r2[n, h, w] = r

@@ -294,7 +294,14 @@ def test_both_openblas_libraries_give_the_same_convolution(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "scipy.linalg.cython_blas"
-    assert _conv.blas_info()["threads_local"]
+    info = _conv.blas_info()
+    assert info["threads_local"]
+    import glob
+
+    bundled = glob.glob(os.path.dirname(np.__file__) + ".libs/libscipy_openblas64_*.so*")
+    if bundled:  # NumPy's OpenBLAS is there: it must be the one in use by default
+        assert info["library"].startswith("numpy's OpenBLAS"), info
+        assert info["path"] in bundled
     np.testing.assert_allclose(
         np.load(tmp_path / "y.npy"), conv2d(x, w, None, 1, 1), rtol=1e-5, atol=1e-5
     )
