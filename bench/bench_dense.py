@@ -1,6 +1,7 @@
 """Dense pixelwise classification: d-sparse and FCN against patch scanning and against PyTorch.
 
-For ``pixel65`` and ``toy15`` on N x N images (N = 256, 512, 1024; select with ``-k``), forward
+For ``pixel65`` and ``toy15`` on N x N images (N = 256 and 512 by default, set by
+``CNNCORE_BENCH_DENSE_SIZES``, e.g. ``256,512,1024``; select with ``-k``), forward
 (``predict``) and masked backward (forward + backward of the whole network with the error mask;
 its cost does not depend on how many pixels count), four methods per (network, size, pass):
 
@@ -15,7 +16,7 @@ Run in that order, so the FCN and d-sparse rows carry in ``extra_info`` the meas
 patch scanning beside the theoretical one (``cnncore.dense.cost`` on that image size), the fraction
 of the theory reached (target >= 0.7) and the ratio to PyTorch (target >= 1.0); a table is printed
 at the end.  ``test_peak_memory`` runs ``predict`` in a subprocess and reports its peak RSS with and
-without tiles (``python bench/bench_dense.py SIZE [TILE]`` does one such run by hand).
+without tiles (1024 and 2048; 4096 x 4096 with ``CNNCORE_BENCH_DENSE_MEMORY_4096=1``) (``python bench/bench_dense.py SIZE [TILE]`` does one such run by hand).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from cnncore.dense.tiling import block_ranges, window
 from cnncore.nn import no_grad
 
 NETWORKS = ("toy15", "pixel65")
-SIZES = (256, 512, 1024)
+# image sizes: 1024 takes minutes per row on 2 cores, so it is opt-in, e.g.
+# CNNCORE_BENCH_DENSE_SIZES=256,512,1024 pytest bench/bench_dense.py --benchmark-only
+SIZES = tuple(int(v) for v in os.environ.get("CNNCORE_BENCH_DENSE_SIZES", "256,512").split(","))
 METHODS = ("patchwise", "torch_dsparse", "fcn", "dsparse")
 PASSES = ("forward", "backward")
 PATCH_BUDGET = 3.0  # seconds of patch scanning per measurement (then scaled)
@@ -258,9 +261,14 @@ def peak_rss_run(size: int, tile: int | None, method: str = "dsparse") -> dict[s
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(
-    ("size", "tile"), [(1024, None), (1024, 256), (2048, 512), (4096, 1024)], ids=str
+# (size, tile) of the peak-memory runs; the 4096 x 4096 one (about 5 min on 2 cores) is opt-in:
+# CNNCORE_BENCH_DENSE_MEMORY_4096=1.
+MEMORY_RUNS = [(1024, None), (1024, 256), (2048, 512)] + (
+    [(4096, 1024)] if os.environ.get("CNNCORE_BENCH_DENSE_MEMORY_4096") == "1" else []
 )
+
+
+@pytest.mark.parametrize(("size", "tile"), MEMORY_RUNS, ids=str)
 def test_peak_memory(benchmark, size, tile):
     """Peak RSS with and without tiles (pixel65, d-sparse; 4096x4096 needs tiles to fit 4 GB)."""
     res = benchmark.pedantic(peak_rss_run, args=(size, tile), rounds=1, iterations=1)
