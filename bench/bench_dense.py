@@ -16,7 +16,8 @@ Run in that order, so the FCN and d-sparse rows carry in ``extra_info`` the meas
 patch scanning beside the theoretical one (``cnncore.dense.cost`` on that image size), the fraction
 of the theory reached (target >= 0.7) and the ratio to PyTorch (target >= 1.0); a table is printed
 at the end.  ``test_peak_memory`` runs ``predict`` in a subprocess and reports its peak RSS with and
-without tiles (1024 and 2048; 4096 x 4096 with ``CNNCORE_BENCH_DENSE_MEMORY_4096=1``) (``python bench/bench_dense.py SIZE [TILE]`` does one such run by hand).
+without tiles (1024 and 2048; 4096 x 4096 with ``CNNCORE_BENCH_DENSE_MEMORY_4096=1``);
+``python bench/bench_dense.py SIZE [TILE]`` does one such run by hand.
 """
 
 from __future__ import annotations
@@ -313,6 +314,20 @@ def _print_table(request):
             print("\n".join(summary_rows()))
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB: VmHWM (Linux), which starts afresh at exec.
+    ``ru_maxrss`` does not: Linux carries it over from the parent through fork and exec, so a child
+    of a big pytest process reports the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
 def _main(argv: list[str]) -> None:
     size, tile = int(argv[0]), int(argv[1]) or None
     method = argv[2] if len(argv) > 2 else "dsparse"
@@ -322,7 +337,7 @@ def _main(argv: list[str]) -> None:
     s = dense.predict(model, x, 65, method, tile=tile)
     dt = time.perf_counter() - t0
     assert s.shape == (1, 2, size, size)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+    peak = _peak_rss_mb()
     print(
         json.dumps(
             {"size": size, "tile": tile, "method": method, "seconds": dt, "peak_rss_mb": peak}
