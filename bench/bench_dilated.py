@@ -75,48 +75,10 @@ def conv_path():
 @pytest.mark.benchmark(min_rounds=2, max_time=1.0, warmup=True, warmup_iterations=1)
 def test_dilated_conv(benchmark, throughput, request, conv_path, direction, case, strategy):
     name, shape = case
-    C, K, kh, kw, d, H, W = shape
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, C, H, W), dtype=np.float32)
-    w = rng.standard_normal((K, C, kh, kw), dtype=np.float32) * 0.1
-    b = rng.standard_normal(K, dtype=np.float32)
-    dy = rng.standard_normal((1, K, H - d * (kh - 1), W - d * (kw - 1)), dtype=np.float32)
-    if strategy == "torch":
-        torch = request.getfixturevalue("torch_peer")
-        tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
-        F = torch.nn.functional
-        if direction == "forward":
-
-            def run():
-                with torch.no_grad():
-                    F.conv2d(tx, tw, tb, 1, 0, d)
-        else:
-            tx.requires_grad_(True)
-            tw.requires_grad_(True)
-            tb.requires_grad_(True)
-
-            def run():
-                y = F.conv2d(tx, tw, tb, 1, 0, d)
-                torch.autograd.grad(y, (tx, tw, tb), tdy)
-    elif strategy == "space_to_batch":
-        if direction == "forward":
-
-            def run():
-                conv2d_s2b(x, w, b, (d, d))
-        else:
-
-            def run():
-                conv2d_s2b_backward(dy, x, w, (d, d))
-    else:
+    torch = request.getfixturevalue("torch_peer") if strategy == "torch" else None
+    if strategy not in ("torch", "space_to_batch"):
         conv_path("auto" if strategy == "cnncore" else strategy)
-        if direction == "forward":
-
-            def run():
-                conv2d(x, w, b, 1, 0, d)
-        else:
-
-            def run():
-                conv2d_backward(dy, x, w, 1, 0, d)
+    run = _runner(strategy, direction, shape, torch)
 
     benchmark.group = f"dilated conv {direction} {config(name, shape)}"
     benchmark(run)
