@@ -7,16 +7,18 @@ trained with the d-sparse network (``cnncore.dense.to_dense``) and a masked cros
 sampled pixels, i.e. exactly patch-by-patch training of those pixels at a cost that does not grow
 with their number.  The script reports the pixel accuracy on held-out images, the time per
 iteration against patch-by-patch training of the same pixels (and checks both give the same
-gradients), and writes the predicted label map as a PNG.
+gradients), and writes the predicted label map as ``--out``/pixelwise_digits.png (default folder
+``examples_out/``, ignored by git).
 
     python examples/pixelwise_digits.py                 # about 2 minutes on 2 cores
-    python examples/pixelwise_digits.py --net pixel65 --iters 600 --out digits.png
+    python examples/pixelwise_digits.py --net pixel65 --iters 600 --out results
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 
 import numpy as np
@@ -127,7 +129,7 @@ def main() -> None:
     ap.add_argument("--pixels", type=int, default=2048, help="sampled pixels per scene")
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="pixelwise_digits.png")
+    ap.add_argument("--out", default="examples_out", help="folder for the PNG")
     a = ap.parse_args()
 
     rng = np.random.default_rng(a.seed)
@@ -203,8 +205,10 @@ def main() -> None:
         f"({np.median(t_patch) / np.median(t_dense):.1f}x)"
     )
     print(f"prediction of {len(xte)} scenes (d-sparse): {t_pred:.2f} s")
-    write_png(a.out, xte[:3, 0], yte[:3], pred[:3])
-    print(f"wrote {a.out}")
+    os.makedirs(a.out, exist_ok=True)
+    png = os.path.join(a.out, "pixelwise_digits.png")
+    write_png(png, xte[:3, 0], yte[:3], pred[:3])
+    print(f"wrote {png}")
 
 
 def write_png(path: str, images, truth, pred) -> None:

@@ -34,3 +34,8 @@ if "OMP_WAIT_POLICY" not in os.environ:
             stacklevel=2,
         )
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+# Load each Cython extension from the build for this CPU's instruction-set level (see isa.py).
+from cnncore_kernels import isa as _isa  # noqa: E402
+
+_isa.install()
