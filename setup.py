@@ -93,6 +93,9 @@ class build_ext_per_isa(build_ext):
             self.build_temp = temp
 
     def run(self):
+        # build/ may hold extensions built with other flags (a CNNCORE_NATIVE=1 build, say) that
+        # look up to date against their C source: always compile.
+        self.force = True
         built = {ext.name for ext in self.extensions}
         for ext in self.extensions:
             package, _, name = ext.name.rpartition(".")
@@ -129,7 +132,9 @@ def openmp_flags() -> list[str]:
 def extensions() -> list[Extension]:
     omp = openmp_flags()
     arch, variants = arch_flags()
-    compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"] + omp + arch
+    # -g0: no debug information (Python's CFLAGS add -g): the 16 extensions of the default build
+    # take 6.5 MB instead of 35 MB, and compile faster.
+    compile_args = ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math"] + omp + arch
     # Developer convenience: CNNCORE_BUILD_ONLY=_conv,_pool builds just those extensions in place
     # (python setup.py build_ext --inplace), leaving the others as they are.
     only = {s for s in os.environ.get("CNNCORE_BUILD_ONLY", "").split(",") if s}
