@@ -131,6 +131,10 @@ def main() -> None:
     ap.add_argument("--repo", help="the checkout: fail if cnncore is imported from inside it")
     ap.add_argument("--expect-isa", help="fail unless the kernels load this build (e.g. baseline)")
     args = ap.parse_args()
+    # Python puts this script's folder first on sys.path, and tests/cnncore would shadow the
+    # installed package: drop it.
+    here = os.path.dirname(os.path.realpath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != here]
     import numpy as np
 
     import cnncore
