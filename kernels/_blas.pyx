@@ -285,6 +285,9 @@ def blas_info():
     import ctypes
 
     info = dict(_info)
+    if _sgemm32 != NULL or _sgemm64 != NULL:  # the pointers the GEMMs call, read back
+        info["sgemm_address"] = <size_t> _sgemm32 if _sgemm32 != NULL else <size_t> _sgemm64
+        info["dgemm_address"] = <size_t> _dgemm32 if _dgemm32 != NULL else <size_t> _dgemm64
     if _lib is not None and info.get("blas_threads") is not None:
         suffix = "64_" if _sgemm64 != NULL else ""
         info["blas_threads"] = _call(_lib, "scipy_openblas_get_num_threads" + suffix, ctypes.c_int)
