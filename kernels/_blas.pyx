@@ -20,7 +20,9 @@ rounds, medians):
 - Speed: single-threaded sgemm on conv-shaped matrices (M x N x K = 64x14400x1600, 256x4096x3200,
   32x4096x75, 128x1024x576, 64x3136x576) ran at 112/126/111/127/121 GFLOP/s with
   scipy-openblas32 0.3.34 against 113/125/111/128/121 with NumPy's 0.3.31: a tie (SciPy's bundled
-  0.3.30: 104/122/83/117/107).  conv2d times: see the table in DEVELOPING.md's threads section.
+  0.3.30: 104/122/83/117/107).  conv2d forward and backward (four shapes, 2 OpenMP threads) were
+  within the noise of each other (load average 6-19 then; ``python -m bench.blas_libraries``
+  repeats both comparisons).
 - Thread control: in these pthreads builds ``openblas_set_num_threads_local`` is not per thread:
   it sets the library's global count (checked here: set to 1 in one thread, another thread then
   reads 1).  Setting and restoring it around each GEMM of a ``prange`` loop therefore races, and
@@ -47,7 +49,9 @@ its own thread pool inside each GEMM, its busy-waiting workers and OpenMP's woul
 cores (measured on 2 cores: a pixel65 layer stack 7.1 s instead of 0.27 s).  So every GEMM runs
 single-threaded inside OpenBLAS and pgemm_rm splits the larger output dimension into one block per
 OpenMP thread.  With a borrowed library (``numpy``, ``scipy``) the count is set to 1 around each
-GEMM and restored afterwards, as well as a global setter allows.
+GEMM and restored afterwards, as well as a global setter allows.  Whoever raises our copy's count
+later (threadpoolctl's ``threadpool_limits`` reaches every OpenBLAS it finds) makes the GEMMs inside
+our ``prange`` loops threaded again; ``blas_info()["blas_threads"]`` shows the live count.
 """
 
 import os
