@@ -129,6 +129,21 @@ def openmp_flags() -> list[str]:
     return ["-fopenmp"] if ok else []
 
 
+def cython_include_path() -> list[str]:
+    """Where Cython finds ``cnncore_kernels/*.pxd`` for ``cimport``s between the kernels.
+
+    The extensions are named ``cnncore_kernels.<name>`` but live in ``kernels/``, so Cython looks
+    for ``cnncore_kernels/_blas.pxd`` on its include path.  The ``.pxd`` files are copied (with
+    their times, so a changed ``.pxd`` still re-cythonizes its users) under ``build/``.
+    """
+    staged = os.path.join("build", "cython_include", "cnncore_kernels")
+    os.makedirs(staged, exist_ok=True)
+    open(os.path.join(staged, "__init__.pxd"), "a").close()
+    for pxd in glob.glob(os.path.join("kernels", "*.pxd")):
+        shutil.copy2(pxd, staged)
+    return [os.path.dirname(staged)]
+
+
 def extensions() -> list[Extension]:
     omp = openmp_flags()
     arch, variants = arch_flags()
@@ -155,6 +170,7 @@ def extensions() -> list[Extension]:
         )
     exts = cythonize(
         exts,
+        include_path=cython_include_path(),
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

@@ -5,7 +5,8 @@ the optimisers and ``cnncore.dense`` exact pixelwise classification with d-regul
 """
 
 from cnncore import functional
+from cnncore._show_config import show_config
 from cnncore._version import __version__
 from cnncore.device import cuda_available
 
-__all__ = ["__version__", "cuda_available", "functional"]
+__all__ = ["__version__", "cuda_available", "functional", "show_config"]

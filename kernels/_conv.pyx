@@ -17,7 +17,8 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
-include "_blas.pxi"
+from ._blas cimport _gemm_parts, gemm_rm, pgemm_rm
+from ._blas import blas_info  # noqa: F401  (the BLAS in use; kept importable here)
 
 cdef enum:
     # Elements of one column-buffer chunk (the memory bound stated above).
