@@ -52,7 +52,9 @@ def lrn_params(size: Any, alpha: Any, beta: Any, k: Any) -> tuple[int, float, fl
     )
 
 
-def lcn_params(size: Any, sigma: Any, threshold: Any, divisor: Any) -> tuple[int, float, float, str]:
+def lcn_params(
+    size: Any, sigma: Any, threshold: Any, divisor: Any
+) -> tuple[int, float, float, str]:
     """Validated LCN hyper-parameters (``LocalContrastNorm`` checks them at construction)."""
     if not isinstance(divisor, str):
         raise TypeError(f"divisor must be 'mean' or 'fixed', got {divisor!r}")

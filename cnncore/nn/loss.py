@@ -25,7 +25,9 @@ class _Loss(Module):
     def backward(self, scale: float = 1.0) -> Any:  # type: ignore[override]
         """Gradient of ``scale * loss`` with respect to the scores of the last forward."""
         if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
-            raise TypeError(f"{type(self).__name__}.backward: scale must be a number, got {scale!r}")
+            raise TypeError(
+                f"{type(self).__name__}.backward: scale must be a number, got {scale!r}"
+            )
         if self._grad is None:
             raise RuntimeError(
                 f"{type(self).__name__}.backward needs a forward pass with gradients enabled first"

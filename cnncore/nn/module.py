@@ -144,7 +144,9 @@ class Module:
             raise TypeError(f"{name}.backward: dy must be an array of shape {shape}, got {dy!r}")
         if _device.is_cuda_array(dy) != on_gpu:
             where = "GPU" if on_gpu else "CPU"
-            raise TypeError(f"{name}.backward: dy must be a {where} array like the forward's output")
+            raise TypeError(
+                f"{name}.backward: dy must be a {where} array like the forward's output"
+            )
         dy_dtype = _dtype_of(dy)
         if dy_dtype != dtype:
             raise TypeError(
@@ -254,8 +256,8 @@ class Module:
         """Load arrays (NumPy, or torch tensors) by PyTorch's names; all-or-nothing.
 
         Every name and shape is checked before anything is assigned, so a mismatched or corrupt
-        state leaves the module untouched.  Raises KeyError/ValueError naming the offending entry, and
-        TypeError if ``state`` is not a mapping.
+        state leaves the module untouched.  Raises KeyError/ValueError naming the offending
+        entry, and TypeError if ``state`` is not a mapping.
         """
         if not isinstance(state, Mapping):
             raise TypeError(
