@@ -127,6 +127,10 @@ def _module(st: Stage, dense: bool) -> Module:
     if st.kind == "pointwise":
         if isinstance(st.module, nn.Dropout):
             return EvalDropout(st.module.p, st.name)
+        if isinstance(st.module, (nn.Softmax, nn.LogSoftmax)):
+            # over the class axis (analyze refuses any other): axis 1 of the (N, K, H, W) maps,
+            # whichever dim (1, or -1 of (N, K) scores) the patch classifier named it by
+            return type(st.module)(dim=1)
         m = copy.copy(st.module)  # own caches, same Parameters
         m.training = st.module.training
         return m

@@ -100,8 +100,7 @@ def _softmax(layer: Any, shape: Shape, name: str) -> Shape:
     ndim = len(shape) + 1  # the batch axis is part of the layer's input
     if not -ndim <= layer.dim < ndim:
         raise ValueError(
-            f"{_who(name, layer)} with dim={layer.dim} does not fit an input of shape "
-            f"(N, *{shape})"
+            f"{_who(name, layer)} with dim={layer.dim} does not fit an input of shape (N, *{shape})"
         )
     return shape
 
