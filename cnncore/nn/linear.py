@@ -72,8 +72,9 @@ class Flatten(Module):
         self._input_shape: tuple[int, ...] | None = None
 
     def forward(self, x: Any) -> Any:
-        if not hasattr(x, "shape") or len(x.shape) < 1:
-            raise ValueError(f"Flatten needs an array with a batch axis, got {x!r}")
+        x = v.any_float_array(x, "x")  # float32/float64, no empty axis (the rules of the kernels)
+        if len(x.shape) < 1:
+            raise ValueError(f"Flatten needs an array with a batch axis, got shape {x.shape}")
         shape = tuple(int(s) for s in x.shape)
         self._input_shape = shape if grad_enabled() else None
         n = int(np.prod(shape[1:], dtype=np.int64))

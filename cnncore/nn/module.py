@@ -50,7 +50,10 @@ def no_grad():
 
 
 def float_dtype(dtype: Any, owner: str) -> np.dtype:
-    """The parameter dtype of a layer: float32 or float64 (what the CPU kernels compute in)."""
+    """The parameter dtype of a layer: float32 or float64 (what the CPU kernels compute in);
+    None means float32, as torch's ``dtype=None`` means its default."""
+    if dtype is None:
+        return np.dtype(np.float32)
     try:
         dt = np.dtype(dtype)
     except TypeError:
