@@ -154,9 +154,13 @@ def local_contrast_norm_backward(
     Differentiates through everything, including the per-image mean ``c`` (which couples all
     pixels of an image).  Where ``max(s, c, threshold)`` ties, the branch taken is ``s`` if
     ``s > max(c, threshold)``, else ``c`` if ``c >= threshold``, else the constant threshold;
-    with ``divisor="fixed"`` the branch is ``s`` where ``s > threshold``.  Where ``s == 0`` (the
-    whole window is flat, ``v == 0`` on it) nothing flows through ``sqrt``, which is also what
-    central differences give.
+    with ``divisor="fixed"`` the branch is ``s`` where ``s > threshold``.
+
+    Flat windows (a deliberate choice): where ``s == 0`` (``v == 0`` on the whole window, e.g. a
+    constant image) nothing flows through ``sqrt``: ``ds/dq`` is taken as 0 there, which is the
+    limit central differences give.  PyTorch's autograd of the same formula gives NaN at such
+    pixels (``d sqrt(q)/dq`` is infinite at ``q = 0``, and ``0 * inf`` is NaN even where the
+    ``max`` chose another branch); away from flat windows the two gradients are equal.
     """
     dy, x = _grad_pair(dy, x)
     return _k.local_contrast_norm_backward(dy, x, *lcn_params(size, sigma, threshold, divisor))

@@ -40,7 +40,11 @@ class LocalResponseNorm(Module):
 
 class LocalContrastNorm(Module):
     """Local contrast normalization (subtractive then divisive, Gaussian window over space and
-    channels; ``divisor`` "mean" or "fixed").  x: (N, C, H, W) -> same shape.  Caches its input."""
+    channels; ``divisor`` "mean" or "fixed").  x: (N, C, H, W) -> same shape.  Caches its input.
+
+    On flat windows (``s == 0``) the gradient is finite, the limit of central differences, where
+    PyTorch's autograd of the formula gives NaN (see ``functional.local_contrast_norm_backward``).
+    """
 
     def __init__(
         self, size: int = 9, sigma: float = 2.0, threshold: float = 1e-4, divisor: str = "mean"
