@@ -10,10 +10,11 @@ A checkpoint is an ``.npz`` file (a zip of ``.npy`` arrays, no pickles) holding
 Writing is atomic: the file is written under a temporary name in the same directory, flushed to
 disk, then renamed over the target with ``os.replace``, so a crash never leaves a half-written
 checkpoint under the real name; the temporary files that killed saves leave behind are removed by
-the next successful save of the same path.  Reading uses ``np.load(allow_pickle=False)`` (never unpickles) and
-checks everything (format, names, shapes, finiteness, optimiser and generator states) before
-assigning anything: a corrupt or mismatched file raises ``CheckpointError`` (whatever zipfile or
-NumPy raised is its ``__cause__``) and leaves the model, optimiser and scheduler untouched.
+the next successful save of the same path.  Reading uses ``np.load(allow_pickle=False)`` (never
+unpickles) and checks everything (format, names, shapes, finiteness, optimiser and generator
+states) before assigning anything: a corrupt or mismatched file raises ``CheckpointError``
+(whatever zipfile or NumPy raised is its ``__cause__``) and leaves the model, optimiser and
+scheduler untouched.
 """
 
 from __future__ import annotations
