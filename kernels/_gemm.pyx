@@ -14,8 +14,8 @@ from cython cimport floating
 from ._blas cimport pgemm_rm
 
 
-def matmul(floating[:, ::1] a, floating[:, ::1] b, bint trans_a=False, bint trans_b=False,
-           floating[:, ::1] out=None, bint accumulate=False):
+def matmul(const floating[:, ::1] a, const floating[:, ::1] b, bint trans_a=False,
+           bint trans_b=False, floating[:, ::1] out=None, bint accumulate=False):
     """op(a) @ op(b), op = transpose where asked.  a: (M, K) or (K, M), b: (K, N) or (N, K).
 
     Returns (M, N); with ``out`` given the product is written (or added, ``accumulate``) there.

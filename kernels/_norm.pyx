@@ -173,7 +173,7 @@ cdef int pow_mode(double beta):
     return POW_GENERAL
 
 
-def local_response_norm(floating[:, :, :, ::1] x, Py_ssize_t size, double alpha, double beta,
+def local_response_norm(const floating[:, :, :, ::1] x, Py_ssize_t size, double alpha, double beta,
                         double k):
     """LRN across channels, as torch.  x: (N, C, H, W) -> y: (N, C, H, W)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3]
@@ -192,7 +192,7 @@ def local_response_norm(floating[:, :, :, ::1] x, Py_ssize_t size, double alpha,
     return out
 
 
-def local_response_norm_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
+def local_response_norm_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                                  Py_ssize_t size, double alpha, double beta, double k):
     """Gradient of LRN.  dy, x: (N, C, H, W) -> dx: (N, C, H, W)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3]
@@ -295,11 +295,11 @@ cdef class Window:
         return out
 
 
-def _filter_w_f(float[::1] src, float[::1] dst, float[::1] taps, Py_ssize_t before):
+def _filter_w_f(const float[::1] src, float[::1] dst, const float[::1] taps, Py_ssize_t before):
     filter_w_row(&src[0], &dst[0], src.shape[0], &taps[0], taps.shape[0], before)
 
 
-def _filter_w_d(double[::1] src, double[::1] dst, double[::1] taps, Py_ssize_t before):
+def _filter_w_d(const double[::1] src, double[::1] dst, const double[::1] taps, Py_ssize_t before):
     filter_w_row(&src[0], &dst[0], src.shape[0], &taps[0], taps.shape[0], before)
 
 
@@ -420,8 +420,8 @@ cdef void divide_chunk(const floating* x, const floating* ex, const floating* de
         y[i] = (x[i] - ex[i]) / den[i]
 
 
-def local_contrast_norm(floating[:, :, :, ::1] x, Py_ssize_t size, double sigma, double threshold,
-                        divisor):
+def local_contrast_norm(const floating[:, :, :, ::1] x, Py_ssize_t size, double sigma,
+                        double threshold, divisor):
     """LCN (SPEC.md).  x: (N, C, H, W) -> y: (N, C, H, W).  divisor: "mean" or "fixed"."""
     from cnncore_kernels.normalization import lcn_window
 
@@ -497,7 +497,7 @@ cdef void lcn_grad_chunk(const floating* x, const floating* dy, const floating* 
         dx[i] = dy[i] / den[i] + (x[i] - ex[i]) * r2[i] - t[i]
 
 
-def local_contrast_norm_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
+def local_contrast_norm_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                                  Py_ssize_t size, double sigma, double threshold, divisor):
     """Exact gradient of LCN.  dy, x: (N, C, H, W) -> dx: (N, C, H, W).
 

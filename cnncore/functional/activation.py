@@ -38,7 +38,7 @@ def _grad_pair(dy: Any, ref: Any, ref_name: str) -> tuple[Any, Any]:
 
 
 def _axis(axis: Any, ndim: int, name: str) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"axis must be an int, got {axis!r}")
     if ndim == 0:
         raise ValueError(f"{name} must have at least one dimension for a softmax, got shape ()")
@@ -96,12 +96,18 @@ def log_softmax_backward(dy: Any, y: Any, axis: int = 1) -> Any:
     return _k.log_softmax_backward(dy, y, _axis(axis, y.ndim, "y"))
 
 
-def _dropout_args(p: Any, key: Any) -> tuple[int, int, float]:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+def dropout_p(p: Any) -> float:
+    """A validated dropout probability in [0, 1] (``Dropout`` checks it at construction)."""
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a number, got {p!r}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
-    if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+    return float(p)
+
+
+def _dropout_args(p: Any, key: Any) -> tuple[int, int, float]:
+    p = dropout_p(p)
+    if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral):
         raise TypeError(f"key must be an int, got {key!r}")
     if not 0 <= key < 2**64:
         raise ValueError(f"key must be in [0, 2**64), got {key}")

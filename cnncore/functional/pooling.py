@@ -24,6 +24,25 @@ def _valid_taps(start: int, k: int, d: int, size: int) -> int:
     return sum(1 for t in range(k) if 0 <= start + t * d < size)
 
 
+def pool_params(
+    kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """The validated ``(kernel, stride, padding, dilation)`` pairs of a 2-D pooling, checked
+    without the input (the rules ``MaxPool2d``/``AvgPool2d`` apply at construction): sizes,
+    strides and dilations >= 1, ``0 <= padding <= kernel_size // 2`` (torch's rule); ``stride``
+    None means ``kernel_size``."""
+    k = v.positive_pair(kernel_size, "kernel_size")
+    s = k if stride is None else v.positive_pair(stride, "stride")
+    p = v.nonneg_pair(padding, "padding")
+    d = v.positive_pair(dilation, "dilation")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(
+            f"padding {p} must be at most half of kernel_size {k} (padding <= kernel_size // 2, "
+            "as in torch)"
+        )
+    return k, s, p, d
+
+
 def _pool_geometry(
     in_hw, kernel_size, stride, padding, dilation, input_name, *, need_element, max_plane=False
 ):
@@ -32,15 +51,7 @@ def _pool_geometry(
     ``need_element``: refuse geometries where some window lies entirely in the padding (a max
     pool has nothing to choose there, an average without padding counted divides by zero).
     """
-    k = v.positive_pair(kernel_size, "kernel_size")
-    s = k if stride is None else v.positive_pair(stride, "stride")
-    p = v.nonneg_pair(padding, "padding")
-    d = v.positive_pair(dilation, "dilation")
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(
-            f"padding {p} must be at most half of kernel_size {k} (padding <= kernel_size // 2, "
-            f"as in torch), {input_name} spatial shape {tuple(in_hw)}"
-        )
+    k, s, p, d = pool_params(kernel_size, stride, padding, dilation)
     out = v.output_hw(tuple(in_hw), k, s, p, d, input_name)
     if max_plane and (in_hw[0] + 2 * p[0]) * (in_hw[1] + 2 * p[1]) > _PLANE_MAX:
         raise ValueError(
@@ -60,7 +71,7 @@ def _pool_geometry(
     return k, s, p, d, out
 
 
-def _bool(value: Any, name: str) -> bool:
+def as_bool(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return bool(value)
@@ -232,7 +243,7 @@ def avg_pool2d(
     y : array, shape (N, C, Ho, Wo)
     """
     x = v.any_float_array(x, "x", 4)
-    cip = _bool(count_include_pad, "count_include_pad")
+    cip = as_bool(count_include_pad, "count_include_pad")
     k, s, p, d, _ = _pool_geometry(
         x.shape[2:], kernel_size, stride, padding, dilation, "x", need_element=not cip
     )
@@ -254,7 +265,7 @@ def avg_pool2d_backward(
     Returns dx: (N, C, H, W); each output spreads ``dy / divisor`` over its window.
     """
     dy = v.any_float_array(dy, "dy", 4)
-    cip = _bool(count_include_pad, "count_include_pad")
+    cip = as_bool(count_include_pad, "count_include_pad")
     N, C, H, W = v.shape_tuple(input_shape, "input_shape", 4)
     k, s, p, d, (Ho, Wo) = _pool_geometry(
         (H, W), kernel_size, stride, padding, dilation, "input_shape", need_element=not cip

@@ -114,17 +114,14 @@ class Concat(Module):
                     f"channels with shape {ref} of the first branch"
                 )
         self._channels = [int(o.shape[1]) for o in outs] if grad_enabled() else None
-        return _device.concat(outs, axis=1)
+        y = _device.concat(outs, axis=1)
+        self._remember_output(y)
+        return y
 
     def backward(self, dy: Any) -> Any:
         if self._channels is None:
             raise RuntimeError("Concat.backward needs a forward pass with gradients enabled first")
-        total = sum(self._channels)
-        if dy.ndim < 2 or int(dy.shape[1]) != total:
-            raise ValueError(
-                f"dy must have {total} channels (the concatenated output), got shape "
-                f"{tuple(dy.shape)}"
-            )
+        self._check_dy(dy)
         dx = None
         start = 0
         for b, c in zip(self.branches(), self._channels, strict=True):

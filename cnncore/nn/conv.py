@@ -9,7 +9,7 @@ import numpy as np
 from cnncore import _validate as v
 from cnncore.functional import conv2d, conv2d_backward
 from cnncore.nn.init import LazyUniformFanIn
-from cnncore.nn.module import Module, Parameter, grad_enabled
+from cnncore.nn.module import Module, Parameter, float_dtype, grad_enabled
 
 
 class Conv2d(Module):
@@ -48,7 +48,9 @@ class Conv2d(Module):
                 f"groups={self.groups} must divide in_channels={self.in_channels} and "
                 f"out_channels={self.out_channels}"
             )
+        dtype = float_dtype(dtype, "Conv2d")
         cin = self.in_channels // self.groups
+        v.check_size((self.out_channels, cin, *self.kernel_size), "Conv2d weight")
         fan_in = cin * self.kernel_size[0] * self.kernel_size[1]
         shape = (self.out_channels, cin, *self.kernel_size)
         self.weight = Parameter(LazyUniformFanIn(shape, fan_in, dtype))
@@ -61,11 +63,13 @@ class Conv2d(Module):
         b = self.bias.data if self.bias is not None else None
         y = conv2d(x, self.weight.data, b, self.stride, self.padding, self.dilation, self.groups)
         self._x = x if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
         if self._x is None:
             raise RuntimeError("Conv2d.backward needs a forward pass with gradients enabled first")
+        self._check_dy(dy)
         dx, dw, db = conv2d_backward(
             dy,
             self._x,
