@@ -284,7 +284,13 @@ def analyze(model: Any, patch_size: Any = None) -> Plan:
                     "Dropout in training mode draws a separate mask for every patch, which "
                     "the dense network cannot reproduce; call model.eval() first",
                 )
-            st = Stage(name, "pointwise", m, step=step, in_shape=(C, h, w), out_shape=(C, h, w))
+            c_out = C
+            if tname == "ChannelMaxPool" and C is not None:  # maxout: C -> C // pool_size
+                if C % m.pool_size:
+                    raise _refuse(name, m, f"{C} channels are not a multiple of {m.pool_size}")
+                c_out = C // m.pool_size
+            st = Stage(name, "pointwise", m, step=step, in_shape=(C, h, w), out_shape=(c_out, h, w))
+            C = c_out
         else:
             why = _WHY_NOT.get(
                 tname,
