@@ -17,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# cnncore first: it sets OMP_WAIT_POLICY=PASSIVE before any other library loads OpenMP
+import cnncore  # noqa: F401  # isort: skip
+
 import numpy as np
 
 

@@ -17,6 +17,9 @@ import os
 import tempfile
 import time
 
+# cnncore first: it sets OMP_WAIT_POLICY=PASSIVE before scikit-learn loads an OpenMP runtime
+import cnncore  # noqa: F401  # isort: skip
+
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
