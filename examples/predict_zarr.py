@@ -1,4 +1,8 @@
-"""Dense prediction of a large image stored in Zarr, on a Dask cluster, chunk by chunk.
+"""
+Dense prediction of a Zarr image on Dask
+========================================
+
+Dense prediction of a large image stored in Zarr, on a Dask cluster, chunk by chunk.
 
     python examples/predict_zarr.py                      # a two-process LocalCluster
     python examples/predict_zarr.py tcp://scheduler:8786 # an existing cluster (any deployment)
@@ -24,7 +28,7 @@ import numpy as np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("scheduler", nargs="?", help="address of a running Dask scheduler")
     parser.add_argument("--dir", help="folder for the Zarr stores (shared with the workers)")
     parser.add_argument("--size", type=int, default=1024)
