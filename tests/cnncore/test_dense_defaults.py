@@ -103,3 +103,10 @@ def test_dense_does_not_import_distributed_at_module_level() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_dask_image_takes_patch_size_from_the_model_too(toy, image) -> None:
+    da = pytest.importorskip("dask.array", reason="Dask is the optional [distributed] extra")
+    lazy = dense.predict(toy, da.from_array(image, chunks=(1, 3, 10, 12)))
+    assert lazy.chunks[2:] == ((10, 10), (12, 11))
+    np.testing.assert_allclose(lazy.compute(), dense.predict(toy, image), rtol=1e-5, atol=1e-6)
