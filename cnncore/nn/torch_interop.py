@@ -197,7 +197,7 @@ def _from(m: Any, name: str, torch: Any) -> Module:
         out = _from_softmax(name, m, LogSoftmax)
     else:
         raise _refused(name, m, _FROM_TORCH)
-    out.train(m.training)
+    out.training = bool(m.training)  # this module only: children keep their own modes
     return out
 
 
@@ -368,7 +368,7 @@ def _to(m: Any, name: str, torch: Any) -> Any:
         out = tnn.LogSoftmax(dim=m.dim)
     else:
         raise _refused(name, m, _TO_TORCH)
-    out.train(m.training)
+    out.training = bool(m.training)  # this module only: children keep their own modes
     return out
 
 

@@ -98,6 +98,15 @@ def test_float32_models_and_training_mode_convert() -> None:
     assert not back.training and back.fc1.weight.dtype == torch.float32
 
 
+def test_mixed_training_modes_are_kept_per_layer() -> None:
+    t = _torch_all_layers().train()
+    t.drop.eval()
+    c = nn.from_torch(t)
+    assert c.training and not c.drop.training and c.conv1.training
+    back = nn.to_torch(c)
+    assert back.training and not back.drop.training and back.conv1.training
+
+
 def test_gradients_after_from_torch_match_autograd(x64) -> None:
     t = _torch_all_layers().eval()
     c = nn.from_torch(t)
