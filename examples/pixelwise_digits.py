@@ -1,4 +1,8 @@
-"""Pixelwise classification on real data: handwritten digits scattered on a noisy background.
+"""
+Pixelwise classification of scattered digits
+============================================
+
+Pixelwise classification on real data: handwritten digits scattered on a noisy background.
 
 Every pixel is labelled background (0) or the class of the digit it belongs to (1 + digit), using
 scikit-learn's bundled 8x8 digits (no download), enlarged 2x.  A pixel65-style patch classifier
@@ -120,7 +124,7 @@ def patch_step(model, loss, opt, x, targets, P):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     ap.add_argument("--net", choices=("pixel33", "pixel65"), default="pixel33")
     ap.add_argument("--size", type=int, default=64, help="scene size (pixels)")
     ap.add_argument("--digits", type=int, default=4, help="digits per scene")

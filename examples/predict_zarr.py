@@ -1,4 +1,8 @@
-"""Dense prediction of a large image stored in Zarr, on a Dask cluster, chunk by chunk.
+"""
+Dense prediction of a Zarr image on Dask
+========================================
+
+Dense prediction of a large image stored in Zarr, on a Dask cluster, chunk by chunk.
 
     python examples/predict_zarr.py                      # a two-process LocalCluster
     python examples/predict_zarr.py tcp://scheduler:8786 # an existing cluster (any deployment)
@@ -18,11 +22,14 @@ import shutil
 import time
 from pathlib import Path
 
+# cnncore first: it sets OMP_WAIT_POLICY=PASSIVE before any other library loads OpenMP
+import cnncore  # noqa: F401  # isort: skip
+
 import numpy as np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("scheduler", nargs="?", help="address of a running Dask scheduler")
     parser.add_argument(
         "--out", default="examples_out", help="folder for the Zarr stores (shared with the workers)"

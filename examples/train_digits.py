@@ -1,4 +1,8 @@
-"""Train a small CNN on scikit-learn's handwritten digits (8x8 images, 10 classes, no download).
+"""
+Training a small CNN on handwritten digits
+==========================================
+
+Train a small CNN on scikit-learn's handwritten digits (8x8 images, 10 classes, no download).
 
     python examples/train_digits.py                 # train, checkpoint every epoch, report
     python examples/train_digits.py --resume        # continue from the last checkpoint
@@ -56,7 +60,7 @@ def five_crop_posteriors(model: nn.Module, images: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.02)

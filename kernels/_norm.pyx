@@ -11,7 +11,8 @@ Each thread owns a contiguous chunk of pixels of one image across all its channe
 parallelises over the chunks of its planes; the window sum is direct (``size`` multiply-adds per
 element, as PyTorch's).
 
-LCN (SPEC.md): the window is ``g1 (x) g1`` with a 1-D Gaussian ``g1``; summed over channels with
+LCN (formula in docs/contract/arrays.rst): the window is ``g1 (x) g1`` with a 1-D Gaussian
+``g1``; summed over channels with
 weight ``1/C`` each, ``E[z] = B(mean_c z)`` where ``B(p) = filter(p) / filter(1)`` is a separable
 zero-padded 1-D filter along W then H, divided by the weight of the valid taps (the border
 correction, itself separable: ``Dh[h] * Dw[w]``).  The normalisation of the window cancels in that
@@ -422,7 +423,9 @@ cdef void divide_chunk(const floating* x, const floating* ex, const floating* de
 
 def local_contrast_norm(const floating[:, :, :, ::1] x, Py_ssize_t size, double sigma,
                         double threshold, divisor):
-    """LCN (SPEC.md).  x: (N, C, H, W) -> y: (N, C, H, W).  divisor: "mean" or "fixed"."""
+    """LCN (docs/contract/arrays.rst).  x: (N, C, H, W) -> y: (N, C, H, W).
+
+    divisor: "mean" or "fixed"."""
     from cnncore_kernels.normalization import lcn_window
 
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]

@@ -1,6 +1,6 @@
 """Analysis of a patch classifier: its layers, their geometry, or why it cannot be converted.
 
-``analyze(model, patch_size)`` walks the layers of a ``Sequential`` patch classifier (nested
+``analyze(model, patch_size=None)`` walks the layers of a ``Sequential`` patch classifier (nested
 Sequentials are flattened), follows a ``(C, h, w)`` patch through them and returns a ``Plan``:
 one ``Stage`` per layer with its kernel, stride, dilation and ``step`` (the product ``d`` of all
 earlier strides, Li, Zhao, Wang 2014), the total stride ``S`` and the receptive field of one score.
@@ -208,10 +208,24 @@ def _class_axis(name: str, m: Any, shape: tuple[int, ...], flat: Any) -> None:
         )
 
 
-def analyze(model: Any, patch_size: Any) -> Plan:
+def resolve_patch_size(model: Any, patch_size: Any) -> tuple[int, int]:
+    """``patch_size`` as ``(Ph, Pw)``; when it is None, the model's ``patch_size`` attribute (the
+    builders of ``cnncore.models`` set it).  Raises ``ValueError`` when neither is given."""
+    if patch_size is None:
+        patch_size = getattr(model, "patch_size", None)
+        if patch_size is None:
+            raise ValueError(
+                f"patch_size is required: {type(model).__name__} has no patch_size attribute "
+                "(pass patch_size=P, or set model.patch_size = P)"
+            )
+    return v.positive_pair(patch_size, "patch_size")
+
+
+def analyze(model: Any, patch_size: Any = None) -> Plan:
     """Check that ``model`` is a convertible patch classifier for ``patch_size`` patches and
-    return its ``Plan``.  Raises ``TypeError`` for a non-module and ``ValueError`` naming the
-    layer for everything that cannot be converted exactly.
+    return its ``Plan``.  ``patch_size`` (int or ``(Ph, Pw)``) defaults to ``model.patch_size``.
+    Raises ``TypeError`` for a non-module and ``ValueError`` naming the layer for everything that
+    cannot be converted exactly.
 
     Each layer's output shape comes from ``cnncore.nn.shapes.output_shape`` (the rule
     ``cnncore.summary`` uses) applied to the shape the patch network gives it: ``(C, h, w)``
@@ -219,7 +233,7 @@ def analyze(model: Any, patch_size: Any) -> Plan:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a cnncore.nn.Module, got {type(model).__name__}")
-    patch = v.positive_pair(patch_size, "patch_size")
+    patch = resolve_patch_size(model, patch_size)
     layers = list(leaves(model))
     if not isinstance(model, nn.Sequential) and layers == [("", model)]:
         layers = [(type(model).__name__, model)]

@@ -1,4 +1,5 @@
-"""Validated public kernels: forward and backward of every operation (NCHW, see SPEC.md).
+"""Validated public kernels: forward and backward of every operation (NCHW; the contract is
+docs/contract/arrays.rst).
 
 Each function validates its arguments once and hands them to the dispatcher in
 ``cnncore_kernels``, which runs the Cython CPU twin or the Numba CUDA twin by array type.

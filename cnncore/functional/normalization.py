@@ -1,5 +1,5 @@
 """Public, validated normalization: local response normalization (LRN, across channels, as torch)
-and local contrast normalization (LCN, SPEC.md), forward and exact backward."""
+and local contrast normalization (LCN, docs/contract/arrays.rst), forward and exact backward."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def local_response_norm_backward(
 def local_contrast_norm(
     x: Any, size: int = 9, sigma: float = 2.0, threshold: float = 1e-4, divisor: str = "mean"
 ) -> Any:
-    """Local contrast normalization (Jarrett et al. 2009), exactly as SPEC.md defines it.
+    """Local contrast normalization (Jarrett et al. 2009), as docs/contract/arrays.rst defines it.
 
     The window is the ``size x size`` Gaussian
     ``g[i, j] = exp(-((i-m)**2 + (j-m)**2) / (2 sigma**2))`` with

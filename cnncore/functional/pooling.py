@@ -1,8 +1,8 @@
 """Public, validated pooling: max (with indices), average, channel max (maxout), global average.
 
 Semantics follow torch (``max_pool2d(..., return_indices=True)``, ``avg_pool2d`` with
-``ceil_mode=False``); see SPEC.md.  Each function validates once and calls the dispatcher
-``cnncore_kernels.pooling``, which runs the Cython CPU twin or the Numba CUDA twin.
+``ceil_mode=False``); see docs/contract/arrays.rst.  Each function validates once and calls the
+dispatcher ``cnncore_kernels.pooling``, which runs the Cython CPU twin or the Numba CUDA twin.
 """
 
 from __future__ import annotations

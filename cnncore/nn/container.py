@@ -147,10 +147,12 @@ class Inception(Concat):
     Branches, named as in torchvision's ``Inception`` so its convolution weights map by name
     (``branch2.1.conv.weight``; torchvision adds batch norms, and uses 3x3 in branch 3 where the
     paper has 5x5):
-      branch1: 1x1 conv (ch1x1)
-      branch2: 1x1 conv (ch3x3red) -> 3x3 conv, padding 1 (ch3x3)
-      branch3: 1x1 conv (ch5x5red) -> 5x5 conv, padding 2 (ch5x5)
-      branch4: 3x3 max pool, stride 1, padding 1 -> 1x1 conv (pool_proj)
+
+    - branch1: 1x1 conv (ch1x1)
+    - branch2: 1x1 conv (ch3x3red) -> 3x3 conv, padding 1 (ch3x3)
+    - branch3: 1x1 conv (ch5x5red) -> 5x5 conv, padding 2 (ch5x5)
+    - branch4: 3x3 max pool, stride 1, padding 1 -> 1x1 conv (pool_proj)
+
     Output channels: ch1x1 + ch3x3 + ch5x5 + pool_proj, same H and W as the input.
     """
 

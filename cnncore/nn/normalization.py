@@ -1,5 +1,5 @@
 """Normalization layers: ``LocalResponseNorm`` (AlexNet, across channels) and
-``LocalContrastNorm`` (Jarrett et al. 2009; SPEC.md gives the formula)."""
+``LocalContrastNorm`` (Jarrett et al. 2009; docs/contract/arrays.rst gives the formula)."""
 
 from __future__ import annotations
 

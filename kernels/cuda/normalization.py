@@ -391,7 +391,9 @@ def _lcn_forward_planes(x, win, threshold, mean_divisor, dy=None):
 
 
 def local_contrast_norm(x: Any, size: int, sigma: float, threshold: float, divisor: str) -> Any:
-    """LCN (SPEC.md).  x: (N, C, H, W) -> y: (N, C, H, W).  divisor: "mean" or "fixed"."""
+    """LCN (docs/contract/arrays.rst).  x: (N, C, H, W) -> y: (N, C, H, W).
+
+    divisor: "mean" or "fixed"."""
     x = L.device(x)
     N, C, H, W = x.shape
     win = _Window(size, sigma, H, W)

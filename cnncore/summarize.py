@@ -2,11 +2,12 @@
 fields, computed from the layers' attributes (no forward pass, so VGG-E at 224x224 takes
 microseconds).
 
-``summary(model, input_shape)`` gives one row per top-level child of a ``Sequential`` (a nested
-``Sequential``, a ``Concat`` or an ``Inception`` block is one row); ``format_summary`` and
-``print_summary`` turn the rows into the kind of table the papers print.
+``summary(model, input_shape=None)`` (``cnncore.summary``) gives one row per top-level child of
+a ``Sequential`` (a nested ``Sequential``, a ``Concat`` or an ``Inception`` block is one row);
+``format_summary`` and ``print_summary`` turn the rows into the kind of table the papers print.
 
 What is counted:
+
   * ``params``: every element of the layer's parameters (weights and biases).
   * ``macs``: multiply-accumulates of ``Conv2d`` and ``Linear`` for one input (what the papers
     call operations); pooling, normalization, activations and dropout count 0.
@@ -215,12 +216,27 @@ def _input_shape(model: Module, input_shape: Any) -> tuple[int, ...]:
 def summary(model: Module, input_shape: Any = None) -> list[dict[str, Any]]:
     """One row per top-level child of ``model`` (in order), for one input of ``input_shape``.
 
-    model: a ``Sequential`` (or a single layer, which gives one row).
-    input_shape: ``(C, H, W)`` (or ``(F,)``) without the batch axis; defaults to
-        ``model.input_shape``, which the builders of ``cnncore.models`` set.
-    Each row is a dict with ``name``, ``type`` (the class name), ``output_shape`` (no batch
-    axis), ``params``, ``macs``, ``receptive_field`` and ``total_stride`` (``(h, w)`` pairs,
-    ``None`` where undefined).  Raises ValueError naming the layer when shapes do not fit.
+    Reached as ``cnncore.summary(model)``, like ``torchinfo.summary``.
+
+    Parameters
+    ----------
+    model : Module
+        A ``Sequential`` (or a single layer, which gives one row).
+    input_shape : tuple, optional
+        ``(C, H, W)`` (or ``(F,)``) without the batch axis; defaults to ``model.input_shape``,
+        which the builders of ``cnncore.models`` set.  ``ValueError`` when neither is given.
+
+    Returns
+    -------
+    list of dict
+        One per layer, with ``name``, ``type`` (the class name), ``output_shape`` (no batch
+        axis), ``params``, ``macs``, ``receptive_field`` and ``total_stride`` (``(h, w)``
+        pairs, ``None`` where undefined).
+
+    Raises
+    ------
+    ValueError
+        Naming the layer when shapes do not fit.
     """
     if not isinstance(model, Module):
         raise TypeError(f"model must be a cnncore Module, got {type(model).__name__}")
