@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 
 def openmp_flags() -> list[str]:
@@ -81,13 +81,10 @@ def extensions() -> list[Extension]:
 
 
 setup(
-    packages=[
-        "cnncore",
-        "cnncore.functional",
-        "cnncore.nn",
-        "cnncore_kernels",
-        "cnncore_kernels.cuda",
-    ],
+    # every package under cnncore/, and kernels/ (with its subpackages) as cnncore_kernels
+    packages=find_packages(include=["cnncore", "cnncore.*"])
+    + ["cnncore_kernels"]
+    + [f"cnncore_kernels.{p}" for p in find_packages("kernels")],
     package_dir={"cnncore_kernels": "kernels"},
     ext_modules=extensions(),
 )
