@@ -8,7 +8,6 @@ scheme (see _blas.pxi).  Inputs are trusted: 2-D, C-contiguous, same float dtype
 
 import numpy as np
 
-cimport cython
 from cython cimport floating
 
 include "_blas.pxi"
