@@ -28,8 +28,7 @@ ctypedef int (*_set_threads_fn)(int) noexcept nogil
 ctypedef void (*_sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float*,
                              int64_t, const float*, int64_t, float, float*, int64_t) noexcept nogil
 ctypedef void (*_dgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, double, const double*,
-                             int64_t, const double*, int64_t, double, double*,
-                             int64_t) noexcept nogil
+                             int64_t, const double*, int64_t, double, double*, int64_t) noexcept nogil
 cdef _set_threads_fn _blas_local_threads = NULL
 cdef _sgemm64_fn _np_sgemm = NULL
 cdef _dgemm64_fn _np_dgemm = NULL
@@ -89,8 +88,7 @@ def _numpy_openblas():
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        wanted = ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_")
-        missing = [n for n in wanted if not hasattr(lib, n)]
+        missing = [n for n in ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_") if not hasattr(lib, n)]
         setter = _setter_name(lib)
         if missing or setter is None:
             warnings.warn(

@@ -34,8 +34,7 @@ cdef void im2col_rows(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                       Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows,
                       floating* col) noexcept nogil:
-    # col[(c*kh + i)*kw + j, r*Wo + ow] = x[c, (row0+r)*sh - ph + i*dh, ow*sw - pw + j*dw]
-    # (0 outside)
+    # col[(c*kh + i)*kw + j, r*Wo + ow] = x[c, (row0+r)*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside)
     cdef Py_ssize_t R = C * kh * kw, P = nrows * Wo
     cdef Py_ssize_t rr, c, i, j, r, h, ow, lo, hi, off
     cdef floating* dst
@@ -297,7 +296,8 @@ def conv2d_forward(floating[:, :, :, ::1] x, floating[:, :, :, ::1] weight, bias
     dtype = np.asarray(x).dtype
     y_arr = np.empty((N, K, Ho, Wo), dtype=dtype) if out is None else out
     cdef floating[:, :, :, ::1] y = y_arr
-    cdef floating[:, :, ::1] xpad
+    cdef floating[:, ::1] col
+    cdef floating[:, :, ::1] xpad, acc
     cdef floating[:, :, :, ::1] wt
     cdef floating[::1] b
     cdef bint has_bias = bias is not None
@@ -383,6 +383,8 @@ def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
     cdef floating[:, :, ::1] col3, dcol3, dw3, xpad
     cdef floating[:, :, :, ::1] dx4, dyw4
     cdef floating* xp
+    cdef floating* dxp
+    cdef floating* dwp
     cdef floating s
     cdef const floating* dyp
     if need_dx:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cnncore import _validate as v
 from cnncore.device import concat, take
 from cnncore_kernels import conv as _k
@@ -39,14 +41,14 @@ def _conv_geometry(x, weight, stride, padding, dilation, x_name="x", groups=1):
 
 
 def conv2d(
-    x,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    dilation=1,
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
     groups: int = 1,
-):
+) -> Any:
     """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
 
     Parameters

@@ -99,8 +99,8 @@ def local_response_norm_backward(
 
 
 def local_contrast_norm(
-    x, size: int = 9, sigma: float = 2.0, threshold: float = 1e-4, divisor: str = "mean"
-):
+    x: Any, size: int = 9, sigma: float = 2.0, threshold: float = 1e-4, divisor: str = "mean"
+) -> Any:
     """Local contrast normalization (Jarrett et al. 2009), exactly as SPEC.md defines it.
 
     The window is the ``size x size`` Gaussian
