@@ -8,7 +8,6 @@ scheme (see _blas.pyx).  Inputs are trusted: 2-D, C-contiguous, same float dtype
 
 import numpy as np
 
-cimport cython
 from cython cimport floating
 
 from ._blas cimport pgemm_rm

@@ -122,7 +122,8 @@ cdef int lrn_backward_chunk(const floating* dy, const floating* x, floating* dx,
                             floating k, floating scale, floating beta, floating coef,
                             int mode) noexcept nogil:
     # dx[j] = dy[j] * S[j]**-beta - coef * x[j] * sum_{c = j-after .. j+before} dy[c] * y[c] / S[c]
-    # with y[c] = x[c] * S[c]**-beta and coef = 2 * alpha * beta / size.  Returns 1 if out of memory.
+    # with y[c] = x[c] * S[c]**-beta and coef = 2 * alpha * beta / size.
+    # Returns 1 if out of memory.
     cdef floating* t = <floating*> malloc((C + 2) * L * sizeof(floating))
     cdef floating* acc
     cdef floating* s
@@ -259,7 +260,8 @@ cdef void filter_h_row(const floating* src, floating* dst, Py_ssize_t h, Py_ssiz
 cdef void filter2d(const floating* src, floating* dst, floating* tmp, Py_ssize_t N, Py_ssize_t H,
                    Py_ssize_t W, const floating* taps, Py_ssize_t nt,
                    Py_ssize_t before) noexcept nogil:
-    # dst = the separable zero-padded filter (taps along W, then along H) of the planes src (N, H, W)
+    # dst = the separable zero-padded filter (taps along W, then along H) of the planes src
+    # (N, H, W)
     cdef Py_ssize_t r, n, h
     for r in prange(N * H, schedule="static"):
         filter_w_row(src + r * W, tmp + r * W, W, taps, nt, before)

@@ -47,29 +47,29 @@ def _axis(axis: Any, ndim: int, name: str) -> int:
     return int(axis) % ndim
 
 
-def relu(x: Any) -> Any:
+def relu(x):
     """``max(x, 0)`` elementwise (NaN propagates, as torch.relu).  x: any shape."""
     return _k.relu(_array(x, "x"))
 
 
-def relu_backward(dy: Any, x: Any) -> Any:
+def relu_backward(dy, x):
     """Gradient of ``relu``: ``dx = dy`` where ``x > 0``, else 0.  dy, x: same shape."""
     dy, x = _grad_pair(dy, x, "x")
     return _k.relu_backward(dy, x)
 
 
-def tanh(x: Any) -> Any:
+def tanh(x):
     """``tanh(x)`` elementwise.  x: any shape."""
     return _k.tanh(_array(x, "x"))
 
 
-def tanh_backward(dy: Any, y: Any) -> Any:
+def tanh_backward(dy, y):
     """Gradient of ``tanh`` from its output ``y = tanh(x)``: ``dx = dy * (1 - y**2)``."""
     dy, y = _grad_pair(dy, y, "y")
     return _k.tanh_backward(dy, y)
 
 
-def softmax(x: Any, axis: int = 1) -> Any:
+def softmax(x, axis: int = 1):
     """Softmax along ``axis`` (default 1, the class axis of (N, K) or (N, K, H, W)).
 
     ``exp(x - max) / sum(exp(x - max))`` with the maximum taken along ``axis`` (no overflow).
@@ -78,19 +78,19 @@ def softmax(x: Any, axis: int = 1) -> Any:
     return _k.softmax(x, _axis(axis, x.ndim, "x"))
 
 
-def log_softmax(x: Any, axis: int = 1) -> Any:
+def log_softmax(x, axis: int = 1):
     """Log-softmax along ``axis``: ``(x - max) - log(sum(exp(x - max)))``."""
     x = _array(x, "x")
     return _k.log_softmax(x, _axis(axis, x.ndim, "x"))
 
 
-def softmax_backward(dy: Any, y: Any, axis: int = 1) -> Any:
+def softmax_backward(dy, y, axis: int = 1):
     """Gradient of ``softmax`` from its output ``y``: ``dx = y * (dy - sum(dy * y, axis))``."""
     dy, y = _grad_pair(dy, y, "y")
     return _k.softmax_backward(dy, y, _axis(axis, y.ndim, "y"))
 
 
-def log_softmax_backward(dy: Any, y: Any, axis: int = 1) -> Any:
+def log_softmax_backward(dy, y, axis: int = 1):
     """Gradient of ``log_softmax`` from its output ``y``: ``dx = dy - exp(y) * sum(dy, axis)``."""
     dy, y = _grad_pair(dy, y, "y")
     return _k.log_softmax_backward(dy, y, _axis(axis, y.ndim, "y"))
@@ -115,7 +115,7 @@ def _dropout_args(p: Any, key: Any) -> tuple[int, int, float]:
     return int(key), thr, 0.0 if p == 1.0 else 1.0 / (1.0 - float(p))
 
 
-def dropout(x: Any, p: float, key: int) -> Any:
+def dropout(x, p: float, key: int):
     """Inverted dropout with the mask of ``key``: each element is kept with probability ``1 - p``
     (to within ``2**-24``) and scaled by ``1 / (1 - p)``, else zeroed.
 
@@ -126,7 +126,7 @@ def dropout(x: Any, p: float, key: int) -> Any:
     return _k.dropout(_array(x, "x"), key, thr, scale)
 
 
-def dropout_backward(dy: Any, p: float, key: int) -> Any:
+def dropout_backward(dy, p: float, key: int):
     """Gradient of ``dropout(x, p, key)``: ``dy`` times the same mask."""
     key, thr, scale = _dropout_args(p, key)
     return _k.dropout(_array(dy, "dy"), key, thr, scale)

@@ -102,18 +102,18 @@ def conv2d(
 
 
 def conv2d_backward(
-    dy: Any,
-    x: Any,
-    weight: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
+    dy,
+    x,
+    weight,
+    stride=1,
+    padding=0,
+    dilation=1,
     groups: int = 1,
     *,
     need_dx: bool = True,
     need_dweight: bool = True,
     need_dbias: bool = True,
-) -> tuple[Any, Any, Any]:
+):
     """Gradients of ``conv2d`` with respect to ``x``, ``weight`` and the bias.
 
     Parameters
@@ -167,7 +167,7 @@ def conv2d_backward(
     )
 
 
-def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1):
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
     """Column matrix of one image: x (C, H, W) -> (C*kh*kw, Ho*Wo), zero padded (CPU only)."""
     from cnncore_kernels import _conv
 
@@ -183,12 +183,12 @@ def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation
 
 
 def col2im(
-    col: Any,
-    input_shape: Any,
-    kernel_size: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
+    col,
+    input_shape,
+    kernel_size,
+    stride=1,
+    padding=0,
+    dilation=1,
 ):
     """Adjoint of ``im2col``: col (C*kh*kw, Ho*Wo) -> (C, H, W), overlapping entries summed."""
     from cnncore_kernels import _conv

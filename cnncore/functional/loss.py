@@ -48,7 +48,7 @@ def _check_device_targets(targets: Any, expected: tuple, K: int, ignore_index: i
         raise _range_error(K, ignore_index, bad[1], where, shape)
 
 
-def cross_entropy(logits: Any, targets: Any, ignore_index: int = -100) -> tuple[float, Any]:
+def cross_entropy(logits, targets, ignore_index: int = -100):
     """Mean softmax cross-entropy over the counted targets, and its gradient.
 
     The loss is exactly ``torch.nn.functional.cross_entropy(logits, targets,

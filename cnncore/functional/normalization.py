@@ -68,9 +68,7 @@ def lcn_params(
     )
 
 
-def local_response_norm(
-    x: Any, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
-) -> Any:
+def local_response_norm(x, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
     """Local response normalization across channels, as ``torch.nn.functional.local_response_norm``.
 
     ``y[n, c] = x[n, c] / (k + alpha / size * sum(x[n, j] ** 2)) ** beta`` where ``j`` runs over
@@ -94,8 +92,8 @@ def local_response_norm(
 
 
 def local_response_norm_backward(
-    dy: Any, x: Any, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
-) -> Any:
+    dy, x, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+):
     """Gradient of ``local_response_norm`` with respect to x.
 
     dy, x : (N, C, H, W) of one dtype and device  ->  dx : (N, C, H, W).
@@ -140,13 +138,13 @@ def local_contrast_norm(
 
 
 def local_contrast_norm_backward(
-    dy: Any,
-    x: Any,
+    dy,
+    x,
     size: int = 9,
     sigma: float = 2.0,
     threshold: float = 1e-4,
     divisor: str = "mean",
-) -> Any:
+):
     """Exact gradient of ``local_contrast_norm`` with respect to x.
 
     dy, x : (N, C, H, W) of one dtype and device  ->  dx : (N, C, H, W).

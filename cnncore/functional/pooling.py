@@ -144,9 +144,7 @@ def _check_range(indices: Any, bound: int, what: str, groups: tuple[int, int, in
 # max pooling
 
 
-def max_pool2d(
-    x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
-) -> tuple[Any, Any]:
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     """2-D max pooling with indices, as torch's ``max_pool2d(..., return_indices=True)``.
 
     Parameters
@@ -173,9 +171,7 @@ def max_pool2d(
     return _k.max_pool2d(x, k, s, p, d)
 
 
-def max_pool2d_values(
-    x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
-) -> Any:
+def max_pool2d_values(x, kernel_size, stride=None, padding=0, dilation=1):
     """The values of :func:`max_pool2d` without the indices (inference; faster).
 
     x: (N, C, H, W) -> y: (N, C, Ho, Wo); same arguments and rules as :func:`max_pool2d`.
@@ -187,7 +183,7 @@ def max_pool2d_values(
     return _k.max_pool2d_values(x, k, s, p, d)
 
 
-def max_pool2d_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
+def max_pool2d_backward(dy, indices, input_shape):
     """Gradient of :func:`max_pool2d`: scatter-add of ``dy`` through ``indices``.
 
     Parameters
@@ -219,13 +215,13 @@ def max_pool2d_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
 
 
 def avg_pool2d(
-    x: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
     count_include_pad: bool = True,
-) -> Any:
+):
     """2-D average pooling; without dilation the same as ``torch.nn.functional.avg_pool2d``.
 
     Parameters
@@ -251,14 +247,14 @@ def avg_pool2d(
 
 
 def avg_pool2d_backward(
-    dy: Any,
-    input_shape: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
+    dy,
+    input_shape,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
     count_include_pad: bool = True,
-) -> Any:
+):
     """Gradient of :func:`avg_pool2d` with the same arguments.
 
     dy: (N, C, Ho, Wo), the output shape of ``avg_pool2d`` on ``input_shape`` (N, C, H, W).
@@ -283,7 +279,7 @@ def avg_pool2d_backward(
 # channel max pooling (maxout) and global average pooling (NIN)
 
 
-def channel_max_pool(x: Any, pool_size: int) -> tuple[Any, Any]:
+def channel_max_pool(x, pool_size: int):
     """Maxout: the max over groups of ``pool_size`` consecutive channels, with indices.
 
     x: (N, C, H, W) with ``C % pool_size == 0`` -> y: (N, C // pool_size, H, W) and int64 indices
@@ -299,7 +295,7 @@ def channel_max_pool(x: Any, pool_size: int) -> tuple[Any, Any]:
     return _k.channel_max_pool(x, k)
 
 
-def channel_max_pool_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
+def channel_max_pool_backward(dy, indices, input_shape):
     """Gradient of :func:`channel_max_pool`.
 
     dy, indices: (N, C // k, H, W); input_shape: (N, C, H, W), where ``k`` = C / dy's channels.
@@ -322,13 +318,13 @@ def channel_max_pool_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
     return _k.channel_max_pool_backward(dy, indices, (N, C, H, W))
 
 
-def global_avg_pool2d(x: Any) -> Any:
+def global_avg_pool2d(x):
     """Global average pooling: x (N, C, H, W) -> y (N, C, 1, 1), the mean of each plane."""
     x = v.any_float_array(x, "x", 4)
     return _k.global_avg_pool2d(x)
 
 
-def global_avg_pool2d_backward(dy: Any, input_shape: Any) -> Any:
+def global_avg_pool2d_backward(dy, input_shape):
     """Gradient of :func:`global_avg_pool2d`: dy (N, C, 1, 1) -> dx (N, C, H, W) = dy / (H*W)."""
     dy = v.any_float_array(dy, "dy", 4)
     N, C, H, W = v.shape_tuple(input_shape, "input_shape", 4)
