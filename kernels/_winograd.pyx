@@ -1,0 +1,182 @@
+# cython: language_level=3
+"""CPU Winograd convolution F(m x m, r x r) (Lavin and Gray 2016), stride 1, any padding/dilation.
+
+Inputs are trusted (validated in ``cnncore.functional``; transform matrices and tile origins built
+by ``cnncore_kernels.winograd``): C-contiguous float32/float64 arrays, a square r x r kernel.
+
+Tiles.  Output tile ``t`` covers the m x m outputs ``y[n, :, oh0 + a*dh, ow0 + b*dw]`` (a, b < m):
+a convolution dilated by (dh, dw) is dh*dw ordinary convolutions on interleaved sub-grids, so a tile
+reads its alpha x alpha inputs (alpha = m + r - 1) with step (dh, dw) from row ``oh0 - ph`` and
+column ``ow0 - pw``, zeros outside the image (that is the padding; ph, pw may be negative).  No
+sub-image is copied.  Tiles run over the whole batch (tile = n, row origin, column origin), so small
+maps in big batches still give large GEMMs.
+
+Per block of ``tb`` tiles, one thread: gather + input transform V[p, c, t] = (B^T d B)[p] (the tile
+index t innermost, so the transforms are vector loops), then for each of the alpha^2 points p one
+GEMM M[p] (K, tb) = U[p] (K, C) @ V[p] (C, tb), then the output transform A^T M A and the scatter
+(+ bias) into y.  Blocks are spread over the OpenMP threads; each GEMM is single-threaded.
+
+Memory bound: per thread ``alpha^2 * (C + K + 2) * tb`` elements of scratch, plus U (alpha^2*K*C);
+nothing scales with the image or the batch.
+"""
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+
+include "_blas.pxi"
+
+
+cdef inline void axpy_rows(floating* out, const floating* coef, Py_ssize_t ncoef,
+                           const floating* src, Py_ssize_t src_stride, Py_ssize_t nt) noexcept nogil:
+    # out[t] = sum_i coef[i] * src[i*src_stride + t] for t < nt (zero coefficients skipped: the
+    # Cook-Toom matrices are about half zeros)
+    cdef Py_ssize_t i, t
+    cdef floating a
+    cdef const floating* s
+    for t in range(nt):
+        out[t] = 0
+    for i in range(ncoef):
+        a = coef[i]
+        if a == 0:
+            continue
+        s = src + i * src_stride
+        if a == 1:
+            for t in range(nt):
+                out[t] += s[t]
+        elif a == -1:
+            for t in range(nt):
+                out[t] -= s[t]
+        else:
+            for t in range(nt):
+                out[t] += a * s[t]
+
+
+cdef void transform_2d(const floating* d, Py_ssize_t d_stride, const floating* T, Py_ssize_t rows,
+                       Py_ssize_t alpha, floating* tmp, floating* out, Py_ssize_t out_stride,
+                       Py_ssize_t tb, Py_ssize_t nt) noexcept nogil:
+    # out[(a*rows + b)*out_stride + t] = (T d T^T)[a, b] for each tile t < nt, where T is (rows,
+    # alpha) row-major and d[(i*alpha + j)*d_stride + t] holds the alpha x alpha tiles.
+    # tmp: rows * alpha * tb scratch.
+    cdef Py_ssize_t a, b, j
+    for a in range(rows):       # tmp[a, j] = sum_i T[a, i] d[i, j]
+        for j in range(alpha):
+            axpy_rows(tmp + (a * alpha + j) * tb, T + a * alpha, alpha, d + j * d_stride,
+                      alpha * d_stride, nt)
+    for a in range(rows):       # out[a, b] = sum_j T[b, j] tmp[a, j]
+        for b in range(rows):
+            axpy_rows(out + (a * rows + b) * out_stride, T + b * alpha, alpha,
+                      tmp + a * alpha * tb, tb, nt)
+
+
+cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                       Py_ssize_t c, const Py_ssize_t* oh0, Py_ssize_t n_rows,
+                       const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
+                       Py_ssize_t alpha, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
+                       Py_ssize_t dw, floating* d, Py_ssize_t tb) noexcept nogil:
+    # d[(i*alpha + j)*tb + t] = x[n, c, oh0 - ph + i*dh, ow0 - pw + j*dw] of tile t0 + t (0 outside)
+    cdef Py_ssize_t t, tile, n, ih, iw, i, j, h, w
+    cdef const floating* row
+    for t in range(nt):
+        tile = t0 + t
+        n = tile // (n_rows * n_cols)
+        ih = oh0[(tile // n_cols) % n_rows] - ph
+        iw = ow0[tile % n_cols] - pw
+        if ih >= 0 and iw >= 0 and ih + (alpha - 1) * dh < H and iw + (alpha - 1) * dw < W:
+            for i in range(alpha):
+                row = x + ((n * C + c) * H + ih + i * dh) * W + iw
+                for j in range(alpha):
+                    d[(i * alpha + j) * tb + t] = row[j * dw]
+        else:
+            for i in range(alpha):
+                h = ih + i * dh
+                for j in range(alpha):
+                    w = iw + j * dw
+                    if 0 <= h < H and 0 <= w < W:
+                        d[(i * alpha + j) * tb + t] = x[((n * C + c) * H + h) * W + w]
+                    else:
+                        d[(i * alpha + j) * tb + t] = 0
+
+
+cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
+                        Py_ssize_t k, floating bias, const Py_ssize_t* oh0, Py_ssize_t n_rows,
+                        const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
+                        Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t tb,
+                        floating* y) noexcept nogil:
+    # y[n, k, oh0 + a*dh, ow0 + b*dw] = out[(a*m + b)*tb + t] + bias (inside the output only)
+    cdef Py_ssize_t t, tile, n, oh, ow, a, b
+    for t in range(nt):
+        tile = t0 + t
+        n = tile // (n_rows * n_cols)
+        oh = oh0[(tile // n_cols) % n_rows]
+        ow = ow0[tile % n_cols]
+        for a in range(m):
+            if oh + a * dh >= Ho:
+                break
+            for b in range(m):
+                if ow + b * dw >= Wo:
+                    break
+                y[((n * K + k) * Ho + oh + a * dh) * Wo + ow + b * dw] = out[(a * m + b) * tb + t] + bias
+
+
+cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                         const floating* U, Py_ssize_t K, const floating* BT, const floating* AT,
+                         Py_ssize_t m, Py_ssize_t alpha, const Py_ssize_t* oh0, Py_ssize_t n_rows,
+                         const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
+                         Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                         const floating* bias, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tb,
+                         floating* scratch, floating* y) noexcept nogil:
+    # One block of nt <= tb tiles, single-threaded.  scratch: alpha^2 * (C + K + 2) * tb elements.
+    cdef Py_ssize_t P = alpha * alpha, c, k, p
+    cdef floating* V = scratch                     # (P, C, tb)
+    cdef floating* M = V + P * C * tb              # (P, K, tb)
+    cdef floating* d = M + P * K * tb              # (P, tb): one channel's raw tiles
+    cdef floating* tmp = d + P * tb                # (P, tb)
+    for c in range(C):
+        gather_tiles(x, C, H, W, c, oh0, n_rows, ow0, n_cols, t0, nt, alpha, ph, pw, dh, dw, d, tb)
+        transform_2d(d, tb, BT, alpha, alpha, tmp, V + c * tb, C * tb, tb, nt)
+    for p in range(P):
+        gemm_rm(False, False, <int> K, <int> nt, <int> C, 1, U + p * K * C, <int> C,
+                V + p * C * tb, <int> tb, 0, M + p * K * tb, <int> tb)
+    for k in range(K):
+        # output transform of filter k: M[:, k, :] (alpha x alpha tiles) -> d (m x m tiles)
+        transform_2d(M + k * tb, K * tb, AT, m, alpha, tmp, d, tb, tb, nt)
+        scatter_tiles(d, K, Ho, Wo, k, bias[k] if bias != NULL else 0, oh0, n_rows, ow0, n_cols,
+                      t0, nt, m, dh, dw, tb, y)
+
+
+def winograd_conv(floating[:, :, :, ::1] x, floating[:, :, ::1] U, floating[:, ::1] BT,
+                  floating[:, ::1] AT, Py_ssize_t[::1] oh0, Py_ssize_t[::1] ow0, offset, dilation,
+                  floating[:, :, :, ::1] y, bias, Py_ssize_t tb):
+    """y[n, k] = sum_c conv(x[n, c], w[k, c]) + bias[k], stride 1, by Winograd tiles (in place).
+
+    x: (N, C, H, W); U: (alpha^2, K, C) the transformed filters G w G^T; BT: (alpha, alpha);
+    AT: (m, alpha); oh0, ow0: output row / column origins of the tiles (each tile m x m outputs
+    with step dilation); offset: (ph, pw), input position = output position - offset + tap*dilation;
+    y: (N, K, Ho, Wo), written fully by the tiles; bias: (K,) or None; tb: tiles per block.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t K = U.shape[1], alpha = BT.shape[0], m = AT.shape[0]
+    cdef Py_ssize_t Ho = y.shape[2], Wo = y.shape[3]
+    cdef Py_ssize_t ph = offset[0], pw = offset[1], dh = dilation[0], dw = dilation[1]
+    cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
+    cdef Py_ssize_t tiles = N * n_rows * n_cols
+    cdef Py_ssize_t nblocks = (tiles + tb - 1) // tb, blk, parts = _gemm_parts
+    cdef Py_ssize_t per_thread = alpha * alpha * (C + K + 2) * tb
+    cdef floating[::1] b
+    cdef const floating* bp = NULL
+    if bias is not None:
+        b = bias
+        bp = &b[0]
+    if parts > nblocks:
+        parts = nblocks
+    scratch_arr = np.empty(parts * per_thread, dtype=np.asarray(x).dtype)
+    cdef floating[::1] scratch = scratch_arr
+    with nogil:
+        for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
+            winograd_block(&x[0, 0, 0, 0], C, H, W, &U[0, 0, 0], K, &BT[0, 0], &AT[0, 0], m, alpha,
+                           &oh0[0], n_rows, &ow0[0], n_cols, blk * tb, min(tb, tiles - blk * tb),
+                           ph, pw, dh, dw, bp, Ho, Wo, tb, &scratch[threadid() * per_thread],
+                           &y[0, 0, 0, 0])
+    return y
