@@ -28,10 +28,17 @@ from cython.parallel cimport prange, threadid
 include "_blas.pxi"
 
 
-cdef inline void axpy_rows(floating* out, const floating* coef, Py_ssize_t ncoef,
-                           const floating* src, Py_ssize_t src_stride, Py_ssize_t nt) noexcept nogil:
-    # out[t] = sum_i coef[i] * src[i*src_stride + t] for t < nt (zero coefficients skipped: the
-    # Cook-Toom matrices are about half zeros)
+cdef enum:
+    # Blocks hold a multiple of VEC tiles and the transforms run on whole multiples of VEC (the
+    # unused tail computes on stale finite values, never scattered): no scalar remainder loops.
+    VEC = 16
+
+
+cdef inline void lincomb(floating* out, const floating* coef, Py_ssize_t ncoef,
+                         const floating* src, Py_ssize_t src_stride, Py_ssize_t nt) noexcept nogil:
+    # out[t] = sum_i coef[i] * src[i*src_stride + t] for t < nt, one vector pass per nonzero
+    # coefficient (the Cook-Toom matrices are about half zeros, many entries +-1).  A variant
+    # summing a VEC-chunk in registers compiled to scalar FMAs (GCC 12) and ran 3x slower.
     cdef Py_ssize_t i, t
     cdef floating a
     cdef const floating* s
@@ -62,11 +69,11 @@ cdef void transform_2d(const floating* d, Py_ssize_t d_stride, const floating* T
     cdef Py_ssize_t a, b, j
     for a in range(rows):       # tmp[a, j] = sum_i T[a, i] d[i, j]
         for j in range(alpha):
-            axpy_rows(tmp + (a * alpha + j) * tb, T + a * alpha, alpha, d + j * d_stride,
+            lincomb(tmp + (a * alpha + j) * tb, T + a * alpha, alpha, d + j * d_stride,
                       alpha * d_stride, nt)
     for a in range(rows):       # out[a, b] = sum_j T[b, j] tmp[a, j]
         for b in range(rows):
-            axpy_rows(out + (a * rows + b) * out_stride, T + b * alpha, alpha,
+            lincomb(out + (a * rows + b) * out_stride, T + b * alpha, alpha,
                       tmp + a * alpha * tb, tb, nt)
 
 
@@ -133,28 +140,31 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef floating* M = V + P * C * tb              # (P, K, tb)
     cdef floating* d = M + P * K * tb              # (P, tb): one channel's raw tiles
     cdef floating* tmp = d + P * tb                # (P, tb)
+    cdef Py_ssize_t nv = (nt + VEC - 1) // VEC * VEC
     for c in range(C):
         gather_tiles(x, C, H, W, c, oh0, n_rows, ow0, n_cols, t0, nt, alpha, ph, pw, dh, dw, d, tb)
-        transform_2d(d, tb, BT, alpha, alpha, tmp, V + c * tb, C * tb, tb, nt)
+        transform_2d(d, tb, BT, alpha, alpha, tmp, V + c * tb, C * tb, tb, nv)
     for p in range(P):
         gemm_rm(False, False, <int> K, <int> nt, <int> C, 1, U + p * K * C, <int> C,
                 V + p * C * tb, <int> tb, 0, M + p * K * tb, <int> tb)
     for k in range(K):
         # output transform of filter k: M[:, k, :] (alpha x alpha tiles) -> d (m x m tiles)
-        transform_2d(M + k * tb, K * tb, AT, m, alpha, tmp, d, tb, tb, nt)
+        transform_2d(M + k * tb, K * tb, AT, m, alpha, tmp, d, tb, tb, nv)
         scatter_tiles(d, K, Ho, Wo, k, bias[k] if bias != NULL else 0, oh0, n_rows, ow0, n_cols,
                       t0, nt, m, dh, dw, tb, y)
 
 
 def winograd_conv(floating[:, :, :, ::1] x, floating[:, :, ::1] U, floating[:, ::1] BT,
                   floating[:, ::1] AT, Py_ssize_t[::1] oh0, Py_ssize_t[::1] ow0, offset, dilation,
-                  floating[:, :, :, ::1] y, bias, Py_ssize_t tb):
+                  floating[:, :, :, ::1] y, bias, Py_ssize_t tb, floating[::1] scratch):
     """y[n, k] = sum_c conv(x[n, c], w[k, c]) + bias[k], stride 1, by Winograd tiles (in place).
 
     x: (N, C, H, W); U: (alpha^2, K, C) the transformed filters G w G^T; BT: (alpha, alpha);
     AT: (m, alpha); oh0, ow0: output row / column origins of the tiles (each tile m x m outputs
     with step dilation); offset: (ph, pw), input position = output position - offset + tap*dilation;
-    y: (N, K, Ho, Wo), written fully by the tiles; bias: (K,) or None; tb: tiles per block.
+    y: (N, K, Ho, Wo), written fully by the tiles; bias: (K,) or None; tb: tiles per block, a
+    multiple of VEC; scratch: at least ``scratch_size(...)`` elements, finite values (the vector
+    chunks compute on the unused tail of a block).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = U.shape[1], alpha = BT.shape[0], m = AT.shape[0]
@@ -171,8 +181,6 @@ def winograd_conv(floating[:, :, :, ::1] x, floating[:, :, ::1] U, floating[:, :
         bp = &b[0]
     if parts > nblocks:
         parts = nblocks
-    scratch_arr = np.empty(parts * per_thread, dtype=np.asarray(x).dtype)
-    cdef floating[::1] scratch = scratch_arr
     with nogil:
         for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
             winograd_block(&x[0, 0, 0, 0], C, H, W, &U[0, 0, 0], K, &BT[0, 0], &AT[0, 0], m, alpha,
@@ -180,3 +188,28 @@ def winograd_conv(floating[:, :, :, ::1] x, floating[:, :, ::1] U, floating[:, :
                            ph, pw, dh, dw, bp, Ho, Wo, tb, &scratch[threadid() * per_thread],
                            &y[0, 0, 0, 0])
     return y
+
+
+def scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha, Py_ssize_t tb):
+    """Elements of scratch ``winograd_conv`` needs: alpha^2 * (C + K + 2) * tb per thread."""
+    return alpha * alpha * (C + K + 2) * tb * max(_gemm_parts, 1)
+
+
+def transform_weight(floating[:, :, :, ::1] w, double[:, ::1] G, floating[:, :, ::1] U):
+    """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r),
+    G: (alpha, r), U: (alpha^2, K, C)."""
+    cdef Py_ssize_t K = w.shape[0], C = w.shape[1], r = w.shape[2], alpha = G.shape[0]
+    cdef Py_ssize_t k, c, a, b, i, j
+    cdef double s, t
+    with nogil:
+        for k in prange(K, schedule="static"):
+            for c in range(C):
+                for a in range(alpha):
+                    for b in range(alpha):
+                        s = 0
+                        for i in range(r):
+                            t = 0
+                            for j in range(r):
+                                t = t + w[k, c, i, j] * G[b, j]
+                            s = s + G[a, i] * t
+                        U[a * alpha + b, k, c] = s

@@ -25,6 +25,7 @@ In float64 every tile stays below 1e-13.
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 from functools import lru_cache
 
@@ -48,7 +49,7 @@ ERROR_BOUND = {"F(2,3)": 2e-7, "F(4,3)": 1e-6, "F(2,5)": 1e-6, "F(3,5)": 1e-5}
 DEFAULT_TILE = {3: "F(4,3)", 5: "F(2,5)"}
 
 # Tiles per block: the element-wise GEMMs are (K, C) @ (C, TILES_PER_BLOCK).
-TILES_PER_BLOCK = 64
+TILES_PER_BLOCK = 128
 
 
 def _inverse(a):
@@ -119,12 +120,26 @@ def tile_origins(n_out: int, m: int, d: int) -> np.ndarray:
 
 
 def transform_weight(weight, G):
-    """U (alpha^2, K, C) = G w G^T per filter, computed in float64, returned in weight's dtype."""
-    w = np.asarray(weight, dtype=np.float64)
-    K, C, r, _ = w.shape
-    alpha = G.shape[0]
-    u = np.einsum("ai,kcij,bj->abkc", G, w, G, optimize=True)
-    return np.ascontiguousarray(u.reshape(alpha * alpha, K, C), dtype=weight.dtype)
+    """U (alpha^2, K, C) = G w G^T per filter, summed in float64, in weight's dtype.  (In Cython:
+    numpy.einsum would call BLAS, whose spinning threads then compete with ours.)"""
+    K, C = weight.shape[:2]
+    U = np.empty((G.shape[0] ** 2, K, C), dtype=weight.dtype)
+    _winograd.transform_weight(np.ascontiguousarray(weight), G, U)
+    return U
+
+
+_scratch = threading.local()
+
+
+def _scratch_buffer(n, dtype):
+    """A zeroed buffer of at least n elements, kept per Python thread and dtype for reuse (fresh
+    pages cost a page fault each: 7% of a (8,64,56,56) forward when allocated per call)."""
+    key = np.dtype(dtype).char
+    buf = getattr(_scratch, key, None)
+    if buf is None or buf.size < n:
+        buf = np.zeros(n, dtype=dtype)
+        setattr(_scratch, key, buf)
+    return buf
 
 
 def _run(x, U, tile, offset, dilation, out_hw, bias):
@@ -147,6 +162,7 @@ def _run(x, U, tile, offset, dilation, out_hw, bias):
         y,
         bias,
         TILES_PER_BLOCK,
+        _scratch_buffer(_winograd.scratch_size(x.shape[1], K, BT.shape[0], TILES_PER_BLOCK), dt),
     )
     return y
 
