@@ -1,0 +1,175 @@
+"""Which CPU algorithm ``conv2d(..., algorithm="auto")`` runs: the rule and the opt-in autotuner.
+
+Algorithms (all give the same result within their error bounds; see ``cnncore_kernels.conv``):
+
+- ``"im2col"``: any convolution.  Column matrix (C*kh*kw rows) of a block of output rows + GEMM.
+- ``"shifted"``: stride 1.  One GEMM per kernel tap over a shifted view of the padded image.
+- ``"winograd"``: stride 1, square 3x3 or 5x5 kernels, any padding, dilation and groups.  F(4x4,3x3)
+  and F(3x3,5x5) tiles; float32 relative (Frobenius) error at most ``WINOGRAD_ERROR_BOUND`` (the
+  GEMM algorithms: about 3e-7).  Backward: dx by Winograd, dweight by the GEMM kernel.
+
+The rule of "auto" (provisional: measured on a shared 2-core Zen 4 under load, see ``RULE_NOTES``):
+Winograd when it applies and each group has at least ``WINOGRAD_MIN_CHANNELS`` input channels and
+filters; otherwise the GEMM kernel's own choice (shifted for stride 1 and >= 16 channels when the
+padded width wastes at most 25%, else im2col).  Below 16 channels the per-point GEMMs (K, C) @ (C,
+tiles) are too thin and the transforms dominate.
+
+Autotuning (``set_conv_autotune(True)``, like ``torch.backends.cudnn.benchmark``): the first "auto"
+call for a (shapes, stride, padding, dilation, groups, dtype, direction, threads) key times every
+applicable algorithm on the call's own arrays (one warm-up, then the best of ``AUTOTUNE_REPEATS``),
+caches the fastest for the process, and from then on runs it: deterministic once cached.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+
+from cnncore import _validate as v
+
+ALGORITHMS = ("auto", "im2col", "shifted", "winograd")
+WINOGRAD_KERNELS = (3, 5)
+WINOGRAD_MIN_CHANNELS = 16
+# Largest measured float32 relative Frobenius error of the tiles "winograd" runs (C up to 1024,
+# standard-normal data; cnncore_kernels.winograd.ERROR_BOUND per tile); "auto" never exceeds 1e-5.
+WINOGRAD_ERROR_BOUND = 1e-5
+AUTOTUNE_REPEATS = 2
+
+RULE_NOTES = """provisional measurements: see the report of the branch that introduced Winograd"""
+
+_autotune = False
+_cache: dict = {}
+_cache_lock = threading.Lock()
+
+
+def set_conv_autotune(enabled: bool) -> None:
+    """Enable (or disable) measuring the candidates of ``algorithm="auto"`` once per key.  The
+    cache of measured choices is kept for the process (cleared by ``clear_conv_autotune_cache``)."""
+    global _autotune
+    if not isinstance(enabled, (bool, np.bool_)):
+        raise TypeError(f"enabled must be a bool, got {enabled!r}")
+    _autotune = bool(enabled)
+
+
+def conv_autotune_enabled() -> bool:
+    return _autotune
+
+
+def clear_conv_autotune_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def check_algorithm(algorithm) -> str:
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    return algorithm
+
+
+def inapplicable(algorithm, weight_shape, stride, dilation=(1, 1)) -> str | None:
+    """Why ``algorithm`` cannot run this convolution (a message), or None if it can."""
+    kh, kw = int(weight_shape[2]), int(weight_shape[3])
+    if algorithm in ("shifted", "winograd") and tuple(stride) != (1, 1):
+        return f"algorithm={algorithm!r} needs stride 1, got stride {tuple(stride)}"
+    if algorithm == "winograd" and (kh != kw or kh not in WINOGRAD_KERNELS):
+        return (
+            f"algorithm='winograd' needs a square 3x3 or 5x5 kernel, got weight shape "
+            f"{tuple(weight_shape)}"
+        )
+    return None
+
+
+def _threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _key(x_shape, weight_shape, stride, padding, dilation, groups, dtype, backward):
+    return (
+        tuple(int(s) for s in x_shape),
+        tuple(int(s) for s in weight_shape),
+        tuple(stride),
+        tuple(padding),
+        tuple(dilation),
+        int(groups),
+        np.dtype(dtype).str,
+        bool(backward),
+        _threads(),
+    )
+
+
+def rule(x_shape, weight_shape, stride, padding, dilation, groups) -> str:
+    """The documented rule (see the module docstring); arguments already normalised to pairs."""
+    from cnncore_kernels.conv import gemm_choice
+
+    C, K = int(x_shape[1]) // groups, int(weight_shape[0]) // groups
+    if (
+        inapplicable("winograd", weight_shape, stride) is None
+        and min(C, K) >= WINOGRAD_MIN_CHANNELS
+    ):
+        return "winograd"
+    kernel = (int(weight_shape[2]), int(weight_shape[3]))
+    Wo = v.output_hw(x_shape[2:], kernel, stride, padding, dilation)[1]
+    return gemm_choice(C, K, kernel, stride, padding, dilation, Wo)
+
+
+def conv_algorithm(
+    x_shape,
+    weight_shape,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    dtype=np.float32,
+    backward=False,
+) -> str:
+    """The CPU algorithm ``algorithm="auto"`` runs for this convolution: "im2col", "shifted" or
+    "winograd".  With autotuning enabled, the cached measured choice for this key if there is one
+    (before the first measurement: the rule).  GPU arrays always run the CUDA kernels."""
+    x_shape = v.shape_tuple(x_shape, "x_shape", 4)
+    weight_shape = v.shape_tuple(weight_shape, "weight_shape", 4)
+    stride = v.positive_pair(stride, "stride")
+    padding = v.nonneg_pair(padding, "padding")
+    dilation = v.positive_pair(dilation, "dilation")
+    groups = v.positive_int(groups, "groups")
+    if _autotune:
+        key = _key(x_shape, weight_shape, stride, padding, dilation, groups, dtype, backward)
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+    return rule(x_shape, weight_shape, stride, padding, dilation, groups)
+
+
+def resolve(algorithm, x, weight, stride, padding, dilation, groups, backward, run) -> str:
+    """The concrete algorithm of a validated call.  ``run(name)`` executes the call with a named
+    algorithm (used by the autotuner to time the candidates on the call's own arrays)."""
+    if algorithm != "auto":
+        why = inapplicable(algorithm, weight.shape, stride)
+        if why is not None:
+            raise ValueError(f"{why} (x shape {tuple(x.shape)})")
+        return algorithm
+    if not _autotune:
+        return rule(x.shape, weight.shape, stride, padding, dilation, groups)
+    key = _key(x.shape, weight.shape, stride, padding, dilation, groups, x.dtype, backward)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    candidates = [a for a in ALGORITHMS[1:] if inapplicable(a, weight.shape, stride) is None]
+    best = {}
+    for name in candidates:
+        run(name)  # warm-up (allocations, caches)
+    for _ in range(AUTOTUNE_REPEATS):
+        for name in candidates:  # interleaved rounds
+            t0 = time.perf_counter()
+            run(name)
+            t = time.perf_counter() - t0
+            best[name] = min(t, best.get(name, t))
+    choice = min(candidates, key=lambda a: best[a])
+    with _cache_lock:
+        choice = _cache.setdefault(key, choice)
+    return choice
