@@ -26,6 +26,13 @@ from cnncore_kernels.arrays import is_cuda_array
 _path_lock = threading.Lock()
 
 
+def forced_gemm_path():
+    """The path forced with ``_conv.set_path`` (benchmarks, tests), or None when it is "auto"."""
+    from cnncore_kernels import _conv
+
+    return None if _conv._path == "auto" else _conv._path
+
+
 def gemm_choice(C, K, kernel, stride, padding, dilation, Wo):
     """The GEMM kernel's own choice for one group: "shifted" or "im2col" ("auto" below the API)."""
     from cnncore_kernels import _conv
@@ -44,11 +51,12 @@ def _gemm_call(algorithm, fn, *args):
     if algorithm == "auto":
         return fn(*args)
     with _path_lock:
+        old = _conv._path
         _conv.set_path(algorithm)
         try:
             return fn(*args)
         finally:
-            _conv.set_path("auto")
+            _conv.set_path(old)
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto"):

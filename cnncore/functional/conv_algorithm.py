@@ -105,11 +105,12 @@ def _key(x_shape, weight_shape, stride, padding, dilation, groups, dtype, backwa
 
 def rule(x_shape, weight_shape, stride, padding, dilation, groups) -> str:
     """The documented rule (see the module docstring); arguments already normalised to pairs."""
-    from cnncore_kernels.conv import gemm_choice
+    from cnncore_kernels.conv import forced_gemm_path, gemm_choice
 
     C, K = int(x_shape[1]) // groups, int(weight_shape[0]) // groups
     if (
-        inapplicable("winograd", weight_shape, stride) is None
+        forced_gemm_path() is None  # the GEMM kernel's switch set_path keeps GEMM when forced
+        and inapplicable("winograd", weight_shape, stride) is None
         and min(C, K) >= WINOGRAD_MIN_CHANNELS
     ):
         return "winograd"
