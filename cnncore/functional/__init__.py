@@ -17,7 +17,7 @@ from cnncore.functional.activation import (
     tanh_backward,
 )
 from cnncore.functional.conv import col2im, conv2d, conv2d_backward, im2col
-from cnncore.functional.conv_algorithm import (
+from cnncore.functional.conv_selection import (
     clear_conv_autotune_cache,
     conv_algorithm,
     conv_autotune_enabled,

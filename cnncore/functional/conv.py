@@ -6,7 +6,7 @@ from typing import Any
 
 from cnncore import _validate as v
 from cnncore.device import concat, take
-from cnncore.functional import conv_algorithm as _alg
+from cnncore.functional import conv_selection as _alg
 from cnncore_kernels import conv as _k
 from cnncore_kernels.arrays import is_cuda_array
 
@@ -66,7 +66,7 @@ def conv2d(
         Channels and filters split into ``groups`` independent convolutions (AlexNet's two
         towers): filter group ``g`` sees input channels ``g*C/groups .. (g+1)*C/groups - 1``.
     algorithm : "auto", "im2col", "shifted" or "winograd"
-        CPU algorithm (see ``cnncore.functional.conv_algorithm``): "auto" follows the documented
+        CPU algorithm (see ``cnncore.functional.conv_selection``): "auto" follows the documented
         rule, or the cached measured choice when ``set_conv_autotune(True)``.  A name that does
         not apply (e.g. "winograd" with stride 2) raises ValueError.  GPU arrays run the CUDA
         kernels and accept only "auto".
