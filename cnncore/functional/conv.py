@@ -155,8 +155,8 @@ def conv2d_backward(
     x : array, shape (N, C, H, W)
     weight : array, shape (K, C // groups, kh, kw)
     groups : int, as in ``conv2d``
-    algorithm : as in ``conv2d`` ("winograd": dx by Winograd, dweight and dbias by GEMM; "auto"
-        chooses, and autotunes, the backward separately from the forward)
+    algorithm : as in ``conv2d`` ("winograd": dx and dweight by Winograd; "auto" chooses, and
+        autotunes, the backward separately from the forward)
     need_dx, need_dweight, need_dbias : bool
         Skip the gradients not needed (they come back as None), e.g. for a first or frozen layer.
 

@@ -6,7 +6,7 @@ Algorithms (all give the same result within their error bounds; see ``cnncore_ke
 - ``"shifted"``: stride 1.  One GEMM per kernel tap over a shifted view of the padded image.
 - ``"winograd"``: stride 1, square 3x3 or 5x5 kernels, any padding, dilation and groups.  F(4x4,3x3)
   and F(3x3,5x5) tiles; float32 relative (Frobenius) error at most ``WINOGRAD_ERROR_BOUND`` (the
-  GEMM algorithms: about 3e-7).  Backward: dx by Winograd, dweight by the GEMM kernel.
+  GEMM algorithms: about 3e-7).  Backward: dx and dweight by Winograd too.
 
 The rule of "auto" (provisional: measured on a shared 2-core Zen 4 under load, see ``RULE_NOTES``):
 Winograd when it applies and each group has at least ``WINOGRAD_MIN_CHANNELS`` input channels and
