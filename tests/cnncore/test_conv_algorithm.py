@@ -39,12 +39,29 @@ def _data(N=2, C=16, H=9, W=8, K=16, k=3, dtype=np.float64, seed=0):
         ((8, 64, 28, 28), (64, 64, 3, 3), dict(stride=2, padding=1), "im2col"),
         ((8, 64, 28, 28), (64, 64, 2, 2), dict(), "shifted"),
         ((2, 64, 16, 16), (64, 16, 3, 3), dict(padding=1, groups=4), "winograd"),
+        ((128, 256, 2, 2), (256, 256, 3, 3), dict(padding=1), "winograd"),  # saving 1.0
+        ((64, 256, 3, 3), (512, 256, 3, 3), dict(), "im2col"),  # 1x1 output: saving 0.25
         ((2, 64, 16, 16), (64, 8, 3, 3), dict(padding=1, groups=8), "im2col"),  # 8 per group
     ],
 )
 def test_rule(x_shape, w_shape, kw, want):
     assert F.conv_algorithm(x_shape, w_shape, **kw) == want
     assert F.conv_algorithm(x_shape, w_shape, backward=True, **kw) == want
+
+
+@pytest.mark.parametrize(
+    "out_hw,r,d,want",
+    [
+        ((8, 8), 3, (1, 1), 4.0),
+        ((2, 2), 3, (1, 1), 1.0),
+        ((1, 1), 3, (1, 1), 0.25),
+        ((16, 16), 5, (1, 1), 6.25),
+        ((256, 256), 5, (8, 8), 6.25),
+        ((12, 12), 5, (8, 8), 6.25 / 16),
+    ],
+)
+def test_winograd_saving(out_hw, r, d, want):
+    assert alg_module.winograd_saving(out_hw, r, d) == pytest.approx(want)
 
 
 def test_rule_never_picks_a_tile_above_1e_5():
