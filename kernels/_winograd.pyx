@@ -16,8 +16,13 @@ index t innermost, so the transforms are vector loops), then for each of the alp
 GEMM M[p] (K, tb) = U[p] (K, C) @ V[p] (C, tb), then the output transform A^T M A and the scatter
 (+ bias) into y.  Blocks are spread over the OpenMP threads; each GEMM is single-threaded.
 
-Memory bound: per thread ``alpha^2 * (C + K + 2) * tb`` elements of scratch, plus U (alpha^2*K*C);
-nothing scales with the image or the batch.
+The weight gradient (``winograd_weight_grad``) runs the same blocks with F(r x r, m x m): the x
+tiles transformed by B^T, the m x m dy tiles by G, and per point a GEMM (K, tb) @ (tb, C) added to
+the thread's (alpha^2, K, C) accumulator.
+
+Memory bound: per thread ``alpha^2 * (C + K + 2) * tb`` elements of scratch (tb = 128: 1.2 MB in
+float32 for C = K = 64 and alpha = 6), plus U (alpha^2 * K * C) once; the weight gradient adds
+``threads * alpha^2 * K * C`` accumulator elements.  Nothing scales with the image or the batch.
 """
 
 import numpy as np
