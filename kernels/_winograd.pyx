@@ -129,7 +129,8 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
             for b in range(m):
                 if ow + b * dw >= Wo:
                     break
-                y[((n * K + k) * Ho + oh + a * dh) * Wo + ow + b * dw] = out[(a * m + b) * tb + t] + bias
+                y[((n * K + k) * Ho + oh + a * dh) * Wo + ow + b * dw] = (
+                    out[(a * m + b) * tb + t] + bias)
 
 
 cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
