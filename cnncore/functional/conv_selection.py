@@ -156,6 +156,11 @@ def conv_algorithm(
     padding = v.nonneg_pair(padding, "padding")
     dilation = v.positive_pair(dilation, "dilation")
     groups = v.positive_int(groups, "groups")
+    if x_shape[1] != weight_shape[1] * groups or weight_shape[0] % groups:
+        raise ValueError(
+            f"x_shape {x_shape} and weight_shape {weight_shape} do not match groups={groups} "
+            "(x channels = weight channels * groups, filters divisible by groups)"
+        )
     if _autotune:
         key = _key(x_shape, weight_shape, stride, padding, dilation, groups, dtype, backward)
         with _cache_lock:

@@ -158,3 +158,12 @@ def test_conv2d_layer_takes_an_algorithm():
     assert "algorithm='im2col'" in repr(layer)
     with pytest.raises(ValueError, match="algorithm"):
         nn.Conv2d(4, 5, 3, algorithm="fft")
+
+
+def test_conv_algorithm_checks_its_shapes():
+    with pytest.raises(ValueError, match="groups=2"):
+        F.conv_algorithm((1, 3, 8, 8), (4, 3, 3, 3), groups=2)
+    with pytest.raises(ValueError, match="x_shape"):
+        F.conv_algorithm((1, 3, 8), (4, 3, 3, 3))
+    with pytest.raises(ValueError, match="padding"):
+        F.conv_algorithm((1, 3, 8, 8), (4, 3, 3, 3), padding=-1)
