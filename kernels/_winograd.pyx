@@ -160,6 +160,14 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                       t0, nt, m, dh, dw, tb, y)
 
 
+cdef Py_ssize_t tiles_per_block(Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t parts) noexcept nogil:
+    # Tiles per block (at most tb, the buffers' stride): the fewest blocks that is a multiple of
+    # the thread count, sized evenly, so no thread waits on a short last block (392 tiles on 2
+    # threads: 4 blocks of 98, not 128, 128, 128, 8).
+    cdef Py_ssize_t nblocks = parts * ((tiles + parts * tb - 1) // (parts * tb))
+    return (tiles + nblocks - 1) // nblocks
+
+
 def winograd_conv(floating[:, :, :, ::1] x, floating[:, :, ::1] U, floating[:, ::1] BT,
                   floating[:, ::1] AT, Py_ssize_t[::1] oh0, Py_ssize_t[::1] ow0, offset, dilation,
                   floating[:, :, :, ::1] y, bias, Py_ssize_t tb, floating[::1] scratch):
@@ -178,7 +186,9 @@ def winograd_conv(floating[:, :, :, ::1] x, floating[:, :, ::1] U, floating[:, :
     cdef Py_ssize_t ph = offset[0], pw = offset[1], dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
     cdef Py_ssize_t tiles = N * n_rows * n_cols
-    cdef Py_ssize_t nblocks = (tiles + tb - 1) // tb, blk, parts = _gemm_parts
+    cdef Py_ssize_t parts = _gemm_parts, blk
+    cdef Py_ssize_t per_block = tiles_per_block(tiles, tb, parts)
+    cdef Py_ssize_t nblocks = (tiles + per_block - 1) // per_block
     cdef Py_ssize_t per_thread = alpha * alpha * (C + K + 2) * tb
     cdef floating[::1] b
     cdef const floating* bp = NULL
@@ -190,7 +200,8 @@ def winograd_conv(floating[:, :, :, ::1] x, floating[:, :, ::1] U, floating[:, :
     with nogil:
         for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
             winograd_block(&x[0, 0, 0, 0], C, H, W, &U[0, 0, 0], K, &BT[0, 0], &AT[0, 0], m, alpha,
-                           &oh0[0], n_rows, &ow0[0], n_cols, blk * tb, min(tb, tiles - blk * tb),
+                           &oh0[0], n_rows, &ow0[0], n_cols, blk * per_block,
+                           min(per_block, tiles - blk * per_block),
                            ph, pw, dh, dw, bp, Ho, Wo, tb, &scratch[threadid() * per_thread],
                            &y[0, 0, 0, 0])
     return y
@@ -206,18 +217,25 @@ def transform_weight(floating[:, :, :, ::1] w, double[:, ::1] G, floating[:, :, 
     G: (alpha, r), U: (alpha^2, K, C)."""
     cdef Py_ssize_t K = w.shape[0], C = w.shape[1], r = w.shape[2], alpha = G.shape[0]
     cdef Py_ssize_t k, c, a, b, i, j
-    cdef double s, t
+    cdef double s
+    tmp_arr = np.empty((_gemm_parts, alpha * r), dtype=np.float64)
+    cdef double[:, ::1] tmp = tmp_arr
+    cdef double* tm
     with nogil:
-        for k in prange(K, schedule="static"):
+        for k in prange(K, schedule="static", num_threads=_gemm_parts):
+            tm = &tmp[threadid(), 0]
             for c in range(C):
-                for a in range(alpha):
-                    for b in range(alpha):
+                for a in range(alpha):      # tm[a, j] = sum_i G[a, i] w[i, j]
+                    for j in range(r):
                         s = 0
                         for i in range(r):
-                            t = 0
-                            for j in range(r):
-                                t = t + w[k, c, i, j] * G[b, j]
-                            s = s + G[a, i] * t
+                            s = s + G[a, i] * w[k, c, i, j]
+                        tm[a * r + j] = s
+                for a in range(alpha):      # U[a, b] = sum_j tm[a, j] G[b, j]
+                    for b in range(alpha):
+                        s = 0
+                        for j in range(r):
+                            s = s + tm[a * r + j] * G[b, j]
                         U[a * alpha + b, k, c] = s
 
 
@@ -265,7 +283,9 @@ def winograd_weight_grad(floating[:, :, :, ::1] x, floating[:, :, :, ::1] dy,
     cdef Py_ssize_t ph = offset[0], pw = offset[1], dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
     cdef Py_ssize_t tiles = N * n_rows * n_cols, P = alpha * alpha
-    cdef Py_ssize_t nblocks = (tiles + tb - 1) // tb, blk, parts = _gemm_parts, t, e
+    cdef Py_ssize_t parts = _gemm_parts, blk, t, e
+    cdef Py_ssize_t per_block = tiles_per_block(tiles, tb, parts)
+    cdef Py_ssize_t nblocks = (tiles + per_block - 1) // per_block
     cdef Py_ssize_t per_thread = P * (C + K + 2) * tb
     cdef Py_ssize_t k, c, a, b, i, j
     cdef double s, u
@@ -276,8 +296,8 @@ def winograd_weight_grad(floating[:, :, :, ::1] x, floating[:, :, :, ::1] dy,
     with nogil:
         for blk in prange(nblocks, schedule="static", num_threads=parts):
             wgrad_block(&x[0, 0, 0, 0], C, H, W, &dy[0, 0, 0, 0], K, Ho, Wo, &BT[0, 0], &G[0, 0],
-                        m, alpha, &oh0[0], n_rows, &ow0[0], n_cols, blk * tb,
-                        min(tb, tiles - blk * tb), ph, pw, dh, dw, tb,
+                        m, alpha, &oh0[0], n_rows, &ow0[0], n_cols, blk * per_block,
+                        min(per_block, tiles - blk * per_block), ph, pw, dh, dw, tb,
                         &scratch[threadid() * per_thread], &acc[threadid(), 0, 0, 0])
         for e in prange(P * K * C, schedule="static"):
             for t in range(1, parts):
