@@ -9,17 +9,21 @@ Algorithms (all give the same result within their error bounds; see ``cnncore_ke
   and 7e-6, measured up to 2048 channels; the GEMM algorithms: about 3e-7).  Backward: dx and
   dweight by Winograd too.
 
-The rule of "auto" (provisional: measured on a shared 2-core Zen 4 under load, see ``RULE_NOTES``):
-Winograd when it applies, each group has at least ``WINOGRAD_MIN_CHANNELS`` input channels and
-filters, and the tile's multiplications, counting the outputs wasted by partial tiles at the map's
-edges, are at most those of the direct convolution (``winograd_saving >= 1``); otherwise the GEMM
-kernel's own choice (shifted for stride 1 and >= 16 channels when the padded width wastes at most
-25%, else im2col).  Measured (per CPU-second; forward and backward): Winograd 1.5-3x faster than
-im2col/shifted on the 3x3 and 5x5 stride-1 layers with 32-256 channels, 2x2 outputs of a 3x3
-layer included (saving 1.0: 20 ms against 29 ms, (128,256,2,2) padding 1); level with shifted on
-3-channel first layers (64,3,32,32) 5x5 forward, so below 16 channels the per-point GEMMs
-(K, C) @ (C, tiles) are too thin and the GEMM kernel keeps them.  A 1x1 output (a fully connected
-layer as a 3x3 convolution) would waste 15 of 16 outputs of an F(4x4,3x3) tile: saving 0.25.
+The rule of "auto": Winograd when it applies, each group has at least ``WINOGRAD_MIN_CHANNELS``
+input channels and filters, and the tile's multiplications, counting the outputs wasted by partial
+tiles at the map's edges, are at most those of the direct convolution (``winograd_saving >= 1``);
+otherwise the GEMM kernel's own choice (shifted for stride 1 and >= 16 channels when the padded
+width wastes at most 25%, else im2col).
+
+Why (provisional: 2026-12, shared 2-core Zen 4 under load 5-6, 5 interleaved rounds with PyTorch
+on 2 threads, medians of wall time).  On the 11 stride-1 3x3/5x5 layers with >= 32 channels of the
+benchmark set, "winograd" ran the forward 1.4-3.0x and the backward 1.3-3.0x faster than the better
+of im2col and shifted (pixel65's fc4 (1,128,288,288)->256 5x5 dilation 8: 2.9x forward).  2x2
+outputs of a 3x3 layer (saving 1.0) still ran faster: 20 ms against 29 ms per CPU for
+(128,256,2,2) padding 1.  On the 3-channel first layer (64,3,32,32) 5x5 it was level with shifted
+and slower than im2col forward: below 16 channels the per-point GEMMs (K, C) @ (C, tiles) are too
+thin, so the GEMM kernel keeps them.  A 1x1 output (a fully connected layer as a 3x3 convolution)
+would waste 15 of 16 outputs of an F(4x4,3x3) tile: saving 0.25.
 
 Autotuning (``set_conv_autotune(True)``, like ``torch.backends.cudnn.benchmark``): the first "auto"
 call for a (shapes, stride, padding, dilation, groups, dtype, direction, threads) key times every
@@ -45,8 +49,6 @@ WINOGRAD_MIN_CHANNELS = 16
 # 2048, standard-normal data; cnncore_kernels.winograd.ERROR_BOUND per tile): below 1e-5.
 WINOGRAD_ERROR_BOUND = max(_wg.ERROR_BOUND[t] for t in _wg.DEFAULT_TILE.values())
 AUTOTUNE_REPEATS = 2
-
-RULE_NOTES = """provisional measurements: see the report of the branch that introduced Winograd"""
 
 _autotune = False
 _cache: dict = {}
