@@ -8,6 +8,7 @@ import numpy as np
 
 from cnncore import _validate as v
 from cnncore.functional import conv2d, conv2d_backward
+from cnncore.functional.conv_selection import check_algorithm
 from cnncore.nn.init import LazyUniformFanIn
 from cnncore.nn.module import Module, Parameter, float_dtype, grad_enabled
 
@@ -16,8 +17,9 @@ class Conv2d(Module):
     """2-D convolution, as ``torch.nn.Conv2d``: weight (K, C // groups, kh, kw), bias (K,).
 
     x: (N, C, H, W) -> y: (N, K, Ho, Wo).  ``groups`` splits channels and filters into
-    independent convolutions (AlexNet's two towers).  Caches its input (while gradients are
-    enabled).
+    independent convolutions (AlexNet's two towers).  ``algorithm`` is passed to ``conv2d`` and
+    ``conv2d_backward`` ("auto": the documented rule or the autotuner, see
+    ``cnncore.functional.conv_selection``).  Caches its input (while gradients are enabled).
     """
 
     def __init__(
@@ -31,6 +33,7 @@ class Conv2d(Module):
         bias: bool = True,
         dtype: Any = np.float32,
         groups: int = 1,
+        algorithm: str = "auto",
     ) -> None:
         if not isinstance(bias, (bool, np.bool_)):  # torch's 7th argument is groups, ours bias
             raise TypeError(
@@ -43,6 +46,7 @@ class Conv2d(Module):
         self.padding = v.nonneg_pair(padding, "padding")
         self.dilation = v.positive_pair(dilation, "dilation")
         self.groups = v.positive_int(groups, "groups")
+        self.algorithm = check_algorithm(algorithm)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
                 f"groups={self.groups} must divide in_channels={self.in_channels} and "
@@ -61,7 +65,16 @@ class Conv2d(Module):
 
     def forward(self, x: Any) -> Any:
         b = self.bias.data if self.bias is not None else None
-        y = conv2d(x, self.weight.data, b, self.stride, self.padding, self.dilation, self.groups)
+        y = conv2d(
+            x,
+            self.weight.data,
+            b,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.algorithm,
+        )
         self._x = x if grad_enabled() else None
         self._remember_output(y)
         return y
@@ -78,6 +91,7 @@ class Conv2d(Module):
             self.padding,
             self.dilation,
             self.groups,
+            self.algorithm,
             need_dweight=self.weight.requires_grad,
             need_dbias=self.bias is not None and self.bias.requires_grad,
         )
@@ -91,4 +105,5 @@ class Conv2d(Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
             + (f", groups={self.groups}" if self.groups != 1 else "")
+            + (f", algorithm={self.algorithm!r}" if self.algorithm != "auto" else "")
         )
