@@ -10,7 +10,7 @@ Twin signatures (``cnncore_kernels.cuda.linear`` matches these; inputs validated
   the ones not needed are None.
 
 On the CPU the GEMMs go through ``_gemm.matmul`` (scipy's BLAS under the library's one threading
-scheme, see ``_blas.pxi``; transposes are passed as flags, not copied).
+scheme, see ``_blas.pyx``; transposes are passed as flags, not copied).
 """
 
 from __future__ import annotations
