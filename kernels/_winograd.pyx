@@ -175,8 +175,9 @@ cdef Py_ssize_t tiles_per_block(Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t part
     return (tiles + nblocks - 1) // nblocks
 
 
-def winograd_conv(floating[:, :, :, ::1] x, floating[:, :, ::1] U, floating[:, ::1] BT,
-                  floating[:, ::1] AT, Py_ssize_t[::1] oh0, Py_ssize_t[::1] ow0, offset, dilation,
+def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
+                  const floating[:, ::1] BT, const floating[:, ::1] AT, const Py_ssize_t[::1] oh0,
+                  const Py_ssize_t[::1] ow0, offset, dilation,
                   floating[:, :, :, ::1] y, bias, Py_ssize_t tb, floating[::1] scratch):
     """y[n, k] = sum_c conv(x[n, c], w[k, c]) + bias[k], stride 1, by Winograd tiles (in place).
 
@@ -197,7 +198,7 @@ def winograd_conv(floating[:, :, :, ::1] x, floating[:, :, ::1] U, floating[:, :
     cdef Py_ssize_t per_block = tiles_per_block(tiles, tb, parts)
     cdef Py_ssize_t nblocks = (tiles + per_block - 1) // per_block
     cdef Py_ssize_t per_thread = alpha * alpha * (C + K + 2) * tb
-    cdef floating[::1] b
+    cdef const floating[::1] b
     cdef const floating* bp = NULL
     if bias is not None:
         b = bias
@@ -219,7 +220,8 @@ def scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha, Py_ssize_t tb):
     return alpha * alpha * (C + K + 2) * tb * max(_gemm_parts, 1)
 
 
-def transform_weight(floating[:, :, :, ::1] w, double[:, ::1] G, floating[:, :, ::1] U):
+def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
+                     floating[:, :, ::1] U):
     """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r),
     G: (alpha, r), U: (alpha^2, K, C).  Per filter k: first G w (alpha x r) for every channel,
     then the rows U[a*alpha + b, k, :] written contiguously (writing all alpha^2 planes per channel
@@ -284,9 +286,10 @@ cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
                 V + p * C * tb, <int> tb, 1, acc + p * K * C, <int> C)
 
 
-def winograd_weight_grad(floating[:, :, :, ::1] x, floating[:, :, :, ::1] dy,
-                         floating[:, ::1] BT, floating[:, ::1] G, double[:, ::1] AT,
-                         Py_ssize_t[::1] oh0, Py_ssize_t[::1] ow0, offset, dilation,
+def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
+                         const floating[:, ::1] BT, const floating[:, ::1] G,
+                         const double[:, ::1] AT, const Py_ssize_t[::1] oh0,
+                         const Py_ssize_t[::1] ow0, offset, dilation,
                          Py_ssize_t tb, floating[::1] scratch, floating[:, :, :, ::1] dw_out):
     """dweight of a stride-1 convolution by Winograd F(r x r, m x m) over the output tiles.
 

@@ -163,6 +163,17 @@ def conv_algorithm(
             f"x_shape {x_shape} and weight_shape {weight_shape} do not match groups={groups} "
             "(x channels = weight channels * groups, filters divisible by groups)"
         )
+    v.output_hw(x_shape[2:], weight_shape[2:], stride, padding, dilation, "x_shape")
+    try:
+        if dtype is None:
+            raise TypeError
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in (np.float32, np.float64) or not dtype.isnative:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    if not isinstance(backward, (bool, np.bool_)):
+        raise TypeError(f"backward must be a bool, got {backward!r}")
     if _autotune:
         key = _key(x_shape, weight_shape, stride, padding, dilation, groups, dtype, backward)
         with _cache_lock:
