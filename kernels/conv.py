@@ -5,15 +5,21 @@ from __future__ import annotations
 from cnncore_kernels.arrays import is_cuda_array
 
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation):
-    # inputs validated by cnncore.functional.conv2d
+def conv2d_forward(x, weight, bias, stride, padding, dilation, activation=None):
+    # inputs validated by cnncore.functional.conv2d; activation: None or "relu".  The CPU twin
+    # applies bias and ReLU where it writes y; the CUDA twin runs its ReLU kernel afterwards.
     if is_cuda_array(x):
         from cnncore_kernels.cuda import conv as gpu
 
-        return gpu.conv2d_forward(x, weight, bias, stride, padding, dilation)
+        y = gpu.conv2d_forward(x, weight, bias, stride, padding, dilation)
+        if activation == "relu":
+            from cnncore_kernels.cuda import activation as gpu_act
+
+            y = gpu_act.relu(y)
+        return y
     from cnncore_kernels import _conv
 
-    return _conv.conv2d_forward(x, weight, bias, stride, padding, dilation)
+    return _conv.conv2d_forward(x, weight, bias, stride, padding, dilation, activation=activation)
 
 
 def conv2d_backward(

@@ -1,0 +1,85 @@
+"""Does the speed of our kernels depend on whether torch or cnncore is imported first?
+
+``python -m bench.import_order [--rounds 5] [--busy]`` runs the same workload in fresh
+subprocesses, alternating the two import orders (cnncore first, torch first, cnncore first, ...),
+and prints the median time of each order and their ratio.  ``--busy`` starts a second process that
+spins on one core for the whole run (the shared-machine case where libgomp's spinning threads hurt).
+It measures and reports; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+# The workload: a training-shaped conv forward + backward, a d-sparse-shaped conv forward and a
+# max pooling; every call is a separate set of parallel regions with serial glue in between.
+WORKLOAD = r"""
+import time
+import numpy as np
+{imports}
+from cnncore import functional as F
+rng = np.random.default_rng(0)
+x = rng.standard_normal((64, 64, 15, 15), dtype=np.float32)
+w = rng.standard_normal((64, 64, 5, 5), dtype=np.float32)
+xd = rng.standard_normal((1, 64, 140, 140), dtype=np.float32)
+wd = rng.standard_normal((128, 64, 3, 3), dtype=np.float32)
+xp = rng.standard_normal((1, 32, 256, 256), dtype=np.float32)
+def work():
+    y = F.conv2d(x, w, None, 1, 2)
+    F.conv2d_backward(y, x, w, 1, 2)
+    F.conv2d(xd, wd, None, 1, 0, 4)
+    F.max_pool2d(xp, 2, 1, 0, 2)
+work()
+times = []
+for _ in range({reps}):
+    t = time.perf_counter()
+    work()
+    times.append(time.perf_counter() - t)
+print(min(times), sorted(times)[len(times) // 2])
+"""
+
+ORDERS = {
+    "cnncore first": "import cnncore\nimport torch",
+    "torch first": "import torch\nimport cnncore",
+}
+
+
+def run_once(order: str, reps: int) -> float:
+    code = WORKLOAD.format(imports=ORDERS[order], reps=reps)
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.split()[1])  # the median of the reps in that process
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--busy", action="store_true", help="a second process spins on one core")
+    a = p.parse_args()
+    busy = None
+    if a.busy:
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)
+    try:
+        res: dict[str, list[float]] = {o: [] for o in ORDERS}
+        for _ in range(a.rounds):
+            for order in ORDERS:
+                res[order].append(run_once(order, a.reps))
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    med = {o: statistics.median(t) for o, t in res.items()}
+    for o, t in res.items():
+        print(f"{o:14s} median {med[o] * 1e3:7.1f} ms  rounds {[round(s * 1e3, 1) for s in t]}")
+    print(f"torch-first / cnncore-first: {med['torch first'] / med['cnncore first']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
