@@ -13,6 +13,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 # The workload: a training-shaped conv forward + backward, a d-sparse-shaped conv forward and a
@@ -51,7 +52,11 @@ ORDERS = {
 def run_once(order: str, reps: int) -> float:
     code = WORKLOAD.format(imports=ORDERS[order], reps=reps)
     out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
     )
     return float(out.stdout.split()[1])  # the median of the reps in that process
 
