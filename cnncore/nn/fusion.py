@@ -30,11 +30,17 @@ from cnncore.nn.pooling import MaxPool2d
 
 
 def _has_fused_relu(m: Module) -> bool:
+    if "forward" in vars(m):  # forward replaced on the instance
+        return False
     cls = type(m)
     for owner in cls.__mro__:
         if "forward_relu" in vars(owner):
             return cls.forward is owner.forward
     return False
+
+
+def _patched(*modules: Module) -> bool:
+    return any("forward" in vars(m) for m in modules)
 
 
 def _relu_then_max_pool(relu: ReLU, pool: MaxPool2d, x: Any) -> Any:
@@ -55,11 +61,11 @@ def run_chain(modules: Sequence[Module], x: Any) -> Any:
     while i < n:
         m = modules[i]
         nxt = modules[i + 1] if i + 1 < n else None
-        if type(nxt) is ReLU and _has_fused_relu(m):
+        if type(nxt) is ReLU and _has_fused_relu(m) and not _patched(nxt):
             x = m.forward_relu(x)
             nxt._x = x if grad_enabled() else None  # the output's sign gives the same backward
             i += 2
-        elif type(m) is ReLU and type(nxt) is MaxPool2d:
+        elif type(m) is ReLU and type(nxt) is MaxPool2d and not _patched(m, nxt):
             x = _relu_then_max_pool(m, nxt, x)
             i += 2
         else:

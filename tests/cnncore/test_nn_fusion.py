@@ -122,3 +122,12 @@ def test_dense_predict_unchanged_by_fusion():
     np.testing.assert_array_equal(fused, unfused)
     patch = dense.predict(model, x, 15, method="patchwise")
     np.testing.assert_allclose(fused, patch, rtol=1e-4, atol=1e-5)
+
+
+def test_forward_replaced_on_an_instance_is_not_fused():
+    conv, act = nn.Conv2d(1, 2, 3), nn.ReLU()
+    calls = []
+    plain = act.forward
+    act.forward = lambda x: calls.append(1) or plain(x)
+    run_chain([conv, act], np.ones((1, 1, 5, 5), np.float32))
+    assert calls == [1]
