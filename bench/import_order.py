@@ -1,9 +1,11 @@
 """Does the speed of our kernels depend on whether torch or cnncore is imported first?
 
-``python -m bench.import_order [--rounds 5] [--busy]`` runs the same workload in fresh
+``python -m bench.import_order [--rounds 5] [--busy] [--pause 0.002]`` runs one workload in fresh
 subprocesses, alternating the two import orders (cnncore first, torch first, cnncore first, ...),
 and prints the median time of each order and their ratio.  ``--busy`` starts a second process that
-spins on one core for the whole run (the shared-machine case where libgomp's spinning threads hurt).
+spins on one core for the whole run (the shared-machine case where libgomp's spinning threads hurt);
+``--pause`` sleeps between kernel calls, as Python glue or data loading does (only the kernels'
+own time is counted): idle OpenMP threads spin through such pauses unless throttled.
 It measures and reports; it asserts nothing.
 """
 
@@ -29,17 +31,25 @@ w = rng.standard_normal((64, 64, 5, 5), dtype=np.float32)
 xd = rng.standard_normal((1, 64, 140, 140), dtype=np.float32)
 wd = rng.standard_normal((128, 64, 3, 3), dtype=np.float32)
 xp = rng.standard_normal((1, 32, 256, 256), dtype=np.float32)
-def work():
-    y = F.conv2d(x, w, None, 1, 2)
-    F.conv2d_backward(y, x, w, 1, 2)
-    F.conv2d(xd, wd, None, 1, 0, 4)
-    F.max_pool2d(xp, 2, 1, 0, 2)
+y = F.conv2d(x, w, None, 1, 2)
+calls = [
+    lambda: F.conv2d(x, w, None, 1, 2),
+    lambda: F.conv2d_backward(y, x, w, 1, 2),
+    lambda: F.conv2d(xd, wd, None, 1, 0, 4),
+    lambda: F.max_pool2d(xp, 2, 1, 0, 2),
+    lambda: F.relu(xp),
+]
+def work():  # time spent in the kernels only; optional pauses between them (Python glue)
+    spent = 0.0
+    for call in calls:
+        t = time.perf_counter()
+        call()
+        spent += time.perf_counter() - t
+        if {pause}:
+            time.sleep({pause})
+    return spent
 work()
-times = []
-for _ in range({reps}):
-    t = time.perf_counter()
-    work()
-    times.append(time.perf_counter() - t)
+times = [work() for _ in range({reps})]
 print(min(times), sorted(times)[len(times) // 2])
 """
 
@@ -49,8 +59,8 @@ ORDERS = {
 }
 
 
-def run_once(order: str, reps: int) -> float:
-    code = WORKLOAD.format(imports=ORDERS[order], reps=reps)
+def run_once(order: str, reps: int, pause: float) -> float:
+    code = WORKLOAD.format(imports=ORDERS[order], reps=reps, pause=pause)
     out = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", code],
         capture_output=True,
@@ -66,6 +76,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--busy", action="store_true", help="a second process spins on one core")
+    p.add_argument(
+        "--pause", type=float, default=0.0, help="seconds of sleep between kernel calls (glue)"
+    )
     a = p.parse_args()
     busy = None
     if a.busy:
@@ -75,7 +88,7 @@ def main() -> None:
         res: dict[str, list[float]] = {o: [] for o in ORDERS}
         for _ in range(a.rounds):
             for order in ORDERS:
-                res[order].append(run_once(order, a.reps))
+                res[order].append(run_once(order, a.reps, a.pause))
     finally:
         if busy is not None:
             busy.kill()
