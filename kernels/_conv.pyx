@@ -9,7 +9,8 @@ output rows of one image, at most ``max(COL_BUDGET, C*kh*kw*Wo)`` elements (``CO
 elements, 16 MB in float32), one per thread.  For small maps (the batched path) it holds the columns
 of a block of whole images, at most ``max(BATCH_BUDGET, C*kh*kw*Ho*Wo)`` elements per thread
 (``BATCH_BUDGET`` = 2M, 8 MB in float32), beside a ``K x images*Ho*Wo`` output (or dy) block.  The
-stride-1 "shifted GEMM" path needs no column buffer at all, only a zero-padded copy of one image (when padding > 0) and a ``K x rows x Wp`` accumulator for a chunk.
+stride-1 "shifted GEMM" path needs no column buffer at all, only a zero-padded copy of one image
+(when padding > 0) and a ``K x rows x Wp`` accumulator for a chunk.
 """
 
 import numpy as np
@@ -37,7 +38,7 @@ cdef void im2col_rows(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
                       Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows, Py_ssize_t ld,
                       floating* col) noexcept nogil:
     # col[(c*kh + i)*kw + j, r*Wo + ow] = x[c, (row0+r)*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside)
-    # ld: elements between consecutive rows of col (nrows*Wo, or more when col holds several images)
+    # ld: elements between rows of col (nrows*Wo, or more when col holds several images)
     cdef Py_ssize_t R = C * kh * kw, P = ld
     cdef Py_ssize_t rr, c, i, j, r, h, ow, lo, hi, off
     cdef floating* dst
@@ -178,7 +179,7 @@ cdef inline void epilogue_copy(const floating* src, floating* dst, Py_ssize_t L,
 
 cdef void epilogue_rows(floating* y, Py_ssize_t K, Py_ssize_t L, Py_ssize_t ld, const floating* b,
                         bint relu) noexcept nogil:
-    # In place on K rows of length L, ld apart: y[k*ld + p] = act(y[k*ld + p] + b[k]) (b may be NULL)
+    # In place on K rows of length L, ld apart: y[k*ld + p] = act(y[k*ld + p] + b[k]); b may be NULL
     cdef Py_ssize_t k
     if b == NULL and not relu:
         return
@@ -426,9 +427,10 @@ def conv2d_forward(floating[:, :, :, ::1] x, floating[:, :, :, ::1] weight, bias
 
     Returns y: (N, K, Ho, Wo).  Paths: small maps (Ho*Wo <= BATCH_MAX_P_FORWARD, N > 1) build
     columns over blocks of images (at most max(2M, C*kh*kw*Ho*Wo) column elements per thread,
-    plus a K x (images*Ho*Wo) output block); 1x1/stride 1/no padding is one GEMM per image; stride 1 with
-    C >= 16 uses one GEMM per tap over a shifted view (no column buffer); everything else uses
-    im2col on chunks of output rows (column buffer at most max(4M, C*kh*kw*Wo) elements) + GEMM.
+    plus a K x (images*Ho*Wo) output block); 1x1/stride 1/no padding is one GEMM per image;
+    stride 1 with C >= 16 uses one GEMM per tap over a shifted view (no column buffer); everything
+    else uses im2col on chunks of output rows (column buffer at most max(4M, C*kh*kw*Wo) elements)
+    + GEMM.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]

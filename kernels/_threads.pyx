@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""OpenMP thread control that the runtime offers no call for (see ``cnncore_kernels/_openmp.py``)."""
+"""OpenMP thread control the runtime offers no call for (see ``cnncore_kernels/_openmp.py``)."""
 
 import numpy as np
 
