@@ -309,6 +309,8 @@ def set_path(name):
 #   (128,128,16,16) k3:  fwd 60 -> 71 (worse), bwd 204 -> 127 (409 -> 416 at load 11)
 #   (64,64,15,15) k5 p2: fwd 26 -> 35 (worse), bwd 76 -> 57 (75 -> 76 at load 11)
 #   (32,96,27,27) k5 p2: fwd and bwd within noise
+# and against the previous release in fresh processes, interleaved, 9 rounds at load 5-7:
+#   (128,256,8,8) k3: fwd 1.17x, bwd 1.08x faster; (64,64,15,15) k5: fwd 1.00x, bwd 0.97x (noise).
 # The forward's extra copy of y costs more than the larger GEMM gains beyond about 10x10 maps (the
 # per-image column chunk still fits in L2 there); the backward gains up to 16x16.  A budget of 2M
 # elements per thread measured faster than 0.5M and 8M (8M leaves L2 and L3 far behind).
