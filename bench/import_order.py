@@ -1,11 +1,12 @@
 """Does the speed of our kernels depend on whether torch or cnncore is imported first?
 
-``python -m bench.import_order [--rounds 5] [--busy] [--pause 0.002]`` runs one workload in fresh
+``python -m bench.import_order [--rounds 5] [--busy] [--glue 0.002]`` runs one workload in fresh
 subprocesses, alternating the two import orders (cnncore first, torch first, cnncore first, ...),
 and prints the median time of each order and their ratio.  ``--busy`` starts a second process that
 spins on one core for the whole run (the shared-machine case where libgomp's spinning threads hurt);
-``--pause`` sleeps between kernel calls, as Python glue or data loading does (only the kernels'
-own time is counted): idle OpenMP threads spin through such pauses unless throttled.
+``--glue`` runs that many CPU seconds of Python between kernel calls, as a training loop does; the
+wall time of kernels and glue is counted: idle OpenMP threads that spin through the glue take a
+core from it and from the other process.
 It measures and reports; it asserts nothing.
 """
 
@@ -39,15 +40,16 @@ calls = [
     lambda: F.max_pool2d(xp, 2, 1, 0, 2),
     lambda: F.relu(xp),
 ]
-def work():  # time spent in the kernels only; optional pauses between them (Python glue)
-    spent = 0.0
+def glue(seconds):  # Python work between kernels: a fixed amount of this thread's CPU time
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+def work():  # wall time of the kernels and the glue between them
+    t = time.perf_counter()
     for call in calls:
-        t = time.perf_counter()
         call()
-        spent += time.perf_counter() - t
-        if {pause}:
-            time.sleep({pause})
-    return spent
+        glue({glue})
+    return time.perf_counter() - t
 work()
 times = [work() for _ in range({reps})]
 print(min(times), sorted(times)[len(times) // 2])
@@ -59,8 +61,8 @@ ORDERS = {
 }
 
 
-def run_once(order: str, reps: int, pause: float) -> float:
-    code = WORKLOAD.format(imports=ORDERS[order], reps=reps, pause=pause)
+def run_once(order: str, reps: int, glue: float) -> float:
+    code = WORKLOAD.format(imports=ORDERS[order], reps=reps, glue=glue)
     out = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", code],
         capture_output=True,
@@ -77,7 +79,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--busy", action="store_true", help="a second process spins on one core")
     p.add_argument(
-        "--pause", type=float, default=0.0, help="seconds of sleep between kernel calls (glue)"
+        "--glue", type=float, default=0.0, help="CPU seconds of Python work between kernel calls"
     )
     a = p.parse_args()
     busy = None
@@ -88,7 +90,7 @@ def main() -> None:
         res: dict[str, list[float]] = {o: [] for o in ORDERS}
         for _ in range(a.rounds):
             for order in ORDERS:
-                res[order].append(run_once(order, a.reps, a.pause))
+                res[order].append(run_once(order, a.reps, a.glue))
     finally:
         if busy is not None:
             busy.kill()
