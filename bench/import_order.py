@@ -13,6 +13,7 @@ It measures and reports; it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,13 @@ times = [work() for _ in range({reps})]
 print(min(times), sorted(times)[len(times) // 2])
 """
 
+
+def clean_env() -> dict[str, str]:
+    """This environment without OMP_WAIT_POLICY: importing ``bench`` imported cnncore_kernels,
+    which set it to PASSIVE here, and the children must start as a user's process does."""
+    return {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+
+
 ORDERS = {
     "cnncore first": "import cnncore\nimport torch",
     "torch first": "import torch\nimport cnncore",
@@ -69,6 +77,7 @@ def run_once(order: str, reps: int, glue: float) -> float:
         text=True,
         check=True,
         cwd=tempfile.gettempdir(),
+        env=clean_env(),
     )
     return float(out.stdout.split()[1])  # the median of the reps in that process
 
