@@ -1,4 +1,4 @@
-"""conv2d forward and backward on the foundation issue's shapes: ours and PyTorch CPU side by side.
+"""conv2d forward and backward on ``workloads.CONV_SHAPES``: ours and PyTorch CPU side by side.
 
 Each (pass, shape) is one benchmark group holding the two implementations, so they read together;
 ``extra_info`` carries GFLOP/s and the sgemm peak measured in the same session (see

@@ -6,7 +6,7 @@ really sees: the block with its halo, shrinking layer by layer), forward and bac
 - ``im2col``: direct dilated im2col on chunks of output rows + one GEMM (``_conv.set_path``),
 - ``shifted``: one GEMM per kernel tap over a shifted view, no column buffer (``set_path``),
 - ``space_to_batch``: the ``d*d`` interleaved sub-images as an ordinary convolution
-  (``cnncore.dense.space_to_batch``, over ``conv2d`` with its default path),
+  (``bench.space_to_batch``, over ``conv2d`` with its default path),
 - ``cnncore``: ``conv2d`` as it chooses (the auto rule), and ``torch``: PyTorch CPU's dilated
   ``conv2d`` (2 threads), the peer.
 
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.space_to_batch import conv2d_s2b, conv2d_s2b_backward
 from cnncore import dense, models
-from cnncore.dense.space_to_batch import conv2d_s2b, conv2d_s2b_backward
 from cnncore.functional import conv2d, conv2d_backward
 from cnncore_kernels import _conv
 

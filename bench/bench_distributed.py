@@ -13,7 +13,7 @@
 - ``torch_dsparse``: the peer, PyTorch CPU (2 threads) running the same d-sparse network on the
   same tiles (``bench.bench_dense.torch_dense``).
 
-The size of the issue (4096 x 4096, tiles of 1024) takes minutes per row on 2 cores, so the default
+The target size (4096 x 4096, tiles of 1024) takes minutes per row on 2 cores, so the default
 is smaller; choose with ``CNNCORE_BENCH_DIST_SIZE`` (default 512), ``CNNCORE_BENCH_DIST_TILE``
 (default 256) and ``CNNCORE_BENCH_DIST_ROUNDS`` (default 1), e.g.
 ``CNNCORE_BENCH_DIST_SIZE=4096 CNNCORE_BENCH_DIST_TILE=1024 pytest bench/bench_distributed.py

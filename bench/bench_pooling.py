@@ -1,6 +1,6 @@
 """Pooling, float32: ours and PyTorch CPU side by side, with GB/s beside a large array copy.
 
-- max pooling with indices (issue 3's shapes; PyTorch ``max_pool2d(..., return_indices=True)``),
+- max pooling with indices (``MAX_SHAPES`` below; PyTorch ``max_pool2d(..., return_indices=True)``),
 - max pooling values only (ours ``max_pool2d_values``; PyTorch ``max_pool2d``),
 - max pooling backward through the indices (PyTorch ``aten.max_pool2d_with_indices_backward``),
 - average pooling forward and backward (no dilation: PyTorch has none for it; PyTorch's backward is
@@ -23,7 +23,7 @@ from cnncore.functional import (
     max_pool2d_values,
 )
 
-# (N, C, H, W, k, stride, dilation), no padding: issue 3's max pooling shapes.
+# (N, C, H, W, k, stride, dilation), no padding: the max pooling shapes measured here.
 MAX_SHAPES = (
     (1, 64, 256, 256, 2, 1, 1),
     (1, 64, 256, 256, 2, 1, 2),

@@ -18,6 +18,23 @@ from cnncore_kernels.arrays import is_cuda_array
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Largest element count we accept for any array we allocate (keeps index arithmetic in int64 safe).
 MAX_ELEMENTS = 2**62
+# Largest magnitude of an integer argument (sizes, strides, padding ...): the kernels hold them in
+# 64-bit signed ints, and sums such as ``H + 2 * padding`` must not overflow there either.
+MAX_INT = 2**62
+
+
+def integer(value: Any, name: str) -> int:
+    """A Python int from an int or NumPy integer (not a bool), at most ``MAX_INT`` in magnitude.
+
+    Larger values would overflow the kernels' 64-bit indices: they are refused with a
+    ``ValueError`` naming ``name`` (however large), never an ``OverflowError``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    out = int(value)
+    if not -MAX_INT <= out <= MAX_INT:
+        raise ValueError(f"{name} must lie in [-2**62, 2**62], got {out}")
+    return out
 
 
 def pair(value: Any, name: str) -> tuple[int, int]:
@@ -25,16 +42,18 @@ def pair(value: Any, name: str) -> tuple[int, int]:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, numbers.Integral):
-        return int(value), int(value)
+        return integer(value, name), integer(value, name)
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, Sequence) or isinstance(value, np.ndarray):
-        items = list(value)
+        items = list(value) if getattr(value, "ndim", 1) == 1 else [value]
         if len(items) != 2:
             raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
         if not all(
             isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in items
         ):
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-        return int(items[0]), int(items[1])
+        return integer(items[0], name), integer(items[1], name)
     raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__}")
 
 
@@ -55,11 +74,11 @@ def nonneg_pair(value: Any, name: str) -> tuple[int, int]:
 
 
 def positive_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+    """An int >= 1 (and at most ``MAX_INT``)."""
+    out = integer(value, name)
+    if out < 1:
+        raise ValueError(f"{name} must be >= 1, got {out}")
+    return out
 
 
 def shape_tuple(value: Any, name: str, ndim: int) -> tuple[int, ...]:
@@ -70,11 +89,15 @@ def shape_tuple(value: Any, name: str, ndim: int) -> tuple[int, ...]:
         raise TypeError(f"{name} must be a tuple of {ndim} ints, got {value!r}") from None
     if len(items) != ndim:
         raise ValueError(f"{name} must have {ndim} entries, got {items}")
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
+    if not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in items
+    ):
         raise TypeError(f"{name} must be a tuple of ints, got {items}")
     if any(v < 1 for v in items):
         raise ValueError(f"{name} entries must be >= 1, got {items}")
-    return tuple(int(v) for v in items)
+    out = tuple(integer(v, name) for v in items)
+    check_size(out, name)
+    return out
 
 
 def _check_dims(x: Any, name: str, ndim: int | None) -> None:
@@ -83,6 +106,23 @@ def _check_dims(x: Any, name: str, ndim: int | None) -> None:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {shape}")
     if any(s == 0 for s in shape):
         raise ValueError(f"{name} must not be empty, got shape {shape}")
+
+
+def check_float_dtype(dtype: Any, name: str) -> None:
+    """Refuse every dtype but native float32/float64, with a ``TypeError`` naming ``name``.
+
+    Byte-swapped floats (``'>f4'`` on a little-endian machine) are refused rather than converted:
+    the kernels read native floats, and a silent conversion would hide a copy of the whole array.
+    """
+    dt = np.dtype(dtype)
+    if dt in FLOAT_DTYPES:
+        return
+    if dt.kind == "f" and dt.newbyteorder("=") in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} has the byte-swapped dtype {dt.str}; convert it to native byte order "
+            f"first (x.astype(x.dtype.newbyteorder('=')))"
+        )
+    raise TypeError(f"{name} must be float32 or float64, got dtype {dt}")
 
 
 def float_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
@@ -94,10 +134,11 @@ def float_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
             x = x.detach().numpy()
         else:
             x = np.asarray(x)
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
+    check_float_dtype(x.dtype, name)
     _check_dims(x, name, ndim)
-    return np.ascontiguousarray(x).reshape(x.shape)  # reshape keeps 0-d arrays 0-d
+    # the array itself when it already is C-contiguous (read-only and memory-mapped arrays too:
+    # the kernels never write to their inputs), else a C-contiguous copy; 0-d stays 0-d
+    return np.asarray(x, order="C")
 
 
 def device_dtype(x: Any) -> np.dtype:

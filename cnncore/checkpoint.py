@@ -9,10 +9,12 @@ A checkpoint is an ``.npz`` file (a zip of ``.npy`` arrays, no pickles) holding
 
 Writing is atomic: the file is written under a temporary name in the same directory, flushed to
 disk, then renamed over the target with ``os.replace``, so a crash never leaves a half-written
-checkpoint under the real name.  Reading uses ``np.load(allow_pickle=False)`` (never unpickles) and
-checks everything (format, names, shapes, finiteness, optimiser and generator states) before
-assigning anything: a corrupt or mismatched file raises ``CheckpointError`` and leaves the model,
-optimiser and scheduler untouched.
+checkpoint under the real name; the temporary files that killed saves leave behind are removed by
+the next successful save of the same path.  Reading uses ``np.load(allow_pickle=False)`` (never
+unpickles) and checks everything (format, names, shapes, finiteness, optimiser and generator
+states) before assigning anything: a corrupt or mismatched file raises ``CheckpointError``
+(whatever zipfile or NumPy raised is its ``__cause__``) and leaves the model, optimiser and
+scheduler untouched.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
-import zlib
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,29 @@ def save_checkpoint(
         except FileNotFoundError:
             pass
         raise
+    _remove_stale_temporaries(path)
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Remove the temporary files that earlier saves of ``path`` left behind when their process
+    was killed between creating and renaming them (``.<name>.XXXX.tmp`` beside ``path``).
+
+    Called after a successful save, so the newest checkpoint is already in place; concurrent
+    saves to one path are not supported (one would remove the other's temporary file, and only
+    the last rename would survive anyway).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = f".{os.path.basename(path)}."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:  # already gone, or not ours to remove: leave it
+                pass
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -121,8 +144,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
             arrays = {k: z[k] for k in z.files}  # reads every member: CRC errors surface here
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise CheckpointError(f"{path!r} is corrupt or not a checkpoint: {e}") from e
+    except Exception as e:
+        # zipfile and numpy raise many kinds for damaged files (BadZipFile, zlib.error, EOFError,
+        # NotImplementedError for a damaged compression method, RuntimeError for a damaged flag,
+        # MemoryError for a damaged array header ...): all of them mean "corrupt"
+        raise CheckpointError(
+            f"{path!r} is corrupt or not a checkpoint: {type(e).__name__}: {e}"
+        ) from e
     if _META not in arrays:
         raise CheckpointError(f"{path!r} has no {_META} entry: not a cnncore checkpoint")
     raw = arrays.pop(_META)
@@ -130,7 +158,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         if raw.dtype.kind != "U" or raw.ndim != 0:
             raise ValueError("metadata is not a string")
         meta = json.loads(str(raw))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise CheckpointError(f"{path!r} has unreadable metadata: {e}") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a {FORMAT} file")
@@ -167,7 +195,7 @@ def _check_rng_state(state: Any, kind: str, what: str, path: str) -> dict:
         fresh = np.random.Generator(getattr(np.random, kind)())
         fresh.bit_generator.state = state
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
-        raise CheckpointError(f"{path!r}: bad random generator state for {what}: {e}") from None
+        raise CheckpointError(f"{path!r}: bad random generator state for {what}: {e}") from e
     return state
 
 
@@ -186,6 +214,29 @@ def load_checkpoint(
     """
     path = os.fspath(path)
     meta, arrays = read_checkpoint(path)
+    try:
+        checked = _check_all(path, meta, arrays, model, optimizer, scheduler, rng)
+    except CheckpointError:
+        raise
+    except Exception as e:  # a damaged field of an intact file: still "corrupt", typed as such
+        raise CheckpointError(f"{path!r}: unreadable checkpoint contents: {e!r}") from e
+    state, opt_checked, sched_checked, rng_state, mods, saved, epoch = checked
+
+    # everything checked: assign
+    model.load_state_dict(state)
+    if optimizer is not None:
+        optimizer._apply_state(opt_checked)
+    if scheduler is not None:
+        scheduler._apply_state(sched_checked)
+    if rng is not None:
+        rng.bit_generator.state = rng_state
+    for name, st in saved.items():
+        mods[name].set_rng_state(st)
+    return {"epoch": epoch, "extra": meta.get("extra")}
+
+
+def _check_all(path, meta, arrays, model, optimizer, scheduler, rng) -> tuple:
+    """Every part of a checkpoint validated against the objects to restore; assigns nothing."""
     state = _check_model(path, model, arrays)
 
     opt_checked = sched_checked = rng_state = None
@@ -203,14 +254,14 @@ def load_checkpoint(
             }
             opt_checked = optimizer._check_state(sd)
         except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path!r}: optimizer state does not match: {e}") from None
+            raise CheckpointError(f"{path!r}: optimizer state does not match: {e}") from e
     if scheduler is not None:
         if meta.get("scheduler") is None:
             raise CheckpointError(f"{path!r} holds no scheduler state")
         try:
             sched_checked = scheduler._check_state(meta["scheduler"])
         except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path!r}: scheduler state does not match: {e}") from None
+            raise CheckpointError(f"{path!r}: scheduler state does not match: {e}") from e
     if rng is not None:
         if meta.get("rng") is None:
             raise CheckpointError(f"{path!r} holds no random generator state")
@@ -228,15 +279,4 @@ def load_checkpoint(
     epoch = meta.get("epoch")
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise CheckpointError(f"{path!r}: bad epoch {epoch!r}")
-
-    # everything checked: assign
-    model.load_state_dict(state)
-    if optimizer is not None:
-        optimizer._apply_state(opt_checked)
-    if scheduler is not None:
-        scheduler._apply_state(sched_checked)
-    if rng is not None:
-        rng.bit_generator.state = rng_state
-    for name, st in saved.items():
-        mods[name].set_rng_state(st)
-    return {"epoch": epoch, "extra": meta.get("extra")}
+    return state, opt_checked, sched_checked, rng_state, mods, saved, epoch

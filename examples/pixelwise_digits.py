@@ -1,4 +1,8 @@
-"""Pixelwise classification on real data: handwritten digits scattered on a noisy background.
+"""
+Pixelwise classification of scattered digits
+============================================
+
+Pixelwise classification on real data: handwritten digits scattered on a noisy background.
 
 Every pixel is labelled background (0) or the class of the digit it belongs to (1 + digit), using
 scikit-learn's bundled 8x8 digits (no download), enlarged 2x.  A pixel65-style patch classifier
@@ -7,16 +11,18 @@ trained with the d-sparse network (``cnncore.dense.to_dense``) and a masked cros
 sampled pixels, i.e. exactly patch-by-patch training of those pixels at a cost that does not grow
 with their number.  The script reports the pixel accuracy on held-out images, the time per
 iteration against patch-by-patch training of the same pixels (and checks both give the same
-gradients), and writes the predicted label map as a PNG.
+gradients), and writes the predicted label map as ``--out``/pixelwise_digits.png (default folder
+``examples_out/``, ignored by git).
 
     python examples/pixelwise_digits.py                 # about 2 minutes on 2 cores
-    python examples/pixelwise_digits.py --net pixel65 --iters 600 --out digits.png
+    python examples/pixelwise_digits.py --net pixel65 --iters 600 --out results
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 
 import numpy as np
@@ -118,7 +124,7 @@ def patch_step(model, loss, opt, x, targets, P):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     ap.add_argument("--net", choices=("pixel33", "pixel65"), default="pixel33")
     ap.add_argument("--size", type=int, default=64, help="scene size (pixels)")
     ap.add_argument("--digits", type=int, default=4, help="digits per scene")
@@ -127,7 +133,7 @@ def main() -> None:
     ap.add_argument("--pixels", type=int, default=2048, help="sampled pixels per scene")
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="pixelwise_digits.png")
+    ap.add_argument("--out", default="examples_out", help="folder for the PNG")
     a = ap.parse_args()
 
     rng = np.random.default_rng(a.seed)
@@ -203,8 +209,10 @@ def main() -> None:
         f"({np.median(t_patch) / np.median(t_dense):.1f}x)"
     )
     print(f"prediction of {len(xte)} scenes (d-sparse): {t_pred:.2f} s")
-    write_png(a.out, xte[:3, 0], yte[:3], pred[:3])
-    print(f"wrote {a.out}")
+    os.makedirs(a.out, exist_ok=True)
+    png = os.path.join(a.out, "pixelwise_digits.png")
+    write_png(png, xte[:3, 0], yte[:3], pred[:3])
+    print(f"wrote {png}")
 
 
 def write_png(path: str, images, truth, pred) -> None:

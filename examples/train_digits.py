@@ -1,7 +1,14 @@
-"""Train a small CNN on scikit-learn's handwritten digits (8x8 images, 10 classes, no download).
+"""
+Training a small CNN on handwritten digits
+==========================================
+
+Train a small CNN on scikit-learn's handwritten digits (8x8 images, 10 classes, no download).
 
     python examples/train_digits.py                 # train, checkpoint every epoch, report
     python examples/train_digits.py --resume        # continue from the last checkpoint
+
+The checkpoint is ``--out``/train_digits.npz (default folder ``examples_out/``, ignored by git)
+unless ``--checkpoint`` names another file.
 
 Augmentation: mean-image subtraction (then scaling to unit variance) and random 8x8 crops of
 the image zero padded by one pixel (shifts of up to one pixel; no flips: a mirrored digit is
@@ -14,18 +21,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 
-import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from threadpoolctl import threadpool_limits
-
+# cnncore first: it sets OpenMP's passive wait policy before scikit-learn can load an OpenMP runtime
 import cnncore.nn as nn
 from cnncore.data import Augmentation, mean_image, predict_proba, ten_crop
 from cnncore.optim import SGD, MultiStepLR
 from cnncore.train import Trainer
+
+# isort: split
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 
 
 def digits_cnn() -> nn.Sequential:
@@ -52,14 +60,13 @@ def five_crop_posteriors(model: nn.Module, images: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--checkpoint", default=os.path.join(tempfile.gettempdir(), "cnncore_digits.npz")
-    )
+    ap.add_argument("--out", default="examples_out", help="folder for the checkpoint")
+    ap.add_argument("--checkpoint", help="checkpoint file (default: OUT/train_digits.npz)")
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     ap.add_argument(
         "--threads",
@@ -71,6 +78,9 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=None, help="train on the first N images only")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines stay)")
     args = ap.parse_args()
+    if args.checkpoint is None:
+        os.makedirs(args.out, exist_ok=True)
+        args.checkpoint = os.path.join(args.out, "train_digits.npz")
 
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8) in [0, 1]

@@ -8,9 +8,20 @@ boundary, and the kernels trust their inputs.
 
 import os
 
-from cnncore_kernels._openmp import settle_wait_policy
+from cnncore_kernels._openmp import openmp_already_loaded, settle_wait_policy
 
 # Our OpenMP loops (im2col, pooling, ...) alternate with GEMMs and Python glue; OpenMP threads that
 # spin after each parallel region steal the cores the work needs (see _openmp.py), whichever of
-# torch or cnncore is imported first.
-settle_wait_policy(os.environ)
+# torch or cnncore is imported first.  The policy must be in the environment before any of our
+# extensions loads libgomp; the throttle (when torch loaded libgomp first) is an extension itself,
+# so it starts once the import hook below can find it.
+_openmp_first = openmp_already_loaded()
+if not _openmp_first:
+    settle_wait_policy(os.environ)
+
+# Load each Cython extension from the build for this CPU's instruction-set level (see isa.py).
+from cnncore_kernels import isa as _isa  # noqa: E402
+
+_isa.install()
+if _openmp_first:
+    settle_wait_policy(os.environ)

@@ -20,7 +20,8 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
-include "_blas.pxi"
+from ._blas cimport _gemm_parts, gemm_rm, pgemm_rm
+from ._blas import blas_info  # noqa: F401  (the BLAS in use; kept importable here)
 
 cdef enum:
     # Elements of one column-buffer chunk (the memory bound stated above).
@@ -122,7 +123,7 @@ cdef Py_ssize_t rows_per_chunk(Py_ssize_t R, Py_ssize_t Wo, Py_ssize_t Ho) noexc
     return n
 
 
-def im2col(floating[:, :, ::1] x, kernel, stride, padding, dilation):
+def im2col(const floating[:, :, ::1] x, kernel, stride, padding, dilation):
     """Column matrix of one image. x: (C, H, W) -> (C*kh*kw, Ho*Wo)."""
     cdef Py_ssize_t kh = kernel[0], kw = kernel[1], sh = stride[0], sw = stride[1]
     cdef Py_ssize_t ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1]
@@ -137,7 +138,7 @@ def im2col(floating[:, :, ::1] x, kernel, stride, padding, dilation):
     return out
 
 
-def col2im(floating[:, ::1] col, input_shape, kernel, stride, padding, dilation):
+def col2im(const floating[:, ::1] col, input_shape, kernel, stride, padding, dilation):
     """Adjoint of ``im2col``. col: (C*kh*kw, Ho*Wo) -> (C, H, W)."""
     cdef Py_ssize_t kh = kernel[0], kw = kernel[1], sh = stride[0], sw = stride[1]
     cdef Py_ssize_t ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1]
@@ -422,8 +423,8 @@ def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, P
 
 
 @cython.boundscheck(False)
-def conv2d_forward(floating[:, :, :, ::1] x, floating[:, :, :, ::1] weight, bias, stride, padding,
-                   dilation, out=None, activation=None):
+def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight, bias,
+                   stride, padding, dilation, out=None, activation=None):
     """y = act(conv2d(x, weight) + bias).  x: (N, C, H, W), weight: (K, C, kh, kw), bias: (K,) or
     None; ``activation``: None or ``"relu"`` (applied with the bias where y is written).
 
@@ -452,10 +453,10 @@ def conv2d_forward(floating[:, :, :, ::1] x, floating[:, :, :, ::1] weight, bias
     y_arr = np.empty((N, K, Ho, Wo), dtype=dtype) if out is None else out
     cdef floating[:, :, :, ::1] y = y_arr
     cdef floating[:, :, ::1] xpad
-    cdef floating[:, :, :, ::1] wt
-    cdef floating[::1] bv
+    cdef const floating[:, :, :, ::1] wt
+    cdef const floating[::1] bv
     cdef const floating* b = NULL
-    cdef floating* xp
+    cdef const floating* xp
     if bias is not None:
         bv = bias
         b = &bv[0]
@@ -523,8 +524,8 @@ def conv2d_forward(floating[:, :, :, ::1] x, floating[:, :, :, ::1] weight, bias
     return y_arr
 
 
-def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
-                    floating[:, :, :, ::1] weight, stride, padding, dilation,
+def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
+                    const floating[:, :, :, ::1] weight, stride, padding, dilation,
                     bint need_dx=True, bint need_dweight=True, bint need_dbias=True):
     """Gradients of conv2d.  dy: (N, K, Ho, Wo) -> (dx (N,C,H,W), dweight (K,C,kh,kw), dbias (K,)).
 
@@ -547,12 +548,13 @@ def conv2d_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
     dx_arr = np.zeros((N, C, H, W), dtype=dtype) if need_dx else None
     dw_arr = np.zeros((K, C, kh, kw), dtype=dtype) if need_dweight else None
     db_arr = np.zeros((K,), dtype=dtype) if need_dbias else None
-    cdef floating[:, :, :, ::1] dx, dwv, wt
+    cdef floating[:, :, :, ::1] dx, dwv
+    cdef const floating[:, :, :, ::1] wt
     cdef floating[:, :, :, :, ::1] dwt5
     cdef floating[::1] db
     cdef floating[:, :, ::1] col3, dcol3, dw3, xpad, dyb3
     cdef floating[:, :, :, ::1] dx4, dyw4
-    cdef floating* xp
+    cdef const floating* xp
     cdef floating* dxp
     cdef floating* dwp
     cdef floating s

@@ -1,21 +1,20 @@
 # cython: language_level=3
-"""Row-major matrix products through OpenBLAS (see _blas.pxi), parallelised like the convolution
+"""Row-major matrix products through OpenBLAS (see _blas.pyx), parallelised like the convolution
 GEMMs.
 
 Used by the fully connected layer so that every GEMM of the library runs under one threading
-scheme (see _blas.pxi).  Inputs are trusted: 2-D, C-contiguous, same float dtype, sizes < 2**31.
+scheme (see _blas.pyx).  Inputs are trusted: 2-D, C-contiguous, same float dtype, sizes < 2**31.
 """
 
 import numpy as np
 
-cimport cython
 from cython cimport floating
 
-include "_blas.pxi"
+from ._blas cimport pgemm_rm
 
 
-def matmul(floating[:, ::1] a, floating[:, ::1] b, bint trans_a=False, bint trans_b=False,
-           floating[:, ::1] out=None, bint accumulate=False):
+def matmul(const floating[:, ::1] a, const floating[:, ::1] b, bint trans_a=False,
+           bint trans_b=False, floating[:, ::1] out=None, bint accumulate=False):
     """op(a) @ op(b), op = transpose where asked.  a: (M, K) or (K, M), b: (K, N) or (N, K).
 
     Returns (M, N); with ``out`` given the product is written (or added, ``accumulate``) there.

@@ -11,7 +11,8 @@ Each thread owns a contiguous chunk of pixels of one image across all its channe
 parallelises over the chunks of its planes; the window sum is direct (``size`` multiply-adds per
 element, as PyTorch's).
 
-LCN (SPEC.md): the window is ``g1 (x) g1`` with a 1-D Gaussian ``g1``; summed over channels with
+LCN (formula in docs/contract/arrays.rst): the window is ``g1 (x) g1`` with a 1-D Gaussian
+``g1``; summed over channels with
 weight ``1/C`` each, ``E[z] = B(mean_c z)`` where ``B(p) = filter(p) / filter(1)`` is a separable
 zero-padded 1-D filter along W then H, divided by the weight of the valid taps (the border
 correction, itself separable: ``Dh[h] * Dw[w]``).  The normalisation of the window cancels in that
@@ -121,7 +122,8 @@ cdef int lrn_backward_chunk(const floating* dy, const floating* x, floating* dx,
                             floating k, floating scale, floating beta, floating coef,
                             int mode) noexcept nogil:
     # dx[j] = dy[j] * S[j]**-beta - coef * x[j] * sum_{c = j-after .. j+before} dy[c] * y[c] / S[c]
-    # with y[c] = x[c] * S[c]**-beta and coef = 2 * alpha * beta / size.  Returns 1 if out of memory.
+    # with y[c] = x[c] * S[c]**-beta and coef = 2 * alpha * beta / size.
+    # Returns 1 if out of memory.
     cdef floating* t = <floating*> malloc((C + 2) * L * sizeof(floating))
     cdef floating* acc
     cdef floating* s
@@ -173,7 +175,7 @@ cdef int pow_mode(double beta):
     return POW_GENERAL
 
 
-def local_response_norm(floating[:, :, :, ::1] x, Py_ssize_t size, double alpha, double beta,
+def local_response_norm(const floating[:, :, :, ::1] x, Py_ssize_t size, double alpha, double beta,
                         double k):
     """LRN across channels, as torch.  x: (N, C, H, W) -> y: (N, C, H, W)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3]
@@ -192,7 +194,7 @@ def local_response_norm(floating[:, :, :, ::1] x, Py_ssize_t size, double alpha,
     return out
 
 
-def local_response_norm_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
+def local_response_norm_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                                  Py_ssize_t size, double alpha, double beta, double k):
     """Gradient of LRN.  dy, x: (N, C, H, W) -> dx: (N, C, H, W)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3]
@@ -258,7 +260,8 @@ cdef void filter_h_row(const floating* src, floating* dst, Py_ssize_t h, Py_ssiz
 cdef void filter2d(const floating* src, floating* dst, floating* tmp, Py_ssize_t N, Py_ssize_t H,
                    Py_ssize_t W, const floating* taps, Py_ssize_t nt,
                    Py_ssize_t before) noexcept nogil:
-    # dst = the separable zero-padded filter (taps along W, then along H) of the planes src (N, H, W)
+    # dst = the separable zero-padded filter (taps along W, then along H) of the planes src
+    # (N, H, W)
     cdef Py_ssize_t r, n, h
     for r in prange(N * H, schedule="static"):
         filter_w_row(src + r * W, tmp + r * W, W, taps, nt, before)
@@ -295,11 +298,11 @@ cdef class Window:
         return out
 
 
-def _filter_w_f(float[::1] src, float[::1] dst, float[::1] taps, Py_ssize_t before):
+def _filter_w_f(const float[::1] src, float[::1] dst, const float[::1] taps, Py_ssize_t before):
     filter_w_row(&src[0], &dst[0], src.shape[0], &taps[0], taps.shape[0], before)
 
 
-def _filter_w_d(double[::1] src, double[::1] dst, double[::1] taps, Py_ssize_t before):
+def _filter_w_d(const double[::1] src, double[::1] dst, const double[::1] taps, Py_ssize_t before):
     filter_w_row(&src[0], &dst[0], src.shape[0], &taps[0], taps.shape[0], before)
 
 
@@ -420,9 +423,11 @@ cdef void divide_chunk(const floating* x, const floating* ex, const floating* de
         y[i] = (x[i] - ex[i]) / den[i]
 
 
-def local_contrast_norm(floating[:, :, :, ::1] x, Py_ssize_t size, double sigma, double threshold,
-                        divisor):
-    """LCN (SPEC.md).  x: (N, C, H, W) -> y: (N, C, H, W).  divisor: "mean" or "fixed"."""
+def local_contrast_norm(const floating[:, :, :, ::1] x, Py_ssize_t size, double sigma,
+                        double threshold, divisor):
+    """LCN (docs/contract/arrays.rst).  x: (N, C, H, W) -> y: (N, C, H, W).
+
+    divisor: "mean" or "fixed"."""
     from cnncore_kernels.normalization import lcn_window
 
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
@@ -497,7 +502,7 @@ cdef void lcn_grad_chunk(const floating* x, const floating* dy, const floating* 
         dx[i] = dy[i] / den[i] + (x[i] - ex[i]) * r2[i] - t[i]
 
 
-def local_contrast_norm_backward(floating[:, :, :, ::1] dy, floating[:, :, :, ::1] x,
+def local_contrast_norm_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                                  Py_ssize_t size, double sigma, double threshold, divisor):
     """Exact gradient of LCN.  dy, x: (N, C, H, W) -> dx: (N, C, H, W).
 

@@ -76,7 +76,7 @@ cdef enum:
     COLS = 256      # inner columns per softmax unit (its per-column buffers live on the stack)
 
 
-def exp_f32(float[::1] x):
+def exp_f32(const float[::1] x):
     """``cnn_expf`` over a float32 vector (exposed for the accuracy tests)."""
     out = np.empty(x.shape[0], dtype=np.float32)
     cdef float[::1] o = out
@@ -110,7 +110,7 @@ cdef void tanh_backward_block(const floating* dy, const floating* y, floating* d
         dx[i] = dy[i] * (1 - y[i] * y[i])
 
 
-def _relu(floating[::1] x, floating[::1] y):
+def _relu(const floating[::1] x, floating[::1] y):
     cdef Py_ssize_t n = x.shape[0], b, p
     with nogil:
         for b in prange((n + BLOCK - 1) // BLOCK, schedule="static"):
@@ -118,7 +118,7 @@ def _relu(floating[::1] x, floating[::1] y):
             relu_block(&x[0] + p, &y[0] + p, min(BLOCK, n - p))
 
 
-def _relu_backward(floating[::1] dy, floating[::1] x, floating[::1] dx):
+def _relu_backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx):
     cdef Py_ssize_t n = x.shape[0], b, p
     with nogil:
         for b in prange((n + BLOCK - 1) // BLOCK, schedule="static"):
@@ -126,7 +126,7 @@ def _relu_backward(floating[::1] dy, floating[::1] x, floating[::1] dx):
             relu_backward_block(&dy[0] + p, &x[0] + p, &dx[0] + p, min(BLOCK, n - p))
 
 
-def _tanh_backward(floating[::1] dy, floating[::1] y, floating[::1] dx):
+def _tanh_backward(const floating[::1] dy, const floating[::1] y, floating[::1] dx):
     cdef Py_ssize_t n = y.shape[0], b, p
     with nogil:
         for b in prange((n + BLOCK - 1) // BLOCK, schedule="static"):
@@ -181,7 +181,7 @@ cdef inline bint dropout_keep(uint64_t i, uint32_t k0, uint32_t k1, uint32_t thr
     return (h >> 8) >= thr
 
 
-def _dropout(floating[::1] x, floating[::1] y, uint32_t k0, uint32_t k1, uint32_t thr,
+def _dropout(const floating[::1] x, floating[::1] y, uint32_t k0, uint32_t k1, uint32_t thr,
              floating scale):
     cdef Py_ssize_t n = x.shape[0], i
     with nogil:
@@ -325,7 +325,7 @@ cdef inline Py_ssize_t units_of(Py_ssize_t outer, Py_ssize_t inner) noexcept nog
     return outer * ((inner + COLS - 1) // COLS)
 
 
-def _softmax(floating[:, :, ::1] x, floating[:, :, ::1] y, bint log_out):
+def _softmax(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint log_out):
     cdef Py_ssize_t outer = x.shape[0], K = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t per = (inner + COLS - 1) // COLS, u, o, i0
     with nogil:
@@ -335,8 +335,8 @@ def _softmax(floating[:, :, ::1] x, floating[:, :, ::1] y, bint log_out):
             softmax_unit(&x[o, 0, i0], &y[o, 0, i0], K, inner, min(COLS, inner - i0), log_out)
 
 
-def _softmax_backward(floating[:, :, ::1] dy, floating[:, :, ::1] y, floating[:, :, ::1] dx,
-                      bint log_out):
+def _softmax_backward(const floating[:, :, ::1] dy, const floating[:, :, ::1] y,
+                      floating[:, :, ::1] dx, bint log_out):
     cdef Py_ssize_t outer = y.shape[0], K = y.shape[1], inner = y.shape[2]
     cdef Py_ssize_t per = (inner + COLS - 1) // COLS, u, o, i0
     with nogil:
@@ -347,7 +347,7 @@ def _softmax_backward(floating[:, :, ::1] dy, floating[:, :, ::1] y, floating[:,
                                   min(COLS, inner - i0), log_out)
 
 
-def _cross_entropy(floating[:, :, ::1] x, int64_t[:, ::1] t, floating[:, :, ::1] d,
+def _cross_entropy(const floating[:, :, ::1] x, const int64_t[:, ::1] t, floating[:, :, ::1] d,
                    int64_t ignore, double scale):
     cdef Py_ssize_t outer = x.shape[0], K = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t per = (inner + COLS - 1) // COLS, u, o, i0

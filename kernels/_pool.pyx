@@ -376,7 +376,7 @@ def max_pool2d(const floating[:, :, :, ::1] x, kernel, stride, padding, dilation
     i_arr = np.empty((N, C, g.Ho, g.Wo), dtype=np.int64)
     cdef floating[:, :, :, ::1] y = y_arr
     cdef int64_t[:, :, :, ::1] idx = i_arr
-    tables = set_tables(&g)
+    _tables = set_tables(&g)  # owns the arrays that g points into
     with nogil:
         max_rows(&x[0, 0, 0, 0], g, N * C, &y[0, 0, 0, 0], &idx[0, 0, 0, 0])
     return y_arr, i_arr
@@ -389,7 +389,7 @@ def max_pool2d_values(const floating[:, :, :, ::1] x, kernel, stride, padding, d
     dtype = np.float32 if floating is float else np.float64
     y_arr = np.empty((N, C, g.Ho, g.Wo), dtype=dtype)
     cdef floating[:, :, :, ::1] y = y_arr
-    tables = set_tables(&g)
+    _tables = set_tables(&g)  # owns the arrays that g points into
     with nogil:
         max_rows(&x[0, 0, 0, 0], g, N * C, &y[0, 0, 0, 0], NULL)
     return y_arr
@@ -498,7 +498,7 @@ def avg_pool2d(const floating[:, :, :, ::1] x, kernel, stride, padding, dilation
     """Average pooling.  x: (N, C, H, W) -> y (N, C, Ho, Wo); padding counts as zeros."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], r, HW
     cdef Geom g = make_geom(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-    tables = set_tables(&g)
+    _tables = set_tables(&g)  # owns the arrays that g points into
     dtype = np.float32 if floating is float else np.float64
     y_arr = np.empty((N, C, g.Ho, g.Wo), dtype=dtype)
     cdef floating[:, :, :, ::1] y = y_arr
@@ -568,12 +568,11 @@ cdef void avg_back_row(const floating* dyp, Geom g, Py_ssize_t h, const floating
 def avg_pool2d_backward(const floating[:, :, :, ::1] dy, input_shape, kernel, stride, padding,
                         dilation, bint count_include_pad):
     """dx (N, C, H, W) of avg_pool2d from dy (N, C, Ho, Wo); a gather over input rows."""
-    cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], r, H, HW, M
+    cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], r, H, M
     cdef Geom g = make_geom(input_shape[2], input_shape[3], kernel, stride, padding, dilation)
-    tables = set_tables(&g)
+    _tables = set_tables(&g)  # owns the arrays that g points into
     dtype = np.float32 if floating is float else np.float64
     H = g.H
-    HW = g.H * g.W
     M = g.Ho * g.Wo
     dx_arr = np.empty((N, C, g.H, g.W), dtype=dtype)
     cdef floating[:, :, :, ::1] dx = dx_arr

@@ -16,103 +16,50 @@ one shape, ``axis`` a non-negative int below ``ndim``; each returns a new array 
 
 from __future__ import annotations
 
-from cnncore_kernels.arrays import is_cuda_array
+from cnncore_kernels import _pointwise
+from cnncore_kernels.arrays import twin
 
 
 def relu(x):
     # inputs validated by cnncore.functional.relu
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import activation as gpu
-
-        return gpu.relu(x)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.relu(x)
+    return twin(x, _pointwise, "activation").relu(x)
 
 
 def relu_backward(dy, x):
     # inputs validated by cnncore.functional.relu_backward
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import activation as gpu
-
-        return gpu.relu_backward(dy, x)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.relu_backward(dy, x)
+    return twin(x, _pointwise, "activation").relu_backward(dy, x)
 
 
 def tanh(x):
     # inputs validated by cnncore.functional.tanh
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import activation as gpu
-
-        return gpu.tanh(x)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.tanh(x)
+    return twin(x, _pointwise, "activation").tanh(x)
 
 
 def tanh_backward(dy, y):
     # inputs validated by cnncore.functional.tanh_backward
-    if is_cuda_array(y):
-        from cnncore_kernels.cuda import activation as gpu
-
-        return gpu.tanh_backward(dy, y)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.tanh_backward(dy, y)
+    return twin(y, _pointwise, "activation").tanh_backward(dy, y)
 
 
 def softmax(x, axis):
     # inputs validated by cnncore.functional.softmax
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import activation as gpu
-
-        return gpu.softmax(x, axis)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.softmax(x, axis)
+    return twin(x, _pointwise, "activation").softmax(x, axis)
 
 
 def log_softmax(x, axis):
     # inputs validated by cnncore.functional.log_softmax
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import activation as gpu
-
-        return gpu.log_softmax(x, axis)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.log_softmax(x, axis)
+    return twin(x, _pointwise, "activation").log_softmax(x, axis)
 
 
 def softmax_backward(dy, y, axis):
     # inputs validated by cnncore.functional.softmax_backward
-    if is_cuda_array(y):
-        from cnncore_kernels.cuda import activation as gpu
-
-        return gpu.softmax_backward(dy, y, axis)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.softmax_backward(dy, y, axis)
+    return twin(y, _pointwise, "activation").softmax_backward(dy, y, axis)
 
 
 def log_softmax_backward(dy, y, axis):
     # inputs validated by cnncore.functional.log_softmax_backward
-    if is_cuda_array(y):
-        from cnncore_kernels.cuda import activation as gpu
-
-        return gpu.log_softmax_backward(dy, y, axis)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.log_softmax_backward(dy, y, axis)
+    return twin(y, _pointwise, "activation").log_softmax_backward(dy, y, axis)
 
 
 def dropout(x, key, thr, scale):
     # inputs validated by cnncore.functional.dropout; the same op serves the backward
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import activation as gpu
-
-        return gpu.dropout(x, key, thr, scale)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.dropout(x, key, thr, scale)
+    return twin(x, _pointwise, "activation").dropout(x, key, thr, scale)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 
@@ -13,3 +14,15 @@ def is_cuda_array(x: Any) -> bool:
     ``FakeCUDAArray`` objects that carry ``__cuda_ndarray__`` instead.
     """
     return hasattr(x, "__cuda_array_interface__") or hasattr(x, "__cuda_ndarray__")
+
+
+def twin(x: Any, cpu: Any, gpu: str) -> Any:
+    """The twin that runs the kernels on ``x``: ``cpu`` (the CPU twin: a Cython module, or a
+    namespace of NumPy functions) for host arrays, the module ``cnncore_kernels.cuda.<gpu>`` for
+    device arrays.  A dispatcher calls ``twin(x, _pool, "pooling").max_pool2d(...)``; both twins
+    have the same function names and signatures.  The CUDA module is imported here only for a
+    device array, so a CPU-only install never imports numba.
+    """
+    if is_cuda_array(x):
+        return importlib.import_module(f"cnncore_kernels.cuda.{gpu}")
+    return cpu

@@ -1,29 +1,105 @@
-"""Dispatcher for convolution: picks the CPU (Cython) or GPU (Numba CUDA) twin by array type."""
+"""Dispatcher for convolution: picks the CPU (Cython) or GPU (Numba CUDA) twin by array type, and on
+the CPU the algorithm by name.
+
+CPU algorithms (chosen by ``cnncore.functional``; inputs validated there):
+
+- ``"im2col"``: column matrix of a block of output rows + one GEMM (any stride, padding,
+  dilation);
+- ``"shifted"``: stride 1, one GEMM per kernel tap over a shifted view of the padded image;
+- ``"winograd"``: stride 1, square 3x3 or 5x5 kernels, Winograd tiles
+  (``cnncore_kernels.winograd``), forward, dx and dweight (dbias: a plain sum);
+- ``"auto"``: the GEMM kernel's own choice between im2col and shifted (for callers below the
+  public API).
+
+GPU arrays always run the CUDA twin (one algorithm); ``algorithm`` must then be ``"auto"``.
+"""
 
 from __future__ import annotations
 
+import threading
+
 from cnncore_kernels.arrays import is_cuda_array
 
+# _conv's im2col/shifted choice is a module-level switch (set_path); forced calls hold this lock
+# so that concurrent Python threads never see each other's setting.
+_path_lock = threading.Lock()
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation, activation=None):
-    # inputs validated by cnncore.functional.conv2d; activation: None or "relu".  The CPU twin
-    # applies bias and ReLU where it writes y; the CUDA twin runs its ReLU kernel afterwards.
+
+def forced_gemm_path():
+    """The path forced with ``_conv.set_path`` (benchmarks, tests), or None when it is "auto"."""
+    from cnncore_kernels import _conv
+
+    return None if _conv._path == "auto" else _conv._path
+
+
+def gemm_choice(C, K, kernel, stride, padding, dilation, Wo):
+    """The GEMM kernel's own choice for one group: "shifted" or "im2col" ("auto" below the API)."""
+    from cnncore_kernels import _conv
+
+    with _path_lock:
+        return (
+            "shifted"
+            if _conv.use_shifted(C, K, kernel, stride, padding, dilation, Wo)
+            else "im2col"
+        )
+
+
+def _gemm_call(algorithm, fn, *args):
+    from cnncore_kernels import _conv
+
+    if algorithm == "auto":
+        return fn(*args)
+    with _path_lock:
+        old = _conv._path
+        _conv.set_path(algorithm)
+        try:
+            return fn(*args)
+        finally:
+            _conv.set_path(old)
+
+
+def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto", activation=None):
+    # inputs validated by cnncore.functional.conv2d; activation: None or "relu".  The GEMM paths
+    # apply bias and ReLU where they write y; Winograd and the CUDA twin run the ReLU afterwards.
     if is_cuda_array(x):
+        from cnncore_kernels.cuda import activation as gpu_act
         from cnncore_kernels.cuda import conv as gpu
 
         y = gpu.conv2d_forward(x, weight, bias, stride, padding, dilation)
-        if activation == "relu":
-            from cnncore_kernels.cuda import activation as gpu_act
+        return gpu_act.relu(y) if activation == "relu" else y
+    if algorithm == "winograd":
+        from cnncore_kernels import _pointwise, winograd
 
-            y = gpu_act.relu(y)
-        return y
+        tile = winograd.DEFAULT_TILE[int(weight.shape[2])]
+        y = winograd.conv2d_forward(x, weight, bias, padding, dilation, tile)
+        return _pointwise.relu(y) if activation == "relu" else y
     from cnncore_kernels import _conv
 
-    return _conv.conv2d_forward(x, weight, bias, stride, padding, dilation, activation=activation)
+    return _gemm_call(
+        algorithm,
+        _conv.conv2d_forward,
+        x,
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        None,
+        activation,
+    )
 
 
 def conv2d_backward(
-    dy, x, weight, stride, padding, dilation, need_dx=True, need_dweight=True, need_dbias=True
+    dy,
+    x,
+    weight,
+    stride,
+    padding,
+    dilation,
+    need_dx=True,
+    need_dweight=True,
+    need_dbias=True,
+    algorithm="auto",
 ):
     # inputs validated by cnncore.functional.conv2d_backward
     if is_cuda_array(x):
@@ -34,6 +110,30 @@ def conv2d_backward(
         )
     from cnncore_kernels import _conv
 
-    return _conv.conv2d_backward(
-        dy, x, weight, stride, padding, dilation, need_dx, need_dweight, need_dbias
+    if algorithm == "winograd":
+        from cnncore_kernels import winograd
+
+        tile = winograd.DEFAULT_TILE[int(weight.shape[2])]
+        dx = dw = db = None
+        if need_dx:
+            dx = winograd.conv2d_backward_input(dy, weight, x.shape[2:], padding, dilation, tile)
+        if need_dweight:
+            dw = winograd.conv2d_backward_weight(x, dy, weight.shape, padding, dilation, tile)
+        if need_dbias:
+            db = _conv.conv2d_backward(
+                dy, x, weight, stride, padding, dilation, False, False, True
+            )[2]
+        return dx, dw, db
+    return _gemm_call(
+        algorithm,
+        _conv.conv2d_backward,
+        dy,
+        x,
+        weight,
+        stride,
+        padding,
+        dilation,
+        need_dx,
+        need_dweight,
+        need_dbias,
     )

@@ -10,37 +10,40 @@ Twin signatures (``cnncore_kernels.cuda.linear`` matches these; inputs validated
   the ones not needed are None.
 
 On the CPU the GEMMs go through ``_gemm.matmul`` (scipy's BLAS under the library's one threading
-scheme, see ``_blas.pxi``; transposes are passed as flags, not copied).
+scheme, see ``_blas.pyx``; transposes are passed as flags, not copied).
 """
 
 from __future__ import annotations
 
-from cnncore_kernels.arrays import is_cuda_array
+from types import SimpleNamespace
+
+from cnncore_kernels import _gemm
+from cnncore_kernels.arrays import twin
 
 
 def linear(x, weight, bias):
     # inputs validated by cnncore.functional.linear
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import linear as gpu
+    return twin(x, _CPU, "linear").linear(x, weight, bias)
 
-        return gpu.linear(x, weight, bias)
-    from cnncore_kernels import _gemm
 
+def linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias):
+    # inputs validated by cnncore.functional.linear_backward
+    return twin(x, _CPU, "linear").linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias)
+
+
+def _linear_cpu(x, weight, bias):
     y = _gemm.matmul(x, weight, trans_b=True)
     if bias is not None:
         y += bias
     return y
 
 
-def linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias):
-    # inputs validated by cnncore.functional.linear_backward
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import linear as gpu
-
-        return gpu.linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias)
-    from cnncore_kernels import _gemm
-
+def _linear_backward_cpu(dy, x, weight, need_dx, need_dweight, need_dbias):
     dx = _gemm.matmul(dy, weight) if need_dx else None
     dweight = _gemm.matmul(dy, x, trans_a=True) if need_dweight else None
     dbias = dy.sum(axis=0) if need_dbias else None
     return dx, dweight, dbias
+
+
+# the CPU twin: the names and signatures of cnncore_kernels.cuda.linear
+_CPU = SimpleNamespace(linear=_linear_cpu, linear_backward=_linear_backward_cpu)

@@ -15,15 +15,10 @@ validated by ``cnncore.functional.cross_entropy``):
 
 from __future__ import annotations
 
-from cnncore_kernels.arrays import is_cuda_array
+from cnncore_kernels import _pointwise
+from cnncore_kernels.arrays import twin
 
 
 def cross_entropy(logits, targets, ignore_index):
     # inputs validated by cnncore.functional.cross_entropy
-    if is_cuda_array(logits):
-        from cnncore_kernels.cuda import loss as gpu
-
-        return gpu.cross_entropy(logits, targets, ignore_index)
-    from cnncore_kernels import _pointwise
-
-    return _pointwise.cross_entropy(logits, targets, ignore_index)
+    return twin(logits, _pointwise, "loss").cross_entropy(logits, targets, ignore_index)

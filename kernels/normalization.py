@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnncore_kernels.arrays import is_cuda_array
+from cnncore_kernels import _norm
+from cnncore_kernels.arrays import twin
 
 
 def lcn_window(size: int, sigma: float, extent: int) -> tuple[np.ndarray, int]:
@@ -43,43 +44,21 @@ def lcn_window(size: int, sigma: float, extent: int) -> tuple[np.ndarray, int]:
 
 def local_response_norm(x, size, alpha, beta, k):
     # inputs validated by cnncore.functional.local_response_norm
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import normalization as gpu
-
-        return gpu.local_response_norm(x, size, alpha, beta, k)
-    from cnncore_kernels import _norm
-
-    return _norm.local_response_norm(x, size, alpha, beta, k)
+    return twin(x, _norm, "normalization").local_response_norm(x, size, alpha, beta, k)
 
 
 def local_response_norm_backward(dy, x, size, alpha, beta, k):
     # inputs validated by cnncore.functional.local_response_norm_backward
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import normalization as gpu
-
-        return gpu.local_response_norm_backward(dy, x, size, alpha, beta, k)
-    from cnncore_kernels import _norm
-
-    return _norm.local_response_norm_backward(dy, x, size, alpha, beta, k)
+    return twin(x, _norm, "normalization").local_response_norm_backward(dy, x, size, alpha, beta, k)
 
 
 def local_contrast_norm(x, size, sigma, threshold, divisor):
     # inputs validated by cnncore.functional.local_contrast_norm
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import normalization as gpu
-
-        return gpu.local_contrast_norm(x, size, sigma, threshold, divisor)
-    from cnncore_kernels import _norm
-
-    return _norm.local_contrast_norm(x, size, sigma, threshold, divisor)
+    return twin(x, _norm, "normalization").local_contrast_norm(x, size, sigma, threshold, divisor)
 
 
 def local_contrast_norm_backward(dy, x, size, sigma, threshold, divisor):
     # inputs validated by cnncore.functional.local_contrast_norm_backward
-    if is_cuda_array(x):
-        from cnncore_kernels.cuda import normalization as gpu
-
-        return gpu.local_contrast_norm_backward(dy, x, size, sigma, threshold, divisor)
-    from cnncore_kernels import _norm
-
-    return _norm.local_contrast_norm_backward(dy, x, size, sigma, threshold, divisor)
+    return twin(x, _norm, "normalization").local_contrast_norm_backward(
+        dy, x, size, sigma, threshold, divisor
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
-from cnncore_kernels.arrays import is_cuda_array
+from cnncore_kernels.arrays import twin
 
 
 def sgd_step(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first):
@@ -17,13 +19,9 @@ def sgd_step(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, 
     ``buf`` is None when momentum == 0.  Arrays share shape, dtype and device.
     """
     # inputs validated by cnncore.optim.SGD
-    if is_cuda_array(param):
-        from cnncore_kernels.cuda import optim as gpu
-
-        return gpu.sgd_step(
-            param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first
-        )
-    return _sgd_step_cpu(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first)
+    return twin(param, _CPU, "optim").sgd_step(
+        param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first
+    )
 
 
 def _sgd_step_cpu(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first):
@@ -47,3 +45,7 @@ def _sgd_step_cpu(param, grad, buf, lr, momentum, weight_decay, dampening, neste
         else:
             d = buf
     param -= d * t(lr)
+
+
+# the CPU twin: the names and signatures of cnncore_kernels.cuda.optim
+_CPU = SimpleNamespace(sgd_step=_sgd_step_cpu)

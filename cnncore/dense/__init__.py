@@ -1,4 +1,4 @@
-"""Exact dense pixelwise classification with a patch classifier (SPEC.md, ``cnncore.dense``).
+"""Exact dense pixelwise classification with a patch classifier (docs/contract/dense.rst).
 
 - ``predict(model, images, patch_size, method="dsparse", tile=None)``: the scores of every pixel
   by patch scanning (``"patchwise"``), FCN shift and stitch (``"fcn"``) or the d-regularly sparse

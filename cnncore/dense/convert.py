@@ -1,6 +1,6 @@
 """Analysis of a patch classifier: its layers, their geometry, or why it cannot be converted.
 
-``analyze(model, patch_size)`` walks the layers of a ``Sequential`` patch classifier (nested
+``analyze(model, patch_size=None)`` walks the layers of a ``Sequential`` patch classifier (nested
 Sequentials are flattened), follows a ``(C, h, w)`` patch through them and returns a ``Plan``:
 one ``Stage`` per layer with its kernel, stride, dilation and ``step`` (the product ``d`` of all
 earlier strides, Li, Zhao, Wang 2014), the total stride ``S`` and the receptive field of one score.
@@ -18,6 +18,7 @@ from typing import Any
 
 from cnncore import _validate as v
 from cnncore import nn
+from cnncore.nn.shapes import output_shape, window_out
 
 METHODS = ("dsparse", "fcn", "patchwise")
 
@@ -147,52 +148,130 @@ def _refuse(name: str, module: Any, why: str) -> ValueError:
     return ValueError(f"layer {name!r} ({type(module).__name__}) cannot be converted: {why}")
 
 
-def _out(size: int, k: int, s: int, d: int) -> int:
-    return (size - d * (k - 1) - 1) // s + 1
+def _unknown(name: str, m: Any) -> ValueError:
+    why = _WHY_NOT.get(
+        type(m).__name__,
+        "not a layer the conversion knows (conv, pooling, pointwise, Flatten, Linear)",
+    )
+    return _refuse(name, m, why)
 
 
-def analyze(model: Any, patch_size: Any) -> Plan:
+def _input_channels(layers: list[tuple[str, Any]], patch: tuple[int, int]) -> int | None:
+    """The channels of a patch: from the first layer that states its input (a Conv2d's
+    ``in_channels``, or a Linear's ``in_features`` over the flattened map), times the pool sizes
+    of the channel max pools (maxout) before it.  None if no layer states it."""
+    mult, (h, w), flat = 1, patch, None
+    known = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.GlobalAvgPool2d, nn.Flatten, nn.Linear)
+    for name, m in layers:
+        if not isinstance(m, known + _classes(_POINTWISE)):
+            raise _unknown(name, m)
+        if isinstance(m, nn.Conv2d):
+            return int(m.in_channels) * mult
+        if isinstance(m, nn.ChannelMaxPool):
+            mult *= int(m.pool_size)
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and flat is None:
+            k, st, p, d = m.kernel_size, m.stride, m.padding, m.dilation
+            h, w = window_out(h, k[0], st[0], p[0], d[0]), window_out(w, k[1], st[1], p[1], d[1])
+            if h < 1 or w < 1:
+                return None
+        elif isinstance(m, nn.GlobalAvgPool2d) and flat is None:
+            h, w = 1, 1
+        elif isinstance(m, nn.Flatten) and flat is None:
+            flat = (h, w)
+        elif isinstance(m, nn.Linear):
+            area = 1 if flat is None else flat[0] * flat[1]
+            if flat is None or int(m.in_features) % area:
+                return None
+            return int(m.in_features) // area * mult
+    return None
+
+
+def _class_axis(name: str, m: Any, shape: tuple[int, ...], flat: Any) -> None:
+    """A Softmax/LogSoftmax converts only over the class (channel) axis 1 of its input: ``dim``
+    1 (or -3 on ``(N, C, h, w)`` maps, -1 on ``(N, K)`` score vectors)."""
+    ndim = len(shape) + 1
+    axis = int(m.dim) % ndim
+    if axis != 1:
+        what = "the batch axis" if axis == 0 else f"axis {axis} of its (N, *{shape}) input"
+        raise _refuse(
+            name,
+            m,
+            f"dim={m.dim} normalises over {what}; only the class/channel axis (dim=1, or -1 on "
+            "(N, K) scores) is the same at every pixel of the dense network",
+        )
+    if flat is not None:
+        raise _refuse(
+            name,
+            m,
+            f"it mixes the features of a flattened {flat[0]}x{flat[1]} map, which lie at "
+            "different pixels in the dense network",
+        )
+
+
+def resolve_patch_size(model: Any, patch_size: Any) -> tuple[int, int]:
+    """``patch_size`` as ``(Ph, Pw)``; when it is None, the model's ``patch_size`` attribute (the
+    builders of ``cnncore.models`` set it).  Raises ``ValueError`` when neither is given."""
+    if patch_size is None:
+        patch_size = getattr(model, "patch_size", None)
+        if patch_size is None:
+            raise ValueError(
+                f"patch_size is required: {type(model).__name__} has no patch_size attribute "
+                "(pass patch_size=P, or set model.patch_size = P)"
+            )
+    return v.positive_pair(patch_size, "patch_size")
+
+
+def analyze(model: Any, patch_size: Any = None) -> Plan:
     """Check that ``model`` is a convertible patch classifier for ``patch_size`` patches and
-    return its ``Plan``.  Raises ``TypeError`` for a non-module and ``ValueError`` naming the
-    layer for everything that cannot be converted exactly."""
+    return its ``Plan``.  ``patch_size`` (int or ``(Ph, Pw)``) defaults to ``model.patch_size``.
+    Raises ``TypeError`` for a non-module and ``ValueError`` naming the layer for everything that
+    cannot be converted exactly.
+
+    Each layer's output shape comes from ``cnncore.nn.shapes.output_shape`` (the rule
+    ``cnncore.summary`` uses) applied to the shape the patch network gives it: ``(C, h, w)``
+    before ``Flatten``, ``(F,)`` after.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a cnncore.nn.Module, got {type(model).__name__}")
-    patch = v.positive_pair(patch_size, "patch_size")
+    patch = resolve_patch_size(model, patch_size)
     layers = list(leaves(model))
     if not isinstance(model, nn.Sequential) and layers == [("", model)]:
         layers = [(type(model).__name__, model)]
+    spatial = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.GlobalAvgPool2d, nn.Linear)
+    if not any(isinstance(m, spatial) for _, m in layers):
+        raise ValueError("model has no convolution, pooling or Linear layer: nothing to convert")
+    in_channels = _input_channels(layers, patch)
+    if in_channels is None:
+        raise ValueError(
+            "model never states its input channels (no Conv2d, and no Linear after a Flatten "
+            f"whose in_features fit a {patch[0]}x{patch[1]} patch)"
+        )
     pointwise = _classes(_POINTWISE)
-    mixing = _classes(_CHANNEL_MIXING)
 
-    C: int | None = None
-    in_channels: int | None = None
+    C: int = in_channels
     h, w = patch
+    shape: tuple[int, ...] = (C, h, w)  # what the patch network gives the next layer
     step = (1, 1)
     rf = [1, 1]
     flat: tuple[int, int] | None = None  # (h, w) of the map a Flatten turned into a vector
     after_linear = False
     stages: list[Stage] = []
 
-    def need_channels(name: str, m: Any, c: int) -> None:
-        nonlocal C, in_channels
-        if C is None:
-            C = in_channels = c
-        elif C != c:
-            raise _refuse(name, m, f"it expects {c} input channels but receives {C}")
-
-    def window(name: str, m: Any, kind: str, k, s, d, cout: int | None = None) -> Stage:
-        nonlocal h, w, step
+    def window(name: str, m: Any, kind: str, k, s, d, out: Any = None) -> Stage:
+        """The stage of a windowed layer; ``out`` (C, h, w) defaults to the shape rule's."""
+        nonlocal h, w, step, shape
         eff = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
         if eff[0] > h or eff[1] > w:
             raise ValueError(
                 f"patch_size {patch} is too small: layer {name!r} ({type(m).__name__}) has a "
                 f"window of {eff[0]}x{eff[1]} but receives a {h}x{w} map"
             )
-        ho, wo = _out(h, k[0], s[0], d[0]), _out(w, k[1], s[1], d[1])
+        if out is None:
+            out = shape = output_shape(m, shape, name)
         for a in range(2):
             rf[a] += d[a] * (k[a] - 1) * step[a]
-        st = Stage(name, kind, m, k, s, d, step, (C, h, w), (C if cout is None else cout, ho, wo))
-        h, w = ho, wo
+        st = Stage(name, kind, m, k, s, d, step, (C, h, w), out)  # type: ignore[arg-type]
+        h, w = out[1], out[2]
         step = (step[0] * s[0], step[1] * s[1])
         return st
 
@@ -208,11 +287,11 @@ def analyze(model: Any, patch_size: Any) -> Plan:
                     f"padding {tuple(m.padding)} inside the patch network (zeros at the patch "
                     "border are not the image border, so patches and the dense network differ)",
                 )
-            need_channels(name, m, int(m.in_channels))
+            if C != m.in_channels:
+                output_shape(m, shape, name)  # the rule's refusal names the layer
             k, s, d = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
-            st = window(name, m, "conv", k, s, d, cout=int(m.out_channels))
+            st = window(name, m, "conv", k, s, d)
             st = replace(st, groups=int(getattr(m, "groups", 1)))
-            C = int(m.out_channels)
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             if flat is not None:
                 raise _refuse(name, m, "pooling after Flatten")
@@ -232,6 +311,7 @@ def analyze(model: Any, patch_size: Any) -> Plan:
         elif isinstance(m, nn.Flatten):
             if (getattr(m, "start_dim", 1), getattr(m, "end_dim", -1)) != (1, -1):
                 raise _refuse(name, m, "only Flatten(start_dim=1, end_dim=-1) is supported")
+            shape = output_shape(m, shape, name)
             if flat is not None:
                 continue  # flattening a vector again changes nothing
             flat = (h, w)
@@ -241,27 +321,30 @@ def analyze(model: Any, patch_size: Any) -> Plan:
                 raise _refuse(name, m, "a Linear on a map needs a Flatten before it")
             fin, fout = int(m.in_features), int(m.out_features)
             k = (1, 1) if after_linear else flat
-            if fin % (k[0] * k[1]) != 0 or (C is not None and fin != C * k[0] * k[1]):
+            if fin != C * k[0] * k[1]:
                 raise _refuse(
                     name,
                     m,
                     f"in_features={fin} but a {patch[0]}x{patch[1]} patch gives "
-                    f"{C} x {k[0]} x {k[1]} = {None if C is None else C * k[0] * k[1]} features",
+                    f"{C} x {k[0]} x {k[1]} = {C * k[0] * k[1]} features",
                 )
-            if C is None:
-                C = in_channels = fin // (k[0] * k[1])
+            shape = output_shape(m, shape, name)
             # the map is k[0] x k[1] here (the whole flattened map, or 1 x 1)
             h, w = k
-            st = window(name, m, "linear", k, (1, 1), (1, 1), cout=fout)
-            C = fout
+            st = window(name, m, "linear", k, (1, 1), (1, 1), (fout, 1, 1))
             after_linear = True
         elif isinstance(m, pointwise):
-            if flat not in (None, (1, 1)) and not after_linear and isinstance(m, mixing):
+            per_pixel = flat in (None, (1, 1)) or after_linear
+            if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+                output_shape(m, shape, name)  # dim within the input's axes
+                _class_axis(name, m, shape, None if per_pixel else flat)
+            elif isinstance(m, (nn.LocalResponseNorm, nn.ChannelMaxPool)) and flat is not None:
                 raise _refuse(
                     name,
                     m,
-                    f"it mixes the features of a flattened {flat[0]}x{flat[1]} map, "
-                    "which lie at different pixels in the dense network",
+                    f"it needs a (C, H, W) map but follows a Flatten (the patch network gives it "
+                    f"shape {shape}); in the dense network its channels would lie at different "
+                    "pixels",
                 )
             if tname == "Dropout" and m.training and float(getattr(m, "p", 0.0)) > 0:
                 raise _refuse(
@@ -270,13 +353,13 @@ def analyze(model: Any, patch_size: Any) -> Plan:
                     "Dropout in training mode draws a separate mask for every patch, which "
                     "the dense network cannot reproduce; call model.eval() first",
                 )
-            st = Stage(name, "pointwise", m, step=step, in_shape=(C, h, w), out_shape=(C, h, w))
+            shape = output_shape(m, shape, name)
+            out_map = (shape[0], h, w)  # C // pool_size after maxout, C otherwise
+            st = Stage(name, "pointwise", m, step=step, in_shape=(C, h, w), out_shape=out_map)
         else:
-            why = _WHY_NOT.get(
-                tname,
-                "not a layer the conversion knows (conv, pooling, pointwise, Flatten, Linear)",
-            )
-            raise _refuse(name, m, why)
+            raise _unknown(name, m)
+        if st.kind != "flatten":
+            C = int(st.out_shape[0])
         stages.append(st)
 
     if not any(s.spatial for s in stages):
@@ -288,6 +371,4 @@ def analyze(model: Any, patch_size: Any) -> Plan:
             f"model is not a patch classifier for {patch[0]}x{patch[1]} patches: it gives a "
             f"{h}x{w} map per patch (end it with Flatten + Linear, or adjust patch_size)"
         )
-    if in_channels is None or C is None:
-        raise ValueError("model never states its input channels (no Conv2d or Linear)")
     return Plan(patch, tuple(stages), int(in_channels), int(C), step, (rf[0], rf[1]))

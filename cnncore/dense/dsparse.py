@@ -97,8 +97,9 @@ class DenseNet(Sequential):
         return f"patch={P}, receptive_field={R}, total_stride={S}"
 
 
-def to_dense(model: Any, patch_size: Any) -> DenseNet:
-    """The d-sparse network of the patch classifier ``model`` for ``patch_size`` patches.
+def to_dense(model: Any, patch_size: Any = None) -> DenseNet:
+    """The d-sparse network of the patch classifier ``model`` for ``patch_size`` patches (int or
+    ``(Ph, Pw)``; defaults to ``model.patch_size``, ``ValueError`` when neither is given).
 
     It shares ``model``'s Parameter objects (no copies).  Raises ``ValueError`` naming the layer
     if ``model`` cannot be converted exactly.

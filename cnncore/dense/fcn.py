@@ -92,8 +92,9 @@ class FCNNet(Sequential):
         return f"patch={P}, receptive_field={R}, total_stride={S}"
 
 
-def to_fcn(model: Any, patch_size: Any) -> FCNNet:
-    """The FCN of the patch classifier ``model`` for ``patch_size`` patches (Parameters shared).
+def to_fcn(model: Any, patch_size: Any = None) -> FCNNet:
+    """The FCN of the patch classifier ``model`` for ``patch_size`` patches (Parameters shared;
+    ``patch_size`` defaults to ``model.patch_size``, ``ValueError`` when neither is given).
 
     Raises ``ValueError`` naming the layer if ``model`` cannot be converted exactly.
     """

@@ -54,6 +54,7 @@ class SharedConv(Module):
         b = self.bias.data if self.bias is not None else None
         y = F.conv2d(x, self._w(), b, self.stride, 0, self.dilation, self.groups)
         self._x = x if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def forward_relu(self, x: Any) -> Any:
@@ -61,6 +62,7 @@ class SharedConv(Module):
         b = self.bias.data if self.bias is not None else None
         y = conv2d_relu(x, self._w(), b, self.stride, 0, self.dilation, self.groups)
         self._x = x if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
@@ -68,6 +70,7 @@ class SharedConv(Module):
             raise RuntimeError(
                 f"{self.source}: backward needs a forward pass with gradients enabled"
             )
+        self._check_dy(dy)
         dx, dw, db = F.conv2d_backward(
             dy,
             self._x,
@@ -111,9 +114,11 @@ class EvalDropout(Module):
                 f"layer {self.source!r} (Dropout(p={self.p})) cannot run in training mode in the "
                 "converted network: every patch would need its own mask; call .eval()"
             )
+        self._remember_output(x)
         return x
 
     def backward(self, dy: Any) -> Any:
+        self._check_dy(dy)
         return dy
 
     def extra_repr(self) -> str:
@@ -135,6 +140,10 @@ def _module(st: Stage, dense: bool) -> Module:
     if st.kind == "pointwise":
         if isinstance(st.module, nn.Dropout):
             return EvalDropout(st.module.p, st.name)
+        if isinstance(st.module, (nn.Softmax, nn.LogSoftmax)):
+            # over the class axis (analyze refuses any other): axis 1 of the (N, K, H, W) maps,
+            # whichever dim (1, or -1 of (N, K) scores) the patch classifier named it by
+            return type(st.module)(dim=1)
         m = copy.copy(st.module)  # own caches, same Parameters
         m.training = st.module.training
         return m

@@ -13,9 +13,14 @@ from cnncore.dense.convert import METHODS, Plan, analyze
 from cnncore.dense.dsparse import DenseNet, check_images
 from cnncore.dense.fcn import FCNNet
 from cnncore.dense.patchwise import default_batch_size, scan_patches
-from cnncore.dense.tiling import Halo, crop_overlap, overlap_depth, run_tiled
-from cnncore.distributed import is_dask_array  # imports no Dask
+from cnncore.dense.tiling import Halo, crop_overlap, overlap_depth, run_tiled, warn_small_tile
 from cnncore.nn.module import no_grad
+
+
+def _is_dask_array(x: Any) -> bool:
+    """Duck typing on Dask's collection protocol: ``cnncore.distributed`` (which uses this
+    package) is imported only when such an array arrives."""
+    return hasattr(x, "__dask_graph__") and hasattr(x, "chunks")
 
 
 class BlockPredictor:
@@ -65,10 +70,11 @@ class BlockPredictor:
 
 
 def block_predictor(
-    model: Any, patch_size: Any, method: str = "dsparse", *, batch_size: int | None = None
+    model: Any, patch_size: Any = None, method: str = "dsparse", *, batch_size: int | None = None
 ) -> BlockPredictor:
     """The computation of ``predict`` as a function of one block with its halo (see
-    ``BlockPredictor``); the converted network shares ``model``'s Parameters."""
+    ``BlockPredictor``); the converted network shares ``model``'s Parameters.  ``patch_size``
+    defaults to ``model.patch_size``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if batch_size is not None:
@@ -79,24 +85,28 @@ def block_predictor(
 def predict(
     model: Any,
     images: Any,
-    patch_size: Any,
+    patch_size: Any = None,
     method: str = "dsparse",
     tile: Any = None,
     *,
     batch_size: int | None = None,
 ) -> np.ndarray:
-    """Scores of every pixel of ``images`` under the pixel convention (SPEC.md).
+    """Scores of every pixel of ``images`` under the pixel convention (docs: "The pixel
+    convention").
 
     Parameters
     ----------
     model : a patch classifier (``Sequential``) mapping ``(N, C, P, P)`` to ``(N, K)`` scores
     images : array, shape (N, C, H, W), float32 or float64 like the model's Parameters
-    patch_size : int or (Ph, Pw)
+    patch_size : int or (Ph, Pw), optional
+        Defaults to ``model.patch_size`` (the builders of ``cnncore.models`` set it);
+        ``ValueError`` when neither is given.
     method : ``"dsparse"`` (one pass of the d-sparse network), ``"fcn"`` (shift and stitch over
         the total stride) or ``"patchwise"`` (patch scanning, ``batch_size`` patches at a time)
     tile : int or (th, tw), optional
         Compute in tiles of at most this many pixels, each with its halo: same scores, memory
-        bounded by the tile.
+        bounded by the tile.  A ``UserWarning`` suggests a larger tile when the halo holds more
+        than 4 times the tile's pixels (most of the work would be repeated).
 
     Returns
     -------
@@ -104,11 +114,13 @@ def predict(
         A lazy Dask array, chunked like ``images``, when ``images`` is a Dask array chunked over
         H and W (``cnncore.distributed.predict_dask``: each chunk is computed with its halo).
     """
-    if is_dask_array(images):
-        from cnncore.distributed import predict_dask
+    if _is_dask_array(images):
+        from cnncore.distributed import predict_dask  # the optional Dask layer, on demand
 
         return predict_dask(model, images, patch_size, method, tile, batch_size=batch_size)
     bp = block_predictor(model, patch_size, method, batch_size=batch_size)
     x = check_images(images, bp.plan, model=model)
     t = None if tile is None else v.positive_pair(tile, "tile")
+    if t is not None:
+        warn_small_tile((int(x.shape[2]), int(x.shape[3])), t, bp.halo)
     return run_tiled(bp, x, bp.halo, bp.num_classes, t)

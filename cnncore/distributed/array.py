@@ -116,7 +116,7 @@ def predict_block(
 def predict_dask(
     model: Any,
     images: Any,
-    patch_size: Any,
+    patch_size: Any = None,
     method: str = "dsparse",
     tile: Any = None,
     *,

@@ -28,15 +28,23 @@ def predict_zarr(
 ) -> Any:
     """Predict the image stored in ``source`` and store its scores in ``target``.
 
-    source : a Zarr array, or a path/URL/store holding one (``source_component`` inside a group):
-        ``(N, C, H, W)`` or one image ``(C, H, W)``, float32/float64 like the model.
-    target : path/URL/store for the scores ``(N, K, H, W)`` (``(K, H, W)`` for one image), with
-        the chunks of the computation; an existing array there is an error unless ``overwrite``.
+    Parameters
+    ----------
+    source : zarr.Array, or a path/URL/store holding one
+        ``(N, C, H, W)`` or one image ``(C, H, W)``, float32/float64 like the model
+        (``source_component`` inside a group).
+    target : path/URL/store
+        For the scores ``(N, K, H, W)`` (``(K, H, W)`` for one image), with the chunks of the
+        computation; an existing array there is an error unless ``overwrite``.
     chunks : (h, w), optional
         Pixels per task; default: the chunks of ``source`` over H and W.
-    tile, method, batch_size, client : as in ``predict_dask``.
-    compute : False returns the ``dask.delayed`` store operation instead of running it.
+    tile, method, batch_size, client
+        As in ``predict_dask``.
+    compute : bool
+        False returns the ``dask.delayed`` store operation instead of running it.
 
+    Notes
+    -----
     Each task reads its chunk and the halo from ``source`` and writes one chunk of ``target``.
     With a distributed cluster both stores must be reachable from every worker (a shared file
     system or an object store URL such as ``s3://...``).  Returns the written ``zarr.Array``

@@ -1,4 +1,5 @@
-"""Validated public kernels: forward and backward of every operation (NCHW, see SPEC.md).
+"""Validated public kernels: forward and backward of every operation (NCHW; the contract is
+docs/contract/arrays.rst).
 
 Each function validates its arguments once and hands them to the dispatcher in
 ``cnncore_kernels``, which runs the Cython CPU twin or the Numba CUDA twin by array type.
@@ -17,6 +18,12 @@ from cnncore.functional.activation import (
     tanh_backward,
 )
 from cnncore.functional.conv import col2im, conv2d, conv2d_backward, im2col
+from cnncore.functional.conv_selection import (
+    clear_conv_autotune_cache,
+    conv_algorithm,
+    conv_autotune_enabled,
+    set_conv_autotune,
+)
 from cnncore.functional.linear import linear, linear_backward
 from cnncore.functional.loss import cross_entropy
 from cnncore.functional.normalization import (
@@ -38,6 +45,12 @@ from cnncore.functional.pooling import (
 )
 
 __all__ = ["col2im", "conv2d", "conv2d_backward", "im2col"]
+__all__ += [
+    "clear_conv_autotune_cache",
+    "conv_algorithm",
+    "conv_autotune_enabled",
+    "set_conv_autotune",
+]
 __all__ += [
     "avg_pool2d",
     "avg_pool2d_backward",

@@ -38,7 +38,7 @@ def _grad_pair(dy: Any, ref: Any, ref_name: str) -> tuple[Any, Any]:
 
 
 def _axis(axis: Any, ndim: int, name: str) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"axis must be an int, got {axis!r}")
     if ndim == 0:
         raise ValueError(f"{name} must have at least one dimension for a softmax, got shape ()")
@@ -47,29 +47,29 @@ def _axis(axis: Any, ndim: int, name: str) -> int:
     return int(axis) % ndim
 
 
-def relu(x: Any) -> Any:
+def relu(x):
     """``max(x, 0)`` elementwise (NaN propagates, as torch.relu).  x: any shape."""
     return _k.relu(_array(x, "x"))
 
 
-def relu_backward(dy: Any, x: Any) -> Any:
+def relu_backward(dy, x):
     """Gradient of ``relu``: ``dx = dy`` where ``x > 0``, else 0.  dy, x: same shape."""
     dy, x = _grad_pair(dy, x, "x")
     return _k.relu_backward(dy, x)
 
 
-def tanh(x: Any) -> Any:
+def tanh(x):
     """``tanh(x)`` elementwise.  x: any shape."""
     return _k.tanh(_array(x, "x"))
 
 
-def tanh_backward(dy: Any, y: Any) -> Any:
+def tanh_backward(dy, y):
     """Gradient of ``tanh`` from its output ``y = tanh(x)``: ``dx = dy * (1 - y**2)``."""
     dy, y = _grad_pair(dy, y, "y")
     return _k.tanh_backward(dy, y)
 
 
-def softmax(x: Any, axis: int = 1) -> Any:
+def softmax(x, axis: int = 1):
     """Softmax along ``axis`` (default 1, the class axis of (N, K) or (N, K, H, W)).
 
     ``exp(x - max) / sum(exp(x - max))`` with the maximum taken along ``axis`` (no overflow).
@@ -78,30 +78,36 @@ def softmax(x: Any, axis: int = 1) -> Any:
     return _k.softmax(x, _axis(axis, x.ndim, "x"))
 
 
-def log_softmax(x: Any, axis: int = 1) -> Any:
+def log_softmax(x, axis: int = 1):
     """Log-softmax along ``axis``: ``(x - max) - log(sum(exp(x - max)))``."""
     x = _array(x, "x")
     return _k.log_softmax(x, _axis(axis, x.ndim, "x"))
 
 
-def softmax_backward(dy: Any, y: Any, axis: int = 1) -> Any:
+def softmax_backward(dy, y, axis: int = 1):
     """Gradient of ``softmax`` from its output ``y``: ``dx = y * (dy - sum(dy * y, axis))``."""
     dy, y = _grad_pair(dy, y, "y")
     return _k.softmax_backward(dy, y, _axis(axis, y.ndim, "y"))
 
 
-def log_softmax_backward(dy: Any, y: Any, axis: int = 1) -> Any:
+def log_softmax_backward(dy, y, axis: int = 1):
     """Gradient of ``log_softmax`` from its output ``y``: ``dx = dy - exp(y) * sum(dy, axis)``."""
     dy, y = _grad_pair(dy, y, "y")
     return _k.log_softmax_backward(dy, y, _axis(axis, y.ndim, "y"))
 
 
-def _dropout_args(p: Any, key: Any) -> tuple[int, int, float]:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+def dropout_p(p: Any) -> float:
+    """A validated dropout probability in [0, 1] (``Dropout`` checks it at construction)."""
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a number, got {p!r}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
-    if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+    return float(p)
+
+
+def _dropout_args(p: Any, key: Any) -> tuple[int, int, float]:
+    p = dropout_p(p)
+    if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral):
         raise TypeError(f"key must be an int, got {key!r}")
     if not 0 <= key < 2**64:
         raise ValueError(f"key must be in [0, 2**64), got {key}")
@@ -109,7 +115,7 @@ def _dropout_args(p: Any, key: Any) -> tuple[int, int, float]:
     return int(key), thr, 0.0 if p == 1.0 else 1.0 / (1.0 - float(p))
 
 
-def dropout(x: Any, p: float, key: int) -> Any:
+def dropout(x, p: float, key: int):
     """Inverted dropout with the mask of ``key``: each element is kept with probability ``1 - p``
     (to within ``2**-24``) and scaled by ``1 / (1 - p)``, else zeroed.
 
@@ -120,7 +126,7 @@ def dropout(x: Any, p: float, key: int) -> Any:
     return _k.dropout(_array(x, "x"), key, thr, scale)
 
 
-def dropout_backward(dy: Any, p: float, key: int) -> Any:
+def dropout_backward(dy, p: float, key: int):
     """Gradient of ``dropout(x, p, key)``: ``dy`` times the same mask."""
     key, thr, scale = _dropout_args(p, key)
     return _k.dropout(_array(dy, "dy"), key, thr, scale)

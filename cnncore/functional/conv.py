@@ -6,7 +6,9 @@ from typing import Any
 
 from cnncore import _validate as v
 from cnncore.device import concat, take
+from cnncore.functional import conv_selection as _alg
 from cnncore_kernels import conv as _k
+from cnncore_kernels.arrays import is_cuda_array
 
 # BLAS takes 32-bit ints: every matrix dimension and leading dimension must stay below this.
 _BLAS_MAX = 2**31 - 1
@@ -48,6 +50,7 @@ def conv2d(
     padding: Any = 0,
     dilation: Any = 1,
     groups: int = 1,
+    algorithm: str = "auto",
 ) -> Any:
     """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
 
@@ -62,12 +65,22 @@ def conv2d(
     groups : int
         Channels and filters split into ``groups`` independent convolutions (AlexNet's two
         towers): filter group ``g`` sees input channels ``g*C/groups .. (g+1)*C/groups - 1``.
+    algorithm : "auto", "im2col", "shifted" or "winograd"
+        CPU algorithm (see ``cnncore.functional.conv_selection``): "auto" follows the documented
+        rule, or the cached measured choice when ``set_conv_autotune(True)``.  A name that does
+        not apply (e.g. "winograd" with stride 2) raises ValueError.  GPU arrays run the CUDA
+        kernels and accept only "auto".
 
     Returns
     -------
     y : array, shape (N, K, Ho, Wo)
         ``Ho = (H + 2*ph - dh*(kh-1) - 1) // sh + 1`` (likewise ``Wo``).
     """
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm, None)
+
+
+def _conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm, activation):
+    """``conv2d``, followed by ``activation`` (None or "relu") applied where y is written."""
     x = v.any_float_array(x, "x", 4)
     weight = v.any_float_array(weight, "weight", 4)
     v.same_device_and_dtype(x, "x", weight, "weight")
@@ -81,8 +94,18 @@ def conv2d(
             )
     groups = v.positive_int(groups, "groups")
     stride, padding, dilation, _ = _conv_geometry(x, weight, stride, padding, dilation, "x", groups)
+    algorithm = _device_algorithm(algorithm, x)
+    if algorithm is not None:
+
+        def run(name):
+            return conv2d(x, weight, bias, stride, padding, dilation, groups, name)
+
+        algorithm = _alg.resolve(
+            algorithm, x, weight, stride, padding, dilation, groups, False, run
+        )
+    algorithm = algorithm or "auto"
     if groups == 1:
-        return _k.conv2d_forward(x, weight, bias, stride, padding, dilation)
+        return _k.conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm, activation)
     C, K = int(x.shape[1]), int(weight.shape[0])
     Cg, Kg = C // groups, K // groups
     return concat(
@@ -94,6 +117,8 @@ def conv2d(
                 stride,
                 padding,
                 dilation,
+                algorithm,
+                activation,
             )
             for g in range(groups)
         ],
@@ -101,19 +126,33 @@ def conv2d(
     )
 
 
+def _device_algorithm(algorithm, x):
+    """Checked ``algorithm`` name; None for GPU arrays (CUDA kernels, "auto" only)."""
+    algorithm = _alg.check_algorithm(algorithm)
+    if is_cuda_array(x):
+        if algorithm != "auto":
+            raise ValueError(
+                f"algorithm={algorithm!r} selects a CPU kernel; GPU arrays (x shape "
+                f"{tuple(x.shape)}) run the CUDA kernels and take algorithm='auto'"
+            )
+        return None
+    return algorithm
+
+
 def conv2d_backward(
-    dy: Any,
-    x: Any,
-    weight: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
+    dy,
+    x,
+    weight,
+    stride=1,
+    padding=0,
+    dilation=1,
     groups: int = 1,
+    algorithm: str = "auto",
     *,
     need_dx: bool = True,
     need_dweight: bool = True,
     need_dbias: bool = True,
-) -> tuple[Any, Any, Any]:
+):
     """Gradients of ``conv2d`` with respect to ``x``, ``weight`` and the bias.
 
     Parameters
@@ -123,6 +162,8 @@ def conv2d_backward(
     x : array, shape (N, C, H, W)
     weight : array, shape (K, C // groups, kh, kw)
     groups : int, as in ``conv2d``
+    algorithm : as in ``conv2d`` ("winograd": dx and dweight by Winograd; "auto" chooses, and
+        autotunes, the backward separately from the forward)
     need_dx, need_dweight, need_dbias : bool
         Skip the gradients not needed (they come back as None), e.g. for a first or frozen layer.
 
@@ -145,8 +186,28 @@ def conv2d_backward(
             f"{tuple(weight.shape)}), got {tuple(dy.shape)}"
         )
     need = (bool(need_dx), bool(need_dweight), bool(need_dbias))
+    algorithm = _device_algorithm(algorithm, x)
+    if algorithm is not None:
+
+        def run(name):
+            return conv2d_backward(
+                dy,
+                x,
+                weight,
+                stride,
+                padding,
+                dilation,
+                groups,
+                name,
+                need_dx=need[0],
+                need_dweight=need[1],
+                need_dbias=need[2],
+            )
+
+        algorithm = _alg.resolve(algorithm, x, weight, stride, padding, dilation, groups, True, run)
+    algorithm = algorithm or "auto"
     if groups == 1:
-        return _k.conv2d_backward(dy, x, weight, stride, padding, dilation, *need)
+        return _k.conv2d_backward(dy, x, weight, stride, padding, dilation, *need, algorithm)
     C, K = int(x.shape[1]), int(weight.shape[0])
     Cg, Kg = C // groups, K // groups
     parts = [
@@ -158,6 +219,7 @@ def conv2d_backward(
             padding,
             dilation,
             *need,
+            algorithm,
         )
         for g in range(groups)
     ]
@@ -167,7 +229,7 @@ def conv2d_backward(
     )
 
 
-def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1):
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
     """Column matrix of one image: x (C, H, W) -> (C*kh*kw, Ho*Wo), zero padded (CPU only)."""
     from cnncore_kernels import _conv
 
@@ -183,12 +245,12 @@ def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation
 
 
 def col2im(
-    col: Any,
-    input_shape: Any,
-    kernel_size: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
+    col,
+    input_shape,
+    kernel_size,
+    stride=1,
+    padding=0,
+    dilation=1,
 ):
     """Adjoint of ``im2col``: col (C*kh*kw, Ho*Wo) -> (C, H, W), overlapping entries summed."""
     from cnncore_kernels import _conv

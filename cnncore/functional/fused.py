@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnncore import _validate as v
-from cnncore.device import concat, take
 from cnncore.functional.activation import relu
-from cnncore.functional.conv import _conv_geometry
+from cnncore.functional.conv import _conv2d
 from cnncore.functional.pooling import max_pool2d_values
-from cnncore_kernels import conv as _k
 
 
 def conv2d_relu(
@@ -28,42 +25,14 @@ def conv2d_relu(
     padding: Any = 0,
     dilation: Any = 1,
     groups: int = 1,
+    algorithm: str = "auto",
 ) -> Any:
-    """``relu(conv2d(x, weight, bias, stride, padding, dilation, groups))`` in one pass over the
-    output: x (N, C, H, W), weight (K, C // groups, kh, kw), bias (K,) -> y (N, K, Ho, Wo).
-    On the CPU the bias and the ReLU are applied where the convolution writes y; on the GPU the
-    ReLU runs as its own kernel afterwards.  Arguments and errors as ``conv2d``."""
-    x = v.any_float_array(x, "x", 4)
-    weight = v.any_float_array(weight, "weight", 4)
-    v.same_device_and_dtype(x, "x", weight, "weight")
-    if bias is not None:
-        bias = v.any_float_array(bias, "bias", 1)
-        v.same_device_and_dtype(x, "x", bias, "bias")
-        if bias.shape[0] != weight.shape[0]:
-            raise ValueError(
-                f"bias must have shape ({weight.shape[0]},) to match weight {tuple(weight.shape)}, "
-                f"got {tuple(bias.shape)}"
-            )
-    groups = v.positive_int(groups, "groups")
-    stride, padding, dilation, _ = _conv_geometry(x, weight, stride, padding, dilation, "x", groups)
-    if groups == 1:
-        return _k.conv2d_forward(x, weight, bias, stride, padding, dilation, activation="relu")
-    Cg, Kg = int(x.shape[1]) // groups, int(weight.shape[0]) // groups
-    return concat(
-        [
-            _k.conv2d_forward(
-                take(x, g * Cg, (g + 1) * Cg),
-                weight[g * Kg : (g + 1) * Kg],
-                None if bias is None else bias[g * Kg : (g + 1) * Kg],
-                stride,
-                padding,
-                dilation,
-                activation="relu",
-            )
-            for g in range(groups)
-        ],
-        axis=1,
-    )
+    """``relu(conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm))`` in one pass
+    over the output: x (N, C, H, W), weight (K, C // groups, kh, kw), bias (K,) -> y (N, K, Ho, Wo).
+    The GEMM paths apply the bias and the ReLU where the convolution writes y; Winograd and the
+    GPU run the ReLU as its own pass afterwards.  Arguments, algorithm choice and errors as
+    ``conv2d``."""
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm, "relu")
 
 
 def relu_max_pool2d(

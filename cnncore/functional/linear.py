@@ -29,7 +29,7 @@ def _operands(x: Any, weight: Any, x_name: str = "x") -> tuple[Any, Any]:
     return x, weight
 
 
-def linear(x: Any, weight: Any, bias: Any = None) -> Any:
+def linear(x, weight, bias=None):
     """Fully connected layer, as ``torch.nn.functional.linear``: ``y = x @ weight.T + bias``.
 
     Parameters
@@ -55,13 +55,13 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
 
 
 def linear_backward(
-    dy: Any,
-    x: Any,
-    weight: Any,
+    dy,
+    x,
+    weight,
     need_dx: bool = True,
     need_dweight: bool = True,
     need_dbias: bool = True,
-) -> tuple[Any, Any, Any]:
+):
     """Gradients of ``linear``: ``dx = dy @ weight``, ``dweight = dy.T @ x``, ``dbias = dy.sum(0)``.
 
     Parameters

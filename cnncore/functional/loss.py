@@ -48,7 +48,7 @@ def _check_device_targets(targets: Any, expected: tuple, K: int, ignore_index: i
         raise _range_error(K, ignore_index, bad[1], where, shape)
 
 
-def cross_entropy(logits: Any, targets: Any, ignore_index: int = -100) -> tuple[float, Any]:
+def cross_entropy(logits, targets, ignore_index: int = -100):
     """Mean softmax cross-entropy over the counted targets, and its gradient.
 
     The loss is exactly ``torch.nn.functional.cross_entropy(logits, targets,
@@ -72,6 +72,13 @@ def cross_entropy(logits: Any, targets: Any, ignore_index: int = -100) -> tuple[
     dlogits : array, shape and dtype of logits
         Gradient of ``loss``: ``(softmax(logits) - onehot(targets)) / count`` on counted
         positions, 0 on ignored ones (all zeros when no target counts).
+
+    Notes
+    -----
+    Infinite logits follow torch: a ``+inf`` logit on a counted position makes the loss and that
+    position's gradient NaN, a ``-inf`` logit on a class other than the target is harmless.  One
+    deliberate difference: an ignored position always gets exactly zero gradient, also when its
+    logits hold ``+inf`` or NaN (torch multiplies their NaN gradient by zero and keeps the NaN).
     """
     logits = v.any_float_array(logits, "logits")
     if logits.ndim not in (2, 4):

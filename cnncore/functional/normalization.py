@@ -1,5 +1,5 @@
 """Public, validated normalization: local response normalization (LRN, across channels, as torch)
-and local contrast normalization (LCN, SPEC.md), forward and exact backward."""
+and local contrast normalization (LCN, docs/contract/arrays.rst), forward and exact backward."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def _grad_pair(dy: Any, x: Any) -> tuple[Any, Any]:
     return dy, x
 
 
-def _lrn_args(size: Any, alpha: Any, beta: Any, k: Any) -> tuple[int, float, float, float]:
+def lrn_params(size: Any, alpha: Any, beta: Any, k: Any) -> tuple[int, float, float, float]:
+    """Validated LRN hyper-parameters (``LocalResponseNorm`` checks them at construction)."""
     return (
         v.positive_int(size, "size"),
         _real(alpha, "alpha", nonneg=True),
@@ -51,7 +52,10 @@ def _lrn_args(size: Any, alpha: Any, beta: Any, k: Any) -> tuple[int, float, flo
     )
 
 
-def _lcn_args(size: Any, sigma: Any, threshold: Any, divisor: Any) -> tuple[int, float, float, str]:
+def lcn_params(
+    size: Any, sigma: Any, threshold: Any, divisor: Any
+) -> tuple[int, float, float, str]:
+    """Validated LCN hyper-parameters (``LocalContrastNorm`` checks them at construction)."""
     if not isinstance(divisor, str):
         raise TypeError(f"divisor must be 'mean' or 'fixed', got {divisor!r}")
     if divisor not in _DIVISORS:
@@ -64,9 +68,7 @@ def _lcn_args(size: Any, sigma: Any, threshold: Any, divisor: Any) -> tuple[int,
     )
 
 
-def local_response_norm(
-    x: Any, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
-) -> Any:
+def local_response_norm(x, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
     """Local response normalization across channels, as ``torch.nn.functional.local_response_norm``.
 
     ``y[n, c] = x[n, c] / (k + alpha / size * sum(x[n, j] ** 2)) ** beta`` where ``j`` runs over
@@ -86,24 +88,24 @@ def local_response_norm(
     y : array, shape (N, C, H, W), dtype of x
     """
     x = _image(x)
-    return _k.local_response_norm(x, *_lrn_args(size, alpha, beta, k))
+    return _k.local_response_norm(x, *lrn_params(size, alpha, beta, k))
 
 
 def local_response_norm_backward(
-    dy: Any, x: Any, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
-) -> Any:
+    dy, x, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+):
     """Gradient of ``local_response_norm`` with respect to x.
 
     dy, x : (N, C, H, W) of one dtype and device  ->  dx : (N, C, H, W).
     """
     dy, x = _grad_pair(dy, x)
-    return _k.local_response_norm_backward(dy, x, *_lrn_args(size, alpha, beta, k))
+    return _k.local_response_norm_backward(dy, x, *lrn_params(size, alpha, beta, k))
 
 
 def local_contrast_norm(
     x: Any, size: int = 9, sigma: float = 2.0, threshold: float = 1e-4, divisor: str = "mean"
 ) -> Any:
-    """Local contrast normalization (Jarrett et al. 2009), exactly as SPEC.md defines it.
+    """Local contrast normalization (Jarrett et al. 2009), as docs/contract/arrays.rst defines it.
 
     The window is the ``size x size`` Gaussian
     ``g[i, j] = exp(-((i-m)**2 + (j-m)**2) / (2 sigma**2))`` with
@@ -132,17 +134,17 @@ def local_contrast_norm(
     the channel sum is taken before filtering: one filtered plane per image.
     """
     x = _image(x)
-    return _k.local_contrast_norm(x, *_lcn_args(size, sigma, threshold, divisor))
+    return _k.local_contrast_norm(x, *lcn_params(size, sigma, threshold, divisor))
 
 
 def local_contrast_norm_backward(
-    dy: Any,
-    x: Any,
+    dy,
+    x,
     size: int = 9,
     sigma: float = 2.0,
     threshold: float = 1e-4,
     divisor: str = "mean",
-) -> Any:
+):
     """Exact gradient of ``local_contrast_norm`` with respect to x.
 
     dy, x : (N, C, H, W) of one dtype and device  ->  dx : (N, C, H, W).
@@ -150,9 +152,13 @@ def local_contrast_norm_backward(
     Differentiates through everything, including the per-image mean ``c`` (which couples all
     pixels of an image).  Where ``max(s, c, threshold)`` ties, the branch taken is ``s`` if
     ``s > max(c, threshold)``, else ``c`` if ``c >= threshold``, else the constant threshold;
-    with ``divisor="fixed"`` the branch is ``s`` where ``s > threshold``.  Where ``s == 0`` (the
-    whole window is flat, ``v == 0`` on it) nothing flows through ``sqrt``, which is also what
-    central differences give.
+    with ``divisor="fixed"`` the branch is ``s`` where ``s > threshold``.
+
+    Flat windows (a deliberate choice): where ``s == 0`` (``v == 0`` on the whole window, e.g. a
+    constant image) nothing flows through ``sqrt``: ``ds/dq`` is taken as 0 there, which is the
+    limit central differences give.  PyTorch's autograd of the same formula gives NaN at such
+    pixels (``d sqrt(q)/dq`` is infinite at ``q = 0``, and ``0 * inf`` is NaN even where the
+    ``max`` chose another branch); away from flat windows the two gradients are equal.
     """
     dy, x = _grad_pair(dy, x)
-    return _k.local_contrast_norm_backward(dy, x, *_lcn_args(size, sigma, threshold, divisor))
+    return _k.local_contrast_norm_backward(dy, x, *lcn_params(size, sigma, threshold, divisor))

@@ -1,8 +1,8 @@
 """Public, validated pooling: max (with indices), average, channel max (maxout), global average.
 
 Semantics follow torch (``max_pool2d(..., return_indices=True)``, ``avg_pool2d`` with
-``ceil_mode=False``); see SPEC.md.  Each function validates once and calls the dispatcher
-``cnncore_kernels.pooling``, which runs the Cython CPU twin or the Numba CUDA twin.
+``ceil_mode=False``); see docs/contract/arrays.rst.  Each function validates once and calls the
+dispatcher ``cnncore_kernels.pooling``, which runs the Cython CPU twin or the Numba CUDA twin.
 """
 
 from __future__ import annotations
@@ -24,6 +24,25 @@ def _valid_taps(start: int, k: int, d: int, size: int) -> int:
     return sum(1 for t in range(k) if 0 <= start + t * d < size)
 
 
+def pool_params(
+    kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """The validated ``(kernel, stride, padding, dilation)`` pairs of a 2-D pooling, checked
+    without the input (the rules ``MaxPool2d``/``AvgPool2d`` apply at construction): sizes,
+    strides and dilations >= 1, ``0 <= padding <= kernel_size // 2`` (torch's rule); ``stride``
+    None means ``kernel_size``."""
+    k = v.positive_pair(kernel_size, "kernel_size")
+    s = k if stride is None else v.positive_pair(stride, "stride")
+    p = v.nonneg_pair(padding, "padding")
+    d = v.positive_pair(dilation, "dilation")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(
+            f"padding {p} must be at most half of kernel_size {k} (padding <= kernel_size // 2, "
+            "as in torch)"
+        )
+    return k, s, p, d
+
+
 def _pool_geometry(
     in_hw, kernel_size, stride, padding, dilation, input_name, *, need_element, max_plane=False
 ):
@@ -32,15 +51,7 @@ def _pool_geometry(
     ``need_element``: refuse geometries where some window lies entirely in the padding (a max
     pool has nothing to choose there, an average without padding counted divides by zero).
     """
-    k = v.positive_pair(kernel_size, "kernel_size")
-    s = k if stride is None else v.positive_pair(stride, "stride")
-    p = v.nonneg_pair(padding, "padding")
-    d = v.positive_pair(dilation, "dilation")
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(
-            f"padding {p} must be at most half of kernel_size {k} (padding <= kernel_size // 2, "
-            f"as in torch), {input_name} spatial shape {tuple(in_hw)}"
-        )
+    k, s, p, d = pool_params(kernel_size, stride, padding, dilation)
     out = v.output_hw(tuple(in_hw), k, s, p, d, input_name)
     if max_plane and (in_hw[0] + 2 * p[0]) * (in_hw[1] + 2 * p[1]) > _PLANE_MAX:
         raise ValueError(
@@ -60,7 +71,7 @@ def _pool_geometry(
     return k, s, p, d, out
 
 
-def _bool(value: Any, name: str) -> bool:
+def as_bool(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return bool(value)
@@ -133,9 +144,7 @@ def _check_range(indices: Any, bound: int, what: str, groups: tuple[int, int, in
 # max pooling
 
 
-def max_pool2d(
-    x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
-) -> tuple[Any, Any]:
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     """2-D max pooling with indices, as torch's ``max_pool2d(..., return_indices=True)``.
 
     Parameters
@@ -162,9 +171,7 @@ def max_pool2d(
     return _k.max_pool2d(x, k, s, p, d)
 
 
-def max_pool2d_values(
-    x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
-) -> Any:
+def max_pool2d_values(x, kernel_size, stride=None, padding=0, dilation=1):
     """The values of :func:`max_pool2d` without the indices (inference; faster).
 
     x: (N, C, H, W) -> y: (N, C, Ho, Wo); same arguments and rules as :func:`max_pool2d`.
@@ -176,7 +183,7 @@ def max_pool2d_values(
     return _k.max_pool2d_values(x, k, s, p, d)
 
 
-def max_pool2d_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
+def max_pool2d_backward(dy, indices, input_shape):
     """Gradient of :func:`max_pool2d`: scatter-add of ``dy`` through ``indices``.
 
     Parameters
@@ -208,13 +215,13 @@ def max_pool2d_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
 
 
 def avg_pool2d(
-    x: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
     count_include_pad: bool = True,
-) -> Any:
+):
     """2-D average pooling; without dilation the same as ``torch.nn.functional.avg_pool2d``.
 
     Parameters
@@ -232,7 +239,7 @@ def avg_pool2d(
     y : array, shape (N, C, Ho, Wo)
     """
     x = v.any_float_array(x, "x", 4)
-    cip = _bool(count_include_pad, "count_include_pad")
+    cip = as_bool(count_include_pad, "count_include_pad")
     k, s, p, d, _ = _pool_geometry(
         x.shape[2:], kernel_size, stride, padding, dilation, "x", need_element=not cip
     )
@@ -240,21 +247,21 @@ def avg_pool2d(
 
 
 def avg_pool2d_backward(
-    dy: Any,
-    input_shape: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
+    dy,
+    input_shape,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
     count_include_pad: bool = True,
-) -> Any:
+):
     """Gradient of :func:`avg_pool2d` with the same arguments.
 
     dy: (N, C, Ho, Wo), the output shape of ``avg_pool2d`` on ``input_shape`` (N, C, H, W).
     Returns dx: (N, C, H, W); each output spreads ``dy / divisor`` over its window.
     """
     dy = v.any_float_array(dy, "dy", 4)
-    cip = _bool(count_include_pad, "count_include_pad")
+    cip = as_bool(count_include_pad, "count_include_pad")
     N, C, H, W = v.shape_tuple(input_shape, "input_shape", 4)
     k, s, p, d, (Ho, Wo) = _pool_geometry(
         (H, W), kernel_size, stride, padding, dilation, "input_shape", need_element=not cip
@@ -272,7 +279,7 @@ def avg_pool2d_backward(
 # channel max pooling (maxout) and global average pooling (NIN)
 
 
-def channel_max_pool(x: Any, pool_size: int) -> tuple[Any, Any]:
+def channel_max_pool(x, pool_size: int):
     """Maxout: the max over groups of ``pool_size`` consecutive channels, with indices.
 
     x: (N, C, H, W) with ``C % pool_size == 0`` -> y: (N, C // pool_size, H, W) and int64 indices
@@ -288,7 +295,7 @@ def channel_max_pool(x: Any, pool_size: int) -> tuple[Any, Any]:
     return _k.channel_max_pool(x, k)
 
 
-def channel_max_pool_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
+def channel_max_pool_backward(dy, indices, input_shape):
     """Gradient of :func:`channel_max_pool`.
 
     dy, indices: (N, C // k, H, W); input_shape: (N, C, H, W), where ``k`` = C / dy's channels.
@@ -311,13 +318,13 @@ def channel_max_pool_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
     return _k.channel_max_pool_backward(dy, indices, (N, C, H, W))
 
 
-def global_avg_pool2d(x: Any) -> Any:
+def global_avg_pool2d(x):
     """Global average pooling: x (N, C, H, W) -> y (N, C, 1, 1), the mean of each plane."""
     x = v.any_float_array(x, "x", 4)
     return _k.global_avg_pool2d(x)
 
 
-def global_avg_pool2d_backward(dy: Any, input_shape: Any) -> Any:
+def global_avg_pool2d_backward(dy, input_shape):
     """Gradient of :func:`global_avg_pool2d`: dy (N, C, 1, 1) -> dx (N, C, H, W) = dy / (H*W)."""
     dy = v.any_float_array(dy, "dy", 4)
     N, C, H, W = v.shape_tuple(input_shape, "input_shape", 4)

@@ -1,4 +1,4 @@
-"""Patch classifiers for dense pixelwise classification (SPEC.md "Benchmark networks").
+"""Patch classifiers for dense pixelwise classification (the benchmark networks).
 
 Each maps a ``(N, C, P, P)`` patch to class scores and carries ``patch_size`` (P) and
 ``input_shape`` ((C, P, P)) as attributes, so ``cnncore.dense`` and ``summary`` need no extra
@@ -79,14 +79,14 @@ def pixel_net(patch_size: int, in_channels: int = 3, num_classes: int = 2) -> nn
     ``fc{n+1}`` -> 256, ``relu{n+1}``, ``fc{n+2}`` -> num_classes.  Kernels per stage
     (``PIXEL_NET_KERNELS``), filters 32, 64, 128, 128, 128:
 
-    =====  ===============  ==================================  =========  ==========
-    patch  kernels          spatial sizes                       MACs/patch redundancy
-    =====  ===============  ==================================  =========  ==========
-    97     6, 9, 4, 3       97 92 46 38 19 16 8 6 3              308 M     414
-    129    6, 9, 6, 4       129 124 62 54 27 22 11 8 4           697 M     557
-    161    6, 9, 4, 3, 4    161 156 78 70 35 32 16 14 7 4 2     1064 M    1265
-    193    6, 9, 4, 3, 4    193 188 94 86 43 40 20 18 9 6 3     1616 M    1608
-    =====  ===============  ==================================  =========  ==========
+    =====  ===============  ==================================  ==========  ==========
+    patch  kernels          spatial sizes                       MACs/patch  redundancy
+    =====  ===============  ==================================  ==========  ==========
+    97     6, 9, 4, 3       97 92 46 38 19 16 8 6 3                  308 M         414
+    129    6, 9, 6, 4       129 124 62 54 27 22 11 8 4               697 M         557
+    161    6, 9, 4, 3, 4    161 156 78 70 35 32 16 14 7 4 2         1064 M        1265
+    193    6, 9, 4, 3, 4    193 188 94 86 43 40 20 18 9 6 3         1616 M        1608
+    =====  ===============  ==================================  ==========  ==========
 
     Every pooled size is even, so the receptive field is the whole patch; the total stride is
     2**stages.  "redundancy" is the patch's MACs divided by the MACs per pixel of the

@@ -1,4 +1,5 @@
-"""The thin engine: ``Parameter``, ``Module`` and the layers (one file per layer family)."""
+"""The thin engine: ``Parameter``, ``Module`` and the layers (one file per layer family);
+``from_torch`` / ``to_torch`` convert to and from ``torch.nn`` (PyTorch imported only there)."""
 
 from cnncore.nn.activation import LogSoftmax, ReLU, Softmax, Tanh
 from cnncore.nn.container import Concat, Inception, Sequential
@@ -17,6 +18,7 @@ from cnncore.nn.loss import CrossEntropyLoss, RankingHingeLoss
 from cnncore.nn.module import Module, Parameter, grad_enabled, no_grad
 from cnncore.nn.normalization import LocalContrastNorm, LocalResponseNorm
 from cnncore.nn.pooling import AvgPool2d, ChannelMaxPool, GlobalAvgPool2d, MaxPool2d
+from cnncore.nn.torch_interop import from_torch, to_torch
 
 __all__ = [
     "AvgPool2d",
@@ -44,8 +46,10 @@ __all__ = [
     "copy_layers",
     "freeze_all",
     "freeze_layers",
+    "from_torch",
     "grad_enabled",
     "manual_seed",
     "no_grad",
+    "to_torch",
     "unfreeze_all",
 ]

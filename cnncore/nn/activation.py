@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
+import numpy as np
+
+from cnncore import _validate as v
 from cnncore import functional as F
 from cnncore.nn.module import Module, grad_enabled
+
+
+def _dim(dim: Any, owner: str) -> int:
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{owner}: dim must be an int, got {dim!r}")
+    return v.integer(dim, f"{owner} dim")
 
 
 class ReLU(Module):
@@ -17,11 +27,13 @@ class ReLU(Module):
     def forward(self, x: Any) -> Any:
         y = F.relu(x)
         self._x = x if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
         if self._x is None:
             raise RuntimeError("ReLU.backward needs a forward pass with gradients enabled first")
+        self._check_dy(dy)
         return F.relu_backward(dy, self._x)
 
 
@@ -34,11 +46,13 @@ class Tanh(Module):
     def forward(self, x: Any) -> Any:
         y = F.tanh(x)
         self._y = y if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
         if self._y is None:
             raise RuntimeError("Tanh.backward needs a forward pass with gradients enabled first")
+        self._check_dy(dy)
         return F.tanh_backward(dy, self._y)
 
 
@@ -47,17 +61,19 @@ class Softmax(Module):
     ``torch.nn.Softmax(dim=1)``.  Caches its output."""
 
     def __init__(self, dim: int = 1) -> None:
-        self.dim = int(dim)
+        self.dim = _dim(dim, type(self).__name__)
         self._y = None
 
     def forward(self, x: Any) -> Any:
         y = F.softmax(x, self.dim)
         self._y = y if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
         if self._y is None:
             raise RuntimeError("Softmax.backward needs a forward pass with gradients enabled first")
+        self._check_dy(dy)
         return F.softmax_backward(dy, self._y, self.dim)
 
     def extra_repr(self) -> str:
@@ -69,12 +85,13 @@ class LogSoftmax(Module):
     output."""
 
     def __init__(self, dim: int = 1) -> None:
-        self.dim = int(dim)
+        self.dim = _dim(dim, type(self).__name__)
         self._y = None
 
     def forward(self, x: Any) -> Any:
         y = F.log_softmax(x, self.dim)
         self._y = y if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
@@ -82,6 +99,7 @@ class LogSoftmax(Module):
             raise RuntimeError(
                 "LogSoftmax.backward needs a forward pass with gradients enabled first"
             )
+        self._check_dy(dy)
         return F.log_softmax_backward(dy, self._y, self.dim)
 
     def extra_repr(self) -> str:

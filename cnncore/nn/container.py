@@ -117,17 +117,14 @@ class Concat(Module):
                     f"channels with shape {ref} of the first branch"
                 )
         self._channels = [int(o.shape[1]) for o in outs] if grad_enabled() else None
-        return _device.concat(outs, axis=1)
+        y = _device.concat(outs, axis=1)
+        self._remember_output(y)
+        return y
 
     def backward(self, dy: Any) -> Any:
         if self._channels is None:
             raise RuntimeError("Concat.backward needs a forward pass with gradients enabled first")
-        total = sum(self._channels)
-        if dy.ndim < 2 or int(dy.shape[1]) != total:
-            raise ValueError(
-                f"dy must have {total} channels (the concatenated output), got shape "
-                f"{tuple(dy.shape)}"
-            )
+        self._check_dy(dy)
         dx = None
         start = 0
         for b, c in zip(self.branches(), self._channels, strict=True):
@@ -153,10 +150,12 @@ class Inception(Concat):
     Branches, named as in torchvision's ``Inception`` so its convolution weights map by name
     (``branch2.1.conv.weight``; torchvision adds batch norms, and uses 3x3 in branch 3 where the
     paper has 5x5):
-      branch1: 1x1 conv (ch1x1)
-      branch2: 1x1 conv (ch3x3red) -> 3x3 conv, padding 1 (ch3x3)
-      branch3: 1x1 conv (ch5x5red) -> 5x5 conv, padding 2 (ch5x5)
-      branch4: 3x3 max pool, stride 1, padding 1 -> 1x1 conv (pool_proj)
+
+    - branch1: 1x1 conv (ch1x1)
+    - branch2: 1x1 conv (ch3x3red) -> 3x3 conv, padding 1 (ch3x3)
+    - branch3: 1x1 conv (ch5x5red) -> 5x5 conv, padding 2 (ch5x5)
+    - branch4: 3x3 max pool, stride 1, padding 1 -> 1x1 conv (pool_proj)
+
     Output channels: ch1x1 + ch3x3 + ch5x5 + pool_proj, same H and W as the input.
     """
 

@@ -8,17 +8,19 @@ import numpy as np
 
 from cnncore import _validate as v
 from cnncore.functional import conv2d, conv2d_backward
+from cnncore.functional.conv_selection import check_algorithm
 from cnncore.functional.fused import conv2d_relu
 from cnncore.nn.init import LazyUniformFanIn
-from cnncore.nn.module import Module, Parameter, grad_enabled
+from cnncore.nn.module import Module, Parameter, float_dtype, grad_enabled
 
 
 class Conv2d(Module):
     """2-D convolution, as ``torch.nn.Conv2d``: weight (K, C // groups, kh, kw), bias (K,).
 
     x: (N, C, H, W) -> y: (N, K, Ho, Wo).  ``groups`` splits channels and filters into
-    independent convolutions (AlexNet's two towers).  Caches its input (while gradients are
-    enabled).
+    independent convolutions (AlexNet's two towers).  ``algorithm`` is passed to ``conv2d`` and
+    ``conv2d_backward`` ("auto": the documented rule or the autotuner, see
+    ``cnncore.functional.conv_selection``).  Caches its input (while gradients are enabled).
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class Conv2d(Module):
         bias: bool = True,
         dtype: Any = np.float32,
         groups: int = 1,
+        algorithm: str = "auto",
     ) -> None:
         if not isinstance(bias, (bool, np.bool_)):  # torch's 7th argument is groups, ours bias
             raise TypeError(
@@ -44,12 +47,15 @@ class Conv2d(Module):
         self.padding = v.nonneg_pair(padding, "padding")
         self.dilation = v.positive_pair(dilation, "dilation")
         self.groups = v.positive_int(groups, "groups")
+        self.algorithm = check_algorithm(algorithm)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
                 f"groups={self.groups} must divide in_channels={self.in_channels} and "
                 f"out_channels={self.out_channels}"
             )
+        dtype = float_dtype(dtype, "Conv2d")
         cin = self.in_channels // self.groups
+        v.check_size((self.out_channels, cin, *self.kernel_size), "Conv2d weight")
         fan_in = cin * self.kernel_size[0] * self.kernel_size[1]
         shape = (self.out_channels, cin, *self.kernel_size)
         self.weight = Parameter(LazyUniformFanIn(shape, fan_in, dtype))
@@ -60,8 +66,18 @@ class Conv2d(Module):
 
     def forward(self, x: Any) -> Any:
         b = self.bias.data if self.bias is not None else None
-        y = conv2d(x, self.weight.data, b, self.stride, self.padding, self.dilation, self.groups)
+        y = conv2d(
+            x,
+            self.weight.data,
+            b,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.algorithm,
+        )
         self._x = x if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def forward_relu(self, x: Any) -> Any:
@@ -69,14 +85,23 @@ class Conv2d(Module):
         (used by ``Sequential`` for a Conv2d followed by ReLU); caches like ``forward``."""
         b = self.bias.data if self.bias is not None else None
         y = conv2d_relu(
-            x, self.weight.data, b, self.stride, self.padding, self.dilation, self.groups
+            x,
+            self.weight.data,
+            b,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.algorithm,
         )
         self._x = x if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
         if self._x is None:
             raise RuntimeError("Conv2d.backward needs a forward pass with gradients enabled first")
+        self._check_dy(dy)
         dx, dw, db = conv2d_backward(
             dy,
             self._x,
@@ -85,6 +110,7 @@ class Conv2d(Module):
             self.padding,
             self.dilation,
             self.groups,
+            self.algorithm,
             need_dweight=self.weight.requires_grad,
             need_dbias=self.bias is not None and self.bias.requires_grad,
         )
@@ -98,4 +124,5 @@ class Conv2d(Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
             + (f", groups={self.groups}" if self.groups != 1 else "")
+            + (f", algorithm={self.algorithm!r}" if self.algorithm != "auto" else "")
         )

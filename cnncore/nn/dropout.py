@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 
 from cnncore import _validate as v
 from cnncore import functional as F
+from cnncore.functional.activation import dropout_p
 from cnncore.nn import init
 from cnncore.nn.module import Module, grad_enabled
 
@@ -25,14 +25,9 @@ class Dropout(Module):
     """
 
     def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
-        if isinstance(p, bool) or not isinstance(p, numbers.Real):
-            raise TypeError(f"p must be a number, got {p!r}")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
-        self.p = float(p)
+        self.p = dropout_p(p)
         self.seed(seed)
         self._key: int | None = None
-        self._shape: tuple[int, ...] = ()
 
     def seed(self, seed: int | np.random.SeedSequence | None = None) -> None:
         """Reseed this layer's generator (None: a fresh seed drawn from ``cnncore.nn.init``)."""
@@ -47,28 +42,23 @@ class Dropout(Module):
         self._rng.bit_generator.state = state
 
     def forward(self, x: Any) -> Any:
+        x = v.any_float_array(x, "x")  # validate before the generator advances
         if not self.training or self.p == 0.0:
             self._key = None
+            self._remember_output(x)
             return x
         # one draw of the layer's generator per call: the mask is a hash of it (the same on CPU
         # and GPU), recomputed by the backward instead of stored
-        x = v.any_float_array(x, "x")  # validate before the generator advances
         key = int(self._rng.integers(0, 2**63))
         y = F.dropout(x, self.p, key)
         self._key = key if grad_enabled() else None
-        self._shape = tuple(x.shape)
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
-        if not self.training or self.p == 0.0:
+        self._check_dy(dy)
+        if self._key is None:  # identity (eval mode or p == 0)
             return dy
-        if self._key is None:
-            raise RuntimeError("Dropout.backward needs a forward pass with gradients enabled first")
-        if tuple(dy.shape) != self._shape:
-            raise ValueError(
-                f"dy must have shape {self._shape} (the input of the forward), got "
-                f"{tuple(dy.shape)}"
-            )
         return F.dropout_backward(dy, self.p, self._key)
 
     def extra_repr(self) -> str:

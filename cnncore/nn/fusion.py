@@ -48,11 +48,15 @@ def _relu_then_max_pool(relu: ReLU, pool: MaxPool2d, x: Any) -> Any:
     if not grad_enabled():
         relu._x = None
         pool._indices = pool._input_shape = None
-        return relu_max_pool2d(x, *args)
-    y, pool._indices = F.max_pool2d(x, *args)
-    pool._input_shape = tuple(int(s) for s in x.shape)
-    relu._x = x
-    return F.relu(y)
+        y = relu_max_pool2d(x, *args)
+    else:
+        y, pool._indices = F.max_pool2d(x, *args)
+        pool._input_shape = tuple(int(s) for s in x.shape)
+        relu._x = x
+        y = F.relu(y)
+    relu._remember_output(x)  # relu(x) has x's shape, dtype and device
+    pool._remember_output(y)
+    return y
 
 
 def run_chain(modules: Sequence[Module], x: Any) -> Any:
@@ -64,6 +68,7 @@ def run_chain(modules: Sequence[Module], x: Any) -> Any:
         if type(nxt) is ReLU and _has_fused_relu(m) and not _patched(nxt):
             x = m.forward_relu(x)
             nxt._x = x if grad_enabled() else None  # the output's sign gives the same backward
+            nxt._remember_output(x)
             i += 2
         elif type(m) is ReLU and type(nxt) is MaxPool2d and not _patched(m, nxt):
             x = _relu_then_max_pool(m, nxt, x)

@@ -9,7 +9,7 @@ import numpy as np
 from cnncore import _validate as v
 from cnncore import functional as F
 from cnncore.nn.init import LazyUniformFanIn
-from cnncore.nn.module import Module, Parameter, grad_enabled
+from cnncore.nn.module import Module, Parameter, float_dtype, grad_enabled
 
 
 class Linear(Module):
@@ -21,7 +21,11 @@ class Linear(Module):
     ) -> None:
         self.in_features = v.positive_int(in_features, "in_features")
         self.out_features = v.positive_int(out_features, "out_features")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"Linear: bias must be a bool, got {bias!r}")
+        dtype = float_dtype(dtype, "Linear")
         shape = (self.out_features, self.in_features)
+        v.check_size(shape, "Linear weight")
         self.weight = Parameter(LazyUniformFanIn(shape, self.in_features, dtype))
         self.bias = (
             Parameter(LazyUniformFanIn((self.out_features,), self.in_features, dtype))
@@ -34,11 +38,13 @@ class Linear(Module):
         b = self.bias.data if self.bias is not None else None
         y = F.linear(x, self.weight.data, b)
         self._x = x if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
         if self._x is None:
             raise RuntimeError("Linear.backward needs a forward pass with gradients enabled first")
+        self._check_dy(dy)
         dx, dw, db = F.linear_backward(
             dy,
             self._x,
@@ -66,24 +72,23 @@ class Flatten(Module):
         self._input_shape: tuple[int, ...] | None = None
 
     def forward(self, x: Any) -> Any:
-        if not hasattr(x, "shape") or len(x.shape) < 1:
-            raise ValueError(f"Flatten needs an array with a batch axis, got {x!r}")
+        x = v.any_float_array(x, "x")  # float32/float64, no empty axis (the rules of the kernels)
+        if len(x.shape) < 1:
+            raise ValueError(f"Flatten needs an array with a batch axis, got shape {x.shape}")
         shape = tuple(int(s) for s in x.shape)
         self._input_shape = shape if grad_enabled() else None
         n = int(np.prod(shape[1:], dtype=np.int64))
         if not isinstance(x, np.ndarray):  # GPU array: reshape of a contiguous device array
-            return x.reshape(shape[0], n)
-        return np.ascontiguousarray(x).reshape(shape[0], n)
+            y = x.reshape(shape[0], n)
+        else:
+            y = np.ascontiguousarray(x).reshape(shape[0], n)
+        self._remember_output(y)
+        return y
 
     def backward(self, dy: Any) -> Any:
         if self._input_shape is None:
             raise RuntimeError("Flatten.backward needs a forward pass with gradients enabled first")
-        n = int(np.prod(self._input_shape[1:], dtype=np.int64))
-        if tuple(dy.shape) != (self._input_shape[0], n):
-            raise ValueError(
-                f"dy must have shape {(self._input_shape[0], n)} (the flattened output), got "
-                f"{tuple(dy.shape)}"
-            )
+        self._check_dy(dy)
         if not isinstance(dy, np.ndarray):
             return dy.reshape(*self._input_shape)
         return np.ascontiguousarray(dy).reshape(self._input_shape)

@@ -24,6 +24,10 @@ class _Loss(Module):
 
     def backward(self, scale: float = 1.0) -> Any:  # type: ignore[override]
         """Gradient of ``scale * loss`` with respect to the scores of the last forward."""
+        if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
+            raise TypeError(
+                f"{type(self).__name__}.backward: scale must be a number, got {scale!r}"
+            )
         if self._grad is None:
             raise RuntimeError(
                 f"{type(self).__name__}.backward needs a forward pass with gradients enabled first"
@@ -44,8 +48,12 @@ class CrossEntropyLoss(_Loss):
     """
 
     def __init__(self, ignore_index: int = -100) -> None:
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
+            ignore_index, numbers.Integral
+        ):
             raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+        if not -(2**63) <= int(ignore_index) < 2**63:  # the rule of functional.cross_entropy
+            raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
         self.ignore_index = int(ignore_index)
 
     def forward(self, logits: Any, targets: Any) -> float:  # type: ignore[override]
@@ -73,8 +81,10 @@ class RankingHingeLoss(_Loss):
     """
 
     def __init__(self, margin: float = 1.0) -> None:
-        if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or margin < 0:
-            raise ValueError(f"margin must be a number >= 0, got {margin!r}")
+        if isinstance(margin, (bool, np.bool_)) or not isinstance(margin, numbers.Real):
+            raise TypeError(f"margin must be a number, got {margin!r}")
+        if not 0 <= margin < float("inf"):
+            raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
         self.margin = float(margin)
 
     def forward(self, scores: Any, targets: Any) -> float:  # type: ignore[override]

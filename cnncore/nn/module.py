@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,16 @@ from cnncore import device as _device
 from cnncore.nn.init import LazyUniformFanIn
 
 _state = threading.local()
+
+
+def _dtype_of(a: Any) -> np.dtype:
+    iface = getattr(a, "__cuda_array_interface__", None)  # torch CUDA tensors: no NumPy dtype
+    if iface is not None:
+        return np.dtype(iface["typestr"])
+    try:
+        return np.dtype(a.dtype)
+    except TypeError:
+        raise TypeError(f"expected an array with a NumPy dtype, got dtype {a.dtype!r}") from None
 
 
 def grad_enabled() -> bool:
@@ -37,6 +47,20 @@ def no_grad():
         yield
     finally:
         _state.grad_enabled = previous
+
+
+def float_dtype(dtype: Any, owner: str) -> np.dtype:
+    """The parameter dtype of a layer: float32 or float64 (what the CPU kernels compute in);
+    None means float32, as torch's ``dtype=None`` means its default."""
+    if dtype is None:
+        return np.dtype(np.float32)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{owner}: dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{owner}: dtype must be float32 or float64, got {dt}")
+    return dt
 
 
 class Parameter:
@@ -95,6 +119,46 @@ class Module:
 
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
+
+    # -- what backward's dy must look like ----------------------------------------------------
+    def _remember_output(self, y: Any) -> None:
+        """Record the shape, dtype and device of the forward's output ``y`` (with gradients
+        enabled), which ``_check_dy`` then asks of the backward's ``dy``."""
+        if not grad_enabled():
+            self._dy_spec = None
+            return
+        on_gpu = _device.is_cuda_array(y)
+        dtype = _dtype_of(y)
+        self._dy_spec = (tuple(int(s) for s in y.shape), dtype, on_gpu)
+
+    def _check_dy(self, dy: Any) -> None:
+        """``dy`` must be an array shaped, typed and placed like the last forward's output.
+
+        Raises ``TypeError`` (None, not an array, other dtype or device) or ``ValueError`` (other
+        shape), naming the module; a float64 ``dy`` for a float32 forward is refused, not
+        silently turned into a float64 ``dx``.
+        """
+        name = type(self).__name__
+        spec = getattr(self, "_dy_spec", None)
+        if spec is None:
+            raise RuntimeError(f"{name}.backward needs a forward pass with gradients enabled first")
+        shape, dtype, on_gpu = spec
+        if dy is None or not hasattr(dy, "shape") or not hasattr(dy, "dtype"):
+            raise TypeError(f"{name}.backward: dy must be an array of shape {shape}, got {dy!r}")
+        if _device.is_cuda_array(dy) != on_gpu:
+            where = "GPU" if on_gpu else "CPU"
+            raise TypeError(
+                f"{name}.backward: dy must be a {where} array like the forward's output"
+            )
+        dy_dtype = _dtype_of(dy)
+        if dy_dtype != dtype:
+            raise TypeError(
+                f"{name}.backward: dy has dtype {dy_dtype}, the forward's output has {dtype}"
+            )
+        if tuple(int(s) for s in dy.shape) != shape:
+            raise ValueError(
+                f"{name}.backward: dy must have the output shape {shape}, got {tuple(dy.shape)}"
+            )
 
     # -- walking attributes -------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -195,8 +259,13 @@ class Module:
         """Load arrays (NumPy, or torch tensors) by PyTorch's names; all-or-nothing.
 
         Every name and shape is checked before anything is assigned, so a mismatched or corrupt
-        state leaves the module untouched.  Raises KeyError/ValueError naming the offending entry.
+        state leaves the module untouched.  Raises KeyError/ValueError naming the offending
+        entry, and TypeError if ``state`` is not a mapping.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(
+                f"load_state_dict needs a mapping of names to arrays, got {type(state).__name__}"
+            )
         params = dict(self.named_parameters())
         arrays = {}
         for name, value in state.items():

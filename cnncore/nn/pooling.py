@@ -7,6 +7,7 @@ from typing import Any
 
 from cnncore import _validate as v
 from cnncore import functional as F
+from cnncore.functional.pooling import as_bool, pool_params
 from cnncore.nn.module import Module, grad_enabled
 
 
@@ -21,10 +22,9 @@ class MaxPool2d(Module):
     def __init__(
         self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
     ) -> None:
-        self.kernel_size = v.positive_pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else v.positive_pair(stride, "stride")
-        self.padding = v.nonneg_pair(padding, "padding")
-        self.dilation = v.positive_pair(dilation, "dilation")
+        self.kernel_size, self.stride, self.padding, self.dilation = pool_params(
+            kernel_size, stride, padding, dilation
+        )
         self._indices = None
         self._input_shape: tuple[int, ...] | None = None
 
@@ -33,6 +33,7 @@ class MaxPool2d(Module):
         if grad_enabled():
             y, self._indices = F.max_pool2d(x, *args)
             self._input_shape = tuple(int(s) for s in x.shape)
+            self._remember_output(y)
             return y
         self._indices = self._input_shape = None
         return F.max_pool2d_values(x, *args)
@@ -42,6 +43,7 @@ class MaxPool2d(Module):
             raise RuntimeError(
                 "MaxPool2d.backward needs a forward pass with gradients enabled first"
             )
+        self._check_dy(dy)
         return F.max_pool2d_backward(dy, self._indices, self._input_shape)
 
     def extra_repr(self) -> str:
@@ -63,11 +65,10 @@ class AvgPool2d(Module):
         dilation: Any = 1,
         count_include_pad: bool = True,
     ) -> None:
-        self.kernel_size = v.positive_pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else v.positive_pair(stride, "stride")
-        self.padding = v.nonneg_pair(padding, "padding")
-        self.dilation = v.positive_pair(dilation, "dilation")
-        self.count_include_pad = bool(count_include_pad)
+        self.kernel_size, self.stride, self.padding, self.dilation = pool_params(
+            kernel_size, stride, padding, dilation
+        )
+        self.count_include_pad = as_bool(count_include_pad, "count_include_pad")
         self._input_shape: tuple[int, ...] | None = None
 
     def _args(self) -> tuple:
@@ -76,6 +77,7 @@ class AvgPool2d(Module):
     def forward(self, x: Any) -> Any:
         y = F.avg_pool2d(x, *self._args())
         self._input_shape = tuple(int(s) for s in x.shape) if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
@@ -83,6 +85,7 @@ class AvgPool2d(Module):
             raise RuntimeError(
                 "AvgPool2d.backward needs a forward pass with gradients enabled first"
             )
+        self._check_dy(dy)
         return F.avg_pool2d_backward(dy, self._input_shape, *self._args())
 
     def extra_repr(self) -> str:
@@ -108,6 +111,7 @@ class ChannelMaxPool(Module):
             self._indices, self._input_shape = idx, tuple(int(s) for s in x.shape)
         else:
             self._indices = self._input_shape = None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
@@ -115,6 +119,7 @@ class ChannelMaxPool(Module):
             raise RuntimeError(
                 "ChannelMaxPool.backward needs a forward pass with gradients enabled first"
             )
+        self._check_dy(dy)
         return F.channel_max_pool_backward(dy, self._indices, self._input_shape)
 
     def extra_repr(self) -> str:
@@ -131,6 +136,7 @@ class GlobalAvgPool2d(Module):
     def forward(self, x: Any) -> Any:
         y = F.global_avg_pool2d(x)
         self._input_shape = tuple(int(s) for s in x.shape) if grad_enabled() else None
+        self._remember_output(y)
         return y
 
     def backward(self, dy: Any) -> Any:
@@ -138,4 +144,5 @@ class GlobalAvgPool2d(Module):
             raise RuntimeError(
                 "GlobalAvgPool2d.backward needs a forward pass with gradients enabled first"
             )
+        self._check_dy(dy)
         return F.global_avg_pool2d_backward(dy, self._input_shape)

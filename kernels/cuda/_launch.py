@@ -175,6 +175,43 @@ def unravel4(t, B, C, D):
     return t // (B * C * D), b, c, d
 
 
+# The block reductions below are the one tree used by every reduction kernel.  Each thread first
+# writes its partial result into a shared array of RED_THREADS entries; blockDim.x is a power of
+# two (``red_threads()``).  Entry i absorbs entry i + step for step = blockDim.x/2, ..., 1, a fixed
+# order, so a result repeats bit for bit.  Every thread of the block must call them (they hold
+# barriers); they return the result to every thread, and the caller must ``cuda.syncthreads()``
+# before it writes the shared arrays again.
+
+
+@cuda.jit(device=True)
+def block_sum(part):
+    """Sum of ``part[:blockDim.x]`` (one partial sum per thread), in the fixed tree order."""
+    tid = cuda.threadIdx.x
+    cuda.syncthreads()
+    step = cuda.blockDim.x // 2
+    while step > 0:
+        if tid < step:
+            part[tid] += part[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    return part[0]
+
+
+@cuda.jit(device=True)
+def block_min_max(lo, hi):
+    """``(min of lo[:blockDim.x], max of hi[:blockDim.x])`` (one pair per thread), one tree."""
+    tid = cuda.threadIdx.x
+    cuda.syncthreads()
+    step = cuda.blockDim.x // 2
+    while step > 0:
+        if tid < step:
+            lo[tid] = min(lo[tid], lo[tid + step])
+            hi[tid] = max(hi[tid], hi[tid + step])
+        cuda.syncthreads()
+        step //= 2
+    return lo[0], hi[0]
+
+
 @cuda.jit
 def _fill(out, value, n):
     # out: (n,) flat
@@ -203,15 +240,9 @@ def _sum_middle(x, N, K, P, divisor, out):
             n = t // P
             s += x[(n * K + k) * P + t - n * P]
         part[tid] = s
-        cuda.syncthreads()
-        step = cuda.blockDim.x // 2
-        while step > 0:  # tree over the block's partial sums
-            if tid < step:
-                part[tid] += part[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        total = block_sum(part)
         if tid == 0:
-            out[k] = part[0] / divisor
+            out[k] = total / divisor
         cuda.syncthreads()
 
 

@@ -61,17 +61,11 @@ def _ce_totals(term, t, ignore, totals):
             n += 1
     s_part[tid] = s
     n_part[tid] = n
-    cuda.syncthreads()
-    step = cuda.blockDim.x // 2
-    while step > 0:
-        if tid < step:
-            s_part[tid] += s_part[tid + step]
-            n_part[tid] += n_part[tid + step]
-        cuda.syncthreads()
-        step //= 2
+    s = L.block_sum(s_part)
+    n = L.block_sum(n_part)
     if tid == 0:
-        totals[0] = s_part[0]
-        totals[1] = n_part[0]
+        totals[0] = s
+        totals[1] = n
 
 
 @cuda.jit

@@ -210,15 +210,9 @@ def _image_mean(s, threshold, cmax, craw):
         for p in range(tid, H * W, cuda.blockDim.x):
             acc += s[n, p // W, p % W]
         part[tid] = acc
-        cuda.syncthreads()
-        step = cuda.blockDim.x // 2
-        while step > 0:
-            if tid < step:
-                part[tid] += part[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        total = L.block_sum(part)
         if tid == 0:
-            cm = float32(part[0] / (H * W))
+            cm = float32(total / (H * W))
             craw[n] = cm
             cmax[n] = cm if cm >= threshold else threshold
         cuda.syncthreads()
@@ -278,15 +272,9 @@ def _d_c(g, s, cmax, craw, threshold, dc):
                 if not (s[n, p // W, p % W] > cmax[n]):
                     acc += g[n, p // W, p % W]
         part[tid] = acc
-        cuda.syncthreads()
-        step = cuda.blockDim.x // 2
-        while step > 0:
-            if tid < step:
-                part[tid] += part[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        total = L.block_sum(part)
         if tid == 0:
-            dc[n] = part[0]
+            dc[n] = total
         cuda.syncthreads()
 
 
@@ -391,7 +379,9 @@ def _lcn_forward_planes(x, win, threshold, mean_divisor, dy=None):
 
 
 def local_contrast_norm(x: Any, size: int, sigma: float, threshold: float, divisor: str) -> Any:
-    """LCN (SPEC.md).  x: (N, C, H, W) -> y: (N, C, H, W).  divisor: "mean" or "fixed"."""
+    """LCN (docs/contract/arrays.rst).  x: (N, C, H, W) -> y: (N, C, H, W).
+
+    divisor: "mean" or "fixed"."""
     x = L.device(x)
     N, C, H, W = x.shape
     win = _Window(size, sigma, H, W)

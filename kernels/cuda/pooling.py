@@ -121,17 +121,10 @@ def _index_bounds(idx, W, lo, hi):
                 mx = max(mx, r)
         smin[tid] = mn
         smax[tid] = mx
-        cuda.syncthreads()
-        step = cuda.blockDim.x // 2
-        while step > 0:
-            if tid < step:
-                smin[tid] = min(smin[tid], smin[tid + step])
-                smax[tid] = max(smax[tid], smax[tid + step])
-            cuda.syncthreads()
-            step //= 2
+        mn, mx = L.block_min_max(smin, smax)
         if tid == 0:
-            lo[b] = smin[0]
-            hi[b] = smax[0]
+            lo[b] = mn
+            hi[b] = mx
         cuda.syncthreads()
 
 

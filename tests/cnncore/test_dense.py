@@ -166,6 +166,7 @@ def test_pixel65_methods_agree_with_patch_scanning():
 
 
 # -- random networks: all methods == patch scanning, tiling == no tiling ---------------------------
+@pytest.mark.filterwarnings("ignore:tile=.* is small:UserWarning")  # tiny tiles on purpose
 @settings(max_examples=25, deadline=None)
 @given(patch_nets(), st.integers(1, 4))
 def test_random_networks_all_methods_equal_patch_scanning(net, tile):

@@ -60,6 +60,7 @@ def image(seed=0, shape=(2, 2, 5, 6)):
     "method, tile",
     [("dsparse", None), ("dsparse", (3, 4)), ("fcn", None), ("fcn", (3, 6)), ("patchwise", (2, 3))],
 )
+@pytest.mark.filterwarnings("ignore:tile=.* is small:UserWarning")  # tiny tiles on purpose
 def test_predict_on_device_equals_cpu(method, tile):
     cpu = classifier()
     gpu = copy.deepcopy(cpu).to("cuda")

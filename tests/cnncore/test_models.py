@@ -143,7 +143,7 @@ def fc_params(fin: int, fout: int) -> int:
 
 
 def rows_of(model):
-    from cnncore.summary import summary
+    from cnncore.summarize import summary
 
     return {r["name"]: r for r in summary(model)}
 

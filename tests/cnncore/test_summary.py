@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cnncore import models
 from cnncore import nn as cnn
-from cnncore.summary import format_summary, print_summary, summary
+from cnncore.summarize import format_summary, print_summary, summary
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn

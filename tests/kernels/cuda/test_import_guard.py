@@ -35,11 +35,12 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_cpu_only_import_never_touches_numba():
+def test_cpu_only_import_never_touches_numba(tmp_path):
+    """Run from a folder outside the checkout with ``python -I`` (no ``PYTHONPATH``, no current
+    folder on ``sys.path``), so the installed package is imported, not the source tree."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(cnncore.__file__)))
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                         cwd=root, timeout=300)  # fmt: skip
+    out = subprocess.run([sys.executable, "-I", "-c", SCRIPT], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("ok")
 

@@ -97,3 +97,20 @@ def test_workspace_is_reused_and_grows():
     np.testing.assert_array_equal(host(b), np.arange(4, dtype=np.float32))
     c = L.workspace("test", 25)  # grown: a new buffer
     assert c.shape == (25,) and L.workspace("test", 25).shape == (25,)
+
+
+def test_twin_picks_the_module_by_array_type():
+    """The dispatchers' one helper: host arrays get the CPU twin given, device arrays the CUDA
+    module of the family (imported by name), whatever the CPU twin is."""
+    import importlib
+
+    from cnncore_kernels import _pool
+    from cnncore_kernels.arrays import twin
+
+    a = np.zeros((1, 1, 2, 2), np.float32)
+    assert twin(a, _pool, "pooling") is _pool
+    pooling = importlib.import_module("cnncore_kernels.cuda.pooling")
+    assert twin(dev(a), _pool, "pooling") is pooling
+    assert twin(dev(a), _pool, "optim") is importlib.import_module("cnncore_kernels.cuda.optim")
+    with pytest.raises(ModuleNotFoundError, match="cnncore_kernels.cuda.nope"):
+        twin(dev(a), _pool, "nope")

@@ -5,7 +5,7 @@ Sub-image ``(p, q)`` holds the pixels ``x[..., p::dh, q::dw]``; a dilated tap ``
 output ``(u*dh + p, v*dw + q)`` reads ``x[u*dh + p + a*dh, ...]``, i.e. row ``u + a`` of sub-image
 ``p``, so the dilated convolution of ``x`` is the undilated convolution of every sub-image,
 interleaved.  A strategy over ``cnncore.functional.conv2d``, measured against the direct kernels in
-``bench/bench_dilated.py``.
+``bench/bench_dilated.py`` (the engine does not use it).
 """
 
 from __future__ import annotations

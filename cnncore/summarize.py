@@ -2,11 +2,12 @@
 fields, computed from the layers' attributes (no forward pass, so VGG-E at 224x224 takes
 microseconds).
 
-``summary(model, input_shape)`` gives one row per top-level child of a ``Sequential`` (a nested
-``Sequential``, a ``Concat`` or an ``Inception`` block is one row); ``format_summary`` and
-``print_summary`` turn the rows into the kind of table the papers print.
+``summary(model, input_shape=None)`` (``cnncore.summary``) gives one row per top-level child of
+a ``Sequential`` (a nested ``Sequential``, a ``Concat`` or an ``Inception`` block is one row);
+``format_summary`` and ``print_summary`` turn the rows into the kind of table the papers print.
 
 What is counted:
+
   * ``params``: every element of the layer's parameters (weights and biases).
   * ``macs``: multiply-accumulates of ``Conv2d`` and ``Linear`` for one input (what the papers
     call operations); pooling, normalization, activations and dropout count 0.
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 
 from cnncore import nn
 from cnncore.nn.module import Module
+from cnncore.nn.shapes import output_shape
 
 Pair = tuple[int, int]
 
@@ -66,75 +68,49 @@ def _map(sig: _Signal, name: str, layer: Module) -> tuple[int, int, int]:
 
 
 def _window(sig: _Signal, name: str, layer: Module) -> tuple[Pair, _Signal]:
-    """Output (H, W) and the signal after a sliding window (convolution or pooling), with
-    torch's size formula Ho = (H + 2p - d(k-1) - 1) // s + 1."""
-    _, h, w = _map(sig, name, layer)
-    k, s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
-    out = []
-    for size, kk, ss, pp, dd in zip((h, w), k, s, p, d, strict=True):
-        o = (size + 2 * pp - dd * (kk - 1) - 1) // ss + 1
-        if o < 1:
-            raise ValueError(
-                f"layer {name!r} ({type(layer).__name__}, kernel_size={k}, padding={p}, "
-                f"dilation={d}) is larger than its padded input of shape {sig.shape}"
-            )
-        out.append(o)
+    """Output (H, W) (the shape rule of ``cnncore.nn.shapes``) and the signal after a sliding
+    window (convolution or pooling)."""
+    out = output_shape(layer, sig.shape, name)
+    k, s, d = layer.kernel_size, layer.stride, layer.dilation
     rf, jump = _field(sig, k, d, s)
-    return (out[0], out[1]), replace(sig, rf=rf, stride=jump)
+    return (out[1], out[2]), replace(sig, shape=out, rf=rf, stride=jump)
 
 
 def _conv(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
-    c = _map(sig, name, layer)[0]
-    if c != layer.in_channels:
-        raise ValueError(
-            f"layer {name!r} (Conv2d) expects {layer.in_channels} input channels, gets shape "
-            f"{sig.shape}"
-        )
     (ho, wo), out = _window(sig, name, layer)
     groups = getattr(layer, "groups", 1)
     kh, kw = layer.kernel_size
-    macs = layer.out_channels * ho * wo * (c // groups) * kh * kw
-    return replace(out, shape=(layer.out_channels, ho, wo)), macs
+    macs = layer.out_channels * ho * wo * (sig.shape[0] // groups) * kh * kw
+    return out, macs
 
 
 def _pool(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
-    (ho, wo), out = _window(sig, name, layer)
-    return replace(out, shape=(sig.shape[0], ho, wo)), 0
+    return _window(sig, name, layer)[1], 0
 
 
 def _global_pool(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
-    c, h, w = _map(sig, name, layer)
-    rf, _ = _field(sig, (h, w), (1, 1), (1, 1))  # an H x W window at stride 1 (FCN view)
-    return replace(sig, shape=(c, 1, 1), rf=rf), 0
+    out = output_shape(layer, sig.shape, name)
+    rf, _ = _field(sig, sig.shape[1:], (1, 1), (1, 1))  # an H x W window at stride 1 (FCN view)
+    return replace(sig, shape=out, rf=rf), 0
 
 
 def _channel_pool(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
-    c, h, w = _map(sig, name, layer)
-    if c % layer.pool_size:
-        raise ValueError(
-            f"layer {name!r} (ChannelMaxPool, pool_size={layer.pool_size}) needs channels that "
-            f"are a multiple of pool_size, gets shape {sig.shape}"
-        )
-    return replace(sig, shape=(c // layer.pool_size, h, w)), 0
+    return replace(sig, shape=output_shape(layer, sig.shape, name)), 0
 
 
 def _contrast_norm(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
-    _map(sig, name, layer)
+    out = output_shape(layer, sig.shape, name)
     rf, jump = _field(sig, (layer.size, layer.size), (1, 1), (1, 1))
-    return replace(sig, rf=rf, stride=jump), 0
+    return replace(sig, shape=out, rf=rf, stride=jump), 0
 
 
 def _flatten(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
     flat_map = (sig.shape[1], sig.shape[2]) if len(sig.shape) == 3 else sig.flat_map
-    return replace(sig, shape=(math.prod(sig.shape),), flat_map=flat_map), 0
+    return replace(sig, shape=output_shape(layer, sig.shape, name), flat_map=flat_map), 0
 
 
 def _linear(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
-    if len(sig.shape) != 1 or sig.shape[0] != layer.in_features:
-        raise ValueError(
-            f"layer {name!r} (Linear) expects ({layer.in_features},) inputs (put a Flatten "
-            f"before it), gets shape {sig.shape}"
-        )
+    output_shape(layer, sig.shape, name)
     rf, jump = sig.rf, sig.stride
     if sig.flat_map is not None:  # the first Linear after Flatten sees the whole M x M map
         rf, _ = _field(sig, sig.flat_map, (1, 1), (1, 1))
@@ -143,7 +119,7 @@ def _linear(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
 
 
 def _pointwise(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
-    return sig, 0
+    return replace(sig, shape=output_shape(layer, sig.shape, name)), 0
 
 
 def _sequential(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
@@ -240,12 +216,27 @@ def _input_shape(model: Module, input_shape: Any) -> tuple[int, ...]:
 def summary(model: Module, input_shape: Any = None) -> list[dict[str, Any]]:
     """One row per top-level child of ``model`` (in order), for one input of ``input_shape``.
 
-    model: a ``Sequential`` (or a single layer, which gives one row).
-    input_shape: ``(C, H, W)`` (or ``(F,)``) without the batch axis; defaults to
-        ``model.input_shape``, which the builders of ``cnncore.models`` set.
-    Each row is a dict with ``name``, ``type`` (the class name), ``output_shape`` (no batch
-    axis), ``params``, ``macs``, ``receptive_field`` and ``total_stride`` (``(h, w)`` pairs,
-    ``None`` where undefined).  Raises ValueError naming the layer when shapes do not fit.
+    Reached as ``cnncore.summary(model)``, like ``torchinfo.summary``.
+
+    Parameters
+    ----------
+    model : Module
+        A ``Sequential`` (or a single layer, which gives one row).
+    input_shape : tuple, optional
+        ``(C, H, W)`` (or ``(F,)``) without the batch axis; defaults to ``model.input_shape``,
+        which the builders of ``cnncore.models`` set.  ``ValueError`` when neither is given.
+
+    Returns
+    -------
+    list of dict
+        One per layer, with ``name``, ``type`` (the class name), ``output_shape`` (no batch
+        axis), ``params``, ``macs``, ``receptive_field`` and ``total_stride`` (``(h, w)``
+        pairs, ``None`` where undefined).
+
+    Raises
+    ------
+    ValueError
+        Naming the layer when shapes do not fit.
     """
     if not isinstance(model, Module):
         raise TypeError(f"model must be a cnncore Module, got {type(model).__name__}")
