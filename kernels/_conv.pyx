@@ -6,8 +6,11 @@ positive sizes, output sizes >= 1, per-plane sizes below 2**31.
 
 Memory bound.  The column buffer never holds a whole batch: it holds ``C*kh*kw`` rows for a chunk of
 output rows of one image, at most ``max(COL_BUDGET, C*kh*kw*Wo)`` elements (``COL_BUDGET`` = 4M
-elements, 16 MB in float32).  The stride-1 "shifted GEMM" path needs no column buffer at all, only a
-zero-padded copy of one image (when padding > 0) and a ``K x rows x Wp`` accumulator for a chunk.
+elements, 16 MB in float32), one per thread.  For small maps (the batched path) it holds the columns
+of a block of whole images, at most ``max(BATCH_BUDGET, C*kh*kw*Ho*Wo)`` elements per thread
+(``BATCH_BUDGET`` = 2M, 8 MB in float32), beside a ``K x images*Ho*Wo`` output (or dy) block.  The
+stride-1 "shifted GEMM" path needs no column buffer at all, only a zero-padded copy of one image
+(when padding > 0) and a ``K x rows x Wp`` accumulator for a chunk.
 """
 
 import numpy as np
@@ -33,10 +36,11 @@ include "_ranges.pxi"
 cdef void im2col_rows(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
-                      Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows,
+                      Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows, Py_ssize_t ld,
                       floating* col) noexcept nogil:
     # col[(c*kh + i)*kw + j, r*Wo + ow] = x[c, (row0+r)*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside)
-    cdef Py_ssize_t R = C * kh * kw, P = nrows * Wo
+    # ld: elements between rows of col (nrows*Wo, or more when col holds several images)
+    cdef Py_ssize_t R = C * kh * kw, P = ld
     cdef Py_ssize_t rr, c, i, j, r, h, ow, lo, hi, off
     cdef floating* dst
     cdef const floating* src
@@ -69,11 +73,12 @@ cdef void im2col_rows(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
 cdef void col2im_rows(const floating* col, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
-                      Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows,
+                      Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows, Py_ssize_t ld,
                       floating* dx) noexcept nogil:
     # Adjoint of im2col_rows, as a gather: each thread owns whole input rows dx[c, h, :] and adds
     # every column entry that im2col read from that row, so no two threads write the same element.
-    cdef Py_ssize_t P = nrows * Wo
+    # ld: elements between consecutive rows of col, as in im2col_rows.
+    cdef Py_ssize_t P = ld
     cdef Py_ssize_t h_lo = row0 * sh - ph
     cdef Py_ssize_t h_hi = (row0 + nrows - 1) * sh - ph + (kh - 1) * dh + 1
     cdef Py_ssize_t ch, c, h, i, j, t, oh, ow, lo, hi, off
@@ -128,7 +133,8 @@ def im2col(const floating[:, :, ::1] x, kernel, stride, padding, dilation):
     out = np.empty((C * kh * kw, Ho * Wo), dtype=np.asarray(x).dtype)
     cdef floating[:, ::1] o = out
     with nogil:
-        im2col_rows(&x[0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, 0, Ho, &o[0, 0])
+        im2col_rows(&x[0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, 0, Ho, Ho * Wo,
+                    &o[0, 0])
     return out
 
 
@@ -142,8 +148,44 @@ def col2im(const floating[:, ::1] col, input_shape, kernel, stride, padding, dil
     out = np.zeros((C, H, W), dtype=np.asarray(col).dtype)
     cdef floating[:, :, ::1] o = out
     with nogil:
-        col2im_rows(&col[0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, 0, Ho, &o[0, 0, 0])
+        col2im_rows(&col[0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, 0, Ho, Ho * Wo,
+                    &o[0, 0, 0])
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Epilogue: the bias and the ReLU applied where the convolution output is written (no extra pass
+# over the output).  The same float operations as the separate passes (y = gemm; y += b; then
+# relu(y) = 0 if y <= 0 else y, NaN kept, as torch.relu), so fused and unfused results are equal.
+
+cdef inline void epilogue_copy(const floating* src, floating* dst, Py_ssize_t L, floating bk,
+                               bint has_bias, bint relu) noexcept nogil:
+    # dst[p] = act(src[p] + bk) for p < L; src may equal dst (in place)
+    cdef Py_ssize_t p
+    cdef floating v
+    if relu and has_bias:
+        for p in range(L):
+            v = src[p] + bk
+            dst[p] = 0 if v <= 0 else v
+    elif relu:
+        for p in range(L):
+            v = src[p]
+            dst[p] = 0 if v <= 0 else v
+    elif has_bias:
+        for p in range(L):
+            dst[p] = src[p] + bk
+    elif src != dst:
+        memcpy(dst, src, L * sizeof(floating))
+
+
+cdef void epilogue_rows(floating* y, Py_ssize_t K, Py_ssize_t L, Py_ssize_t ld, const floating* b,
+                        bint relu) noexcept nogil:
+    # In place on K rows of length L, ld apart: y[k*ld + p] = act(y[k*ld + p] + b[k]); b may be NULL
+    cdef Py_ssize_t k
+    if b == NULL and not relu:
+        return
+    for k in range(K):
+        epilogue_copy(y + k * ld, y + k * ld, L, b[k] if b != NULL else 0, b != NULL, relu)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -156,9 +198,10 @@ def col2im(const floating[:, ::1] col, input_shape, kernel, stride, padding, dil
 cdef void shifted_rows(const floating* xp, const floating* wt, Py_ssize_t C, Py_ssize_t Hp,
                        Py_ssize_t Wp, Py_ssize_t K, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
                        Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t oh0, Py_ssize_t nr,
-                       floating* acc, floating* y) noexcept nogil:
+                       floating* acc, floating* y, const floating* b, bint relu) noexcept nogil:
     # Output rows oh0..oh0+nr of one image, single-threaded (callers parallelise over row blocks).
-    # wt: (kh, kw, K, C) contiguous; y: (K, Ho, Wo); acc: K * nr * Wp scratch of this thread.
+    # wt: (kh, kw, K, C) contiguous; y: (K, Ho, Wo); acc: K * nr * Wp scratch of this thread;
+    # b: (K,) bias or NULL; the bias and ReLU are applied in the copy from acc to y (the epilogue).
     cdef Py_ssize_t i, j, k, r
     cdef Py_ssize_t L = (nr - 1) * Wp + Wo
     cdef int plane = <int> (Hp * Wp)
@@ -170,8 +213,8 @@ cdef void shifted_rows(const floating* xp, const floating* wt, Py_ssize_t C, Py_
                     0 if (i == 0 and j == 0) else 1, acc, <int> (nr * Wp))
     for k in range(K):
         for r in range(nr):
-            for j in range(Wo):
-                y[(k * Ho + oh0 + r) * Wo + j] = acc[k * nr * Wp + r * Wp + j]
+            epilogue_copy(acc + k * nr * Wp + r * Wp, y + (k * Ho + oh0 + r) * Wo, Wo,
+                          b[k] if b != NULL else 0, b != NULL, relu)
 
 
 cdef void shifted_backward_rows(const floating* xp, const floating* wt, const floating* dy,
@@ -245,11 +288,116 @@ _path = "auto"
 
 
 def set_path(name):
-    """Force the stride-1 strategy: "auto" (default), "im2col" or "shifted" (for benchmarks)."""
+    """Force the strategy: "auto" (default), "im2col" (image by image), "shifted" (stride-1
+    layers) or "batched" (columns over the batch, every layer but the 1x1 one-GEMM case); for
+    benchmarks and tests."""
     global _path
-    if name not in ("auto", "im2col", "shifted"):
-        raise ValueError(f"path must be 'auto', 'im2col' or 'shifted', got {name!r}")
+    if name not in ("auto", "im2col", "shifted", "batched"):
+        raise ValueError(f"path must be 'auto', 'im2col', 'shifted' or 'batched', got {name!r}")
     _path = name
+
+
+# Small maps, big batches.  Image by image, a layer with small output maps gives GEMMs with few
+# columns (Ho*Wo = 49 for a 7x7 map, split further into row blocks per thread) where OpenBLAS runs
+# far below its peak, and the backward pays per image for its per-thread dx planes (zeroed, summed,
+# copied) and for a dweight update of only Ho*Wo columns.  Columns over a block of images
+# (images*Ho*Wo of them, at most BATCH_BUDGET elements per thread) make the GEMMs large; the
+# per-image layout of y (and of dy) is restored by a copy that also applies the bias and ReLU.
+# The rule, from interleaved medians on the shared 2-core machine (provisional, 2026-12-01, load
+# 4-11, so only the large differences count), forward / backward in ms, per image -> batched:
+#   (256,64,7,7) k3:     fwd 30-36 -> 17.5, bwd 75-79 -> 34
+#   (128,256,8,8) k3:    fwd 86 -> 75 (165 -> 150 at load 11), bwd 198 -> 128 (339 -> 317)
+#   (128,128,16,16) k3:  fwd 60 -> 71 (worse), bwd 204 -> 127 (409 -> 416 at load 11)
+#   (64,64,15,15) k5 p2: fwd 26 -> 35 (worse), bwd 76 -> 57 (75 -> 76 at load 11)
+#   (32,96,27,27) k5 p2: fwd and bwd within noise
+# and against the previous release in fresh processes, interleaved, 9 rounds at load 5-7:
+#   (128,256,8,8) k3: fwd 1.17x, bwd 1.08x faster; (64,64,15,15) k5: fwd 1.00x, bwd 0.97x (noise).
+# The forward's extra copy of y costs more than the larger GEMM gains beyond about 10x10 maps (the
+# per-image column chunk still fits in L2 there); the backward gains up to 16x16.  A budget of 2M
+# elements per thread measured faster than 0.5M and 8M (8M leaves L2 and L3 far behind).
+cdef enum:
+    BATCH_MAX_P_FORWARD = 100
+    BATCH_MAX_P_BACKWARD = 256
+    BATCH_BUDGET = 2097152
+
+
+def use_batched(Py_ssize_t N, Py_ssize_t P, bint backward=False):
+    """Whether conv2d builds its columns over blocks of images (N*Ho*Wo columns): more than one
+    image and output maps of at most ``BATCH_MAX_P_FORWARD`` (forward) or
+    ``BATCH_MAX_P_BACKWARD`` (backward) pixels, or forced by ``set_path("batched")``."""
+    if _path == "batched":
+        return True
+    return _path == "auto" and N > 1 and P <= (BATCH_MAX_P_BACKWARD if backward
+                                               else BATCH_MAX_P_FORWARD)
+
+
+cdef Py_ssize_t _batch_budget = BATCH_BUDGET
+
+
+def _set_batch_budget(Py_ssize_t elements):
+    """Column elements per thread of the batched path (tests use tiny budgets: many blocks)."""
+    global _batch_budget
+    _batch_budget = elements
+
+
+cdef Py_ssize_t images_per_block(Py_ssize_t N, Py_ssize_t R, Py_ssize_t P,
+                                 Py_ssize_t parts) noexcept nogil:
+    # Images per block of the batched path: a column buffer of R x nb*P within the budget (or one
+    # image), and blocks balanced over the threads (each thread gets the same number of blocks).
+    cdef Py_ssize_t fit = _batch_budget // (R * P), per_thread = (N + parts - 1) // parts, blocks
+    if fit < 1:
+        fit = 1
+    blocks = (per_thread + fit - 1) // fit
+    return (per_thread + blocks - 1) // blocks
+
+
+cdef void batched_forward_block(const floating* x, const floating* wgt, const floating* b,
+                                bint relu, Py_ssize_t n0, Py_ssize_t nb, Py_ssize_t C,
+                                Py_ssize_t H, Py_ssize_t W, Py_ssize_t K, Py_ssize_t kh,
+                                Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                                Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho,
+                                Py_ssize_t Wo, floating* col, floating* tmp,
+                                floating* y) noexcept nogil:
+    # Images n0..n0+nb, single-threaded: col (R, nb*P) = columns of the nb images side by side,
+    # tmp (K, nb*P) = W (K, R) @ col, then y[n0+t, k, :] = act(tmp[k, t*P:(t+1)*P] + b[k]).
+    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, L = nb * P, t, k
+    for t in range(nb):
+        im2col_rows(x + (n0 + t) * C * H * W, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, 0, Ho,
+                    L, col + t * P)
+    gemm_rm(False, False, <int> K, <int> L, <int> R, 1, wgt, <int> R, col, <int> L, 0, tmp,
+            <int> L)
+    for t in range(nb):
+        for k in range(K):
+            epilogue_copy(tmp + k * L + t * P, y + ((n0 + t) * K + k) * P, P,
+                          b[k] if b != NULL else 0, b != NULL, relu)
+
+
+cdef void batched_backward_block(const floating* dy, const floating* x, const floating* wgt,
+                                 Py_ssize_t n0, Py_ssize_t nb, Py_ssize_t C, Py_ssize_t H,
+                                 Py_ssize_t W, Py_ssize_t K, Py_ssize_t kh, Py_ssize_t kw,
+                                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo,
+                                 floating* col, floating* dyb, floating* dwt,
+                                 floating* dx) noexcept nogil:
+    # Images n0..n0+nb, single-threaded.  dyb (K, nb*P): dy of the nb images side by side;
+    # dwt (K, R) += dyb @ col^T (this thread's partial dweight, or NULL); dx (N, C, H, W) zeroed,
+    # images n0..n0+nb written only here: dcol (R, nb*P) = W^T @ dyb, gathered by col2im (or NULL).
+    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, L = nb * P, t, k
+    for t in range(nb):
+        for k in range(K):
+            memcpy(dyb + k * L + t * P, dy + ((n0 + t) * K + k) * P, P * sizeof(floating))
+    if dwt != NULL:
+        for t in range(nb):
+            im2col_rows(x + (n0 + t) * C * H * W, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, 0,
+                        Ho, L, col + t * P)
+        gemm_rm(False, True, <int> K, <int> R, <int> L, 1, dyb, <int> L, col, <int> L, 1, dwt,
+                <int> R)
+    if dx != NULL:  # the column buffer is free again: it holds dcol
+        gemm_rm(True, False, <int> R, <int> L, <int> K, 1, wgt, <int> R, dyb, <int> L, 0, col,
+                <int> L)
+        for t in range(nb):
+            col2im_rows(col + t * P, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, 0, Ho, L,
+                        dx + (n0 + t) * C * H * W)
 
 
 def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, Py_ssize_t Wo):
@@ -276,12 +424,16 @@ def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, P
 
 @cython.boundscheck(False)
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight, bias,
-                   stride, padding, dilation, out=None):
-    """y = conv2d(x, weight) + bias.  x: (N, C, H, W), weight: (K, C, kh, kw), bias: (K,) or None.
+                   stride, padding, dilation, out=None, activation=None):
+    """y = act(conv2d(x, weight) + bias).  x: (N, C, H, W), weight: (K, C, kh, kw), bias: (K,) or
+    None; ``activation``: None or ``"relu"`` (applied with the bias where y is written).
 
-    Returns y: (N, K, Ho, Wo).  Paths: 1x1/stride 1/no padding is one GEMM per image; stride 1 with
-    C >= 16 uses one GEMM per tap over a shifted view (no column buffer); everything else uses
-    im2col on chunks of output rows (column buffer at most max(4M, C*kh*kw*Wo) elements) + GEMM.
+    Returns y: (N, K, Ho, Wo).  Paths: small maps (Ho*Wo <= BATCH_MAX_P_FORWARD, N > 1) build
+    columns over blocks of images (at most max(2M, C*kh*kw*Ho*Wo) column elements per thread,
+    plus a K x (images*Ho*Wo) output block); 1x1/stride 1/no padding is one GEMM per image;
+    stride 1 with C >= 16 uses one GEMM per tap over a shifted view (no column buffer); everything
+    else uses im2col on chunks of output rows (column buffer at most max(4M, C*kh*kw*Wo) elements)
+    + GEMM.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
@@ -289,27 +441,46 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     cdef Py_ssize_t Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, p
+    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, nb
     cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows, nblocks, blk, tid
     cdef Py_ssize_t parts = _gemm_parts
-    cdef floating[:, :, ::1] col3
+    cdef floating[:, :, ::1] col3, tmp3
     cdef floating[:, :, :, ::1] acc4
+    if activation not in (None, "relu"):
+        raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+    cdef bint relu = activation == "relu"
     dtype = np.asarray(x).dtype
     y_arr = np.empty((N, K, Ho, Wo), dtype=dtype) if out is None else out
     cdef floating[:, :, :, ::1] y = y_arr
-    cdef floating[:, ::1] col
-    cdef floating[:, :, ::1] xpad, acc
+    cdef floating[:, :, ::1] xpad
     cdef const floating[:, :, :, ::1] wt
-    cdef const floating[::1] b
-    cdef bint has_bias = bias is not None
+    cdef const floating[::1] bv
+    cdef const floating* b = NULL
     cdef const floating* xp
-    if has_bias:
-        b = bias
-    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
+    if bias is not None:
+        bv = bias
+        b = &bv[0]
+    if use_batched(N, P):
+        nb = images_per_block(N, R, P, parts)
+        nblocks = (N + nb - 1) // nb
+        col3 = np.empty((parts, R, nb * P), dtype=dtype)
+        tmp3 = np.empty((parts, K, nb * P), dtype=dtype)
+        with nogil:
+            for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
+                tid = threadid()
+                batched_forward_block(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], b, relu, blk * nb,
+                                      min(nb, N - blk * nb), C, H, W, K, kh, kw, sh, sw, ph, pw,
+                                      dh, dw, Ho, Wo, &col3[tid, 0, 0], &tmp3[tid, 0, 0],
+                                      &y[0, 0, 0, 0])
+    elif kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
         with nogil:
             for n in range(N):
                 pgemm_rm(False, False, <int> K, <int> P, <int> C, 1, &weight[0, 0, 0, 0], <int> C,
                         &x[n, 0, 0, 0], <int> P, 0, &y[n, 0, 0, 0], <int> P)
+            if b != NULL or relu:
+                for k in prange(N * K, schedule="static"):
+                    epilogue_rows(&y[0, 0, 0, 0] + k * P, 1, P, 0, b + k % K if b != NULL else NULL,
+                                  relu)
     elif use_shifted(C, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), Wo):
         wt = np.ascontiguousarray(np.asarray(weight).transpose(2, 3, 0, 1))
         # row blocks: at most ACC_BUDGET accumulator elements, at least one block per thread
@@ -329,7 +500,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
                 for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
                     shifted_rows(xp, &wt[0, 0, 0, 0], C, Hp, Wp, K, kh, kw, dh, dw, Ho, Wo,
                                  blk * acc_rows, min(acc_rows, Ho - blk * acc_rows),
-                                 &acc4[threadid(), 0, 0, 0], &y[n, 0, 0, 0])
+                                 &acc4[threadid(), 0, 0, 0], &y[n, 0, 0, 0], b, relu)
     else:
         # row blocks of at most COL_BUDGET column elements, at least one block per thread; each
         # thread owns a column buffer and runs im2col + a single-threaded GEMM per block
@@ -343,16 +514,13 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
                 nr = min(chunk, Ho - row0)
                 tid = threadid()
                 im2col_rows(&x[n, 0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo,
-                            row0, nr, &col3[tid, 0, 0])
-                # y[n][:, rows] (K, nr*Wo) = W (K, R) @ col (R, nr*Wo)
+                            row0, nr, nr * Wo, &col3[tid, 0, 0])
+                # y[n][:, rows] (K, nr*Wo) = W (K, R) @ col (R, nr*Wo), then the epilogue on
+                # those rows while they are in cache
                 gemm_rm(False, False, <int> K, <int> (nr * Wo), <int> R, 1,
                         &weight[0, 0, 0, 0], <int> R, &col3[tid, 0, 0], <int> (nr * Wo), 0,
                         &y[n, 0, row0, 0], <int> P)
-    if has_bias:
-        with nogil:
-            for k in prange(N * K, schedule="static"):
-                for p in range(P):
-                    (&y[0, 0, 0, 0])[k * P + p] += b[k % K]
+                epilogue_rows(&y[n, 0, row0, 0], K, nr * Wo, P, b, relu)
     return y_arr
 
 
@@ -361,7 +529,9 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                     bint need_dx=True, bint need_dweight=True, bint need_dbias=True):
     """Gradients of conv2d.  dy: (N, K, Ho, Wo) -> (dx (N,C,H,W), dweight (K,C,kh,kw), dbias (K,)).
 
-    Entries not asked for are None.  Same paths as ``conv2d_forward``; each thread works on whole
+    Entries not asked for are None.  Same paths as ``conv2d_forward``.  Small maps: each thread
+    works on whole blocks of images (columns over the block, its own partial dweight; scratch
+    ``threads * (C*kh*kw + K) * images*Ho*Wo``).  Otherwise each thread works on whole
     blocks of output rows of one image and keeps its own partial dweight and dx of that image
     (summed afterwards), so the scratch memory is about ``threads * (column buffer + C*H*W)``.
     Blocks go to threads statically, so results are repeatable run to run (same thread count).
@@ -372,7 +542,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef Py_ssize_t dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t Ho = dy.shape[2], Wo = dy.shape[3]
     cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, p, blk, nblocks, tid
-    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows, plane
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows, plane, nb
     cdef Py_ssize_t parts = _gemm_parts
     dtype = np.asarray(x).dtype
     dx_arr = np.zeros((N, C, H, W), dtype=dtype) if need_dx else None
@@ -382,7 +552,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef const floating[:, :, :, ::1] wt
     cdef floating[:, :, :, :, ::1] dwt5
     cdef floating[::1] db
-    cdef floating[:, :, ::1] col3, dcol3, dw3, xpad
+    cdef floating[:, :, ::1] col3, dcol3, dw3, xpad, dyb3
     cdef floating[:, :, :, ::1] dx4, dyw4
     cdef const floating* xp
     cdef floating* dxp
@@ -405,7 +575,28 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                 db[k] = s
     if not (need_dx or need_dweight):
         return dx_arr, dw_arr, db_arr
-    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
+    if use_batched(N, P, backward=True):
+        # blocks of images, statically assigned (repeatable partial sums): each thread owns the dx
+        # of its images and a partial dweight (summed afterwards)
+        nb = images_per_block(N, R, P, parts)
+        nblocks = (N + nb - 1) // nb
+        col3 = np.empty((parts, R, nb * P), dtype=dtype)
+        dyb3 = np.empty((parts, K, nb * P), dtype=dtype)
+        dw3 = np.zeros((parts, K, R), dtype=dtype) if need_dweight else None
+        with nogil:
+            for blk in prange(nblocks, schedule="static", num_threads=parts):
+                tid = threadid()
+                batched_backward_block(
+                    &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &weight[0, 0, 0, 0], blk * nb,
+                    min(nb, N - blk * nb), C, H, W, K, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo,
+                    &col3[tid, 0, 0], &dyb3[tid, 0, 0],
+                    &dw3[tid, 0, 0] if need_dweight else NULL,
+                    &dx[0, 0, 0, 0] if need_dx else NULL)
+            if need_dweight:
+                sum_parts(&dw3[0, 0, 0], parts, K * R)
+        if need_dweight:
+            dw_arr[...] = np.asarray(dw3[0]).reshape(K, C, kh, kw)
+    elif kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
         with nogil:
             for n in range(N):
                 if need_dweight:  # dW (K, C) += dy[n] (K, P) @ x[n]^T (P, C)
@@ -467,7 +658,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                     nr = min(chunk, Ho - row0)
                     if need_dweight:
                         im2col_rows(&x[n, 0, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo,
-                                    row0, nr, &col3[tid, 0, 0])
+                                    row0, nr, nr * Wo, &col3[tid, 0, 0])
                         # dW (K, R) += dy rows (K, nr*Wo) @ col^T (nr*Wo, R)
                         gemm_rm(False, True, <int> K, <int> R, <int> (nr * Wo), 1,
                                 &dy[n, 0, row0, 0], <int> P, &col3[tid, 0, 0], <int> (nr * Wo),
@@ -478,7 +669,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                                 &weight[0, 0, 0, 0], <int> R, &dy[n, 0, row0, 0], <int> P, 0,
                                 &dcol3[tid, 0, 0], <int> (nr * Wo))
                         col2im_rows(&dcol3[tid, 0, 0], C, H, W, kh, kw, sh, sw, ph, pw, dh, dw,
-                                    Wo, row0, nr, &dx4[tid, 0, 0, 0])
+                                    Wo, row0, nr, nr * Wo, &dx4[tid, 0, 0, 0])
                 if need_dx:
                     sum_parts(&dx4[0, 0, 0, 0], parts, plane)
                     memcpy(&dx[n, 0, 0, 0], &dx4[0, 0, 0, 0], plane * sizeof(floating))

@@ -58,20 +58,35 @@ def _gemm_call(algorithm, fn, *args):
             _conv.set_path(old)
 
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto"):
-    # inputs validated by cnncore.functional.conv2d
+def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto", activation=None):
+    # inputs validated by cnncore.functional.conv2d; activation: None or "relu".  The GEMM paths
+    # apply bias and ReLU where they write y; Winograd and the CUDA twin run the ReLU afterwards.
     if is_cuda_array(x):
+        from cnncore_kernels.cuda import activation as gpu_act
         from cnncore_kernels.cuda import conv as gpu
 
-        return gpu.conv2d_forward(x, weight, bias, stride, padding, dilation)
+        y = gpu.conv2d_forward(x, weight, bias, stride, padding, dilation)
+        return gpu_act.relu(y) if activation == "relu" else y
     if algorithm == "winograd":
-        from cnncore_kernels import winograd
+        from cnncore_kernels import _pointwise, winograd
 
         tile = winograd.DEFAULT_TILE[int(weight.shape[2])]
-        return winograd.conv2d_forward(x, weight, bias, padding, dilation, tile)
+        y = winograd.conv2d_forward(x, weight, bias, padding, dilation, tile)
+        return _pointwise.relu(y) if activation == "relu" else y
     from cnncore_kernels import _conv
 
-    return _gemm_call(algorithm, _conv.conv2d_forward, x, weight, bias, stride, padding, dilation)
+    return _gemm_call(
+        algorithm,
+        _conv.conv2d_forward,
+        x,
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        None,
+        activation,
+    )
 
 
 def conv2d_backward(

@@ -16,6 +16,7 @@ from typing import Any
 from cnncore import functional as F
 from cnncore import nn
 from cnncore.dense.convert import Plan, Stage
+from cnncore.functional.fused import conv2d_relu
 from cnncore.nn.module import Module, Parameter, grad_enabled
 
 
@@ -52,6 +53,14 @@ class SharedConv(Module):
     def forward(self, x: Any) -> Any:
         b = self.bias.data if self.bias is not None else None
         y = F.conv2d(x, self._w(), b, self.stride, 0, self.dilation, self.groups)
+        self._x = x if grad_enabled() else None
+        self._remember_output(y)
+        return y
+
+    def forward_relu(self, x: Any) -> Any:
+        """``relu(self.forward(x))``, bias and ReLU applied where the output is written."""
+        b = self.bias.data if self.bias is not None else None
+        y = conv2d_relu(x, self._w(), b, self.stride, 0, self.dilation, self.groups)
         self._x = x if grad_enabled() else None
         self._remember_output(y)
         return y

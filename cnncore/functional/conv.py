@@ -76,6 +76,11 @@ def conv2d(
     y : array, shape (N, K, Ho, Wo)
         ``Ho = (H + 2*ph - dh*(kh-1) - 1) // sh + 1`` (likewise ``Wo``).
     """
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm, None)
+
+
+def _conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm, activation):
+    """``conv2d``, followed by ``activation`` (None or "relu") applied where y is written."""
     x = v.any_float_array(x, "x", 4)
     weight = v.any_float_array(weight, "weight", 4)
     v.same_device_and_dtype(x, "x", weight, "weight")
@@ -98,8 +103,9 @@ def conv2d(
         algorithm = _alg.resolve(
             algorithm, x, weight, stride, padding, dilation, groups, False, run
         )
+    algorithm = algorithm or "auto"
     if groups == 1:
-        return _k.conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm or "auto")
+        return _k.conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm, activation)
     C, K = int(x.shape[1]), int(weight.shape[0])
     Cg, Kg = C // groups, K // groups
     return concat(
@@ -111,7 +117,8 @@ def conv2d(
                 stride,
                 padding,
                 dilation,
-                algorithm or "auto",
+                algorithm,
+                activation,
             )
             for g in range(groups)
         ],

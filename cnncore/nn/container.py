@@ -12,6 +12,7 @@ import numpy as np
 from cnncore import device as _device
 from cnncore.nn.activation import ReLU
 from cnncore.nn.conv import Conv2d
+from cnncore.nn.fusion import run_chain
 from cnncore.nn.module import Module, grad_enabled
 from cnncore.nn.pooling import MaxPool2d
 
@@ -22,7 +23,9 @@ class Sequential(Module):
     ``Sequential(m0, m1, ...)`` names the children ``"0"``, ``"1"``, ... (so parameters are
     ``"0.weight"``, as in torch); ``Sequential(OrderedDict(conv1=..., relu1=...))`` uses the given
     names.  Indexable (``seq[0]``, ``seq[-1]``, ``seq[1:3]`` gives a Sequential sharing the modules
-    under their names), ``len``, iteration and ``append``.
+    under their names), ``len``, iteration and ``append``.  A convolution followed by ``ReLU``,
+    and ``ReLU`` followed by ``MaxPool2d``, run fused (``cnncore.nn.fusion``): the outputs and
+    gradients are exactly those of running the modules one by one.
     """
 
     def __init__(self, *modules: Any) -> None:
@@ -69,9 +72,9 @@ class Sequential(Module):
         return self
 
     def forward(self, x: Any) -> Any:
-        for m in self:
-            x = m(x)
-        return x
+        # conv -> ReLU and ReLU -> MaxPool2d neighbours run fused: same outputs and gradients,
+        # fewer passes over the activations (see cnncore.nn.fusion)
+        return run_chain(list(self), x)
 
     def backward(self, dy: Any) -> Any:
         for m in reversed(list(self)):

@@ -9,6 +9,7 @@ import numpy as np
 from cnncore import _validate as v
 from cnncore.functional import conv2d, conv2d_backward
 from cnncore.functional.conv_selection import check_algorithm
+from cnncore.functional.fused import conv2d_relu
 from cnncore.nn.init import LazyUniformFanIn
 from cnncore.nn.module import Module, Parameter, float_dtype, grad_enabled
 
@@ -66,6 +67,24 @@ class Conv2d(Module):
     def forward(self, x: Any) -> Any:
         b = self.bias.data if self.bias is not None else None
         y = conv2d(
+            x,
+            self.weight.data,
+            b,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.algorithm,
+        )
+        self._x = x if grad_enabled() else None
+        self._remember_output(y)
+        return y
+
+    def forward_relu(self, x: Any) -> Any:
+        """``relu(self.forward(x))`` with the bias and ReLU applied where the output is written
+        (used by ``Sequential`` for a Conv2d followed by ReLU); caches like ``forward``."""
+        b = self.bias.data if self.bias is not None else None
+        y = conv2d_relu(
             x,
             self.weight.data,
             b,

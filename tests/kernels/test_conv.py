@@ -79,7 +79,7 @@ def test_forward_backward_matches_torch(case):
         (3, 2, (2, 3), (2, 1), (1, 2), (1, 2)),  # strided, non-square
     ],
 )
-@pytest.mark.parametrize("path", ["auto", "im2col", "shifted"])
+@pytest.mark.parametrize("path", ["auto", "im2col", "shifted", "batched"])
 def test_every_path_against_float64_loops(C, K, k, s, p, d, path):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, C, 9, 8))
