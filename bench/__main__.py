@@ -67,6 +67,25 @@ def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, o
         help="dense methods to time beside patch scanning: fcn, dsparse (default: both; "
         "record: dsparse)",
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds per figure, the median quoted (default 5, quick 3)",
+    )
+    p.add_argument(
+        "--peers",
+        default=None,
+        help="dense baselines beside ours: torch_patchwise, torch_dsparse, onnx_dsparse "
+        "(default: all three; 'none' for none)",
+    )
+    p.add_argument(
+        "--peer-process",
+        choices=("own", "shared"),
+        default="own",
+        help="PyTorch in its own process with its own OpenMP settings (own, default) or in this "
+        "one, sharing cnncore's passive OpenMP wait policy (shared)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -91,6 +110,17 @@ def _options(a: argparse.Namespace, argv: list[str]) -> sweep.Options:
         if bad or not methods:
             raise SystemExit(f"--methods takes fcn and/or dsparse, got {a.methods!r}")
         kw["methods"] = ("patchwise", *methods)
+    if a.rounds is not None:
+        if a.rounds < 1:
+            raise SystemExit("--rounds must be at least 1")
+        kw["rounds"] = a.rounds
+    if a.peers is not None:
+        peers = () if a.peers == "none" else sweep.parse_list(a.peers, str)
+        bad = [m for m in peers if m not in sweep.Options.peers]
+        if bad:
+            raise SystemExit(f"--peers takes {', '.join(sweep.Options.peers)} or none, got {a.peers!r}")
+        kw["peers"] = peers
+    kw["peer_process"] = a.peer_process
     if a.fcn_shifts is not None:
         if a.fcn_shifts < 1:
             raise SystemExit("--fcn-shifts must be at least 1")
