@@ -118,7 +118,9 @@ def _options(a: argparse.Namespace, argv: list[str]) -> sweep.Options:
         peers = () if a.peers == "none" else sweep.parse_list(a.peers, str)
         bad = [m for m in peers if m not in sweep.Options.peers]
         if bad:
-            raise SystemExit(f"--peers takes {', '.join(sweep.Options.peers)} or none, got {a.peers!r}")
+            raise SystemExit(
+                f"--peers takes {', '.join(sweep.Options.peers)} or none, got {a.peers!r}"
+            )
         kw["peers"] = peers
     kw["peer_process"] = a.peer_process
     if a.fcn_shifts is not None:
