@@ -6,6 +6,8 @@ Commands::
     python -m bench record [--out bench_out/record]   # the >1500x configuration (pixel321)
     python -m bench plot results.json [more.json ...] [--out dir]
                                   # saved pytest-benchmark JSON(s) or ours, merged into one plot
+    python -m bench gpu [--quick] [--out bench_out/gpu]
+                                  # on a GPU machine: the CUDA tests and GPU benchmarks (bench.gpu)
 
 The sweep writes ``results.json``, ``results.md`` and the PNG plots into ``--out`` and prints the
 table, each measured speedup beside its theoretical ratio.
@@ -149,6 +151,10 @@ def write_outputs(results: dict[str, Any], out: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "gpu":
+        from bench import gpu
+
+        return gpu.main(argv[1:])
     if argv and argv[0] == "plot":
         p = argparse.ArgumentParser(
             prog="python -m bench plot",
@@ -199,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     results = sweep.run(opt, source="python -m bench" + (" record" if record else ""))
     paths = write_outputs(results, a.out)
     print(report.markdown(results))
+    for w in results.get("warnings", []):
+        print(f"warning: {w}")
     print(f"wrote {', '.join(paths)} in {results['seconds']:.0f} s")
     return 0
 
