@@ -7,6 +7,8 @@ its wait policy for both, see ``bench.peer``): ``cnncore`` (default: our passive
 
 import os
 
+# the wait policy in the environment before anything here loaded libgomp (see machine.py)
+OMP_WAIT_POLICY_AT_START = os.environ.get("OMP_WAIT_POLICY")
 if os.environ.get("CNNCORE_BENCH_IMPORT_FIRST", "cnncore") == "torch":
     try:
         import torch  # noqa: F401

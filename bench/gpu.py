@@ -32,6 +32,7 @@ TEST_LIMIT, BENCH_LIMIT = 240, 240  # seconds: both steps within 8 minutes
 
 def _env(quick: bool) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)  # the steps need pytest-benchmark's plugin
     if quick:
         env["CNNCORE_BENCH_GPU_QUICK"] = "1"
         env.setdefault("NUMBA_ENABLE_CUDASIM", "1")

@@ -269,12 +269,28 @@ def thread_settings() -> dict[str, Any]:
         "CNNCORE_NUM_THREADS",
     )
     out: dict[str, Any] = {k: os.environ.get(k) for k in keys}
+    out["libgomp_wait_policy"] = libgomp_wait_policy()
     out["threads"] = threads()
     torch = sys.modules.get("torch")
     if torch is not None:
         out["torch_num_threads"] = torch.get_num_threads()
         out["torch_interop_threads"] = torch.get_num_interop_threads()
     return out
+
+
+def libgomp_wait_policy() -> str:
+    """The wait policy libgomp runs with in this process: it reads ``OMP_WAIT_POLICY`` once, when
+    the first library using it loads (cnncore_kernels sets PASSIVE unless the user set a value;
+    torch loaded first keeps libgomp's default: spin a while, then sleep)."""
+    import bench
+
+    given = bench.OMP_WAIT_POLICY_AT_START
+    if given:
+        return f"{given} (set by the user)"
+    order = import_order(("cnncore_kernels", "torch"))
+    if order and order[0] == "torch":
+        return "default (spin, then sleep)"
+    return "PASSIVE (set by cnncore)"
 
 
 def load_average() -> float | None:

@@ -191,10 +191,10 @@ def standard_notes(res: dict[str, Any], rounds: int, patch_rounds: int, fcn_shif
     if peer:
         notes.append(
             f"PyTorch ran in {'its own process' if peer.get('mode') == 'own' else 'this process'}"
-            f" (import order {peer.get('import_order')}, OMP_WAIT_POLICY="
-            f"{peer.get('OMP_WAIT_POLICY')}, {peer.get('torch_num_threads')} threads); ours with "
-            f"import order {res['machine'].get('import_order')}, OMP_WAIT_POLICY="
-            f"{(res['machine'].get('thread_settings') or {}).get('OMP_WAIT_POLICY')}"
+            f" (import order {peer.get('import_order')}, libgomp wait policy "
+            f"{peer.get('libgomp_wait_policy')}, {peer.get('torch_num_threads')} threads); ours "
+            f"with import order {res['machine'].get('import_order')}, libgomp wait policy "
+            f"{(res['machine'].get('thread_settings') or {}).get('libgomp_wait_policy')}"
         )
     if res.get("speedups"):
         note = sampling_note(res["speedups"])

@@ -233,8 +233,9 @@ def _patch_group(model, plan, x, pss, opt, peer, spec) -> dict[str, dict[str, An
     runners: dict[str, Any] = {"patchwise": rounds.Local(run, warmup=0)}
     infos = {"patchwise": info}
     if peer is not None and "torch_patchwise" in opt.peers:
+        tuned = opt.patch_batch if opt.quick else None  # quick: no tuning
         got = peer.prepare(
-            {**spec, "method": "torch_patchwise", "pixels": pixels, "batch_size": None}
+            {**spec, "method": "torch_patchwise", "pixels": pixels, "batch_size": tuned}
         )
         runners["torch_patchwise"] = peer
         infos["torch_patchwise"] = {**info, "batch_size": got.get("batch_size")}
