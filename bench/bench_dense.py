@@ -206,7 +206,7 @@ def test_dense(benchmark, request, network, size, pss, method):
         if scale != 1.0:
             info["note"] = f"FCN: {FCN_SHIFTS} passes timed, scaled by {scale:g}"
     benchmark.group = f"dense {network} {size}x{size} {pss}"
-    rounds = 1 if (size >= 1024 or method == "patchwise") else 3
+    rounds = 1 if (size >= 512 or method == "patchwise") else 3  # 512: seconds per call
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0 if rounds == 1 else 1)
     _scale_stats(benchmark, scale)
     seconds = benchmark.stats.stats.min
