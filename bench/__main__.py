@@ -45,17 +45,12 @@ def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, o
     p.add_argument("--no-kernels", action="store_true", help="skip the kernel throughput part")
     p.add_argument("--no-dense", action="store_true", help="skip the dense speedup part")
     p.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        help="seconds per dense measurement (default 1, quick 0.05)",
-    )
-    p.add_argument(
         "--patch-budget",
         type=float,
         default=None,
-        help="seconds of patch scanning per network, size and pass; the pixels that fit are "
-        "timed and scaled to the image (default 1.5, twice that for the backward; quick 0.05)",
+        help="seconds of one round of our patch scanning per network, size and pass; the pixels "
+        "that fit are timed (ours and PyTorch's, the same sample) and scaled to the image "
+        "(default 1.5, twice that for the backward; quick 0.03)",
     )
     p.add_argument(
         "--fcn-shifts",
@@ -83,10 +78,11 @@ def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, o
     )
     p.add_argument(
         "--peer-process",
-        choices=("own", "shared"),
-        default="own",
-        help="PyTorch in its own process with its own OpenMP settings (own, default) or in this "
-        "one, sharing cnncore's passive OpenMP wait policy (shared)",
+        choices=("best", "own", "shared"),
+        default="best",
+        help="best (default): PyTorch in two processes of its own, libgomp's default and the "
+        "passive wait policy, the faster kept per case; own: one process, libgomp's default; "
+        "shared: in this process, under cnncore's passive policy",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -102,8 +98,6 @@ def _options(a: argparse.Namespace, argv: list[str]) -> sweep.Options:
         kw["sizes"] = sweep.parse_list(a.sizes, int)
     if not a.quick or "--networks" in given:
         kw["networks"] = sweep.parse_list(a.networks, str)
-    if a.budget is not None:
-        kw["budget"] = a.budget
     if a.patch_budget is not None:
         kw["patch_budget"] = a.patch_budget
     if a.methods is not None:

@@ -189,9 +189,10 @@ def standard_notes(res: dict[str, Any], rounds: int, patch_rounds: int, fcn_shif
     ]
     peer = (res.get("machine") or {}).get("peer") or {}
     if peer:
+        where = "a process of its own" if peer.get("mode", "").startswith("own") else "this process"
         notes.append(
-            f"PyTorch ran in {'its own process' if peer.get('mode') == 'own' else 'this process'}"
-            f" (import order {peer.get('import_order')}, libgomp wait policy "
+            f"PyTorch ran in {where}"
+            f" ({peer.get('mode')}; import order {peer.get('import_order')}, libgomp wait policy "
             f"{peer.get('libgomp_wait_policy')}, {peer.get('torch_num_threads')} threads); ours "
             f"with import order {res['machine'].get('import_order')}, libgomp wait policy "
             f"{(res['machine'].get('thread_settings') or {}).get('libgomp_wait_policy')}"

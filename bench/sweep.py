@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import dense_cases, machine, report, rounds, workloads
+from bench import peer as peer_mod
 
 NETWORKS = ("toy15", "pixel65", "pixel129", "pixel193")
 SIZES = (64, 128, 256)
@@ -61,7 +62,9 @@ class Options:
     patch_batch: int | None = None  # our patches per batch (None: the library's)
     methods: tuple[str, ...] = ("patchwise", "fcn", "dsparse")  # ours; patch scanning first
     peers: tuple[str, ...] = ("torch_patchwise", "torch_dsparse", "onnx_dsparse")
-    peer_process: str = "own"  # "own": PyTorch in its own process; "shared": in this one
+    # "best": PyTorch in two processes of its own (default and passive wait policy), the faster
+    # per case; "own": one process, libgomp's default policy; "shared": in this process
+    peer_process: str = "best"
     cifar_batches: tuple[int, ...] = CIFAR_BATCHES
     batch: int = 1  # images per dense measurement
     seed: int = 0
@@ -136,8 +139,8 @@ def run_kernels(res: dict[str, Any], opt: Options, peer: Any) -> None:
             runners: dict[str, Any] = {"cnncore": rounds.Local(case.run)}
             if peer is not None:
                 peer.prepare(spec)
-                runners["torch"] = peer
-            timed = rounds.interleave(runners, opt.rounds, opt.min_round)
+                runners.update(peer_mod.runners(peer, "torch"))
+            timed = peer_mod.merge_policies(rounds.interleave(runners, opt.rounds, opt.min_round))
             extra = {}
             if spec["kind"] == "conv":
                 extra["algorithm"] = workloads.conv_algorithm(spec["shape"], spec["direction"])
@@ -155,6 +158,7 @@ def run_kernels(res: dict[str, Any], opt: Options, peer: Any) -> None:
                         seconds_max=t["max"],
                         rounds=t["rounds"],
                         calls_per_round=t["calls"],
+                        **{k: t[k] for k in ("peer_wait_policy", "other_policy_median") if k in t},
                         **(extra if impl == "cnncore" else {}),
                         **case.work(),
                     )
@@ -204,12 +208,15 @@ def _peer_spec(net_name: str, model: Any, size: int, pss: str, method: str, opt:
 
 
 def _row_times(t: dict[str, Any], scale: float) -> dict[str, Any]:
-    return {
+    row = {
         "seconds": t["median"] * scale,
         "seconds_min": t["min"] * scale,
         "seconds_max": t["max"] * scale,
         "rounds": t["rounds"],
     }
+    if "peer_wait_policy" in t:
+        row["peer_wait_policy"] = t["peer_wait_policy"]
+    return row
 
 
 def _patch_group(model, plan, x, pss, opt, peer, spec) -> dict[str, dict[str, Any]]:
@@ -237,9 +244,9 @@ def _patch_group(model, plan, x, pss, opt, peer, spec) -> dict[str, dict[str, An
         got = peer.prepare(
             {**spec, "method": "torch_patchwise", "pixels": pixels, "batch_size": tuned}
         )
-        runners["torch_patchwise"] = peer
+        runners.update(peer_mod.runners(peer, "torch_patchwise"))
         infos["torch_patchwise"] = {**info, "batch_size": got.get("batch_size")}
-    timed = rounds.interleave(runners, opt.patch_rounds, 0.0)
+    timed = peer_mod.merge_policies(rounds.interleave(runners, opt.patch_rounds, 0.0))
     return {m: {**infos[m], **_row_times(timed[m], scale)} for m in timed}
 
 
@@ -260,14 +267,15 @@ def _dense_group(model, plan, x, pss, opt, peer, spec) -> dict[str, dict[str, An
             runners[method] = rounds.Local(run)
     if peer is not None and "torch_dsparse" in opt.peers:
         peer.prepare({**spec, "method": "torch_dsparse"})
-        runners["torch_dsparse"], scales["torch_dsparse"] = peer, 1.0
+        runners.update(peer_mod.runners(peer, "torch_dsparse"))
+        scales["torch_dsparse"] = 1.0
         infos["torch_dsparse"] = {}
     if pss == "forward" and "onnx_dsparse" in opt.peers and _has("onnxruntime", "onnx"):
         run, scales["onnx_dsparse"], infos["onnx_dsparse"] = dense_cases.onnx_dsparse(
             plan, x, machine.threads()
         )
         runners["onnx_dsparse"] = rounds.Local(run)
-    timed = rounds.interleave(runners, opt.rounds, 0.0)
+    timed = peer_mod.merge_policies(rounds.interleave(runners, opt.rounds, 0.0))
     return {m: {**infos[m], **_row_times(timed[m], scales[m])} for m in timed}
 
 
@@ -322,8 +330,6 @@ def run_dense(res: dict[str, Any], opt: Options, peer: Any) -> None:
 # --------------------------------------------------------------------------------------------
 def run(opt: Options, source: str = "python -m bench") -> dict[str, Any]:
     """The whole sweep; returns the results dictionary (``bench.report``)."""
-    from bench import peer as peer_mod
-
     res = report.new_results(source, machine.machine_info())
     res["options"] = {
         k: (list(v) if isinstance(v, tuple) else v)

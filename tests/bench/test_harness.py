@@ -65,6 +65,7 @@ def quick_run(tmp_path_factory):
     # shared machine where threaded BLAS calls can stall behind other processes
     single = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     args = ["-m", "bench", "--quick", "--sizes", "12", "--out", out, "--no-progress"]
+    args += ["--peer-process", "own"]  # one peer process: the test checks plumbing, not speed
     p = _run(args, env=single)
     with open(os.path.join(out, "results.json")) as f:
         return out, json.load(f), p.stdout
@@ -130,8 +131,10 @@ def test_quick_sweep_json(quick_run):
     assert res["reference"]["fma_peak"]["flops_per_cycle_per_core"] in (8, 16, 32, 64)
     assert len(res["reference"]["sgemm_readings"]) == 3  # start, after kernels, after dense
     if HAVE_TORCH:  # the peer ran in its own process, torch first, libgomp's default policy
-        assert m["peer"]["mode"] == "own" and m["peer"]["import_order"][0] == "torch"
-        assert m["peer"]["libgomp_wait_policy"].startswith("default")
+        assert m["peer"]["mode"].startswith("own") and m["peer"]["import_order"][0] == "torch"
+        torch_rows = [r for r in res["throughput"] if r["impl"] == "torch"]
+        torch_rows += [r for r in res["dense"] if r["method"].startswith("torch")]
+        assert torch_rows and all("peer_wait_policy" not in r for r in torch_rows)
         assert m["peer"]["torch_num_threads"] == 1
 
 
@@ -515,6 +518,21 @@ def test_plots_mark_extrapolated_points_and_join_only_one_family(tmp_path):
     paths = plots.plot_all({"speedups": rows}, str(tmp_path))
     assert {os.path.basename(p) for p in paths} >= {"speedup_vs_patch_size.svg",
                                                     "speedup_vs_image_size.png"}  # fmt: skip
+
+
+def test_merge_policies_keeps_the_faster():
+    from bench.peer import merge_policies
+
+    t = merge_policies(
+        {
+            "ours": {"median": 1.0},
+            "torch@default": {"median": 3.0},
+            "torch@passive": {"median": 2.0},
+        }
+    )
+    assert t["ours"] == {"median": 1.0}
+    assert t["torch"]["median"] == 2.0 and t["torch"]["peer_wait_policy"] == "passive"
+    assert t["torch"]["other_policy_median"] == 3.0
 
 
 def test_side_by_side_summary_ratios():
