@@ -187,6 +187,20 @@ def standard_notes(res: dict[str, Any], rounds: int, patch_rounds: int, fcn_shif
         f"{patch_rounds} rounds on one sample of pixels",
         CEILING_NOTE,
     ]
+    over = [r for r in res.get("throughput", []) if (r.get("fraction_of_peak") or 0) > 1]
+    if over:
+        fma = (res.get("reference") or {}).get("fma_gflops")
+        names = ", ".join(
+            f"{r['kernel']} {r['direction']} {r['config']} ({r['impl']}, "
+            f"{100 * r['fraction_of_peak']:.0f}%)"
+            for r in over
+        )
+        notes.append(
+            f"above the sgemm/copy ceiling: {names}. The sgemm peak is OpenBLAS's, below the FMA "
+            f"peak ({_fmt(fma, '.0f')} GFLOP/s): oneDNN's direct convolutions get closer to it; "
+            "rows with algorithm winograd count direct-convolution FLOPs (effective rate); a "
+            "byte row above the copy bandwidth keeps part of its data in cache"
+        )
     peer = (res.get("machine") or {}).get("peer") or {}
     if peer:
         where = "a process of its own" if peer.get("mode", "").startswith("own") else "this process"
