@@ -564,3 +564,18 @@ def test_gpu_command_plumbing_under_the_simulator(tmp_path):
     (row,) = [r for r in res["throughput"] if r["impl"] == "cnncore"]
     assert row["kernel"] == "max_pool2d (simulator)" and row["gbs"] > 0
     _check_png(str(out / "kernel_throughput.png"))
+
+
+def test_notes_name_rows_above_a_ceiling():
+    res = report.new_results("t")
+    res["reference"]["fma_gflops"] = 330.0
+    res["throughput"] = [
+        report.throughput_info(
+            0.001, "conv2d", "forward", "c", "torch", flops=3e8, sgemm_peak_gflops=200.0
+        ),
+        report.throughput_info(
+            0.002, "conv2d", "forward", "c", "cnncore", flops=3e8, sgemm_peak_gflops=200.0
+        ),
+    ]
+    (note,) = [n for n in report.standard_notes(res, 5, 3, 8) if n.startswith("above")]
+    assert "conv2d forward c (torch, 150%)" in note and "cnncore" not in note and "330" in note
