@@ -489,6 +489,40 @@ def speedup_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def peer_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of our d-sparse network against the same network in PyTorch and in ONNX
+    Runtime (median seconds [min-max], peer time / our time)."""
+    by: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        by[(r["network"], r["image_size"], r["pass"])][r["method"]] = r
+    lines = [
+        "| network | image | pass | d-sparse (s) | PyTorch (s) | PyTorch/ours | ONNX Runtime (s) "
+        "| ONNX Runtime/ours |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for (net, size, pss), m in by.items():
+        ours = m.get("dsparse")
+        if not ours or not ({"torch_dsparse", "onnx_dsparse"} & set(m)):
+            continue
+        cells = []
+        for peer in ("torch_dsparse", "onnx_dsparse"):
+            r = m.get(peer)
+            cells.append(_s_spread(r))
+            cells.append(_fmt(r["seconds"] / ours["seconds"], ".2f") if r else "-")
+        lines.append(
+            f"| {net} | {size}x{size} | {pss} | {_s_spread(ours)} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _s_spread(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "-"
+    if r.get("seconds_min") is None:
+        return f"{r['seconds']:.3g}"
+    return f"{r['seconds']:.3g} [{r['seconds_min']:.3g}-{r['seconds_max']:.3g}]"
+
+
 def dense_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of the raw dense times (seconds for the whole image, [min-max])."""
     lines = [
@@ -566,6 +600,9 @@ def markdown(results: dict[str, Any]) -> str:
         out += ["", "## Kernel throughput", "", throughput_table(results["throughput"])]
     if results.get("speedups"):
         out += ["", "## Speedup over patch scanning", "", speedup_table(results["speedups"])]
+    peers = peer_table(results.get("dense") or [])
+    if peers:
+        out += ["", "## d-sparse against PyTorch and ONNX Runtime (same network)", "", peers]
     if results.get("dense"):
         out += ["", "## Dense inference times", "", dense_table(results["dense"])]
     if results.get("notes"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,8 @@ class Options:
     # per case; "own": one process, libgomp's default policy; "shared": in this process
     peer_process: str = "best"
     cifar_batches: tuple[int, ...] = CIFAR_BATCHES
+    # (network, size) measured for d-sparse against its peers only (no patch scanning, no FCN)
+    peer_only: tuple[tuple[str, int], ...] = (("pixel65", 512),)
     batch: int = 1  # images per dense measurement
     seed: int = 0
     progress: bool = True
@@ -85,6 +87,7 @@ def quick_options(**kw: Any) -> Options:
         "fcn_shifts": 4,
         "patch_batch": 8,
         "cifar_batches": QUICK_CIFAR_BATCHES,
+        "peer_only": (("pixel65", 20),),
     }
     base.update(kw)
     return Options(**base)
@@ -189,9 +192,11 @@ def measure_references(res: dict[str, Any], opt: Options) -> None:
 
 # --------------------------------------------------------------------------------------------
 # dense
-def dense_plan(opt: Options) -> list[tuple[str, int, str]]:
-    """(network, image size, pass) of every dense group."""
-    return [(n, s, p) for n in opt.networks for s in opt.sizes for p in report.PASSES]
+def dense_plan(opt: Options) -> list[tuple[str, int, str, bool]]:
+    """(network, image size, pass, peers only) of every dense group."""
+    plan = [(n, s, p, False) for n in opt.networks for s in opt.sizes for p in report.PASSES]
+    extra = [(n, s) for n, s in opt.peer_only if not (n in opt.networks and s in opt.sizes)]
+    return plan + [(n, s, p, True) for n, s in extra for p in report.PASSES]
 
 
 def _peer_spec(net_name: str, model: Any, size: int, pss: str, method: str, opt: Options) -> dict:
@@ -293,7 +298,7 @@ def run_dense(res: dict[str, Any], opt: Options, peer: Any) -> None:
     if "onnx_dsparse" in opt.peers and not _has("onnxruntime", "onnx"):
         res["notes"].append("onnx/onnxruntime not installed: the ONNX Runtime rows are skipped")
     with _bar(len(plan_list), "dense", opt) as bar:
-        for net_name, size, pss in plan_list:
+        for net_name, size, pss, peers_only in plan_list:
             bar.set_postfix_str(f"{net_name} {size}x{size} {pss}", refresh=True)
             if net_name not in models:
                 models[net_name] = build_network(net_name)
@@ -304,9 +309,10 @@ def run_dense(res: dict[str, Any], opt: Options, peer: Any) -> None:
             x = dense_cases.image(opt.batch, size, spec["seed"])
             c = cost(model, P, (size, size))
             groups = {}
-            if "patchwise" in opt.methods:
+            if "patchwise" in opt.methods and not peers_only:
                 groups.update(_patch_group(model, plan, x, pss, opt, peer, spec))
-            groups.update(_dense_group(model, plan, x, pss, opt, peer, spec))
+            sub = replace(opt, methods=("dsparse",)) if peers_only else opt
+            groups.update(_dense_group(model, plan, x, pss, sub, peer, spec))
             for method, timed in groups.items():
                 res["dense"].append(
                     {

@@ -103,13 +103,19 @@ def test_quick_sweep_json(quick_run):
             for p in ("forward", "backward"):
                 more = {"onnx_dsparse"} if HAVE_ORT and p == "forward" else set()
                 expected |= {(n, s, p, m) for m in {"patchwise", "fcn", "dsparse"} | peers | more}
+    main = set(expected)
+    for p in ("forward", "backward"):  # the peers-only group: pixel65 at 20x20, no patch scanning
+        more = {"onnx_dsparse"} if HAVE_ORT and p == "forward" else set()
+        expected |= {
+            ("pixel65", 20, p, m) for m in {"dsparse"} | (peers - {"torch_patchwise"}) | more
+        }
     assert cells == expected
     for r in res["dense"]:
         assert r["seconds"] > 0 and r["ops_per_pixel"] > 0 and r["pixels"] == r["image_size"] ** 2
         assert r["seconds_min"] <= r["seconds"] <= r["seconds_max"] and r["rounds"] >= 2
         if r["method"] in ("patchwise", "torch_patchwise"):
             assert 1 <= r["timed_pixels"] <= r["pixels"]
-    assert len(res["speedups"]) == len(expected) - 2 * 2  # all but patch scanning itself
+    assert len(res["speedups"]) == len(main) - 2 * 2  # all but patch scanning itself
     for s in res["speedups"]:
         assert s["speedup"] > 0 and s["theory"] >= 1
         assert s["speedup_min"] <= s["speedup"] <= s["speedup_max"]
@@ -152,6 +158,8 @@ def test_quick_sweep_prints_speedup_beside_theory(quick_run):
         )
         assert line in md
     assert "PyTorch/ours" in md and "sgemm peak" in md
+    if HAVE_TORCH:
+        assert "## d-sparse against PyTorch and ONNX Runtime" in md and "| pixel65 | 20x20 |" in md
 
 
 # --------------------------------------------------------------------------------------------
