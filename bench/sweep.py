@@ -66,7 +66,8 @@ class Options:
     # per case; "own": one process, libgomp's default policy; "shared": in this process
     peer_process: str = "best"
     cifar_batches: tuple[int, ...] = CIFAR_BATCHES
-    # (network, size) measured for d-sparse against its peers only (no patch scanning, no FCN)
+    # (network, size) measured for d-sparse against its peers only (no patch scanning, no FCN),
+    # when the network is among ``networks`` and the size not among ``sizes``
     peer_only: tuple[tuple[str, int], ...] = (("pixel65", 512),)
     batch: int = 1  # images per dense measurement
     seed: int = 0
@@ -195,7 +196,7 @@ def measure_references(res: dict[str, Any], opt: Options) -> None:
 def dense_plan(opt: Options) -> list[tuple[str, int, str, bool]]:
     """(network, image size, pass, peers only) of every dense group."""
     plan = [(n, s, p, False) for n in opt.networks for s in opt.sizes for p in report.PASSES]
-    extra = [(n, s) for n, s in opt.peer_only if not (n in opt.networks and s in opt.sizes)]
+    extra = [(n, s) for n, s in opt.peer_only if n in opt.networks and s not in opt.sizes]
     return plan + [(n, s, p, True) for n, s in extra for p in report.PASSES]
 
 
