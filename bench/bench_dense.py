@@ -39,12 +39,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench import dense_cases, dense_peers, machine
-from bench import rounds as rounds_mod
-from cnncore import dense, models
-from cnncore.dense.patchwise import default_batch_size, scan_patches
-from cnncore.dense.tiling import block_ranges, window
-from cnncore.nn import no_grad
+if __name__ == "__main__":  # run as a script (the peak-memory child): the repository root first
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import dense_cases, dense_peers, machine  # noqa: E402
+from bench import rounds as rounds_mod  # noqa: E402
+from cnncore import dense, models  # noqa: E402
+from cnncore.dense.patchwise import default_batch_size, scan_patches  # noqa: E402
+from cnncore.dense.tiling import block_ranges, window  # noqa: E402
+from cnncore.nn import no_grad  # noqa: E402
 
 NETWORKS = ("toy15", "pixel65")
 # image sizes: 1024 takes minutes per row on 2 cores, so it is opt-in, e.g.
