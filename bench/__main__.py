@@ -6,6 +6,8 @@ Commands::
     python -m bench record [--out bench_out/record]   # the >1500x configuration (pixel321)
     python -m bench plot results.json [more.json ...] [--out dir]
                                   # saved pytest-benchmark JSON(s) or ours, merged into one plot
+    python -m bench gpu [--quick] [--out bench_out/gpu]
+                                  # on a GPU machine: the CUDA tests and GPU benchmarks (bench.gpu)
 
 The sweep writes ``results.json``, ``results.md`` and the PNG plots into ``--out`` and prints the
 table, each measured speedup beside its theoretical ratio.
@@ -43,17 +45,12 @@ def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, o
     p.add_argument("--no-kernels", action="store_true", help="skip the kernel throughput part")
     p.add_argument("--no-dense", action="store_true", help="skip the dense speedup part")
     p.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        help="seconds per dense measurement (default 1, quick 0.05)",
-    )
-    p.add_argument(
         "--patch-budget",
         type=float,
         default=None,
-        help="seconds of patch scanning per network, size and pass; the pixels that fit are "
-        "timed and scaled to the image (default 1.5, twice that for the backward; quick 0.05)",
+        help="seconds of one round of our patch scanning per network, size and pass; the pixels "
+        "that fit are timed (ours and PyTorch's, the same sample) and scaled to the image "
+        "(default 1.5, twice that for the backward; quick 0.03)",
     )
     p.add_argument(
         "--fcn-shifts",
@@ -66,6 +63,26 @@ def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, o
         default=None,
         help="dense methods to time beside patch scanning: fcn, dsparse (default: both; "
         "record: dsparse)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds per figure, the median quoted (default 5, quick 3)",
+    )
+    p.add_argument(
+        "--peers",
+        default=None,
+        help="dense baselines beside ours: torch_patchwise, torch_dsparse, onnx_dsparse "
+        "(default: all three; 'none' for none)",
+    )
+    p.add_argument(
+        "--peer-process",
+        choices=("best", "own", "shared"),
+        default="best",
+        help="best (default): PyTorch in two processes of its own, libgomp's default and the "
+        "passive wait policy, the faster kept per case; own: one process, libgomp's default; "
+        "shared: in this process, under cnncore's passive policy",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -81,8 +98,6 @@ def _options(a: argparse.Namespace, argv: list[str]) -> sweep.Options:
         kw["sizes"] = sweep.parse_list(a.sizes, int)
     if not a.quick or "--networks" in given:
         kw["networks"] = sweep.parse_list(a.networks, str)
-    if a.budget is not None:
-        kw["budget"] = a.budget
     if a.patch_budget is not None:
         kw["patch_budget"] = a.patch_budget
     if a.methods is not None:
@@ -91,6 +106,19 @@ def _options(a: argparse.Namespace, argv: list[str]) -> sweep.Options:
         if bad or not methods:
             raise SystemExit(f"--methods takes fcn and/or dsparse, got {a.methods!r}")
         kw["methods"] = ("patchwise", *methods)
+    if a.rounds is not None:
+        if a.rounds < 1:
+            raise SystemExit("--rounds must be at least 1")
+        kw["rounds"] = a.rounds
+    if a.peers is not None:
+        peers = () if a.peers == "none" else sweep.parse_list(a.peers, str)
+        bad = [m for m in peers if m not in sweep.Options.peers]
+        if bad:
+            raise SystemExit(
+                f"--peers takes {', '.join(sweep.Options.peers)} or none, got {a.peers!r}"
+            )
+        kw["peers"] = peers
+    kw["peer_process"] = a.peer_process
     if a.fcn_shifts is not None:
         if a.fcn_shifts < 1:
             raise SystemExit("--fcn-shifts must be at least 1")
@@ -117,6 +145,10 @@ def write_outputs(results: dict[str, Any], out: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "gpu":
+        from bench import gpu
+
+        return gpu.main(argv[1:])
     if argv and argv[0] == "plot":
         p = argparse.ArgumentParser(
             prog="python -m bench plot",
@@ -167,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     results = sweep.run(opt, source="python -m bench" + (" record" if record else ""))
     paths = write_outputs(results, a.out)
     print(report.markdown(results))
+    for w in results.get("warnings", []):
+        print(f"warning: {w}")
     print(f"wrote {', '.join(paths)} in {results['seconds']:.0f} s")
     return 0
 

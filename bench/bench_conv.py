@@ -1,15 +1,17 @@
-"""conv2d forward and backward on ``workloads.CONV_SHAPES``: ours and PyTorch CPU side by side.
+"""conv2d forward and backward on the 13 benchmark shapes: ours and PyTorch CPU side by side.
 
 Each (pass, shape) is one benchmark group holding the two implementations, so they read together;
 ``extra_info`` carries GFLOP/s and the sgemm peak measured in the same session (see
-``bench/conftest.py``), and a throughput table is printed at the end of the run.
+``bench/conftest.py``) and, for ours, the algorithm conv2d's "auto" ran; a throughput table is
+printed at the end of the run.  PyTorch runs in this process, under cnncore's passive OpenMP wait
+policy (see ``bench.peer``); ``python -m bench`` gives it a process of its own.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from bench.workloads import CONV_SHAPES, conv_case, conv_config
+from bench.workloads import CONV_SHAPES, conv_algorithm, conv_case, conv_config
 
 PASSES = ("forward", "backward")
 IMPLS = ("cnncore", "torch")
@@ -32,5 +34,6 @@ def test_conv2d(benchmark, throughput, request, direction, shape, impl):
         direction=direction,
         config=case.config,
         impl=impl,
+        **({"algorithm": conv_algorithm(shape, direction)} if impl == "cnncore" else {}),
         **case.work(),
     )

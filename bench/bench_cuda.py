@@ -23,22 +23,40 @@ import numpy as np
 import pytest
 
 from bench import report
+from bench.workloads import CONV_SHAPES as _CONV_ALL  # noqa: E402
 from bench.workloads import (
-    CONV_SHAPES,
-    POOL_SHAPES,
+    CONV_SHAPES_QUICK,
+    POOL_SHAPES_QUICK,
     conv_config,
     conv_flops,
     pool_bytes,
     pool_config,
 )
+from bench.workloads import POOL_SHAPES as _POOL_ALL  # noqa: E402
 
 IMPLS = ("cnncore", "torch")
-_BENCH = dict(min_rounds=5, max_time=1.0, warmup=True, warmup_iterations=2)
+# CNNCORE_BENCH_GPU_QUICK=1: tiny shapes, and the simulator is accepted (``python -m bench gpu
+# --quick`` tests the plumbing without a GPU; its numbers mean nothing)
+QUICK = os.environ.get("CNNCORE_BENCH_GPU_QUICK") == "1"
+CONV_SHAPES = CONV_SHAPES_QUICK if QUICK else _CONV_ALL
+POOL_SHAPES = POOL_SHAPES_QUICK if QUICK else _POOL_ALL
+DENSE_SIDES = (16,) if QUICK else (256, 512, 1024)
+LRN_SHAPE = (2, 8, 9, 9) if QUICK else (8, 96, 55, 55)
+LCN_SHAPE = (1, 4, 12, 12) if QUICK else (1, 64, 256, 256)
+_BENCH = (
+    dict(min_rounds=1, max_time=0.001, warmup=False)
+    if QUICK
+    else dict(min_rounds=5, max_time=1.0, warmup=True, warmup_iterations=2)
+)
 
 
 @pytest.fixture(scope="module")
 def gpu() -> dict[str, Any]:
     """``numba.cuda`` and the card's name, or a skip that says why there is no GPU."""
+    if QUICK and os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        from numba import cuda
+
+        return {"cuda": cuda, "name": "simulator"}
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         pytest.skip(
             "NUMBA_ENABLE_CUDASIM is set (tests/kernels/cuda sets it when collected): run "
@@ -203,13 +221,15 @@ def pixel65_flops(side: int) -> float:
 
 
 @pytest.mark.parametrize("impl", (*IMPLS, "cnncore_predict"))
-@pytest.mark.benchmark(min_rounds=3, max_time=2.0, warmup=True, warmup_iterations=1)
-def test_pixel65_dense_gpu(benchmark, gpu, request, impl):
-    """The pixel65 d-sparse pass for a 1024 x 1024 image (input already padded by the field);
+@pytest.mark.parametrize("side", DENSE_SIDES)
+@pytest.mark.benchmark(**(_BENCH if QUICK else dict(min_rounds=3, max_time=2.0, warmup=True)))
+def test_pixel65_dense_gpu(benchmark, gpu, request, side, impl):
+    """The pixel65 d-sparse pass for a side x side image (input already padded by the field);
     ``cnncore_predict`` is the whole ``dense.predict(models.pixel65().to("cuda"), image, 65)`` on
     a device image (padding and all, nothing leaves the GPU)."""
+    if gpu["name"] == "simulator":
+        pytest.skip("the CUDA simulator runs pixel65 for minutes: this row needs a real GPU")
     torch = _peer(request, impl)
-    side = 1024
     rng = np.random.default_rng(0)
     if impl == "cnncore_predict":
         from cnncore import dense, models
@@ -270,3 +290,57 @@ def test_pixel65_dense_gpu(benchmark, gpu, request, impl):
     _measure(benchmark, gpu, torch, run, f"gpu pixel65 d-sparse {side}x{side}", kernel="pixel65",
              direction="inference", config=f"{side}x{side} d-sparse", impl=impl,
              flops=pixel65_flops(side))  # fmt: skip
+
+
+# -- local response and contrast normalisation ---------------------------------------------------
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("direction", ("forward", "backward"))
+@pytest.mark.parametrize("kind", ("lrn", "lcn"))
+@pytest.mark.benchmark(**_BENCH)
+def test_normalization_gpu(benchmark, gpu, request, kind, direction, impl):
+    """LRN (AlexNet's: size 5, alpha 1e-4, beta 0.75, k 1) and LCN (9x9 Gaussian, sigma 2,
+    "mean" divisor) against PyTorch CUDA (``local_response_norm``; LCN as the separable twin of
+    ``bench_lcn``, its backward through autograd).  Work: bytes read plus written (float32)."""
+    from bench.bench_lcn import LCN_SIGMA, LCN_SIZE, LCN_THRESHOLD, LRN_ARGS, TorchLCN
+
+    torch = _peer(request, impl)
+    shape = LRN_SHAPE if kind == "lrn" else LCN_SHAPE
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    dy = rng.standard_normal(shape, dtype=np.float32)
+    args = LRN_ARGS if kind == "lrn" else (LCN_SIZE, LCN_SIGMA, LCN_THRESHOLD)
+    if torch is None:
+        import cnncore.functional as F
+
+        cuda = gpu["cuda"]
+        gx, gdy = cuda.to_device(x), cuda.to_device(dy)
+        fwd = F.local_response_norm if kind == "lrn" else F.local_contrast_norm
+        bwd = F.local_response_norm_backward if kind == "lrn" else F.local_contrast_norm_backward
+        if direction == "forward":
+            run = lambda: fwd(gx, *args)  # noqa: E731
+        else:
+            run = lambda: bwd(gdy, gx, *args)  # noqa: E731
+    else:
+        tx = torch.from_numpy(x).cuda().requires_grad_(direction == "backward")
+        tdy = torch.from_numpy(dy).cuda()
+        if kind == "lrn":
+            f = lambda t: torch.nn.functional.local_response_norm(t, *LRN_ARGS)  # noqa: E731
+        else:
+            f = TorchLCN(torch, shape, LCN_SIZE, LCN_SIGMA, LCN_THRESHOLD, separable=True)
+            for name in ("gh", "gw", "e1"):
+                setattr(f, name, getattr(f, name).cuda())
+        if direction == "forward":
+
+            def run():
+                with torch.no_grad():
+                    return f(tx)
+        else:
+
+            def run():
+                return torch.autograd.grad(f(tx), tx, tdy)
+
+    config = "x".join(map(str, shape))
+    n = float(np.prod(shape)) * 4
+    _measure(benchmark, gpu, torch, run, f"gpu {kind} {direction} {config}", kernel=kind,
+             direction=direction, config=config, impl=impl,
+             bytes=2 * n if direction == "forward" else 3 * n)  # fmt: skip

@@ -1,22 +1,27 @@
-"""Dense pixelwise classification: d-sparse and FCN against patch scanning and against PyTorch.
+"""Dense pixelwise classification: d-sparse and FCN against patch scanning, PyTorch, ONNX Runtime.
 
-For ``pixel65`` and ``toy15`` on N x N images (N = 256 and 512 by default, set by
-``CNNCORE_BENCH_DENSE_SIZES``, e.g. ``256,512,1024``; select with ``-k``), forward
-(``predict``) and masked backward (forward + backward of the whole network with the error mask;
-its cost does not depend on how many pixels count), four methods per (network, size, pass):
+For ``pixel65`` and ``toy15`` on N x N images, forward (``predict``) at N = 256 and 512
+(``CNNCORE_BENCH_DENSE_SIZES``, e.g. ``256,512,1024``) and masked backward (forward + backward of
+the whole network with the error mask; its cost does not depend on how many pixels count) at
+N = 256 (``CNNCORE_BENCH_DENSE_BACKWARD_SIZES``); select with ``-k``.  Methods per (network, size,
+pass):
 
 - ``patchwise``: patch scanning (``cnncore.dense.patchwise.scan_patches``, bounded batches), timed
-  on a random sample of pixels and **scaled linearly** to the whole image (``timed_pixels`` <
-  ``pixels`` in ``extra_info`` says so);
+  on a random sample of pixels and **scaled linearly** to the whole image: the times that
+  pytest-benchmark shows for it are already scaled (``timed_pixels`` < ``pixels`` and ``scale``
+  in ``extra_info``);
 - ``torch_dsparse``: the same d-sparse network written with PyTorch CPU ops (``conv2d`` and
   ``max_pool2d`` with dilation, 2 threads), the peer;
-- ``fcn``: shift and stitch over the S x S shifts; ``dsparse``: the d-sparse network.
+- ``onnx_dsparse`` (forward): that network as ONNX, run by ONNX Runtime CPU with 2 intra-op threads;
+- ``fcn``: shift and stitch (at most ``FCN_SHIFTS`` of the S x S passes timed, evenly spread, and
+  scaled; shown scaled); ``dsparse``: the d-sparse network.
 
 Run in that order, so the FCN and d-sparse rows carry in ``extra_info`` the measured speedup over
-patch scanning beside the theoretical one (``cnncore.dense.cost`` on that image size), the fraction
-of the theory reached (target >= 0.7) and the ratio to PyTorch (target >= 1.0); a table is printed
-at the end.  ``test_peak_memory`` runs ``predict`` in a subprocess and reports its peak RSS with and
-without tiles (1024 and 2048; 4096 x 4096 with ``CNNCORE_BENCH_DENSE_MEMORY_4096=1``);
+patch scanning beside the theoretical one (``cnncore.dense.cost`` on that image size) and the
+fraction of the theory reached; the d-sparse row also the ratios to PyTorch and ONNX Runtime from
+interleaved rounds.  A table is printed at the end.  ``test_peak_memory`` runs ``predict`` in a
+subprocess and reports its peak RSS with and without tiles (1024; 2048 with
+``CNNCORE_BENCH_DENSE_MEMORY_LARGE=1``, 4096 x 4096 with ``CNNCORE_BENCH_DENSE_MEMORY_4096=1``);
 ``python bench/bench_dense.py SIZE [TILE]`` does one such run by hand.
 """
 
@@ -34,18 +39,29 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cnncore import dense, models
-from cnncore.dense.patchwise import default_batch_size, scan_patches
-from cnncore.dense.tiling import block_ranges, window
-from cnncore.nn import no_grad
+if __name__ == "__main__":  # run as a script (the peak-memory child): the repository root first
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import dense_cases, dense_peers, machine  # noqa: E402
+from bench import rounds as rounds_mod  # noqa: E402
+from cnncore import dense, models  # noqa: E402
+from cnncore.dense.patchwise import default_batch_size, scan_patches  # noqa: E402
+from cnncore.dense.tiling import block_ranges, window  # noqa: E402
+from cnncore.nn import no_grad  # noqa: E402
 
 NETWORKS = ("toy15", "pixel65")
 # image sizes: 1024 takes minutes per row on 2 cores, so it is opt-in, e.g.
 # CNNCORE_BENCH_DENSE_SIZES=256,512,1024 pytest bench/bench_dense.py --benchmark-only
 SIZES = tuple(int(v) for v in os.environ.get("CNNCORE_BENCH_DENSE_SIZES", "256,512").split(","))
-METHODS = ("patchwise", "torch_dsparse", "fcn", "dsparse")
+# the backward at 512 takes about a minute per network on 2 cores: opt-in
+BACKWARD_SIZES = tuple(
+    int(v) for v in os.environ.get("CNNCORE_BENCH_DENSE_BACKWARD_SIZES", "256").split(",")
+)
+METHODS = ("patchwise", "torch_dsparse", "onnx_dsparse", "fcn", "dsparse")
 PASSES = ("forward", "backward")
-PATCH_BUDGET = 3.0  # seconds of patch scanning per measurement (then scaled)
+PATCH_BUDGET = 2.0  # seconds of patch scanning per measurement (then scaled)
+FCN_SHIFTS = 8  # FCN passes timed per measurement (evenly spread), then scaled to all S*S
+ROUNDS = 3  # interleaved rounds of ours and the peers for the ratios
 _SECONDS: dict[tuple, float] = {}  # (network, size, pass, method) -> seconds for the whole image
 _ROWS: list[dict[str, Any]] = []
 
@@ -66,44 +82,8 @@ def mask_grad(shape: tuple[int, ...], fraction: float = 0.01) -> np.ndarray:
     return dy
 
 
-# -- PyTorch twin of the d-sparse network ---------------------------------------------------------
-def torch_dense(torch: Any, plan: dense.Plan, inplace: bool, params: list | None = None):
-    """``f(x) -> scores``: the d-sparse network of ``plan`` as PyTorch ops (same weights;
-    ``params``: the ``(weight, bias)`` tensors of the conv/linear stages, default: the model's)."""
-    F = torch.nn.functional
-    weighted = [st for st in plan.dense_stages if st.kind in ("conv", "linear")]
-    if params is None:
-        params = [
-            (
-                torch.from_numpy(st.module.weight.data),
-                None if st.module.bias is None else torch.from_numpy(st.module.bias.data),
-            )
-            for st in weighted
-        ]
-    wb = dict(zip((st.name for st in weighted), params, strict=True))
-    ops = []
-    for st in plan.dense_stages:
-        d = st.dense_dilation
-        if st.kind in ("conv", "linear"):
-            w, b = wb[st.name]
-            ops.append(
-                lambda x, w=w, b=b, s=st.weight_shape, d=d: F.conv2d(x, w.reshape(s), b, 1, 0, d)
-            )
-        elif st.kind == "maxpool":
-            ops.append(lambda x, k=st.kernel, d=d: F.max_pool2d(x, k, 1, 0, d))
-        elif type(st.module).__name__ == "ReLU":
-            ops.append(lambda x: F.relu(x, inplace=inplace))
-        else:
-            raise NotImplementedError(f"no PyTorch twin for {st.name} ({st.kind})")
-    (top, bottom), (left, right) = plan.halo("dsparse")
-
-    def run(x):
-        x = F.pad(x, (left, right, top, bottom))
-        for op in ops:
-            x = op(x)
-        return x
-
-    return run
+# -- PyTorch twin of the d-sparse network: bench.dense_peers.torch_dense (re-exported here)
+torch_dense = dense_peers.torch_dense
 
 
 # -- the measurements: each returns seconds for the whole image (and extra info) ----------------
@@ -138,6 +118,8 @@ def patchwise_case(model, plan, x, pss):
 
 
 def dense_case(model, plan, x, pss, method, torch=None):
+    """``(run, scale)``: ``run()`` does the timed work; ``scale`` turns its seconds into the whole
+    image's (FCN times ``FCN_SHIFTS`` of its S x S passes)."""
     if method == "torch_dsparse":
         tx = torch.from_numpy(x)
         if pss == "forward":
@@ -162,10 +144,13 @@ def dense_case(model, plan, x, pss, method, torch=None):
             def run():
                 torch.autograd.grad(f(tx), leaves, dy)
 
-        return run
+        return run, 1.0
+    if method == "onnx_dsparse":
+        run, _, _ = dense_cases.onnx_dsparse(plan, x, machine.threads())
+        return run, 1.0
     if method == "dsparse":
         if pss == "forward":
-            return lambda: dense.predict(model, x, plan.patch, "dsparse")
+            return (lambda: dense.predict(model, x, plan.patch, "dsparse")), 1.0
         net = dense.to_dense(model, plan.patch)
         dy = mask_grad((1, plan.num_classes, *x.shape[2:]))
 
@@ -174,47 +159,64 @@ def dense_case(model, plan, x, pss, method, torch=None):
             net.backward(dy)
             model.zero_grad()
 
-        return step
-    # fcn
-    if pss == "forward":
-        return lambda: dense.predict(model, x, plan.patch, "fcn")
-    net = dense.to_fcn(model, plan.patch)
-    hw = x.shape[2:]
-    block = window(x, *block_ranges(hw, plan.halo("fcn")))
-    from cnncore.nn import Sequential
-
-    def passes():  # every shift: forward and backward (the gradient of the stitched scores)
-        for a in range(min(plan.stride[0], hw[0])):
-            for b in range(min(plan.stride[1], hw[1])):
-                y = net.forward_valid(block[:, :, a:, b:])
-                Sequential.backward(net, np.ones_like(y))
-        model.zero_grad()
-
-    return passes
+        return step, 1.0
+    run, scale, _ = dense_cases.fcn(model, plan.patch, x, pss, FCN_SHIFTS)
+    return run, scale
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("pss", PASSES)
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("network", NETWORKS)
+def _cells() -> list[tuple[str, int, str, str]]:
+    """(network, size, pass, method) of the default rows: ONNX Runtime for the forward only."""
+    return [
+        (n, s, p, m)
+        for n in NETWORKS
+        for p in PASSES
+        for s in (SIZES if p == "forward" else BACKWARD_SIZES)
+        for m in METHODS
+        if not (m == "onnx_dsparse" and p == "backward")
+    ]
+
+
+def _scale_stats(benchmark, scale: float) -> None:
+    """Show the whole image's time in pytest-benchmark's own table: scale the recorded rounds
+    (before any statistic is read, they are computed from ``data`` on first use)."""
+    stats = benchmark.stats.stats
+    stats.data[:] = [t * scale for t in stats.data]
+
+
+def _peer_available(method: str) -> bool:
+    if method == "torch_dsparse":
+        return importlib.util.find_spec("torch") is not None
+    if method == "onnx_dsparse":
+        return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+    return True
+
+
+@pytest.mark.parametrize(
+    ("network", "size", "pss", "method"), _cells(), ids=["-".join(map(str, c)) for c in _cells()]
+)
 def test_dense(benchmark, request, network, size, pss, method):
     model = build(network)
     plan = dense.analyze(model, model.patch_size)
     x = image(size)
     torch = request.getfixturevalue("torch_peer") if method == "torch_dsparse" else None
+    if method == "onnx_dsparse" and not _peer_available(method):
+        pytest.skip("onnx/onnxruntime not installed: pip install 'cnncore[bench]'")
     scale, info = 1.0, {}
     if method == "patchwise":
         run, scale, info = patchwise_case(model, plan, x, pss)
     else:
-        run = dense_case(model, plan, x, pss, method, torch)
+        run, scale = dense_case(model, plan, x, pss, method, torch)
+        if scale != 1.0:
+            info["note"] = f"FCN: {FCN_SHIFTS} passes timed, scaled by {scale:g}"
     benchmark.group = f"dense {network} {size}x{size} {pss}"
-    rounds = 1 if (size >= 1024 or method == "patchwise") else 3
+    rounds = 1 if (size >= 512 or method == "patchwise") else 3  # 512: seconds per call
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0 if rounds == 1 else 1)
-    seconds = benchmark.stats.stats.min * scale
+    _scale_stats(benchmark, scale)
+    seconds = benchmark.stats.stats.min
     key = (network, size, pss)
     _SECONDS[key + (method,)] = seconds
     c = dense.cost(plan, image_size=(size, size))
-    cost_method = "dsparse" if method == "torch_dsparse" else method
+    cost_method = dense_cases.COST_METHOD.get(method, method)
     info.update(
         {
             "network": network,
@@ -222,7 +224,9 @@ def test_dense(benchmark, request, network, size, pss, method):
             "image_size": size,
             "pass": pss,
             "method": method,
+            "impl": "torch" if method.startswith("torch") else method.split("_")[0],
             "seconds": seconds,
+            "scale": scale,
             "pixels": size * size,
             "ops_per_pixel": c["per_pixel"][cost_method]["ops"],
         }
@@ -230,25 +234,23 @@ def test_dense(benchmark, request, network, size, pss, method):
     if method == "patchwise":
         info["note"] = f"patch scanning timed on {info['timed_pixels']} pixels, scaled linearly"
     base = _SECONDS.get(key + ("patchwise",))
-    if method in ("fcn", "dsparse") and base:
+    if method != "patchwise" and base:
         info["speedup"] = base / seconds
-        info["theory"] = c["speedup"][method]
+        info["theory"] = c["per_pixel"]["patchwise"]["ops"] / c["per_pixel"][cost_method]["ops"]
         info["fraction_of_theory"] = info["speedup"] / info["theory"]
-    if method == "dsparse" and importlib.util.find_spec("torch") is not None:
-        # the ratio to PyTorch from interleaved runs (the shared machine's speed drifts between
-        # benchmarks; alternating ours and theirs keeps the comparison fair)
-        peer = dense_case(
-            model, plan, x, pss, "torch_dsparse", request.getfixturevalue("torch_peer")
-        )
-        best = {"ours": float("inf"), "torch": float("inf")}
-        for _ in range(rounds + 1):
-            for who, fn in (("ours", run), ("torch", peer)):
-                t0 = time.perf_counter()
-                fn()
-                best[who] = min(best[who], time.perf_counter() - t0)
-        info["torch_over_ours"] = best["torch"] / best["ours"]
-        info["torch_seconds_interleaved"] = best["torch"]
-        info["ours_seconds_interleaved"] = best["ours"]
+    if method == "dsparse":
+        # the ratios to the peers from interleaved rounds (the shared machine's speed drifts
+        # between benchmarks; alternating ours and theirs keeps the comparison fair)
+        runners = {"ours": rounds_mod.Local(run, warmup=0)}
+        for peer in ("torch_dsparse", "onnx_dsparse"):
+            if _peer_available(peer) and (peer, pss) != ("onnx_dsparse", "backward"):
+                t = request.getfixturevalue("torch_peer") if peer == "torch_dsparse" else None
+                runners[peer] = rounds_mod.Local(dense_case(model, plan, x, pss, peer, t)[0])
+        timed = rounds_mod.interleave(runners, ROUNDS, 0.0)
+        for peer in runners:
+            info[f"{peer}_seconds_interleaved"] = timed[peer]["median"]
+            if peer != "ours":
+                info[f"{peer}_over_ours"] = timed[peer]["median"] / timed["ours"]["median"]
     benchmark.extra_info.update(info)
     _ROWS.append(info)
 
@@ -264,8 +266,10 @@ def peak_rss_run(size: int, tile: int | None, method: str = "dsparse") -> dict[s
 
 # (size, tile) of the peak-memory runs; the 4096 x 4096 one (about 5 min on 2 cores) is opt-in:
 # CNNCORE_BENCH_DENSE_MEMORY_4096=1.
-MEMORY_RUNS = [(1024, None), (1024, 256), (2048, 512)] + (
-    [(4096, 1024)] if os.environ.get("CNNCORE_BENCH_DENSE_MEMORY_4096") == "1" else []
+MEMORY_RUNS = (
+    [(1024, None), (1024, 256)]
+    + ([(2048, 512)] if os.environ.get("CNNCORE_BENCH_DENSE_MEMORY_LARGE") == "1" else [])
+    + ([(4096, 1024)] if os.environ.get("CNNCORE_BENCH_DENSE_MEMORY_4096") == "1" else [])
 )
 
 
@@ -278,22 +282,27 @@ def test_peak_memory(benchmark, size, tile):
     _ROWS.append({"memory": True, **res})
 
 
+def _f(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
 def summary_rows() -> list[str]:
-    """The table printed after the dense benchmarks (Markdown)."""
-    nan = float("nan")
+    """The table printed after the dense benchmarks (Markdown; "-" where a figure does not
+    apply). Seconds are for the whole image (patch scanning and FCN scaled from their samples)."""
     lines = [
-        "| network | image | pass | method | seconds | measured speedup | theory | of theory "
-        "| torch/ours |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+        "| network | image | pass | method | seconds | speedup | theory | of theory "
+        "| PyTorch/ours | ONNX Runtime/ours |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in _ROWS:
         if r.get("memory"):
             continue
         lines.append(
             f"| {r['network']} | {r['image_size']} | {r['pass']} | {r['method']} "
-            f"| {r['seconds']:.3f} | {r.get('speedup', float('nan')):.1f} "
-            f"| {r.get('theory', nan):.1f} | {r.get('fraction_of_theory', nan):.2f} "
-            f"| {r.get('torch_over_ours', float('nan')):.2f} |"
+            f"| {r['seconds']:.3f} | {_f(r.get('speedup'), '.1f')} | {_f(r.get('theory'), '.1f')} "
+            f"| {_f(r.get('fraction_of_theory'), '.2f')} "
+            f"| {_f(r.get('torch_dsparse_over_ours'), '.2f')} "
+            f"| {_f(r.get('onnx_dsparse_over_ours'), '.2f')} |"
         )
     for r in _ROWS:
         if r.get("memory"):

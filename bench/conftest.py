@@ -8,10 +8,15 @@
   config=..., impl=..., flops=... or bytes=...)`` fills ``benchmark.extra_info`` with the
   conventions of ``bench.report`` (GFLOP/s or GB/s from the fastest round, the ceiling beside it)
   and adds the row to the throughput table printed at the end of the session.
+
+At the end of a ``--benchmark-only`` session two summaries follow pytest-benchmark's own table:
+ours and the peers side by side per group (median of the rounds, each peer's time over ours), and
+the throughput table against the machine's ceilings.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import pytest
@@ -71,7 +76,50 @@ def throughput(request: pytest.FixtureRequest):
     return record
 
 
+# the implementation of ours in each suite's parameters, by priority
+OURS_LABELS = ("cnncore", "dsparse", "plain", "ours")
+
+
+def _label(b: Any) -> str:
+    params = b.params or {}
+    for key in ("impl", "method", "strategy"):
+        if key in params:
+            return str(params[key])
+    return str((b.extra_info or {}).get("impl") or b.name)
+
+
+def _t(seconds: float) -> str:
+    return f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
+
+
+def side_by_side(benchmarks: list[Any]) -> list[str]:
+    """One line per benchmark group: every implementation's median time, and each one's time over
+    ours (>1: ours is faster).  Dense rows are whole-image times (samples already scaled)."""
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for b in benchmarks:
+        if b.stats:
+            groups[b.group or b.name].append(b)
+    lines = []
+    for group, items in groups.items():
+        times = {_label(b): b.stats.median for b in items}
+        ours = next((times[k] for k in OURS_LABELS if k in times), None)
+        parts = []
+        for label, t in times.items():
+            ratio = "" if ours is None or label in OURS_LABELS else f" ({t / ours:.2f}x ours)"
+            parts.append(f"{label} {_t(t)}{ratio}")
+        lines.append(f"{group}: " + " | ".join(parts))
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    session = getattr(config, "_benchmarksession", None)
+    lines = side_by_side(getattr(session, "benchmarks", None) or [])
+    if lines:
+        terminalreporter.write_sep(
+            "-", "ours and the peers per group (median; peer time / our time, >1: ours faster)"
+        )
+        for line in lines:
+            terminalreporter.write_line(line)
     rows = config.stash.get(_ROWS, [])
     if rows:
         terminalreporter.write_sep("-", "throughput (fastest round) beside the machine's ceilings")

@@ -1,15 +1,19 @@
-"""The three plots of a results dictionary (see ``bench.report``), as small PNGs (matplotlib, Agg).
+"""The plots of a results dictionary (see ``bench.report``): PNG for reading, SVG for papers.
 
-1. ``speedup_vs_image_size.png``: speedup over patch scanning against the image size, FCN and
-   d-sparse, forward and forward+backward, one panel per network, the theoretical ratio dotted.
-2. ``speedup_vs_patch_size.png``: the same against the patch size of the networks, at one image
-   size.
-3. ``kernel_throughput.png``: GFLOP/s (conv) or GB/s (pooling) of ours and PyTorch per
-   configuration, with the sgemm peak / copy bandwidth measured in the same run as a reference
-   line.
+1. ``speedup_vs_image_size``: speedup over our patch scanning against the image size; a row of
+   panels per pass (forward; backward = forward + backward of a training step), a column per
+   network; one colour per method (ours and the baselines), the theoretical ratio dotted.
+2. ``speedup_vs_patch_size``: the same against the patch size, at one image size.  Lines join
+   only networks of one design (the ``pixel_net`` family: pixel97 ... pixel193 and pixel321);
+   networks of other designs (toy15, and pixel65, whose pools drop a row) are separate markers.
+3. ``kernel_throughput``: GFLOP/s or GB/s of ours and PyTorch per configuration (horizontal bars,
+   so the configurations read in full), the rounds' spread as error bars, the sgemm peak and FMA
+   peak (or copy bandwidth) measured in the same run as reference lines.
 
-Where patch scanning was timed on a sample of pixels and scaled linearly, the markers are hollow and
-the figure says so.
+Measured points are filled circles.  Extrapolated points (patch scanning timed on a sample of
+pixels and scaled, or FCN timed on a sample of its passes and scaled) are hollow diamonds joined
+by dashed segments, and every figure's caption lists them.  Error bars span the min-max of the
+interleaved rounds.
 """
 
 from __future__ import annotations
@@ -22,135 +26,182 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from bench.report import OURS, PEER, rate  # noqa: E402
 
 METHOD_STYLE = {
-    "dsparse": ("C0", "d-sparse"),
-    "fcn": ("C1", "FCN"),
-    "torch_dsparse": ("C3", "PyTorch d-sparse"),  # bench_dense's peer
+    "dsparse": ("C0", "d-sparse (ours)"),
+    "fcn": ("C1", "FCN (ours)"),
+    "torch_dsparse": ("C3", "PyTorch d-sparse"),
+    "onnx_dsparse": ("C2", "ONNX Runtime d-sparse"),
+    "torch_patchwise": ("C7", "PyTorch patch scanning"),
 }
-PASS_STYLE = {"forward": ("-", "o", "forward"), "backward": ("--", "s", "forward+backward")}
-DPI = 80
-HIGHLIGHT = 1500.0  # the speedup the issue asks to exceed; drawn as a reference line
+PASSES = ("forward", "backward")
+PASS_TITLE = {"forward": "forward", "backward": "backward (forward + backward of a training step)"}
+DPI = 90
+FORMATS = ("png", "svg")
+FAMILY = "pixel_net"
+FAMILY_NETWORKS = ("pixel97", "pixel129", "pixel161", "pixel193", "pixel321")
+OTHER_MARKERS = {"toy15": "^", "pixel65": "s"}
+
+
+def family(network: str) -> str:
+    """The design family of a network: ``pixel_net`` or the network's own name."""
+    return FAMILY if network in FAMILY_NETWORKS else network
 
 
 def plot_all(results: dict[str, Any], out_dir: str) -> list[str]:
-    """Write every plot the results have data for; return the paths written."""
+    """Write every plot the results have data for (PNG and SVG); return the paths written."""
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for name, fn in (
-        ("speedup_vs_image_size.png", plot_image_size),
-        ("speedup_vs_patch_size.png", plot_patch_size),
-        ("kernel_throughput.png", plot_throughput),
+        ("speedup_vs_image_size", plot_image_size),
+        ("speedup_vs_patch_size", plot_patch_size),
+        ("kernel_throughput", plot_throughput),
     ):
-        path = os.path.join(out_dir, name)
-        if fn(results, path):
+        fig = fn(results)
+        if fig is None:
+            continue
+        for ext in FORMATS:
+            path = os.path.join(out_dir, f"{name}.{ext}")
+            fig.savefig(path, dpi=DPI)
             written.append(path)
+        plt.close(fig)
     return written
 
 
-def _scaled_note(rows: list[dict[str, Any]]) -> str:
-    scaled = [r for r in rows if r.get("patchwise_scaled")]
-    if not scaled:
-        return "patch scanning timed on every pixel"
-    return (
-        "hollow markers: patch scanning timed on a sample of pixels, scaled linearly to the "
-        f"image ({len(scaled)} of {len(rows)} points)"
-    )
+def extrapolated(r: dict[str, Any]) -> bool:
+    return bool(r.get("patchwise_scaled") or r.get("fcn_scaled"))
 
 
-def _finish(fig: Any, rows: list[dict[str, Any]], path: str) -> None:
-    """One legend for all panels and the sampling note below them, then save."""
-    seen: dict[str, Any] = {}
-    for a in fig.axes:  # every series of every panel, once
-        for h, label in zip(*a.get_legend_handles_labels(), strict=True):
-            seen.setdefault(label, h)
-    order = sorted(seen, key=lambda lb: ("d-sparse" not in lb, "FCN" not in lb, lb))
+def caption(rows: list[dict[str, Any]], width: int = 110) -> str:
+    """Which points are extrapolated, and how (the figure's caption)."""
+    pw = sorted({f"{r['network']} {r['image_size']}" for r in rows if r.get("patchwise_scaled")})
+    fc = sorted({f"{r['network']} {r['image_size']}" for r in rows if r.get("fcn_scaled")})
+    parts = ["filled circles: measured; error bars: min-max of the rounds."]
+    if pw:
+        parts.append(
+            "Hollow diamonds, dashed: extrapolated. Patch scanning timed on a sample of pixels and "
+            f"scaled to the image for {', '.join(pw)}."
+        )
+    if fc:
+        parts.append(f"FCN timed on a sample of its S*S passes, scaled, for {', '.join(fc)}.")
+    return "\n".join(_wrap(p, width) for p in parts)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def _series(ax: Any, rows: list[dict[str, Any]], xkey: str, method: str, label: bool) -> None:
+    """One method's points against ``xkey``: solid line and filled markers where measured,
+    dashed segments and hollow diamonds where extrapolated, error bars from the rounds."""
+    color, name = METHOD_STYLE.get(method, ("C5", method))
+    rs = sorted(rows, key=lambda r: r[xkey])
+    for a, b in zip(rs, rs[1:], strict=False):
+        ls = "--" if extrapolated(a) or extrapolated(b) else "-"
+        ax.plot([a[xkey], b[xkey]], [a["speedup"], b["speedup"]], ls=ls, color=color, lw=1.2)
+    for r in rs:
+        lo = r["speedup"] - r.get("speedup_min", r["speedup"])
+        hi = r.get("speedup_max", r["speedup"]) - r["speedup"]
+        ext = extrapolated(r)
+        ax.errorbar(
+            r[xkey],
+            r["speedup"],
+            yerr=[[max(lo, 0)], [max(hi, 0)]],
+            color=color,
+            marker="D" if ext else "o",
+            mfc="white" if ext else color,
+            ms=5,
+            capsize=2,
+            lw=0.8,
+        )
+    if label:
+        ax.plot([], [], color=color, marker="o", label=name)
+
+
+def _theory(ax: Any, rows: list[dict[str, Any]], xkey: str) -> None:
+    for method in ("dsparse", "fcn"):
+        pts = sorted(
+            {(r[xkey], r["theory"]) for r in rows if r["method"] == method and r.get("theory")}
+        )
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, ls=":", color=METHOD_STYLE[method][0], lw=1)
+
+
+def _legend(fig: Any, extra: list | None = None) -> None:
+    handles = [
+        Line2D([], [], color=c, marker="o", label=name)
+        for m, (c, name) in METHOD_STYLE.items()
+        if m in fig._methods
+    ]
+    handles += [
+        Line2D([], [], color="k", marker="o", ls="-", label="measured"),
+        Line2D([], [], color="k", marker="D", mfc="white", ls="--", label="extrapolated"),
+        Line2D([], [], color="k", ls=":", label="theory (ops ratio)"),
+    ] + (extra or [])
     fig.legend(
-        [seen[lb] for lb in order],
-        order,
-        loc="lower center",
-        ncol=3,
+        handles=handles,
+        loc="upper center",
+        ncol=4,
         fontsize=7,
         frameon=False,
-        bbox_to_anchor=(0.5, 0.04),
+        bbox_to_anchor=(0.5, 0.955),
     )
-    fig.text(0.5, 0.01, _scaled_note(rows), ha="center", fontsize=7)
-    fig.tight_layout(rect=(0, 0.17 if len(fig.axes) == 1 else 0.12, 1, 1))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
 
 
-def _speedup_axes(ax: Any, title: str) -> None:
+def _axes(ax: Any, title: str, ylabel: bool) -> None:
     ax.set_yscale("log")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    ax.tick_params(labelsize=8)
+    ax.tick_params(labelsize=7)
+    if ylabel:
+        ax.set_ylabel("speedup over patch scanning", fontsize=7)
 
 
-def _draw_series(ax: Any, rows: list[dict[str, Any]], xkey: str) -> None:
-    """One line per (method, pass), measured (solid/dashed) and theory (dotted, thin)."""
-    series: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in rows:
-        series[(r["method"], r["pass"])].append(r)
-    for (method, pss), rs in sorted(series.items()):
-        rs.sort(key=lambda r: r[xkey])
-        color, mlabel = METHOD_STYLE.get(method, ("C2", method))
-        ls, marker, plabel = PASS_STYLE.get(pss, (":", "^", pss))
-        xs, ys = [r[xkey] for r in rs], [r["speedup"] for r in rs]
-        ax.plot(xs, ys, ls=ls, color=color, lw=1.2, label=f"{mlabel}, {plabel}")
-        for x, y, r in zip(xs, ys, rs, strict=True):
-            hollow = r.get("patchwise_scaled")
-            ax.plot(x, y, marker=marker, ms=5, color=color, mfc="white" if hollow else color, ls="")
-        theory = [(r[xkey], r["theory"]) for r in rs if r.get("theory")]
-        if theory and pss == "forward":
-            tx, ty = zip(*theory, strict=True)
-            ax.plot(tx, ty, ls=":", color=color, lw=1, alpha=0.8, label=f"{mlabel}, theory")
-    best = max(rows, key=lambda r: r["speedup"])
-    if best["speedup"] >= HIGHLIGHT:
-        ax.axhline(HIGHLIGHT, color="0.5", lw=0.8, ls="-.", label=f"{HIGHLIGHT:.0f}x")
-    ax.annotate(
-        f"{best['speedup']:.0f}x ({best['pass']})",
-        (best[xkey], best["speedup"]),
-        textcoords="offset points",
-        xytext=(-6, -3),
-        ha="right",
-        va="top",
-        fontsize=7,
-    )
-    ax.margins(x=0.08, y=0.15)
-
-
-def plot_image_size(results: dict[str, Any], path: str) -> bool:
+def plot_image_size(results: dict[str, Any]) -> Any:
     rows = results.get("speedups") or []
     if not rows:
-        return False
+        return None
     nets = sorted({(r["patch_size"], r["network"]) for r in rows})
-    n = len(nets)
-    cols = n if n <= 4 else 3
-    nrows = (n + cols - 1) // cols
+    passes = [p for p in PASSES if any(r["pass"] == p for r in rows)]
     fig, axes = plt.subplots(
-        nrows,
-        cols,
-        figsize=(max(4.2 * cols, 6.4), 3.2 * nrows + 0.9),
+        len(passes),
+        len(nets),
+        figsize=(max(3.0 * len(nets), 6.0), 2.9 * len(passes) + 1.6),
         squeeze=False,
-        sharey=True,
+        sharey="row",
     )
-    for ax, (patch, net) in zip(axes.flat, nets, strict=False):
-        sub = [r for r in rows if r["network"] == net]
-        _draw_series(ax, sub, "image_size")
-        _speedup_axes(ax, f"{net} (patch {patch})")
-        ax.set_xscale("log", base=2)
-        sizes = sorted({r["image_size"] for r in sub})
-        ax.set_xticks(sizes, [str(s) for s in sizes])
-        ax.set_xlabel("image size (pixels per side)", fontsize=8)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    axes[0, 0].set_ylabel("speedup over patch scanning", fontsize=8)
-    fig.suptitle("Dense pixelwise inference: speedup over patch scanning", fontsize=10)
-    _finish(fig, rows, path)
-    return True
+    fig._methods = {r["method"] for r in rows}
+    for i, pss in enumerate(passes):
+        for j, (patch, net) in enumerate(nets):
+            ax = axes[i, j]
+            sub = [r for r in rows if r["network"] == net and r["pass"] == pss]
+            for method in METHOD_STYLE:
+                ms = [r for r in sub if r["method"] == method]
+                if ms:
+                    _series(ax, ms, "image_size", method, False)
+            _theory(ax, sub, "image_size")
+            _axes(ax, f"{net} (patch {patch}), {pss}", j == 0)
+            ax.set_xscale("log", base=2)
+            sizes = sorted({r["image_size"] for r in sub}) or [1]
+            ax.set_xticks(sizes, [str(s) for s in sizes])
+            ax.set_xlabel("image size (pixels per side)", fontsize=7)
+    fig.suptitle("Dense pixelwise inference: speedup over patch scanning (ours)", fontsize=10)
+    _legend(fig)
+    fig.text(
+        0.01,
+        0.005,
+        caption(rows) + "\nbackward = " + PASS_TITLE["backward"] + ".",
+        fontsize=6,
+        va="bottom",
+    )
+    fig.tight_layout(rect=(0, 0.09, 1, 0.9))
+    return fig
 
 
 def patch_sweep_size(rows: list[dict[str, Any]]) -> int | None:
@@ -163,91 +214,146 @@ def patch_sweep_size(rows: list[dict[str, Any]]) -> int | None:
     return max(nets, key=lambda s: (len(nets[s]), s))
 
 
-def plot_patch_size(results: dict[str, Any], path: str) -> bool:
+def plot_patch_size(results: dict[str, Any]) -> Any:
     rows = results.get("speedups") or []
     size = results.get("patch_sweep_image_size") or patch_sweep_size(rows)
     sub = [r for r in rows if r["image_size"] == size]
     if len({r["patch_size"] for r in sub}) < 2:
-        return False
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    _draw_series(ax, sub, "patch_size")
-    _speedup_axes(ax, f"speedup over patch scanning, {size}x{size} images")
-    patches = sorted({r["patch_size"] for r in sub})
-    ax.set_xticks(patches, [str(p) for p in patches])
-    nets = ", ".join(n for _, n in sorted({(r["patch_size"], r["network"]) for r in sub}))
-    ax.set_xlabel(f"patch size ({nets})", fontsize=8)
-    ax.set_ylabel("speedup", fontsize=8)
-    _finish(fig, sub, path)
-    return True
-
-
-def _impl_order(impls: set[str]) -> list[str]:
-    mid = sorted(i for i in impls if i not in (OURS, PEER))
-    return [i for i in (OURS,) if i in impls] + mid + [i for i in (PEER,) if i in impls]
+        return None
+    passes = [p for p in PASSES if any(r["pass"] == p for r in sub)]
+    fig, axes = plt.subplots(1, len(passes), figsize=(5.2 * len(passes), 4.6), squeeze=False)
+    fig._methods = {r["method"] for r in sub}
+    others = sorted({r["network"] for r in sub if family(r["network"]) != FAMILY})
+    for ax, pss in zip(axes[0], passes, strict=True):
+        ps = [r for r in sub if r["pass"] == pss]
+        fam = [r for r in ps if family(r["network"]) == FAMILY]
+        for method in METHOD_STYLE:
+            ms = [r for r in fam if r["method"] == method]
+            if ms:
+                _series(ax, ms, "patch_size", method, False)
+        _theory(ax, fam, "patch_size")
+        for r in ps:  # networks of another design: their own marker, no line
+            if family(r["network"]) == FAMILY:
+                continue
+            color = METHOD_STYLE.get(r["method"], ("C5", ""))[0]
+            ext = extrapolated(r)
+            ax.plot(
+                r["patch_size"],
+                r["speedup"],
+                ls="",
+                color=color,
+                marker=OTHER_MARKERS.get(r["network"], "P"),
+                mfc="white" if ext else color,
+                ms=7,
+            )
+        _axes(ax, f"{PASS_TITLE[pss]}, {size}x{size} images", ax is axes[0, 0])
+        patches = sorted({r["patch_size"] for r in ps})
+        ax.set_xticks(patches, [str(p) for p in patches])
+        ax.set_xlabel("patch size", fontsize=7)
+    extra = [
+        Line2D(
+            [],
+            [],
+            color="k",
+            ls="",
+            marker=OTHER_MARKERS.get(n, "P"),
+            mfc="white",
+            label=f"{n} (other design, not on the line)",
+        )
+        for n in others
+    ]
+    members = [n for n in FAMILY_NETWORKS if any(r["network"] == n for r in sub)]
+    fig.suptitle(
+        f"Speedup over patch scanning against patch size: lines join the {FAMILY} family "
+        f"({', '.join(members) or 'none in this run'})",
+        fontsize=9,
+    )
+    _legend(fig, extra)
+    fig.text(0.01, 0.005, caption(sub, int(fig.get_figwidth() * 19)), fontsize=6, va="bottom")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.85))
+    return fig
 
 
 IMPL_COLOR = {OURS: "C0", PEER: "C3"}
 IMPL_LABEL = {OURS: "cnncore", PEER: "PyTorch"}
-SHORT = {"forward": "fwd", "backward": "bwd"}
 
 
-def plot_throughput(results: dict[str, Any], path: str) -> bool:
-    """One panel per kernel: a bar per implementation and (pass, configuration), the machine's
-    ceiling as a dashed line."""
+def plot_throughput(results: dict[str, Any]) -> Any:
+    """One panel per kernel: horizontal bars per (pass, configuration), ours and PyTorch, error
+    bars from the rounds, the machine's ceilings as dashed lines."""
     rows = [r for r in results.get("throughput") or [] if rate(r)[0]]
     if not rows:
-        return False
+        return None
     panels: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         panels[r["kernel"]].append(r)
-    kernels = list(panels)
-    cells_max = max(len({(r["direction"], r["config"]) for r in rs}) for rs in panels.values())
-    ncols = 2 if len(kernels) > 1 and cells_max <= 6 else 1
-    nrows = (len(kernels) + ncols - 1) // ncols
-    width = 6.0 if ncols == 2 else max(6.0, min(16.0, 0.85 * cells_max))
+    heights = [len({(r["direction"], r["config"]) for r in rs}) for rs in panels.values()]
+    longest = max(len(f"{r['direction']} {r['config']}{_algo(r)}") for r in rows)
+    width = 6.5 + 0.06 * longest  # inches: the bars plus the labels at 7 pt
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(width * ncols, 3.5 * nrows + 0.3), squeeze=False
+        len(panels),
+        1,
+        figsize=(width, 0.42 * sum(heights) + 1.2 * len(panels) + 0.6),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [h + 1.5 for h in heights]},
+    )
+    fig.subplots_adjust(
+        left=(0.06 * longest + 0.2) / width, right=1 - 1.7 / width, hspace=0.55, top=0.92
     )
     ref = results.get("reference", {})
-    others = iter(f"C{i}" for i in (1, 2, 4, 5, 6, 7, 8, 9) * 4)
-    colors = dict(IMPL_COLOR)
-    for ax, kernel in zip(axes.flat, kernels, strict=False):
-        sub = panels[kernel]
-        both = len({r["direction"] for r in sub}) > 1
+    for ax, (kernel, sub) in zip(axes[:, 0], panels.items(), strict=True):
         cells = list(dict.fromkeys((r["direction"], r["config"]) for r in sub))
         by = {(r["direction"], r["config"], r["impl"]): r for r in sub}
-        impls = _impl_order({r["impl"] for r in sub})
+        impls = [i for i in (OURS, PEER) if any(r["impl"] == i for r in sub)]
+        impls += sorted({r["impl"] for r in sub} - set(impls))
         unit = rate(sub[0])[1]
-        width = 0.8 / len(impls)
+        h = 0.8 / len(impls)
         for k, impl in enumerate(impls):
-            if impl not in colors:
-                colors[impl] = next(others)
-            vals = [rate(by[c + (impl,)])[0] if c + (impl,) in by else 0.0 for c in cells]
-            xs = [x + (k - (len(impls) - 1) / 2) * width for x in range(len(cells))]
-            ax.bar(xs, vals, width, color=colors[impl], label=IMPL_LABEL.get(impl, impl))
-        ceiling = [
-            r.get("sgemm_peak_gflops" if unit == "GFLOP/s" else "copy_bandwidth_gbs") for r in sub
-        ]
-        peak = next((c for c in ceiling if c), None) or (
-            ref.get("sgemm_gflops") if unit == "GFLOP/s" else ref.get("copy_gbs")
-        )
-        if peak and "(" not in kernel:  # CPU kernels: the CPU's ceiling
-            name = "sgemm peak" if unit == "GFLOP/s" else "copy bandwidth"
-            ax.axhline(peak, color="k", ls="--", lw=1, label=f"{name} {peak:.0f} {unit}")
-        labels = [
-            (f"{SHORT.get(d, d)}\n" if both else "") + c.replace(" ", "\n", 1) for d, c in cells
-        ]
-        ax.set_xticks(range(len(cells)), labels)
-        ax.tick_params(axis="x", labelsize=6)
-        ax.tick_params(axis="y", labelsize=8)
-        ax.set_ylabel(unit, fontsize=8)
-        ax.set_title(kernel if both else f"{kernel} {sub[0]['direction']}", fontsize=9)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=6)
-    for ax in axes.flat[len(kernels) :]:
-        ax.axis("off")
-    fig.suptitle("Kernel throughput (fastest round) against PyTorch and the machine", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
+            ys, vals, lo, hi = [], [], [], []
+            for y, c in enumerate(cells):
+                r = by.get(c + (impl,))
+                if r is None:
+                    continue
+                v = rate(r)[0]
+                ys.append(y + (k - (len(impls) - 1) / 2) * h)
+                vals.append(v)
+                smin, smax = r.get("seconds_min"), r.get("seconds_max")
+                lo.append(v - v * r["seconds"] / smax if smax else 0.0)
+                hi.append(v * r["seconds"] / smin - v if smin else 0.0)
+            ax.barh(
+                ys,
+                vals,
+                h,
+                xerr=[lo, hi],
+                color=IMPL_COLOR.get(impl, f"C{k + 4}"),
+                label=IMPL_LABEL.get(impl, impl),
+                error_kw={"lw": 0.8, "capsize": 1.5},
+            )
+        if "(" not in kernel:  # CPU kernels: the CPU's ceilings
+            lines = (
+                [
+                    ("sgemm peak", ref.get("sgemm_gflops"), "k"),
+                    ("FMA peak", ref.get("fma_gflops"), "0.5"),
+                ]
+                if unit == "GFLOP/s"
+                else [("copy bandwidth", ref.get("copy_gbs"), "k")]
+            )
+            for name, peak, color in lines:
+                if peak:
+                    ax.axvline(peak, color=color, ls="--", lw=1, label=f"{name} {peak:.0f} {unit}")
+        labels = [f"{d} {c}" + _algo(by.get((d, c, OURS))) for d, c in cells]
+        ax.set_yticks(range(len(cells)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_xlabel(unit, fontsize=7)
+        ax.set_title(kernel, fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(
+        "Kernel throughput (median of interleaved rounds, min-max as error bars)", fontsize=10
+    )
+    return fig
+
+
+def _algo(row: dict[str, Any] | None) -> str:
+    return f" [{row['algorithm']}]" if row and row.get("algorithm") else ""

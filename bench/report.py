@@ -4,9 +4,13 @@ Results dictionary (what ``python -m bench`` writes as ``results.json`` and what
 ``python -m bench plot`` builds from a pytest-benchmark JSON)::
 
     {"schema": "cnncore-bench/1", "source": ..., "machine": {...},
-     "reference": {"sgemm_gflops": float | None, "copy_gbs": float | None},
+     "reference": {"sgemm_gflops": float | None, "copy_gbs": float | None,
+                   "fma_gflops": float | None, "fma_peak": {...}, "*_readings": [...]},
      "throughput": [throughput rows], "dense": [dense rows], "speedups": [speedup rows],
-     "notes": [str, ...]}
+     "notes": [str, ...], "warnings": [str, ...]}
+
+Times are medians of interleaved rounds; ``seconds_min`` / ``seconds_max`` keep the spread
+(rows without them, e.g. from pytest-benchmark, show no spread).
 
 Throughput row (a kernel on one configuration, one implementation), also the ``extra_info`` the
 kernel suites write into pytest-benchmark (``kernel``, ``direction``, ``config``, ``impl`` and one
@@ -25,8 +29,10 @@ Dense row (one method on one network and image size; ``extra_info`` of the dense
 
 Speedup row (derived: patch scanning time / method time on the same network, size and pass)::
 
-    network, patch_size, image_size, pass, method, speedup, theory (ops-per-pixel ratio),
-    patchwise_scaled (bool: patch scanning was timed on a sample of pixels and scaled)
+    network, patch_size, image_size, pass, method, speedup, speedup_min / speedup_max (from the
+    rounds' spread), theory (ops-per-pixel ratio), efficiency (speedup / theory),
+    speedup_vs_torch_patchwise, patchwise_scaled (patch scanning timed on a sample and scaled),
+    fcn_scaled (FCN timed on a sample of its passes and scaled)
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ from typing import Any
 SCHEMA = "cnncore-bench/1"
 PEER = "torch"
 OURS = "cnncore"
-METHODS = ("fcn", "dsparse")
+METHODS = ("fcn", "dsparse", "torch_dsparse", "onnx_dsparse", "torch_patchwise")
+BASELINE = "patchwise"
 PASSES = ("forward", "backward")
 
 
@@ -102,33 +109,42 @@ def rate(row: dict[str, Any]) -> tuple[float | None, str]:
 
 
 def speedups(dense_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Speedup of each non-patchwise method over patch scanning (same network, size, pass)."""
-    base = {}
+    """Speedup of each method over our patch scanning (same network, size, pass), its spread
+    from the rounds, the theoretical ratio and the efficiency (measured / theory)."""
+    base: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for r in dense_rows:
-        if r["method"] == "patchwise":
-            base[(r["network"], r["image_size"], r["pass"])] = r
+        if r["method"] in (BASELINE, "torch_patchwise"):
+            base[(r["network"], r["image_size"], r["pass"])][r["method"]] = r
     out = []
     for r in dense_rows:
-        p = base.get((r["network"], r["image_size"], r["pass"]))
-        if r["method"] == "patchwise" or p is None or not r.get("seconds"):
+        bases = base.get((r["network"], r["image_size"], r["pass"]), {})
+        p = bases.get(BASELINE)
+        if r["method"] == BASELINE or p is None or not r.get("seconds"):
             continue
         theory = None
         if p.get("ops_per_pixel") and r.get("ops_per_pixel"):
             theory = p["ops_per_pixel"] / r["ops_per_pixel"]
-        out.append(
-            {
-                "network": r["network"],
-                "patch_size": r["patch_size"],
-                "image_size": r["image_size"],
-                "pass": r["pass"],
-                "method": r["method"],
-                "speedup": p["seconds"] / r["seconds"],
-                "theory": theory,
-                "patchwise_scaled": p.get("timed_pixels", p.get("pixels")) != p.get("pixels"),
-                "patchwise_timed_pixels": p.get("timed_pixels"),
-                "pixels": p.get("pixels"),
-            }
-        )
+        speedup = p["seconds"] / r["seconds"]
+        row = {
+            "network": r["network"],
+            "patch_size": r["patch_size"],
+            "image_size": r["image_size"],
+            "pass": r["pass"],
+            "method": r["method"],
+            "speedup": speedup,
+            "speedup_min": p.get("seconds_min", p["seconds"]) / r.get("seconds_max", r["seconds"]),
+            "speedup_max": p.get("seconds_max", p["seconds"]) / r.get("seconds_min", r["seconds"]),
+            "theory": theory,
+            "efficiency": speedup / theory if theory else None,
+            "patchwise_scaled": p.get("timed_pixels", p.get("pixels")) != p.get("pixels"),
+            "patchwise_timed_pixels": p.get("timed_pixels"),
+            "fcn_scaled": r.get("timed_passes", 0) < r.get("passes", 0),
+            "pixels": p.get("pixels"),
+        }
+        tp = bases.get("torch_patchwise")
+        if tp and tp.get("seconds") and r["method"] != "torch_patchwise":
+            row["speedup_vs_torch_patchwise"] = tp["seconds"] / r["seconds"]
+        out.append(row)
     return out
 
 
@@ -137,12 +153,80 @@ def new_results(source: str, machine: dict[str, Any] | None = None) -> dict[str,
         "schema": SCHEMA,
         "source": source,
         "machine": machine or {},
-        "reference": {"sgemm_gflops": None, "copy_gbs": None},
+        "reference": {"sgemm_gflops": None, "copy_gbs": None, "fma_gflops": None},
         "throughput": [],
         "dense": [],
         "speedups": [],
         "notes": [],
+        "warnings": [],
     }
+
+
+EFFICIENCY_NOTE = (
+    "efficiency = measured speedup / theoretical ratio of operations. It exceeds 1 where patch "
+    "scanning runs less efficiently per operation than the dense method: a batch of small "
+    "patches (15x15 for toy15) makes small, badly shaped GEMMs and spends much of its time "
+    "outside them (gathering patches, per-batch overheads), while the dense networks run large "
+    "convolutions near the machine's throughput. The theory counts operations, not their rate."
+)
+CEILING_NOTE = (
+    "ceilings: the sgemm peak (OpenBLAS through NumPy) and the copy bandwidth are the best of "
+    "several readings in the run (start, between the parts, end). The FMA peak is cores x "
+    "FP32 FLOP per cycle (from the ISA) x clock. oneDNN's direct convolutions (PyTorch) can "
+    "exceed the sgemm peak because OpenBLAS's sgemm itself stays below the FMA peak; above "
+    "the FMA peak, only an algorithm doing fewer operations than direct convolution (Winograd: "
+    "its 'effective' GFLOP/s count direct FLOPs) can be."
+)
+
+
+def standard_notes(res: dict[str, Any], rounds: int, patch_rounds: int, fcn_shifts: int) -> list:
+    """The notes every sweep carries: how the figures were measured and how to read them."""
+    notes = [
+        f"every time is the median of {rounds} interleaved rounds (ours, then the peer, the "
+        "order flipping each round), [min-max] over the rounds; patch scanning: "
+        f"{patch_rounds} rounds on one sample of pixels",
+        CEILING_NOTE,
+    ]
+    over = [r for r in res.get("throughput", []) if (r.get("fraction_of_peak") or 0) > 1]
+    if over:
+        fma = (res.get("reference") or {}).get("fma_gflops")
+        names = ", ".join(
+            f"{r['kernel']} {r['direction']} {r['config']} ({r['impl']}, "
+            f"{100 * r['fraction_of_peak']:.0f}%)"
+            for r in over
+        )
+        notes.append(
+            f"above the sgemm/copy ceiling: {names}. The sgemm peak is OpenBLAS's, below the FMA "
+            f"peak ({_fmt(fma, '.0f')} GFLOP/s): oneDNN's direct convolutions get closer to it; "
+            "rows with algorithm winograd count direct-convolution FLOPs (effective rate); a "
+            "byte row above the copy bandwidth keeps part of its data in cache"
+        )
+    peer = (res.get("machine") or {}).get("peer") or {}
+    if peer:
+        where = "a process of its own" if peer.get("mode", "").startswith("own") else "this process"
+        notes.append(
+            f"PyTorch ran in {where}"
+            f" ({peer.get('mode')}; import order {peer.get('import_order')}, libgomp wait policy "
+            f"{peer.get('libgomp_wait_policy')}, {peer.get('torch_num_threads')} threads); ours "
+            f"with import order {res['machine'].get('import_order')}, libgomp wait policy "
+            f"{(res['machine'].get('thread_settings') or {}).get('libgomp_wait_policy')}"
+        )
+    if res.get("speedups"):
+        note = sampling_note(res["speedups"])
+        if note:
+            notes.append(note)
+        if any(s.get("fcn_scaled") for s in res["speedups"]):
+            notes.append(
+                f"FCN shift and stitch: at most {fcn_shifts} of the S*S passes are timed "
+                "(evenly spread) and scaled to all of them"
+            )
+        notes.append(
+            "backward = forward + backward of a training step with every pixel counted; "
+            "theory = operations per pixel of patch scanning / of the method "
+            "(cnncore.dense.cost, borders included), the same for both passes"
+        )
+        notes.append(EFFICIENCY_NOTE)
+    return notes
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,10 +374,18 @@ def _ms(s: float | None) -> str:
     return "-" if s is None else f"{s * 1e3:.1f}" if s * 1e3 >= 10 else f"{s * 1e3:.2f}"
 
 
-def throughput_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table pairing ours and PyTorch per (kernel, direction, config), with the ceiling.
+def _ms_spread(row: dict[str, Any] | None) -> str:
+    """``median [min-max]`` in ms of a row (just the median when it has no spread)."""
+    if not row or row.get("seconds") is None:
+        return "-"
+    if row.get("seconds_min") is None:
+        return _ms(row["seconds"])
+    return f"{_ms(row['seconds'])} [{_ms(row['seconds_min'])}-{_ms(row['seconds_max'])}]"
 
-    The last lines give, per kernel, the geometric mean of PyTorch time / our time."""
+
+def pair_rows(rows: list[dict[str, Any]]) -> tuple[dict[tuple, dict[str, dict]], list[dict]]:
+    """Rows grouped by (kernel, direction, config) into {impl: row} for ours and the peer, and
+    the rows of other implementations."""
     pairs: dict[tuple, dict[str, dict]] = {}
     others = []
     for r in rows:
@@ -301,10 +393,19 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
             pairs.setdefault((r["kernel"], r["direction"], r["config"]), {})[r["impl"]] = r
         else:
             others.append(r)
+    return pairs, others
+
+
+def throughput_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table pairing ours and PyTorch per (kernel, direction, config), with the
+    algorithm ours ran, the spread of the rounds and the ceiling.
+
+    The last lines give, per kernel, the geometric mean of PyTorch time / our time."""
+    pairs, others = pair_rows(rows)
     lines = [
-        "| kernel | pass | configuration | ours (ms) | PyTorch (ms) | PyTorch/ours "
+        "| kernel | pass | configuration | algorithm | ours (ms) | PyTorch (ms) | PyTorch/ours "
         "| ours | PyTorch | ours / ceiling |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     ratios: dict[str, list[float]] = defaultdict(list)
     for (kernel, direction, config), p in pairs.items():
@@ -318,8 +419,8 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
         ceiling = any_row.get("sgemm_peak_gflops" if unit == "GFLOP/s" else "copy_bandwidth_gbs")
         frac = ours.get("fraction_of_peak") if ours else None
         lines.append(
-            f"| {kernel} | {direction} | {config} | {_ms(ours and ours['seconds'])} "
-            f"| {_ms(peer and peer['seconds'])} | {_fmt(ratio, '.2f')} "
+            f"| {kernel} | {direction} | {config} | {(ours or {}).get('algorithm', '-')} "
+            f"| {_ms_spread(ours)} | {_ms_spread(peer)} | {_fmt(ratio, '.2f')} "
             f"| {_rate_str(ours)} | {_rate_str(peer)} "
             f"| {'-' if frac is None else f'{100 * frac:.0f}%'} of {_fmt(ceiling, '.0f')} {unit} |"
         )
@@ -350,11 +451,12 @@ def times(x: float | None) -> str:
 
 
 def speedup_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table of measured speedups over patch scanning beside the theoretical ratio."""
+    """Markdown table of measured speedups over our patch scanning (with the rounds' spread)
+    beside the theoretical ratio, the efficiency and the speedup over PyTorch patch scanning."""
     lines = [
         "| network | patch | image | pass | method | speedup (measured) | theory (ops/pixel) "
-        "| patch scanning |",
-        "|---|---:|---:|---|---|---:|---:|---|",
+        "| efficiency | over PyTorch patch scanning | patch scanning |",
+        "|---|---:|---:|---|---|---:|---:|---:|---:|---|",
     ]
     for r in sorted(
         rows,
@@ -371,27 +473,95 @@ def speedup_table(rows: list[dict[str, Any]]) -> str:
             if r.get("patchwise_scaled")
             else "all pixels timed"
         )
+        if r.get("fcn_scaled"):
+            how += "; FCN passes sampled, scaled"
+        spread = (
+            f" [{times(r['speedup_min'])}-{times(r['speedup_max'])}]"
+            if r.get("speedup_min") is not None
+            else ""
+        )
         lines.append(
             f"| {r['network']} | {r['patch_size']} | {r['image_size']}x{r['image_size']} "
-            f"| {r['pass']} | {r['method']} | {times(r['speedup'])} | {times(r.get('theory'))} "
-            f"| {how} |"
+            f"| {r['pass']} | {r['method']} | {times(r['speedup'])}{spread} "
+            f"| {times(r.get('theory'))} | {_fmt(r.get('efficiency'), '.2f')} "
+            f"| {times(r.get('speedup_vs_torch_patchwise'))} | {how} |"
         )
     return "\n".join(lines)
+
+
+def peer_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of our d-sparse network against the same network in PyTorch and in ONNX
+    Runtime (median seconds [min-max], peer time / our time)."""
+    by: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        by[(r["network"], r["image_size"], r["pass"])][r["method"]] = r
+    lines = [
+        "| network | image | pass | d-sparse (s) | PyTorch (s) | PyTorch/ours | ONNX Runtime (s) "
+        "| ONNX Runtime/ours |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for (net, size, pss), m in by.items():
+        ours = m.get("dsparse")
+        if not ours or not ({"torch_dsparse", "onnx_dsparse"} & set(m)):
+            continue
+        cells = []
+        for peer in ("torch_dsparse", "onnx_dsparse"):
+            r = m.get(peer)
+            cells.append(_s_spread(r))
+            cells.append(_fmt(r["seconds"] / ours["seconds"], ".2f") if r else "-")
+        lines.append(
+            f"| {net} | {size}x{size} | {pss} | {_s_spread(ours)} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _s_spread(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "-"
+    if r.get("seconds_min") is None:
+        return f"{r['seconds']:.3g}"
+    return f"{r['seconds']:.3g} [{r['seconds_min']:.3g}-{r['seconds_max']:.3g}]"
 
 
 def dense_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table of the raw dense times (seconds for the whole image)."""
+    """Markdown table of the raw dense times (seconds for the whole image, [min-max])."""
     lines = [
-        "| network | image | pass | method | seconds | timed pixels | ops/pixel |",
+        "| network | image | pass | method | seconds [min-max] | timed pixels | ops/pixel |",
         "|---|---:|---|---|---:|---:|---:|",
     ]
     for r in rows:
+        spread = (
+            f" [{r['seconds_min']:.4g}-{r['seconds_max']:.4g}]"
+            if r.get("seconds_min") is not None
+            else ""
+        )
         lines.append(
             f"| {r['network']} | {r['image_size']}x{r['image_size']} | {r['pass']} "
-            f"| {r['method']} | {r['seconds']:.4g} | {r.get('timed_pixels', r.get('pixels'))} "
+            f"| {r['method']} | {r['seconds']:.4g}{spread} "
+            f"| {r.get('timed_pixels', r.get('pixels'))} "
             f"| {_fmt(r.get('ops_per_pixel'), '.3g')} |"
         )
     return "\n".join(lines)
+
+
+def _blas(m: dict[str, Any]) -> str:
+    pools = (m.get("libraries") or {}).get("threadpools") or []
+    blas = [p for p in pools if p.get("internal_api") in ("openblas", "mkl", "blis")]
+    if not blas:
+        return "?"
+    return ", ".join(
+        f"{p['internal_api']} {p.get('version')} ({p.get('num_threads')} threads)" for p in blas
+    )
+
+
+def _fma_basis(ref: dict[str, Any]) -> str:
+    f = ref.get("fma_peak") or {}
+    if not f.get("gflops"):
+        return ""
+    return (
+        f" ({f['cores']} cores x {f['flops_per_cycle_per_core']} FLOP/cycle, {f['isa']}, x "
+        f"{f['clock_ghz']:.2f} GHz from {f['clock_source']})"
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -401,8 +571,10 @@ def markdown(results: dict[str, Any]) -> str:
     out = [f"# cnncore benchmarks ({results.get('source', '')})", ""]
     if m.get("processor"):
         out.append(
-            f"Machine: {m.get('processor')}, {m.get('threads')} threads (ours and PyTorch); "
-            f"NumPy {m.get('numpy')}, PyTorch {m.get('torch')}."
+            f"Machine: {m.get('processor')} ({', '.join(m.get('isa_flags') or [])}), "
+            f"{m.get('usable_cores')} usable cores, {m.get('threads')} threads (ours and "
+            f"PyTorch); NumPy {m.get('numpy')}, BLAS {_blas(m)}, PyTorch {m.get('torch')}, "
+            f"ONNX Runtime {m.get('onnxruntime')}; import order {m.get('import_order')}."
         )
         if m.get("load_average_start") is not None:
             out.append(
@@ -419,13 +591,18 @@ def markdown(results: dict[str, Any]) -> str:
         )
     out.append(
         f"References measured in the same run: sgemm peak {_fmt(ref.get('sgemm_gflops'), '.0f')} "
-        f"GFLOP/s, copy bandwidth {_fmt(ref.get('copy_gbs'), '.1f')} GB/s. Times are the fastest "
-        "of the repetitions."
+        f"GFLOP/s, copy bandwidth {_fmt(ref.get('copy_gbs'), '.1f')} GB/s (best readings), "
+        f"FMA peak {_fmt(ref.get('fma_gflops'), '.0f')} GFLOP/s{_fma_basis(ref)}."
     )
+    for w in results.get("warnings") or []:
+        out.append(f"**Warning:** {w}.")
     if results.get("throughput"):
         out += ["", "## Kernel throughput", "", throughput_table(results["throughput"])]
     if results.get("speedups"):
         out += ["", "## Speedup over patch scanning", "", speedup_table(results["speedups"])]
+    peers = peer_table(results.get("dense") or [])
+    if peers:
+        out += ["", "## d-sparse against PyTorch and ONNX Runtime (same network)", "", peers]
     if results.get("dense"):
         out += ["", "## Dense inference times", "", dense_table(results["dense"])]
     if results.get("notes"):

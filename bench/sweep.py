@@ -1,38 +1,43 @@
 """The sweep behind ``python -m bench``: kernel throughput and dense-inference speedups.
 
-Dense methods, per network, image size and pass ("forward": the scores of every pixel;
-"backward": forward and backward of a training step with every pixel counted, i.e. the gradient
-of the scores' sum reaching every Parameter):
+Every figure is the median of ``rounds`` interleaved rounds (``bench.rounds``: ours, then the
+peer, the order flipping each round) with the min-max spread kept.  The peer (PyTorch CPU) runs in
+its own process by default (``bench.peer`` says why); ONNX Runtime runs in this one (its own
+thread pool, no OpenMP).
 
-- ``dsparse``: the d-regularly sparse network (``cnncore.dense.predict`` / ``to_dense``).
-- ``fcn``: shift and stitch, ``S*S`` passes of the FCN (``to_fcn``). When ``S*S`` exceeds
-  ``fcn_shifts``, an evenly spread sample of the passes is timed and scaled to all of them.
-- ``patchwise``: patch scanning, every pixel's patch through the classifier in batches. It is
-  timed on a random sample of pixels (enough to fill the time budget, at least one batch) and
-  scaled linearly to the whole image; the rows record ``timed_pixels`` and ``pixels``.
+Kernels: conv2d forward and backward on ``workloads.CONV_SHAPES`` (the algorithm "auto" ran is
+recorded), max pooling with indices, and a CIFAR-sized network's training step and inference
+(``bench.cifar``, batch 64 and 128, the same weights on both sides).
 
-The theoretical ratios come from ``cnncore.dense.cost`` (operations per pixel on that image size,
+Dense methods (``bench.dense_cases``), per network, image size and pass: ours (``patchwise``,
+``fcn``, ``dsparse``) and the strong baselines (``torch_patchwise``, ``torch_dsparse``,
+``onnx_dsparse``).  Patch scanning (both) is timed on a random sample of pixels (the same sample
+for both, enough for the time budget, whole batches) and scaled linearly to the image; FCN times
+an evenly spread sample of its S*S passes when there are more than ``fcn_shifts``.  The
+theoretical ratios come from ``cnncore.dense.cost`` (operations per pixel on that image size,
 borders included).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from bench import machine, report, workloads
+from bench import dense_cases, machine, report, rounds, workloads
+from bench import peer as peer_mod
 
 NETWORKS = ("toy15", "pixel65", "pixel129", "pixel193")
 SIZES = (64, 128, 256)
 QUICK_NETWORKS = ("toy15", "pixel65")
 QUICK_SIZES = (16, 24)
+CIFAR_BATCHES = (64, 128)
+QUICK_CIFAR_BATCHES = (4,)
 # The configuration documented to beat patch scanning by more than 1500x (forward and backward).
 RECORD = {
     "networks": ("pixel321",),
@@ -49,11 +54,21 @@ class Options:
     quick: bool = False
     kernels: bool = True
     dense: bool = True
-    budget: float = 1.0  # seconds per dense measurement (repetitions while under it)
-    patch_budget: float = 1.5  # seconds of patch scanning per (network, size, forward pass)
+    rounds: int = 5  # interleaved rounds per figure (the median is quoted, min-max kept)
+    min_round: float = 0.2  # seconds per kernel round (fast kernels repeat within a round)
+    patch_rounds: int = 3  # rounds of patch scanning (each on the same sample of pixels)
+    patch_budget: float = 1.5  # seconds of one patch-scanning round of ours (forward; x2 backward)
     fcn_shifts: int = 8  # at most this many FCN passes timed per measurement, then scaled
-    patch_batch: int | None = None  # patches per batch in patch scanning (None: the library's)
-    methods: tuple[str, ...] = ("patchwise", "fcn", "dsparse")  # patch scanning is the baseline
+    patch_batch: int | None = None  # our patches per batch (None: the library's)
+    methods: tuple[str, ...] = ("patchwise", "fcn", "dsparse")  # ours; patch scanning first
+    peers: tuple[str, ...] = ("torch_patchwise", "torch_dsparse", "onnx_dsparse")
+    # "best": PyTorch in two processes of its own (default and passive wait policy), the faster
+    # per case; "own": one process, libgomp's default policy; "shared": in this process
+    peer_process: str = "best"
+    cifar_batches: tuple[int, ...] = CIFAR_BATCHES
+    # (network, size) measured for d-sparse against its peers only (no patch scanning, no FCN),
+    # when the network is among ``networks`` and the size not among ``sizes``
+    peer_only: tuple[tuple[str, int], ...] = (("pixel65", 512),)
     batch: int = 1  # images per dense measurement
     seed: int = 0
     progress: bool = True
@@ -66,186 +81,24 @@ def quick_options(**kw: Any) -> Options:
         "sizes": QUICK_SIZES,
         "networks": QUICK_NETWORKS,
         "quick": True,
-        "budget": 0.05,
-        "patch_budget": 0.05,
+        "rounds": 3,
+        "min_round": 0.005,
+        "patch_rounds": 2,
+        "patch_budget": 0.03,
         "fcn_shifts": 4,
         "patch_batch": 8,
+        "cifar_batches": QUICK_CIFAR_BATCHES,
+        "peer_only": (("pixel65", 20),),
     }
     base.update(kw)
     return Options(**base)
 
 
-# --------------------------------------------------------------------------------------------
-# networks
 def build_network(name: str) -> Any:
     """A patch network by name (``bench.networks``), float32, in eval mode."""
     from bench import networks
 
     return networks.build(name)
-
-
-def _measure(fn: Callable[[], Any], budget: float) -> float:
-    """Fastest of as many runs of ``fn`` as fit in ``budget`` seconds (at least one)."""
-    times = []
-    while True:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if sum(times) >= budget or len(times) >= 10:
-            return min(times)
-
-
-# --------------------------------------------------------------------------------------------
-# dense methods: each returns {"seconds": for the whole image, ...what was timed of it}
-def _dsparse(model: Any, P: int, x: np.ndarray, pss: str, opt: Options) -> dict[str, Any]:
-    from cnncore.dense import predict, to_dense
-
-    if pss == "forward":
-        t = _measure(lambda: predict(model, x, P, "dsparse"), opt.budget)
-    else:
-        net = to_dense(model, P)
-        dy = np.ones((x.shape[0], net.plan.num_classes) + x.shape[2:], x.dtype)
-
-        def step():
-            net.forward(x)
-            net.backward(dy)
-
-        t = _measure(step, opt.budget)
-        model.zero_grad()
-    return {"seconds": t}
-
-
-def _shift_sample(S: tuple[int, int], hw: tuple[int, int], k: int) -> list[tuple[int, int]]:
-    shifts = [(a, b) for a in range(min(S[0], hw[0])) for b in range(min(S[1], hw[1]))]
-    if len(shifts) <= k:
-        return shifts
-    pick = np.linspace(0, len(shifts) - 1, k).round().astype(int)
-    return [shifts[i] for i in pick]
-
-
-def _fcn(model: Any, P: int, x: np.ndarray, pss: str, opt: Options) -> dict[str, Any]:
-    from cnncore.dense import to_fcn
-    from cnncore.dense.tiling import block_ranges, window
-    from cnncore.nn import Sequential, no_grad
-
-    net = to_fcn(model, P)
-    hw = (int(x.shape[2]), int(x.shape[3]))
-    block = window(x, *block_ranges(hw, net.plan.halo("fcn")))
-    n_all = min(net.plan.stride[0], hw[0]) * min(net.plan.stride[1], hw[1])
-    shifts = _shift_sample(net.plan.stride, hw, opt.fcn_shifts)
-    if pss == "forward":
-        if len(shifts) == n_all:
-            from cnncore.dense import predict
-
-            t = _measure(lambda: predict(model, x, P, "fcn"), opt.budget)
-        else:
-
-            def passes():
-                with no_grad():
-                    for a, b in shifts:
-                        net.forward_valid(block[:, :, a:, b:])
-
-            t = _measure(passes, opt.budget)
-    else:
-        dblock = np.zeros_like(block)
-
-        def passes():
-            for a, b in shifts:
-                y = net.forward_valid(block[:, :, a:, b:])
-                dblock[:, :, a:, b:] += Sequential.backward(net, np.ones_like(y))
-
-        t = _measure(passes, opt.budget)
-        model.zero_grad()
-    return {"seconds": t * n_all / len(shifts), "timed_passes": len(shifts), "passes": n_all}
-
-
-def _patchwise(model: Any, P: int, x: np.ndarray, pss: str, opt: Options) -> dict[str, Any]:
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    from cnncore.dense import analyze
-    from cnncore.dense.patchwise import default_batch_size, scan_patches
-    from cnncore.dense.tiling import block_ranges, window
-    from cnncore.nn import no_grad
-
-    plan = analyze(model, P)
-    N, hw = x.shape[0], (int(x.shape[2]), int(x.shape[3]))
-    block = window(x, *block_ranges(hw, plan.halo("patchwise")))
-    bs = opt.patch_batch or default_batch_size(plan, x.dtype.itemsize)
-    n_pix = N * hw[0] * hw[1]
-    rng = np.random.default_rng(opt.seed)
-    win = sliding_window_view(block, plan.patch, axis=(2, 3))
-
-    def forward(pixels):
-        with no_grad():
-            scan_patches(model, block, hw, plan, bs, pixels)
-
-    def backward(pixels):  # the same batches as scan_patches, with a backward after each
-        for start in range(0, pixels.size, bs):
-            n, rest = np.divmod(pixels[start : start + bs], hw[0] * hw[1])
-            i, j = np.divmod(rest, hw[1])
-            s = model(win[n, :, i, j])
-            model.backward(np.ones_like(s))
-
-    run = forward if pss == "forward" else backward
-    # probe on one batch, then as many pixels as the budget allows (whole batches, at least one)
-    probe = rng.choice(n_pix, size=min(bs, n_pix), replace=False)
-    t0 = time.perf_counter()
-    run(probe)
-    per_pixel = (time.perf_counter() - t0) / probe.size
-    budget = opt.patch_budget if pss == "forward" else 2 * opt.patch_budget
-    n = int(min(n_pix, max(probe.size, budget / max(per_pixel, 1e-9))))
-    if n < n_pix:
-        n = min(n_pix, max(bs, n // bs * bs))
-    pixels = np.sort(rng.choice(n_pix, size=n, replace=False))  # scanning order
-    t0 = time.perf_counter()
-    run(pixels)
-    t = time.perf_counter() - t0
-    model.zero_grad()
-    return {
-        "seconds": t * n_pix / n,
-        "timed_pixels": int(n),
-        "pixels": int(n_pix),
-        "batch_size": bs,
-    }
-
-
-DENSE_METHODS: dict[str, Callable[..., dict[str, Any]]] = {
-    "patchwise": _patchwise,
-    "fcn": _fcn,
-    "dsparse": _dsparse,
-}
-
-
-# --------------------------------------------------------------------------------------------
-# the sweep
-def _kernel_cases(quick: bool, torch: Any) -> list[tuple[Callable[[], Any], str]]:
-    """Lazy (factory, label) pairs of every kernel case to time."""
-    impls = ("cnncore", "torch") if torch is not None else ("cnncore",)
-    conv = workloads.CONV_SHAPES_QUICK if quick else workloads.CONV_SHAPES
-    pool = workloads.POOL_SHAPES_QUICK if quick else workloads.POOL_SHAPES
-    cases = []
-    for direction in report.PASSES:
-        for shape in conv:
-            for impl in impls:
-                cases.append(
-                    (
-                        lambda s=shape, d=direction, i=impl: workloads.conv_case(s, d, i, torch),
-                        f"conv2d {direction} {workloads.conv_config(shape)} {impl}",
-                    )
-                )
-    if workloads.pool_available():
-        for direction in report.PASSES:
-            for shape in pool:
-                for impl in impls:
-                    cases.append(
-                        (
-                            lambda s=shape, d=direction, i=impl: workloads.pool_case(
-                                s, d, i, torch
-                            ),
-                            f"max_pool2d {direction} {workloads.pool_config(shape)} {impl}",
-                        )
-                    )
-    return cases
 
 
 def _bar(total: int, desc: str, opt: Options) -> tqdm:
@@ -259,98 +112,229 @@ def _bar(total: int, desc: str, opt: Options) -> tqdm:
     )
 
 
-def run_kernels(res: dict[str, Any], opt: Options) -> None:
-    try:
-        import torch
+# --------------------------------------------------------------------------------------------
+# kernels
+def kernel_specs(opt: Options) -> list[dict[str, Any]]:
+    """The specification of every kernel case (``workloads.build_case``)."""
+    conv = workloads.CONV_SHAPES_QUICK if opt.quick else workloads.CONV_SHAPES
+    pool = workloads.POOL_SHAPES_QUICK if opt.quick else workloads.POOL_SHAPES
+    specs: list[dict[str, Any]] = []
+    for direction in report.PASSES:
+        specs += [{"kind": "conv", "shape": s, "direction": direction} for s in conv]
+    if workloads.pool_available():
+        for direction in report.PASSES:
+            specs += [{"kind": "pool", "shape": s, "direction": direction} for s in pool]
+    for mode in ("train", "inference"):
+        specs += [{"kind": "cifar", "batch": b, "mode": mode} for b in opt.cifar_batches]
+    return specs
 
-        machine.set_torch_threads(torch)
-    except ImportError:
-        torch = None
+
+def run_kernels(res: dict[str, Any], opt: Options, peer: Any) -> None:
+    if peer is None:
         res["notes"].append("PyTorch is not installed: the PyTorch peer rows are skipped")
     if not workloads.pool_available():
         res["notes"].append("cnncore.functional.max_pool2d is not available: pooling skipped")
-    cases = _kernel_cases(opt.quick, torch)
+    specs = kernel_specs(opt)
     ref = res["reference"]
-    with _bar(len(cases), "kernels", opt) as bar:
-        for factory, label in cases:
-            bar.set_postfix_str(label, refresh=True)
-            case = factory()
-            t = machine.best_time(case.run, min_reps=3, max_time=0.05 if opt.quick else 1.0)
-            res["throughput"].append(
-                report.throughput_info(
-                    seconds=t["min"],
-                    kernel=case.kernel,
-                    direction=case.direction,
-                    config=case.config,
-                    impl=case.impl,
-                    sgemm_peak_gflops=ref["sgemm_gflops"],
-                    copy_bandwidth_gbs=ref["copy_gbs"],
-                    median_seconds=t["median"],
-                    reps=t["reps"],
-                    **case.work(),
+    with _bar(len(specs), "kernels", opt) as bar:
+        for spec in specs:
+            case = workloads.build_case(spec, "cnncore")
+            bar.set_postfix_str(f"{case.kernel} {case.direction} {case.config}", refresh=True)
+            runners: dict[str, Any] = {"cnncore": rounds.Local(case.run)}
+            if peer is not None:
+                peer.prepare(spec)
+                runners.update(peer_mod.runners(peer, "torch"))
+            timed = peer_mod.merge_policies(rounds.interleave(runners, opt.rounds, opt.min_round))
+            extra = {}
+            if spec["kind"] == "conv":
+                extra["algorithm"] = workloads.conv_algorithm(spec["shape"], spec["direction"])
+            for impl, t in timed.items():
+                res["throughput"].append(
+                    report.throughput_info(
+                        seconds=t["median"],
+                        kernel=case.kernel,
+                        direction=case.direction,
+                        config=case.config,
+                        impl=impl,
+                        sgemm_peak_gflops=ref["sgemm_gflops"],
+                        copy_bandwidth_gbs=ref["copy_gbs"],
+                        seconds_min=t["min"],
+                        seconds_max=t["max"],
+                        rounds=t["rounds"],
+                        calls_per_round=t["calls"],
+                        **{k: t[k] for k in ("peer_wait_policy", "other_policy_median") if k in t},
+                        **(extra if impl == "cnncore" else {}),
+                        **case.work(),
+                    )
                 )
-            )
             bar.update()
 
 
 def measure_references(res: dict[str, Any], opt: Options) -> None:
-    """sgemm peak and copy bandwidth into ``res["reference"]``, keeping the best reading."""
+    """sgemm peak and copy bandwidth into ``res["reference"]``, keeping the best reading so far
+    (the sweep reads them at the start, between parts and at the end: a shared machine makes any
+    single reading low, and the best is the ceiling), and the FMA peak from ISA and clock."""
     ref = res["reference"]
     with _bar(2, "machine references", opt) as bar:
-        sizes = (512,) if opt.quick else (2048, 4096)
-        g = machine.sgemm_peak(sizes, reps=2)["gflops"]
+        sizes = (512,) if opt.quick else (2048, 3072, 4096)
+        g = machine.sgemm_peak(sizes, reps=2 if opt.quick else 3)["gflops"]
         ref["sgemm_gflops"] = max(g, ref["sgemm_gflops"] or 0.0)
+        ref.setdefault("sgemm_readings", []).append(round(g, 2))
         bar.update()
-        b = machine.copy_bandwidth(32 if opt.quick else 256)["gbs"]
+        b = machine.copy_bandwidth(32 if opt.quick else 256, reps=3 if opt.quick else 7)["gbs"]
         ref["copy_gbs"] = max(b, ref["copy_gbs"] or 0.0)
+        ref.setdefault("copy_readings", []).append(round(b, 2))
         bar.update()
+    clock = machine.busy_clock_ghz(0.05 if opt.quick else 0.3)
+    if clock and clock > (ref.get("fma_peak") or {}).get("clock_ghz", 0.0):
+        ref["fma_peak"] = machine.fma_peak(machine.threads(), clock)
+        ref["fma_gflops"] = ref["fma_peak"]["gflops"]
 
 
-def dense_plan(opt: Options) -> list[tuple[str, int, str, str]]:
-    """(network, image size, pass, method) of every dense measurement, patch scanning first."""
-    return [
-        (net, size, pss, method)
-        for net in opt.networks
-        for size in opt.sizes
-        for pss in report.PASSES
-        for method in ("patchwise", "fcn", "dsparse")
-        if method in opt.methods
-    ]
+# --------------------------------------------------------------------------------------------
+# dense
+def dense_plan(opt: Options) -> list[tuple[str, int, str, bool]]:
+    """(network, image size, pass, peers only) of every dense group."""
+    plan = [(n, s, p, False) for n in opt.networks for s in opt.sizes for p in report.PASSES]
+    extra = [(n, s) for n, s in opt.peer_only if n in opt.networks and s not in opt.sizes]
+    return plan + [(n, s, p, True) for n, s in extra for p in report.PASSES]
 
 
-def run_dense(res: dict[str, Any], opt: Options) -> None:
-    from cnncore.dense import cost
+def _peer_spec(net_name: str, model: Any, size: int, pss: str, method: str, opt: Options) -> dict:
+    return {
+        "kind": "dense",
+        "network": net_name,
+        "state": {k: np.array(v) for k, v in model.state_dict().items()},
+        "size": size,
+        "batch": opt.batch,
+        "seed": opt.seed + size,
+        "pass": pss,
+        "method": method,
+    }
 
-    plan = dense_plan(opt)
-    models: dict[str, Any] = {}
+
+def _row_times(t: dict[str, Any], scale: float) -> dict[str, Any]:
+    row = {
+        "seconds": t["median"] * scale,
+        "seconds_min": t["min"] * scale,
+        "seconds_max": t["max"] * scale,
+        "rounds": t["rounds"],
+    }
+    if "peer_wait_policy" in t:
+        row["peer_wait_policy"] = t["peer_wait_policy"]
+    return row
+
+
+def _patch_group(model, plan, x, pss, opt, peer, spec) -> dict[str, dict[str, Any]]:
+    """Ours and PyTorch's patch scanning on the same sample of pixels, interleaved rounds."""
+    from cnncore.dense.patchwise import default_batch_size
+
+    bs = opt.patch_batch or default_batch_size(plan, x.dtype.itemsize)
+    n_pix = x.shape[0] * x.shape[2] * x.shape[3]
     rng = np.random.default_rng(opt.seed)
-    with _bar(len(plan), "dense", opt) as bar:
-        for net_name, size, pss, method in plan:
-            bar.set_postfix_str(f"{net_name} {size}x{size} {pss} {method}", refresh=True)
+    probe = np.sort(rng.choice(n_pix, size=min(bs, n_pix), replace=False))
+    run, _, _ = dense_cases.patchwise(model, plan, x, pss, probe, bs)
+    t0 = time.perf_counter()
+    run()
+    per_pixel = (time.perf_counter() - t0) / probe.size
+    budget = opt.patch_budget if pss == "forward" else 2 * opt.patch_budget
+    n = int(min(n_pix, max(probe.size, budget / max(per_pixel, 1e-9))))
+    if n < n_pix:
+        n = min(n_pix, max(bs, n // bs * bs))
+    pixels = np.sort(rng.choice(n_pix, size=n, replace=False))  # scanning order
+    run, scale, info = dense_cases.patchwise(model, plan, x, pss, pixels, bs)
+    runners: dict[str, Any] = {"patchwise": rounds.Local(run, warmup=0)}
+    infos = {"patchwise": info}
+    if peer is not None and "torch_patchwise" in opt.peers:
+        tuned = opt.patch_batch if opt.quick else None  # quick: no tuning
+        got = peer.prepare(
+            {**spec, "method": "torch_patchwise", "pixels": pixels, "batch_size": tuned}
+        )
+        runners.update(peer_mod.runners(peer, "torch_patchwise"))
+        infos["torch_patchwise"] = {**info, "batch_size": got.get("batch_size")}
+    timed = peer_mod.merge_policies(rounds.interleave(runners, opt.patch_rounds, 0.0))
+    return {m: {**infos[m], **_row_times(timed[m], scale)} for m in timed}
+
+
+def _dense_group(model, plan, x, pss, opt, peer, spec) -> dict[str, dict[str, Any]]:
+    """Ours (FCN, d-sparse) and the d-sparse peers, interleaved rounds, each call once a round."""
+    P = int(model.patch_size)
+    runners: dict[str, Any] = {}
+    infos: dict[str, dict[str, Any]] = {}
+    scales: dict[str, float] = {}
+    for method in ("fcn", "dsparse"):
+        if method in opt.methods:
+            if method == "fcn":
+                run, scales[method], infos[method] = dense_cases.fcn(
+                    model, P, x, pss, opt.fcn_shifts
+                )
+            else:
+                run, scales[method], infos[method] = dense_cases.dsparse(model, P, x, pss)
+            runners[method] = rounds.Local(run)
+    if peer is not None and "torch_dsparse" in opt.peers:
+        peer.prepare({**spec, "method": "torch_dsparse"})
+        runners.update(peer_mod.runners(peer, "torch_dsparse"))
+        scales["torch_dsparse"] = 1.0
+        infos["torch_dsparse"] = {}
+    if pss == "forward" and "onnx_dsparse" in opt.peers and _has("onnxruntime", "onnx"):
+        run, scales["onnx_dsparse"], infos["onnx_dsparse"] = dense_cases.onnx_dsparse(
+            plan, x, machine.threads()
+        )
+        runners["onnx_dsparse"] = rounds.Local(run)
+    timed = peer_mod.merge_policies(rounds.interleave(runners, opt.rounds, 0.0))
+    return {m: {**infos[m], **_row_times(timed[m], scales[m])} for m in timed}
+
+
+def _has(*modules: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def run_dense(res: dict[str, Any], opt: Options, peer: Any) -> None:
+    from cnncore.dense import analyze, cost
+
+    plan_list = dense_plan(opt)
+    models: dict[str, Any] = {}
+    if "onnx_dsparse" in opt.peers and not _has("onnxruntime", "onnx"):
+        res["notes"].append("onnx/onnxruntime not installed: the ONNX Runtime rows are skipped")
+    with _bar(len(plan_list), "dense", opt) as bar:
+        for net_name, size, pss, peers_only in plan_list:
+            bar.set_postfix_str(f"{net_name} {size}x{size} {pss}", refresh=True)
             if net_name not in models:
                 models[net_name] = build_network(net_name)
             model = models[net_name]
             P = int(model.patch_size)
-            x = rng.standard_normal((opt.batch, 3, size, size), dtype=np.float32)
+            plan = analyze(model, P)
+            spec = _peer_spec(net_name, model, size, pss, "", opt)
+            x = dense_cases.image(opt.batch, size, spec["seed"])
             c = cost(model, P, (size, size))
-            row = {
-                "network": net_name,
-                "patch_size": P,
-                "image_size": size,
-                "batch": opt.batch,
-                "pass": pss,
-                "method": method,
-                "pixels": opt.batch * size * size,
-                "ops_per_pixel": c["per_pixel"][method]["ops"],
-            }
-            t0 = time.perf_counter()
-            row.update(DENSE_METHODS[method](model, P, x, pss, opt))
-            row["measure_seconds"] = time.perf_counter() - t0  # wall time spent measuring it
-            res["dense"].append(row)
+            groups = {}
+            if "patchwise" in opt.methods and not peers_only:
+                groups.update(_patch_group(model, plan, x, pss, opt, peer, spec))
+            sub = replace(opt, methods=("dsparse",)) if peers_only else opt
+            groups.update(_dense_group(model, plan, x, pss, sub, peer, spec))
+            for method, timed in groups.items():
+                res["dense"].append(
+                    {
+                        "network": net_name,
+                        "patch_size": P,
+                        "image_size": size,
+                        "batch": opt.batch,
+                        "pass": pss,
+                        "method": method,
+                        "pixels": opt.batch * size * size,
+                        "ops_per_pixel": c["per_pixel"][
+                            dense_cases.COST_METHOD.get(method, method)
+                        ]["ops"],
+                        **timed,
+                    }
+                )
             bar.update()
     res["speedups"] = report.speedups(res["dense"])
 
 
+# --------------------------------------------------------------------------------------------
 def run(opt: Options, source: str = "python -m bench") -> dict[str, Any]:
     """The whole sweep; returns the results dictionary (``bench.report``)."""
     res = report.new_results(source, machine.machine_info())
@@ -360,44 +344,44 @@ def run(opt: Options, source: str = "python -m bench") -> dict[str, Any]:
         if k not in ("notes", "progress")
     }
     res["notes"] += opt.notes
-    res["machine"]["load_average_start"] = _load()
+    m = res["machine"]
+    m["load_average_start"] = machine.load_average()
     t0 = time.perf_counter()
-    measure_references(res, opt)
-    if opt.quick:
-        res["notes"].append("quick mode: tiny sizes, references on small arrays (not the peaks)")
-    if opt.kernels:
-        run_kernels(res, opt)
-        # once more after the kernels: the best of the two is the ceiling (a shared machine
-        # makes any single reading low), and the rows' fractions follow it
-        measure_references(res, opt)
-        for row in res["throughput"]:
-            report.set_ceilings(row, res["reference"]["sgemm_gflops"], res["reference"]["copy_gbs"])
-    if opt.dense:
-        run_dense(res, opt)
-        note = report.sampling_note(res["speedups"])
-        if note:
-            res["notes"].append(note)
-        if any(r.get("timed_passes", 0) < r.get("passes", 0) for r in res["dense"]):
-            res["notes"].append(
-                f"FCN shift and stitch: at most {opt.fcn_shifts} of the S*S passes are timed "
-                "(evenly spread) and scaled to all of them"
-            )
-        res["notes"].append(
-            "backward = forward + backward of a training step with every pixel counted; "
-            "theory = operations per pixel of patch scanning / of the method "
-            "(cnncore.dense.cost, borders included), the same for both passes"
-        )
-    res["seconds"] = time.perf_counter() - t0
-    res["machine"]["load_average_end"] = _load()
-    return res
-
-
-def _load() -> float | None:
-    """The 1-minute load average (other processes share the cores: read the numbers with it)."""
+    peer = (
+        peer_mod.open_peer(opt.peer_process, machine.threads())
+        if (opt.kernels or opt.dense)
+        else None
+    )
     try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):  # pragma: no cover - not on Unix
-        return None
+        if peer is not None:
+            m["peer"] = peer.info()
+        measure_references(res, opt)
+        if opt.quick:
+            res["notes"].append(
+                "quick mode: tiny sizes, references on small arrays (not the peaks)"
+            )
+        if opt.kernels:
+            run_kernels(res, opt, peer)
+            measure_references(res, opt)
+        if opt.dense:
+            run_dense(res, opt, peer)
+            measure_references(res, opt)
+    finally:
+        if peer is not None:
+            peer.close()
+    for row in res["throughput"]:
+        report.set_ceilings(row, res["reference"]["sgemm_gflops"], res["reference"]["copy_gbs"])
+    res["seconds"] = time.perf_counter() - t0
+    m["load_average_end"] = machine.load_average()
+    m["import_order"] = machine.import_order()
+    m["thread_settings"] = machine.thread_settings()
+    res["notes"] += report.standard_notes(res, opt.rounds, opt.patch_rounds, opt.fcn_shifts)
+    for when, key in (("start", "load_average_start"), ("end", "load_average_end")):
+        w = machine.load_warning(m[key], machine.threads(), when)
+        if w:
+            res["warnings"].append(w)
+            print(f"warning: {w}", file=sys.stderr)
+    return res
 
 
 def parse_list(text: str | Iterable[Any], kind: type = str) -> tuple[Any, ...]:

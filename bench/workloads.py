@@ -11,7 +11,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-# (N, C, H, W, K, k, stride, pad, dilation): the convolution shapes of the foundation issue.
+# (N, C, H, W, K, k, stride, pad, dilation): the convolution shapes of the foundation issue
+# (the first six), the training shapes of a CIFAR- and an AlexNet-sized network, and pixel65's
+# fc4 in its d-sparse network on a 256x256 image (5x5, dilation 8).
 CONV_SHAPES: tuple[tuple[int, ...], ...] = (
     (8, 64, 56, 56, 64, 3, 1, 1, 1),
     (8, 128, 28, 28, 128, 3, 1, 1, 1),
@@ -19,6 +21,13 @@ CONV_SHAPES: tuple[tuple[int, ...], ...] = (
     (1, 64, 256, 256, 64, 3, 1, 2, 2),
     (1, 64, 256, 256, 64, 3, 1, 8, 8),
     (1, 32, 256, 256, 64, 5, 1, 0, 2),
+    (64, 64, 15, 15, 64, 5, 1, 2, 1),
+    (128, 64, 32, 32, 64, 3, 1, 1, 1),
+    (128, 128, 16, 16, 128, 3, 1, 1, 1),
+    (128, 256, 8, 8, 256, 3, 1, 1, 1),
+    (64, 3, 32, 32, 64, 5, 1, 2, 1),
+    (32, 96, 27, 27, 256, 5, 1, 2, 1),
+    (1, 128, 288, 288, 256, 5, 1, 0, 8),
 )
 # Tiny shapes for --quick runs and the harness tests.
 CONV_SHAPES_QUICK: tuple[tuple[int, ...], ...] = (
@@ -46,6 +55,7 @@ class Case(NamedTuple):
     impl: str
     flops: float | None = None
     bytes: float | None = None
+    info: dict | None = None  # what the case chose (e.g. a tuned batch size)
 
     def work(self) -> dict[str, float]:
         return {"flops": self.flops} if self.flops is not None else {"bytes": self.bytes}
@@ -65,6 +75,30 @@ def conv_flops(shape: tuple[int, ...], direction: str) -> float:
     N, C, H, W, K, k, s, p, d = shape
     fwd = 2.0 * N * K * _out(H, k, s, p, d) * _out(W, k, s, p, d) * C * k * k
     return fwd if direction == "forward" else 2.0 * fwd
+
+
+def conv_algorithm(shape: tuple[int, ...], direction: str = "forward") -> str:
+    """The algorithm ``conv2d``'s "auto" runs on ``shape`` (``cnncore.functional.conv_algorithm``
+    where the library has it; otherwise the GEMM paths' own choice, named as such)."""
+    from cnncore import functional
+
+    N, C, H, W, K, k, s, p, d = shape
+    pick = getattr(functional, "conv_algorithm", None)
+    if pick is None:
+        return "im2col/shifted (auto)"
+    try:
+        return str(
+            pick(
+                (N, C, H, W),
+                (K, C, k, k),
+                stride=s,
+                padding=p,
+                dilation=d,
+                backward=direction != "forward",
+            )
+        )
+    except TypeError:  # an older signature without ``backward``
+        return str(pick((N, C, H, W), (K, C, k, k), stride=s, padding=p, dilation=d))
 
 
 def conv_case(shape: tuple[int, ...], direction: str, impl: str, torch: Any = None) -> Case:
@@ -159,3 +193,43 @@ def pool_case(shape: tuple[int, ...], direction: str, impl: str, torch: Any = No
     return Case(
         run, "max_pool2d", direction, pool_config(shape), impl, bytes=pool_bytes(shape, direction)
     )
+
+
+# --------------------------------------------------------------------------------------------
+# cases by specification: the sweep builds ours here and the peer (bench.peer) builds its own
+def cifar_config(batch: int) -> str:
+    return f"CIFAR net, batch {batch}, 32x32"
+
+
+def cifar_case(batch: int, mode: str, impl: str, torch: Any = None) -> Case:
+    """The CIFAR-sized network (``bench.cifar``): ``mode`` "train" (one SGD step) or "inference"."""
+    from bench import cifar
+
+    if impl == "cnncore":
+        run = cifar.cnncore_step(batch, mode)
+    elif impl == "torch":
+        run = cifar.torch_step(torch, batch, mode)
+    else:
+        raise ValueError(f"impl must be 'cnncore' or 'torch', got {impl!r}")
+    direction = "forward" if mode == "inference" else "train step"
+    return Case(
+        run, "cifar_net", direction, cifar_config(batch), impl, flops=cifar.flops(batch, mode)
+    )
+
+
+def build_case(spec: dict[str, Any], impl: str, torch: Any = None) -> Case:
+    """A prepared case from a picklable specification: ``{"kind": "conv" | "pool", "shape",
+    "direction"}``, ``{"kind": "cifar", "batch", "mode"}`` or ``{"kind": "dense", ...}``
+    (``bench.dense_cases``)."""
+    kind = spec["kind"]
+    if kind == "conv":
+        return conv_case(tuple(spec["shape"]), spec["direction"], impl, torch)
+    if kind == "pool":
+        return pool_case(tuple(spec["shape"]), spec["direction"], impl, torch)
+    if kind == "cifar":
+        return cifar_case(int(spec["batch"]), spec["mode"], impl, torch)
+    if kind == "dense":
+        from bench import dense_cases
+
+        return dense_cases.peer_case(spec, torch)
+    raise ValueError(f"unknown case kind {kind!r}")
