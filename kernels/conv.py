@@ -6,6 +6,7 @@ CPU algorithms (chosen by ``cnncore.functional``; inputs validated there):
 - ``"im2col"``: column matrix of a block of output rows + one GEMM (any stride, padding,
   dilation);
 - ``"shifted"``: stride 1, one GEMM per kernel tap over a shifted view of the padded image;
+- ``"batched"``: im2col columns over blocks of whole images (N*Ho*Wo columns) for small maps;
 - ``"winograd"``: stride 1, square 3x3 or 5x5 kernels, Winograd tiles
   (``cnncore_kernels.winograd``), forward, dx and dweight (dbias: a plain sum);
 - ``"auto"``: the GEMM kernel's own choice between im2col and shifted (for callers below the
@@ -32,16 +33,17 @@ def forced_gemm_path():
     return None if _conv._path == "auto" else _conv._path
 
 
-def gemm_choice(C, K, kernel, stride, padding, dilation, Wo):
-    """The GEMM kernel's own choice for one group: "shifted" or "im2col" ("auto" below the API)."""
+def gemm_choice(N, C, K, kernel, stride, padding, dilation, out_hw, backward=False):
+    """The GEMM kernel's own choice for one group: "batched" (columns over blocks of images, for
+    small maps), "shifted" or "im2col" (what "auto" runs below the API)."""
     from cnncore_kernels import _conv
 
     with _path_lock:
-        return (
-            "shifted"
-            if _conv.use_shifted(C, K, kernel, stride, padding, dilation, Wo)
-            else "im2col"
-        )
+        if _conv.use_batched(N, out_hw[0] * out_hw[1], backward):
+            return "batched"
+        if _conv.use_shifted(C, K, kernel, stride, padding, dilation, out_hw[1]):
+            return "shifted"
+        return "im2col"
 
 
 def _gemm_call(algorithm, fn, *args):

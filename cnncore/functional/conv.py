@@ -65,7 +65,7 @@ def conv2d(
     groups : int
         Channels and filters split into ``groups`` independent convolutions (AlexNet's two
         towers): filter group ``g`` sees input channels ``g*C/groups .. (g+1)*C/groups - 1``.
-    algorithm : "auto", "im2col", "shifted" or "winograd"
+    algorithm : "auto", "im2col", "shifted", "batched" or "winograd"
         CPU algorithm (see ``cnncore.functional.conv_selection``): "auto" follows the documented
         rule, or the cached measured choice when ``set_conv_autotune(True)``.  A name that does
         not apply (e.g. "winograd" with stride 2) raises ValueError.  GPU arrays run the CUDA

@@ -4,6 +4,8 @@ Algorithms (all give the same result within their error bounds; see ``cnncore_ke
 
 - ``"im2col"``: any convolution.  Column matrix (C*kh*kw rows) of a block of output rows + GEMM.
 - ``"shifted"``: stride 1.  One GEMM per kernel tap over a shifted view of the padded image.
+- ``"batched"``: any convolution.  im2col columns over blocks of whole images (N*Ho*Wo columns),
+  so that layers with small maps and big batches get large GEMMs.
 - ``"winograd"``: stride 1, square 3x3 or 5x5 kernels, any padding, dilation and groups.  F(4x4,3x3)
   and F(4x4,5x5) tiles; float32 relative (Frobenius) error at most ``WINOGRAD_ERROR_BOUND`` (5e-6
   and 7e-6, measured up to 2048 channels; the GEMM algorithms: about 3e-7).  Backward: dx and
@@ -12,8 +14,10 @@ Algorithms (all give the same result within their error bounds; see ``cnncore_ke
 The rule of "auto": Winograd when it applies, each group has at least ``WINOGRAD_MIN_CHANNELS``
 input channels and filters, and the tile's multiplications, counting the outputs wasted by partial
 tiles at the map's edges, are at most those of the direct convolution (``winograd_saving >= 1``);
-otherwise the GEMM kernel's own choice (shifted for stride 1 and >= 16 channels when the padded
-width wastes at most 25%, else im2col).
+otherwise the GEMM kernel's own choice: batched for more than one image with small output maps
+(``Ho*Wo`` at most ``cnncore_kernels._conv.BATCH_MAX_P_FORWARD`` forward,
+``BATCH_MAX_P_BACKWARD`` backward), else shifted for stride 1 and >= 16 channels when the padded
+width wastes at most 25%, else im2col.
 
 Why (provisional: 2026-12, shared 2-core Zen 4 under load 5-6, 5 interleaved rounds with PyTorch
 on 2 threads, medians of wall time).  On the 11 stride-1 3x3/5x5 layers with >= 32 channels of the
@@ -42,7 +46,7 @@ import numpy as np
 from cnncore import _validate as v
 from cnncore_kernels import winograd as _wg
 
-ALGORITHMS = ("auto", "im2col", "shifted", "winograd")
+ALGORITHMS = ("auto", "im2col", "shifted", "batched", "winograd")
 WINOGRAD_KERNELS = (3, 5)
 WINOGRAD_MIN_CHANNELS = 16
 # Bound on the measured float32 relative Frobenius error of the tiles "winograd" runs (C up to
@@ -122,7 +126,7 @@ def winograd_saving(out_hw, r, dilation) -> float:
     return (m * m * r * r) / (alpha * alpha) * out_hw[0] * out_hw[1] / (computed[0] * computed[1])
 
 
-def rule(x_shape, weight_shape, stride, padding, dilation, groups) -> str:
+def rule(x_shape, weight_shape, stride, padding, dilation, groups, backward=False) -> str:
     """The documented rule (see the module docstring); arguments already normalised to pairs."""
     from cnncore_kernels.conv import forced_gemm_path, gemm_choice
 
@@ -136,7 +140,8 @@ def rule(x_shape, weight_shape, stride, padding, dilation, groups) -> str:
         and winograd_saving(out_hw, kernel[0], dilation) >= 1
     ):
         return "winograd"
-    return gemm_choice(C, K, kernel, stride, padding, dilation, out_hw[1])
+    N = int(x_shape[0])
+    return gemm_choice(N, C, K, kernel, stride, padding, dilation, out_hw, backward)
 
 
 def conv_algorithm(
@@ -179,7 +184,7 @@ def conv_algorithm(
         with _cache_lock:
             if key in _cache:
                 return _cache[key]
-    return rule(x_shape, weight_shape, stride, padding, dilation, groups)
+    return rule(x_shape, weight_shape, stride, padding, dilation, groups, bool(backward))
 
 
 def resolve(algorithm, x, weight, stride, padding, dilation, groups, backward, run) -> str:
@@ -191,7 +196,7 @@ def resolve(algorithm, x, weight, stride, padding, dilation, groups, backward, r
             raise ValueError(f"{why} (x shape {tuple(x.shape)})")
         return algorithm
     if not _autotune:
-        return rule(x.shape, weight.shape, stride, padding, dilation, groups)
+        return rule(x.shape, weight.shape, stride, padding, dilation, groups, backward)
     key = _key(x.shape, weight.shape, stride, padding, dilation, groups, x.dtype, backward)
     with _cache_lock:
         if key in _cache:
