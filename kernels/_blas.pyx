@@ -43,8 +43,8 @@ rounds, medians):
   make it vendor a second copy).  A missing symbol gives a RuntimeWarning at import.
 
 gemm_rm computes C(M, N) = alpha * op(A)(M, K) @ op(B)(K, N) + beta * C on row-major matrices; with
-row-major CBLAS no operand swap is needed.  Through ``cython_blas`` (column-major) a row-major C is a
-column-major C^T = op(B)^T op(A)^T, so the operands are swapped.
+row-major CBLAS no operand swap is needed.  Through ``cython_blas`` (column-major) a row-major C
+is a column-major C^T = op(B)^T op(A)^T, so the operands are swapped.
 
 Threads.  Our kernels alternate OpenMP loops (im2col, pooling, ...) with GEMMs.  If OpenBLAS ran
 its own thread pool inside each GEMM, its busy-waiting workers and OpenMP's would fight for the
@@ -102,7 +102,8 @@ ctypedef void (*_dgemm32_fn)(int, int, int, int, int, int, double, const double*
 ctypedef void (*_sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float*,
                              int64_t, const float*, int64_t, float, float*, int64_t) noexcept nogil
 ctypedef void (*_dgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, double, const double*,
-                             int64_t, const double*, int64_t, double, double*, int64_t) noexcept nogil
+                             int64_t, const double*, int64_t, double, double*,
+                             int64_t) noexcept nogil
 ctypedef int (*_set_threads_fn)(int) noexcept nogil
 
 cdef _sgemm32_fn _sgemm32 = NULL

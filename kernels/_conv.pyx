@@ -21,7 +21,7 @@ from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
 from ._blas cimport _gemm_parts, gemm_rm, pgemm_rm
-from ._blas import blas_info  # noqa: F401  (the BLAS in use; kept importable here)
+from ._blas import blas_info  # no-cython-lint  (the BLAS in use; kept importable here)
 
 cdef enum:
     # Elements of one column-buffer chunk (the memory bound stated above).
@@ -38,7 +38,8 @@ cdef void im2col_rows(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                       Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows, Py_ssize_t ld,
                       floating* col) noexcept nogil:
-    # col[(c*kh + i)*kw + j, r*Wo + ow] = x[c, (row0+r)*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside)
+    # col[(c*kh + i)*kw + j, r*Wo + ow] = x[c, (row0+r)*sh - ph + i*dh, ow*sw - pw + j*dw]
+    # (0 outside)
     # ld: elements between rows of col (nrows*Wo, or more when col holds several images)
     cdef Py_ssize_t R = C * kh * kw, P = ld
     cdef Py_ssize_t rr, c, i, j, r, h, ow, lo, hi, off
@@ -555,8 +556,6 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef floating[:, :, ::1] col3, dcol3, dw3, xpad, dyb3
     cdef floating[:, :, :, ::1] dx4, dyw4
     cdef const floating* xp
-    cdef floating* dxp
-    cdef floating* dwp
     cdef floating s
     cdef const floating* dyp
     if need_dx:

@@ -1,7 +1,7 @@
 # Which x86-64 instruction-set level this CPU (and its operating system) supports, asked of the CPU
 # itself (CPUID and XGETBV through GCC/Clang's __builtin_cpu_supports), not of /proc/cpuinfo: an
 # emulator such as qemu-user shows the host's /proc/cpuinfo but answers CPUID for the CPU it
-# emulates.  Always built for the baseline (never one of the per-level builds), so it loads anywhere.
+# emulates.  Always built for the baseline (never one of the per-level builds): it loads anywhere.
 cdef extern from *:
     """
     static int cnncore_x86_64_level(void) {

@@ -30,7 +30,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 
-from ._blas cimport _gemm_parts, gemm_rm, pgemm_rm
+from ._blas cimport _gemm_parts, gemm_rm
 
 
 cdef enum:
