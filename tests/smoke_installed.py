@@ -3,8 +3,8 @@
     cd /somewhere/outside/the/checkout && python /path/to/tests/smoke_installed.py [--repo DIR]
 
 Imports every module of ``cnncore`` and ``cnncore_kernels`` (modules that need an optional
-dependency that is not installed, numba for the CUDA twins and dask/zarr for ``distributed``, are
-listed as skipped; any other ImportError fails), then runs tiny versions of the main paths against
+dependency that is not installed, numba for the CUDA twins, dask/zarr for ``distributed`` and
+torch for ``to_torch``'s layers, are listed as skipped; any other ImportError fails), then runs tiny versions of the main paths against
 NumPy float64 references: conv2d, max_pool2d with indices, ``dense.predict`` of ``models.toy15``
 against patch scanning, ``summary``, a training step (nn + optim.SGD + CrossEntropyLoss) and a
 checkpoint round trip.  Shapes are tiny so that it also runs under an emulated CPU
@@ -22,7 +22,7 @@ import pkgutil
 import sys
 import tempfile
 
-OPTIONAL = {"numba", "dask", "distributed", "zarr"}
+OPTIONAL = {"numba", "dask", "distributed", "zarr", "torch"}
 
 
 def import_everything() -> list[str]:
