@@ -4,10 +4,10 @@
 
 Imports every module of ``cnncore`` and ``cnncore_kernels`` (modules that need an optional
 dependency that is not installed, numba for the CUDA twins, dask/zarr for ``distributed`` and
-torch for ``to_torch``'s layers, are listed as skipped; any other ImportError fails), then runs tiny versions of the main paths against
-NumPy float64 references: conv2d, max_pool2d with indices, ``dense.predict`` of ``models.toy15``
-against patch scanning, ``summary``, a training step (nn + optim.SGD + CrossEntropyLoss) and a
-checkpoint round trip.  Shapes are tiny so that it also runs under an emulated CPU
+torch for ``to_torch``'s layers, are listed as skipped; any other ImportError fails), then runs
+tiny versions of the main paths against NumPy float64 references: conv2d, max_pool2d with
+indices, ``dense.predict`` of ``models.toy15`` against patch scanning, ``cnncore.summary``, a
+training step (nn + optim.SGD + CrossEntropyLoss) and a checkpoint round trip.  Shapes are tiny so that it also runs under an emulated CPU
 (``qemu-x86_64 -cpu Haswell``) in seconds to minutes.  Not collected by pytest (no ``test_``
 prefix): it must import the installed package, not the checkout.
 """
@@ -70,7 +70,7 @@ def check_conv_and_pool(np) -> None:
 
 def check_dense_and_summary(np) -> None:
     from cnncore import dense, models
-    from cnncore.summary import summary
+    from cnncore import summary
 
     net = models.toy15().eval()
     rows = summary(net)

@@ -14,10 +14,7 @@ import pytest
 from cnncore import dense, nn
 from cnncore.nn.shapes import output_shape
 
-try:  # the layer tables' module (renamed to summarize, with cnncore.summary the function)
-    from cnncore.summarize import summary
-except ImportError:
-    from cnncore.summary import summary
+from cnncore.summarize import summary
 
 F64 = np.float64
 P = 7  # patch size
