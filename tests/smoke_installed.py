@@ -7,8 +7,8 @@ dependency that is not installed, numba for the CUDA twins, dask/zarr for ``dist
 torch for ``to_torch``'s layers, are listed as skipped; any other ImportError fails), then runs
 tiny versions of the main paths against NumPy float64 references: conv2d, max_pool2d with
 indices, ``dense.predict`` of ``models.toy15`` against patch scanning, ``cnncore.summary``, a
-training step (nn + optim.SGD + CrossEntropyLoss) and a checkpoint round trip.  Shapes are tiny so that it also runs under an emulated CPU
-(``qemu-x86_64 -cpu Haswell``) in seconds to minutes.  Not collected by pytest (no ``test_``
+training step (nn + optim.SGD + CrossEntropyLoss) and a checkpoint round trip.  Shapes are tiny
+so that it also runs under an emulated CPU (``qemu-x86_64 -cpu Haswell``) in seconds to minutes.  Not collected by pytest (no ``test_``
 prefix): it must import the installed package, not the checkout.
 """
 
@@ -69,8 +69,7 @@ def check_conv_and_pool(np) -> None:
 
 
 def check_dense_and_summary(np) -> None:
-    from cnncore import dense, models
-    from cnncore import summary
+    from cnncore import dense, models, summary
 
     net = models.toy15().eval()
     rows = summary(net)

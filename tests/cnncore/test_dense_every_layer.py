@@ -13,7 +13,6 @@ import pytest
 
 from cnncore import dense, nn
 from cnncore.nn.shapes import output_shape
-
 from cnncore.summarize import summary
 
 F64 = np.float64
