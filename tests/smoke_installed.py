@@ -8,8 +8,9 @@ torch for ``to_torch``'s layers, are listed as skipped; any other ImportError fa
 tiny versions of the main paths against NumPy float64 references: conv2d, max_pool2d with
 indices, ``dense.predict`` of ``models.toy15`` against patch scanning, ``cnncore.summary``, a
 training step (nn + optim.SGD + CrossEntropyLoss) and a checkpoint round trip.  Shapes are tiny
-so that it also runs under an emulated CPU (``qemu-x86_64 -cpu Haswell``) in seconds to minutes.  Not collected by pytest (no ``test_``
-prefix): it must import the installed package, not the checkout.
+so that it also runs under an emulated CPU (``qemu-x86_64 -cpu Haswell``) in seconds to minutes.
+Not collected by pytest (no ``test_`` prefix): it must import the installed package, not the
+checkout.
 """
 
 from __future__ import annotations
