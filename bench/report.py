@@ -340,8 +340,10 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         seen = {n.split(" (")[0] for n in out["notes"]}  # one of each kind of note
         out["notes"] += [n for n in r.get("notes", []) if n.split(" (")[0] not in seen]
         for key, value in (r.get("reference") or {}).items():
-            if value is not None:
+            if isinstance(value, (int, float)):  # ceilings: the best reading of the runs
                 out["reference"][key] = max(value, out["reference"].get(key) or value)
+            elif value is not None:  # descriptions (readings, FMA peak's derivation): the first
+                out["reference"].setdefault(key, value)
     out["speedups"] = speedups(out["dense"])
     note = sampling_note(out["speedups"])
     out["notes"] = [n for n in out["notes"] if not n.startswith(SAMPLING)] + (
