@@ -65,35 +65,17 @@ class Conv2d(Module):
         self._x = None
 
     def forward(self, x: Any) -> Any:
-        b = self.bias.data if self.bias is not None else None
-        y = conv2d(
-            x,
-            self.weight.data,
-            b,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.algorithm,
-        )
-        self._x = x if grad_enabled() else None
-        self._remember_output(y)
-        return y
+        return self._run(conv2d, x)
 
     def forward_relu(self, x: Any) -> Any:
         """``relu(self.forward(x))`` with the bias and ReLU applied where the output is written
         (used by ``Sequential`` for a Conv2d followed by ReLU); caches like ``forward``."""
+        return self._run(conv2d_relu, x)
+
+    def _run(self, conv: Any, x: Any) -> Any:
         b = self.bias.data if self.bias is not None else None
-        y = conv2d_relu(
-            x,
-            self.weight.data,
-            b,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.algorithm,
-        )
+        args = (self.stride, self.padding, self.dilation, self.groups, self.algorithm)
+        y = conv(x, self.weight.data, b, *args)
         self._x = x if grad_enabled() else None
         self._remember_output(y)
         return y
