@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from cnncore_kernels.arrays import is_cuda_array
+from cnncore_kernels.geometry import out_size
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Largest element count we accept for any array we allocate (keeps index arithmetic in int64 safe).
@@ -174,11 +175,6 @@ def same_device_and_dtype(ref: Any, ref_name: str, other: Any, other_name: str) 
         )
 
 
-def conv_out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    """Output length of a convolution/pooling axis (PyTorch's formula), computed in Python ints."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
 def output_hw(
     in_hw: tuple[int, int],
     kernel: tuple[int, int],
@@ -198,9 +194,7 @@ def output_hw(
                 f"larger than the padded {input_name} ({in_hw[0]}+2*{padding[0]}, "
                 f"{in_hw[1]}+2*{padding[1]}) on axis {axis}"
             )
-        out.append(
-            conv_out_size(in_hw[axis], kernel[axis], stride[axis], padding[axis], dilation[axis])
-        )
+        out.append(out_size(in_hw[axis], kernel[axis], stride[axis], padding[axis], dilation[axis]))
     return out[0], out[1]
 
 

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from cnncore import nn
 from cnncore.nn.module import Module
-from cnncore.nn.shapes import output_shape
+from cnncore.nn.shapes import macs_per_position, output_shape
 
 Pair = tuple[int, int]
 
@@ -78,10 +78,7 @@ def _window(sig: _Signal, name: str, layer: Module) -> tuple[Pair, _Signal]:
 
 def _conv(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
     (ho, wo), out = _window(sig, name, layer)
-    groups = getattr(layer, "groups", 1)
-    kh, kw = layer.kernel_size
-    macs = layer.out_channels * ho * wo * (sig.shape[0] // groups) * kh * kw
-    return out, macs
+    return out, macs_per_position(layer, sig.shape) * ho * wo
 
 
 def _pool(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
@@ -115,7 +112,7 @@ def _linear(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
     if sig.flat_map is not None:  # the first Linear after Flatten sees the whole M x M map
         rf, _ = _field(sig, sig.flat_map, (1, 1), (1, 1))
     out = replace(sig, shape=(layer.out_features,), rf=rf, stride=jump, flat_map=None)
-    return out, layer.in_features * layer.out_features
+    return out, macs_per_position(layer, sig.shape)
 
 
 def _pointwise(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:

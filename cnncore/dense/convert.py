@@ -18,7 +18,8 @@ from typing import Any
 
 from cnncore import _validate as v
 from cnncore import nn
-from cnncore.nn.shapes import output_shape, window_out
+from cnncore.nn.shapes import output_shape
+from cnncore_kernels.geometry import out_size
 
 METHODS = ("dsparse", "fcn", "patchwise")
 
@@ -171,7 +172,7 @@ def _input_channels(layers: list[tuple[str, Any]], patch: tuple[int, int]) -> in
             mult *= int(m.pool_size)
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and flat is None:
             k, st, p, d = m.kernel_size, m.stride, m.padding, m.dilation
-            h, w = window_out(h, k[0], st[0], p[0], d[0]), window_out(w, k[1], st[1], p[1], d[1])
+            h, w = out_size(h, k[0], st[0], p[0], d[0]), out_size(w, k[1], st[1], p[1], d[1])
             if h < 1 or w < 1:
                 return None
         elif isinstance(m, nn.GlobalAvgPool2d) and flat is None:

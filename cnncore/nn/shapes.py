@@ -2,10 +2,13 @@
 
 ``output_shape(layer, shape, name)`` maps the shape of one input (without the batch axis:
 ``(C, H, W)`` for a map, ``(F,)`` for a vector) to the shape of one output, with the same formulas
-as the kernels (torch's ``Ho = (H + 2p - d(k-1) - 1) // s + 1``), and refuses an input the layer
+as the kernels (``cnncore_kernels.geometry.out_size``, torch's rule), and refuses an input the layer
 cannot take with a ``ValueError`` naming the layer.  It is the one per-layer rule behind both
 ``cnncore.summary`` and the dense conversion (``cnncore.dense.analyze``), so the two cannot drift.
 Containers (``Sequential``, ``Concat``) are followed child by child.
+
+``macs_per_position(layer, shape)`` is likewise the one rule for multiply-accumulates, behind
+``summary``'s ``macs`` and the dense cost model (``cnncore.dense.cost``).
 """
 
 from __future__ import annotations
@@ -14,15 +17,11 @@ import math
 from typing import Any
 
 from cnncore import nn
+from cnncore_kernels.geometry import out_size
 
 Shape = tuple[int, ...]
 
-__all__ = ["output_shape", "window_out"]
-
-
-def window_out(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """Output length of a sliding window along one axis (0 or less: the window does not fit)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+__all__ = ["macs_per_position", "output_shape"]
 
 
 def _who(name: str, layer: Any) -> str:
@@ -39,7 +38,7 @@ def _window(layer: Any, shape: Shape, name: str) -> tuple[int, int]:
     _, h, w = _map(layer, shape, name)
     k, s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
     out = tuple(
-        window_out(size, kk, ss, pp, dd)
+        out_size(size, kk, ss, pp, dd)
         for size, kk, ss, pp, dd in zip((h, w), k, s, p, d, strict=True)
     )
     if min(out) < 1:
@@ -161,3 +160,21 @@ def output_shape(layer: Any, shape: Any, name: str = "") -> Shape:
         f"the output shape of {_who(name, layer)} is not known: output_shape knows Conv2d, "
         "pooling, normalization, activations, Dropout, Flatten, Linear, Sequential and Concat"
     )
+
+
+def macs_per_position(layer, shape) -> int:
+    """Multiply-accumulates of ``layer`` for one output position (all output channels), given one
+    input of ``shape`` (no batch axis).
+
+    ``Conv2d``: ``out_channels * (C // groups) * kh * kw`` (each filter reads its group's
+    channels); ``Linear``: ``out_features * in_features`` (one position); every other layer 0
+    (pooling, normalization and activations do no multiply-accumulates).  Multiply by the output
+    positions (``Ho * Wo``) for a layer's count.
+    """
+    if isinstance(layer, nn.Conv2d):
+        kh, kw = layer.kernel_size
+        groups = int(getattr(layer, "groups", 1))
+        return int(layer.out_channels) * (int(shape[0]) // groups) * int(kh) * int(kw)
+    if isinstance(layer, nn.Linear):
+        return int(layer.out_features) * int(layer.in_features)
+    return 0
