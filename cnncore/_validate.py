@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -24,7 +23,7 @@ MAX_ELEMENTS = 2**62
 MAX_INT = 2**62
 
 
-def integer(value: Any, name: str) -> int:
+def integer(value, name: str) -> int:
     """A Python int from an int or NumPy integer (not a bool), at most ``MAX_INT`` in magnitude.
 
     Larger values would overflow the kernels' 64-bit indices: they are refused with a
@@ -38,7 +37,7 @@ def integer(value: Any, name: str) -> int:
     return out
 
 
-def pair(value: Any, name: str) -> tuple[int, int]:
+def pair(value, name: str) -> tuple[int, int]:
     """Turn an int or an ``(h, w)`` pair of ints into a tuple of two Python ints."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -58,7 +57,7 @@ def pair(value: Any, name: str) -> tuple[int, int]:
     raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__}")
 
 
-def positive_pair(value: Any, name: str) -> tuple[int, int]:
+def positive_pair(value, name: str) -> tuple[int, int]:
     """``pair`` that also requires both entries >= 1 (kernel sizes, strides, dilations)."""
     p = pair(value, name)
     if p[0] < 1 or p[1] < 1:
@@ -66,7 +65,7 @@ def positive_pair(value: Any, name: str) -> tuple[int, int]:
     return p
 
 
-def nonneg_pair(value: Any, name: str) -> tuple[int, int]:
+def nonneg_pair(value, name: str) -> tuple[int, int]:
     """``pair`` that also requires both entries >= 0 (padding)."""
     p = pair(value, name)
     if p[0] < 0 or p[1] < 0:
@@ -74,7 +73,7 @@ def nonneg_pair(value: Any, name: str) -> tuple[int, int]:
     return p
 
 
-def positive_int(value: Any, name: str) -> int:
+def positive_int(value, name: str) -> int:
     """An int >= 1 (and at most ``MAX_INT``)."""
     out = integer(value, name)
     if out < 1:
@@ -82,7 +81,7 @@ def positive_int(value: Any, name: str) -> int:
     return out
 
 
-def shape_tuple(value: Any, name: str, ndim: int) -> tuple[int, ...]:
+def shape_tuple(value, name: str, ndim: int) -> tuple[int, ...]:
     """A shape argument such as ``input_shape``: ``ndim`` positive ints."""
     try:
         items = tuple(value)
@@ -101,7 +100,7 @@ def shape_tuple(value: Any, name: str, ndim: int) -> tuple[int, ...]:
     return out
 
 
-def _check_dims(x: Any, name: str, ndim: int | None) -> None:
+def _check_dims(x, name: str, ndim: int | None) -> None:
     shape = tuple(x.shape)
     if ndim is not None and len(shape) != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {shape}")
@@ -109,7 +108,7 @@ def _check_dims(x: Any, name: str, ndim: int | None) -> None:
         raise ValueError(f"{name} must not be empty, got shape {shape}")
 
 
-def check_float_dtype(dtype: Any, name: str) -> None:
+def check_float_dtype(dtype, name: str) -> None:
     """Refuse every dtype but native float32/float64, with a ``TypeError`` naming ``name``.
 
     Byte-swapped floats (``'>f4'`` on a little-endian machine) are refused rather than converted:
@@ -126,7 +125,7 @@ def check_float_dtype(dtype: Any, name: str) -> None:
     raise TypeError(f"{name} must be float32 or float64, got dtype {dt}")
 
 
-def float_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
+def float_array(x, name: str, ndim: int | None = None) -> np.ndarray:
     """A CPU float32/float64 array, C-contiguous (non-contiguous inputs are copied)."""
     if is_cuda_array(x):
         raise TypeError(f"{name} is a GPU array where a CPU (NumPy) array is required")
@@ -142,7 +141,7 @@ def float_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
     return np.asarray(x, order="C")
 
 
-def device_dtype(x: Any) -> np.dtype:
+def device_dtype(x) -> np.dtype:
     """The NumPy dtype of a GPU array (torch CUDA tensors have no NumPy ``dtype``)."""
     iface = getattr(x, "__cuda_array_interface__", None)
     if iface is not None:
@@ -150,7 +149,7 @@ def device_dtype(x: Any) -> np.dtype:
     return np.dtype(x.dtype)
 
 
-def any_float_array(x: Any, name: str, ndim: int | None = None, *, allow_cuda: bool = True) -> Any:
+def any_float_array(x, name: str, ndim: int | None = None, *, allow_cuda: bool = True):
     """Like ``float_array`` but a GPU array is accepted (float32 only) and returned as it is."""
     if is_cuda_array(x):
         if not allow_cuda:
@@ -162,7 +161,7 @@ def any_float_array(x: Any, name: str, ndim: int | None = None, *, allow_cuda: b
     return float_array(x, name, ndim)
 
 
-def same_device_and_dtype(ref: Any, ref_name: str, other: Any, other_name: str) -> None:
+def same_device_and_dtype(ref, ref_name: str, other, other_name: str) -> None:
     """``other`` must live where ``ref`` lives and share its dtype."""
     if is_cuda_array(ref) != is_cuda_array(other):
         where = "GPU" if is_cuda_array(ref) else "CPU"
@@ -207,6 +206,6 @@ def check_size(shape: tuple[int, ...], name: str) -> None:
         raise ValueError(f"{name} of shape {shape} is too large ({n} elements)")
 
 
-def expect_shape(x: Any, name: str, shape: tuple[int, ...]) -> None:
+def expect_shape(x, name: str, shape: tuple[int, ...]) -> None:
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")

@@ -17,6 +17,7 @@ from typing import Any
 
 from cnncore import _validate as v
 from cnncore.dense.convert import Plan, Stage, analyze
+from cnncore.nn.module import Module
 from cnncore.nn.shapes import macs_per_position
 from cnncore_kernels.geometry import out_size
 
@@ -101,7 +102,11 @@ def _per_layer(plan: Plan, image_size: tuple[int, int] | None) -> list[dict[str,
     return rows
 
 
-def cost(model: Any, patch_size: Any = None, image_size: Any = None) -> dict[str, Any]:
+def cost(
+    model: Module | Plan,
+    patch_size: int | tuple[int, int] | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """Operations per pixel of ``"patchwise"``, ``"fcn"`` and ``"dsparse"`` for a patch classifier.
 
     ``model``: a patch classifier (with ``patch_size``) or a ``Plan``.  ``image_size``: ``(H, W)``
@@ -142,7 +147,11 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def cost_table(model: Any, patch_size: Any = None, image_size: Any = None) -> str:
+def cost_table(
+    model: Module | Plan,
+    patch_size: int | tuple[int, int] | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> str:
     """``cost`` as text: operations per pixel of each layer and method, totals and speedups."""
     c = cost(model, patch_size, image_size)
     where = "large-image limit" if c["image_size"] is None else f"{c['image_size']} image"

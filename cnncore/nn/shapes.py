@@ -14,7 +14,7 @@ Containers (``Sequential``, ``Concat``) are followed child by child.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
 
 from cnncore import nn
 from cnncore_kernels.geometry import out_size
@@ -24,17 +24,17 @@ Shape = tuple[int, ...]
 __all__ = ["macs_per_position", "output_shape"]
 
 
-def _who(name: str, layer: Any) -> str:
+def _who(name: str, layer: nn.Module) -> str:
     return f"layer {name!r} ({type(layer).__name__})"
 
 
-def _map(layer: Any, shape: Shape, name: str) -> tuple[int, int, int]:
+def _map(layer: nn.Module, shape: Shape, name: str) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ValueError(f"{_who(name, layer)} needs a (C, H, W) input, got shape {shape}")
     return shape  # type: ignore[return-value]
 
 
-def _window(layer: Any, shape: Shape, name: str) -> tuple[int, int]:
+def _window(layer: nn.Module, shape: Shape, name: str) -> tuple[int, int]:
     _, h, w = _map(layer, shape, name)
     k, s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
     out = tuple(
@@ -49,7 +49,7 @@ def _window(layer: Any, shape: Shape, name: str) -> tuple[int, int]:
     return out  # type: ignore[return-value]
 
 
-def _conv(layer: Any, shape: Shape, name: str) -> Shape:
+def _conv(layer: nn.Module, shape: Shape, name: str) -> Shape:
     c = _map(layer, shape, name)[0]
     if c != layer.in_channels:
         raise ValueError(
@@ -59,15 +59,15 @@ def _conv(layer: Any, shape: Shape, name: str) -> Shape:
     return (int(layer.out_channels), *_window(layer, shape, name))
 
 
-def _pool(layer: Any, shape: Shape, name: str) -> Shape:
+def _pool(layer: nn.Module, shape: Shape, name: str) -> Shape:
     return (shape[0], *_window(layer, shape, name))
 
 
-def _global_pool(layer: Any, shape: Shape, name: str) -> Shape:
+def _global_pool(layer: nn.Module, shape: Shape, name: str) -> Shape:
     return (_map(layer, shape, name)[0], 1, 1)
 
 
-def _channel_pool(layer: Any, shape: Shape, name: str) -> Shape:
+def _channel_pool(layer: nn.Module, shape: Shape, name: str) -> Shape:
     c, h, w = _map(layer, shape, name)
     if c % layer.pool_size:
         raise ValueError(
@@ -77,16 +77,16 @@ def _channel_pool(layer: Any, shape: Shape, name: str) -> Shape:
     return (c // layer.pool_size, h, w)
 
 
-def _same_map(layer: Any, shape: Shape, name: str) -> Shape:
+def _same_map(layer: nn.Module, shape: Shape, name: str) -> Shape:
     _map(layer, shape, name)
     return shape
 
 
-def _flatten(layer: Any, shape: Shape, name: str) -> Shape:
+def _flatten(layer: nn.Module, shape: Shape, name: str) -> Shape:
     return (math.prod(shape),)
 
 
-def _linear(layer: Any, shape: Shape, name: str) -> Shape:
+def _linear(layer: nn.Module, shape: Shape, name: str) -> Shape:
     if len(shape) != 1 or shape[0] != layer.in_features:
         raise ValueError(
             f"{_who(name, layer)} expects ({layer.in_features},) inputs (put a Flatten before "
@@ -95,7 +95,7 @@ def _linear(layer: Any, shape: Shape, name: str) -> Shape:
     return (int(layer.out_features),)
 
 
-def _softmax(layer: Any, shape: Shape, name: str) -> Shape:
+def _softmax(layer: nn.Module, shape: Shape, name: str) -> Shape:
     ndim = len(shape) + 1  # the batch axis is part of the layer's input
     if not -ndim <= layer.dim < ndim:
         raise ValueError(
@@ -104,17 +104,17 @@ def _softmax(layer: Any, shape: Shape, name: str) -> Shape:
     return shape
 
 
-def _same(layer: Any, shape: Shape, name: str) -> Shape:
+def _same(layer: nn.Module, shape: Shape, name: str) -> Shape:
     return shape
 
 
-def _sequential(layer: Any, shape: Shape, name: str) -> Shape:
+def _sequential(layer: nn.Module, shape: Shape, name: str) -> Shape:
     for child_name, child in layer.named_children():
         shape = output_shape(child, shape, f"{name}.{child_name}" if name else child_name)
     return shape
 
 
-def _concat(layer: Any, shape: Shape, name: str) -> Shape:
+def _concat(layer: nn.Module, shape: Shape, name: str) -> Shape:
     outs = [
         (child_name, output_shape(child, shape, f"{name}.{child_name}" if name else child_name))
         for child_name, child in layer.named_children()
@@ -129,7 +129,7 @@ def _concat(layer: Any, shape: Shape, name: str) -> Shape:
     return (sum(o[0] for _, o in outs), *first[1:])
 
 
-def _rules() -> tuple[tuple[Any, Any], ...]:
+def _rules() -> tuple[tuple[type | tuple[type, ...], Callable[..., Shape]], ...]:
     # checked in order with isinstance (Inception is a Concat)
     return (
         (nn.Conv2d, _conv),
@@ -146,7 +146,7 @@ def _rules() -> tuple[tuple[Any, Any], ...]:
     )
 
 
-def output_shape(layer: Any, shape: Any, name: str = "") -> Shape:
+def output_shape(layer: nn.Module, shape: tuple[int, ...], name: str = "") -> Shape:
     """Shape of one output of ``layer`` for one input of ``shape`` (no batch axis).
 
     Raises ``ValueError`` naming the layer when it cannot take that input, and ``TypeError`` for
@@ -162,7 +162,7 @@ def output_shape(layer: Any, shape: Any, name: str = "") -> Shape:
     )
 
 
-def macs_per_position(layer, shape) -> int:
+def macs_per_position(layer: nn.Module, shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of ``layer`` for one output position (all output channels), given one
     input of ``shape`` (no batch axis).
 
