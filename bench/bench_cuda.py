@@ -33,6 +33,7 @@ from bench.workloads import (
     pool_config,
 )
 from bench.workloads import POOL_SHAPES as _POOL_ALL  # noqa: E402
+from cnncore_kernels.geometry import out_size
 
 IMPLS = ("cnncore", "torch")
 # CNNCORE_BENCH_GPU_QUICK=1: tiny shapes, and the simulator is accepted (``python -m bench gpu
@@ -116,7 +117,7 @@ def test_conv2d_gpu(benchmark, gpu, request, direction, shape, impl):
     x = rng.standard_normal((N, C, H, W), dtype=np.float32)
     w = rng.standard_normal((K, C, k, k), dtype=np.float32) * np.float32(1 / np.sqrt(C * k * k))
     b = rng.standard_normal(K, dtype=np.float32)
-    Ho, Wo = ((H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1)
+    Ho, Wo = out_size(H, k, s, p, d), out_size(W, k, s, p, d)
     dy = rng.standard_normal((N, K, Ho, Wo), dtype=np.float32)
     if torch is None:
         from cnncore.functional import conv2d, conv2d_backward
@@ -162,7 +163,7 @@ def test_max_pool2d_gpu(benchmark, gpu, request, direction, shape, impl):
     N, C, H, W, k, s, d = shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, C, H, W), dtype=np.float32)
-    Ho, Wo = (H - d * (k - 1) - 1) // s + 1, (W - d * (k - 1) - 1) // s + 1
+    Ho, Wo = out_size(H, k, s, 0, d), out_size(W, k, s, 0, d)
     dy = rng.standard_normal((N, C, Ho, Wo), dtype=np.float32)
     geom = ((k, k), (s, s), (0, 0), (d, d))
     if torch is None:
@@ -211,11 +212,11 @@ def pixel65_flops(side: int) -> float:
     for layer in PIXEL65_DSPARSE:
         if layer[0] == "conv":
             _, k_out, k, d = layer
-            size -= d * (k - 1)
+            size = out_size(size, k, 1, 0, d)
             flops += 2.0 * size * size * k_out * c * k * k
             c = k_out
         elif layer[0] == "pool":
-            size -= layer[3] * (layer[2] - 1)
+            size = out_size(size, layer[2], 1, 0, layer[3])
     assert size == side
     return flops
 

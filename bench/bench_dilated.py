@@ -26,6 +26,7 @@ from bench.space_to_batch import conv2d_s2b, conv2d_s2b_backward
 from cnncore import dense, models
 from cnncore.functional import conv2d, conv2d_backward
 from cnncore_kernels import _conv
+from cnncore_kernels.geometry import out_size
 
 STRATEGIES = ("cnncore", "im2col", "shifted", "space_to_batch", "torch")
 SIZE = 256
@@ -62,7 +63,7 @@ def config(name: str, shape: tuple[int, ...]) -> str:
 
 def flops(shape: tuple[int, ...], direction: str) -> float:
     C, K, kh, kw, d, H, W = shape
-    f = 2.0 * K * C * kh * kw * (H - d * (kh - 1)) * (W - d * (kw - 1))
+    f = 2.0 * K * C * kh * kw * out_size(H, kh, 1, 0, d) * out_size(W, kw, 1, 0, d)
     return f if direction == "forward" else 2 * f  # dx and dW
 
 
@@ -102,7 +103,9 @@ def _runner(strategy: str, direction: str, shape: tuple[int, ...], torch: Any):
     x = rng.standard_normal((1, C, H, W), dtype=np.float32)
     w = rng.standard_normal((K, C, kh, kw), dtype=np.float32) * 0.1
     b = rng.standard_normal(K, dtype=np.float32)
-    dy = rng.standard_normal((1, K, H - d * (kh - 1), W - d * (kw - 1)), dtype=np.float32)
+    dy = rng.standard_normal(
+        (1, K, out_size(H, kh, 1, 0, d), out_size(W, kw, 1, 0, d)), dtype=np.float32
+    )
     fwd = direction == "forward"
     if strategy == "torch":
         F = torch.nn.functional
@@ -150,7 +153,9 @@ def test_strategy_table(benchmark, request, conv_path):
                 C, K, kh, kw, d, H, W = shape
                 auto = (
                     "shifted"
-                    if _conv.use_shifted(C, K, (kh, kw), (1, 1), (0, 0), (d, d), W - d * (kw - 1))
+                    if _conv.use_shifted(
+                        C, K, (kh, kw), (1, 1), (0, 0), (d, d), out_size(W, kw, 1, 0, d)
+                    )
                     else "im2col"
                 )
                 ours = min(("im2col", "shifted", "space_to_batch"), key=best.get)

@@ -22,6 +22,7 @@ from cnncore.functional import (
     max_pool2d_backward,
     max_pool2d_values,
 )
+from cnncore_kernels.geometry import out_size
 
 # (N, C, H, W, k, stride, dilation), no padding: the max pooling shapes measured here.
 MAX_SHAPES = (
@@ -36,10 +37,6 @@ BACKWARD_SHAPES = (MAX_SHAPES[1], MAX_SHAPES[3], MAX_SHAPES[4])
 AVG_SHAPES = ((1, 64, 256, 256, 3, 1, 1), (8, 64, 112, 112, 3, 2, 1))
 IMPLS = ("cnncore", "torch")
 ROUNDS = {"min_rounds": 5, "max_time": 1.0, "warmup": True, "warmup_iterations": 1}
-
-
-def _out(n, k, s, p, d):
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _max_config(shape):
@@ -62,7 +59,7 @@ def _data(x_shape, y_shape, seed=0):
 
 def _max_shapes(shape):
     N, C, H, W, k, s, d = shape
-    return (N, C, H, W), (N, C, _out(H, k, s, 0, d), _out(W, k, s, 0, d))
+    return (N, C, H, W), (N, C, out_size(H, k, s, 0, d), out_size(W, k, s, 0, d))
 
 
 def _torch(request, impl):
@@ -162,7 +159,7 @@ def test_max_pool2d_backward(benchmark, throughput, request, shape, impl):
 def test_avg_pool2d(benchmark, throughput, request, direction, shape, impl):
     torch = _torch(request, impl)
     N, C, H, W, k, s, p = shape
-    y_shape = (N, C, _out(H, k, s, p, 1), _out(W, k, s, p, 1))
+    y_shape = (N, C, out_size(H, k, s, p, 1), out_size(W, k, s, p, 1))
     x, dy = _data((N, C, H, W), y_shape)
     if torch is None:
         if direction == "forward":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnncore.functional import conv2d, conv2d_backward
+from cnncore_kernels.geometry import out_size
 
 
 def to_batch(x: np.ndarray, d: tuple[int, int]) -> np.ndarray:
@@ -43,7 +44,7 @@ def conv2d_s2b(x: np.ndarray, weight: np.ndarray, bias, dilation: tuple[int, int
     N, _, H, W = x.shape
     _, _, kh, kw = weight.shape
     dh, dw = dilation
-    ho, wo = H - dh * (kh - 1), W - dw * (kw - 1)
+    ho, wo = out_size(H, kh, 1, 0, dh), out_size(W, kw, 1, 0, dw)
     ys = conv2d(to_batch(x, dilation), weight, bias)
     return from_batch(ys, N, dilation, (ho, wo))
 

@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from cnncore_kernels.geometry import out_size
+
 # (N, C, H, W, K, k, stride, pad, dilation): the convolution shapes of the foundation issue
 # (the first six), the training shapes of a CIFAR- and an AlexNet-sized network, and pixel65's
 # fc4 in its d-sparse network on a 256x256 image (5x5, dilation 8).
@@ -61,10 +63,6 @@ class Case(NamedTuple):
         return {"flops": self.flops} if self.flops is not None else {"bytes": self.bytes}
 
 
-def _out(n: int, k: int, s: int, p: int, d: int) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
-
-
 def conv_config(shape: tuple[int, ...]) -> str:
     N, C, H, W, K, k, s, p, d = shape
     return f"{N}x{C}x{H}x{W} K{K} k{k} s{s} p{p} d{d}"
@@ -73,7 +71,7 @@ def conv_config(shape: tuple[int, ...]) -> str:
 def conv_flops(shape: tuple[int, ...], direction: str) -> float:
     """2 * N*K*Ho*Wo*C*k*k for the forward; twice that for the backward (dx and dweight)."""
     N, C, H, W, K, k, s, p, d = shape
-    fwd = 2.0 * N * K * _out(H, k, s, p, d) * _out(W, k, s, p, d) * C * k * k
+    fwd = 2.0 * N * K * out_size(H, k, s, p, d) * out_size(W, k, s, p, d) * C * k * k
     return fwd if direction == "forward" else 2.0 * fwd
 
 
@@ -108,7 +106,9 @@ def conv_case(shape: tuple[int, ...], direction: str, impl: str, torch: Any = No
     x = rng.standard_normal((N, C, H, W), dtype=np.float32)
     w = rng.standard_normal((K, C, k, k), dtype=np.float32) * np.float32(1 / np.sqrt(C * k * k))
     b = rng.standard_normal(K, dtype=np.float32)
-    dy = rng.standard_normal((N, K, _out(H, k, s, p, d), _out(W, k, s, p, d)), dtype=np.float32)
+    dy = rng.standard_normal(
+        (N, K, out_size(H, k, s, p, d), out_size(W, k, s, p, d)), dtype=np.float32
+    )
     if impl == "cnncore":
         from cnncore.functional import conv2d, conv2d_backward
 
@@ -149,7 +149,7 @@ def pool_bytes(shape: tuple[int, ...], direction: str) -> float:
 
     forward: read x, write y and the indices; backward: read dy and the indices, write dx."""
     N, C, H, W, k, s, d = shape
-    n_out = N * C * _out(H, k, s, 0, d) * _out(W, k, s, 0, d)
+    n_out = N * C * out_size(H, k, s, 0, d) * out_size(W, k, s, 0, d)
     return 4.0 * N * C * H * W + 12.0 * n_out
 
 
@@ -166,7 +166,7 @@ def pool_case(shape: tuple[int, ...], direction: str, impl: str, torch: Any = No
     N, C, H, W, k, s, d = shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, C, H, W), dtype=np.float32)
-    shape_out = (N, C, _out(H, k, s, 0, d), _out(W, k, s, 0, d))
+    shape_out = (N, C, out_size(H, k, s, 0, d), out_size(W, k, s, 0, d))
     dy = rng.standard_normal(shape_out, dtype=np.float32)
     if impl == "cnncore":
         from cnncore.functional import max_pool2d, max_pool2d_backward

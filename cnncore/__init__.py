@@ -16,7 +16,7 @@ itself stays light (NumPy only; no SciPy, Numba, Dask, matplotlib or PyTorch).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cnncore._version import __version__
 
@@ -67,7 +67,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from cnncore.summarize import format_summary, print_summary, summary  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"cnncore.{name}")  # the import binds it in globals()
     if name in _FUNCTIONS:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from cnncore_kernels.arrays import is_cuda_array
+from cnncore_kernels.geometry import out_size
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Largest element count we accept for any array we allocate (keeps index arithmetic in int64 safe).
@@ -23,7 +23,7 @@ MAX_ELEMENTS = 2**62
 MAX_INT = 2**62
 
 
-def integer(value: Any, name: str) -> int:
+def integer(value, name: str) -> int:
     """A Python int from an int or NumPy integer (not a bool), at most ``MAX_INT`` in magnitude.
 
     Larger values would overflow the kernels' 64-bit indices: they are refused with a
@@ -37,7 +37,7 @@ def integer(value: Any, name: str) -> int:
     return out
 
 
-def pair(value: Any, name: str) -> tuple[int, int]:
+def pair(value, name: str) -> tuple[int, int]:
     """Turn an int or an ``(h, w)`` pair of ints into a tuple of two Python ints."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -57,7 +57,7 @@ def pair(value: Any, name: str) -> tuple[int, int]:
     raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__}")
 
 
-def positive_pair(value: Any, name: str) -> tuple[int, int]:
+def positive_pair(value, name: str) -> tuple[int, int]:
     """``pair`` that also requires both entries >= 1 (kernel sizes, strides, dilations)."""
     p = pair(value, name)
     if p[0] < 1 or p[1] < 1:
@@ -65,7 +65,7 @@ def positive_pair(value: Any, name: str) -> tuple[int, int]:
     return p
 
 
-def nonneg_pair(value: Any, name: str) -> tuple[int, int]:
+def nonneg_pair(value, name: str) -> tuple[int, int]:
     """``pair`` that also requires both entries >= 0 (padding)."""
     p = pair(value, name)
     if p[0] < 0 or p[1] < 0:
@@ -73,7 +73,7 @@ def nonneg_pair(value: Any, name: str) -> tuple[int, int]:
     return p
 
 
-def positive_int(value: Any, name: str) -> int:
+def positive_int(value, name: str) -> int:
     """An int >= 1 (and at most ``MAX_INT``)."""
     out = integer(value, name)
     if out < 1:
@@ -81,7 +81,7 @@ def positive_int(value: Any, name: str) -> int:
     return out
 
 
-def shape_tuple(value: Any, name: str, ndim: int) -> tuple[int, ...]:
+def shape_tuple(value, name: str, ndim: int) -> tuple[int, ...]:
     """A shape argument such as ``input_shape``: ``ndim`` positive ints."""
     try:
         items = tuple(value)
@@ -100,7 +100,7 @@ def shape_tuple(value: Any, name: str, ndim: int) -> tuple[int, ...]:
     return out
 
 
-def _check_dims(x: Any, name: str, ndim: int | None) -> None:
+def _check_dims(x, name: str, ndim: int | None) -> None:
     shape = tuple(x.shape)
     if ndim is not None and len(shape) != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {shape}")
@@ -108,7 +108,7 @@ def _check_dims(x: Any, name: str, ndim: int | None) -> None:
         raise ValueError(f"{name} must not be empty, got shape {shape}")
 
 
-def check_float_dtype(dtype: Any, name: str) -> None:
+def check_float_dtype(dtype, name: str) -> None:
     """Refuse every dtype but native float32/float64, with a ``TypeError`` naming ``name``.
 
     Byte-swapped floats (``'>f4'`` on a little-endian machine) are refused rather than converted:
@@ -125,7 +125,7 @@ def check_float_dtype(dtype: Any, name: str) -> None:
     raise TypeError(f"{name} must be float32 or float64, got dtype {dt}")
 
 
-def float_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
+def float_array(x, name: str, ndim: int | None = None) -> np.ndarray:
     """A CPU float32/float64 array, C-contiguous (non-contiguous inputs are copied)."""
     if is_cuda_array(x):
         raise TypeError(f"{name} is a GPU array where a CPU (NumPy) array is required")
@@ -141,7 +141,7 @@ def float_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
     return np.asarray(x, order="C")
 
 
-def device_dtype(x: Any) -> np.dtype:
+def device_dtype(x) -> np.dtype:
     """The NumPy dtype of a GPU array (torch CUDA tensors have no NumPy ``dtype``)."""
     iface = getattr(x, "__cuda_array_interface__", None)
     if iface is not None:
@@ -149,7 +149,7 @@ def device_dtype(x: Any) -> np.dtype:
     return np.dtype(x.dtype)
 
 
-def any_float_array(x: Any, name: str, ndim: int | None = None, *, allow_cuda: bool = True) -> Any:
+def any_float_array(x, name: str, ndim: int | None = None, *, allow_cuda: bool = True):
     """Like ``float_array`` but a GPU array is accepted (float32 only) and returned as it is."""
     if is_cuda_array(x):
         if not allow_cuda:
@@ -161,7 +161,7 @@ def any_float_array(x: Any, name: str, ndim: int | None = None, *, allow_cuda: b
     return float_array(x, name, ndim)
 
 
-def same_device_and_dtype(ref: Any, ref_name: str, other: Any, other_name: str) -> None:
+def same_device_and_dtype(ref, ref_name: str, other, other_name: str) -> None:
     """``other`` must live where ``ref`` lives and share its dtype."""
     if is_cuda_array(ref) != is_cuda_array(other):
         where = "GPU" if is_cuda_array(ref) else "CPU"
@@ -172,11 +172,6 @@ def same_device_and_dtype(ref: Any, ref_name: str, other: Any, other_name: str) 
         raise TypeError(
             f"{other_name} dtype {other.dtype} does not match {ref_name} dtype {ref.dtype}"
         )
-
-
-def conv_out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    """Output length of a convolution/pooling axis (PyTorch's formula), computed in Python ints."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def output_hw(
@@ -198,9 +193,7 @@ def output_hw(
                 f"larger than the padded {input_name} ({in_hw[0]}+2*{padding[0]}, "
                 f"{in_hw[1]}+2*{padding[1]}) on axis {axis}"
             )
-        out.append(
-            conv_out_size(in_hw[axis], kernel[axis], stride[axis], padding[axis], dilation[axis])
-        )
+        out.append(out_size(in_hw[axis], kernel[axis], stride[axis], padding[axis], dilation[axis]))
     return out[0], out[1]
 
 
@@ -213,6 +206,6 @@ def check_size(shape: tuple[int, ...], name: str) -> None:
         raise ValueError(f"{name} of shape {shape} is too large ({n} elements)")
 
 
-def expect_shape(x: Any, name: str, shape: tuple[int, ...]) -> None:
+def expect_shape(x, name: str, shape: tuple[int, ...]) -> None:
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")

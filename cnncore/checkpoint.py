@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from cnncore.nn.module import Module
+from cnncore.optim import SGD, StepLR
 
 FORMAT = "cnncore-checkpoint"
 VERSION = 1
@@ -50,11 +51,11 @@ def _rng_modules(model: Module) -> dict[str, Any]:
 def save_checkpoint(
     path: str | os.PathLike,
     model: Module,
-    optimizer: Any = None,
-    scheduler: Any = None,
+    optimizer: SGD | None = None,
+    scheduler: StepLR | None = None,
     epoch: int = 0,
     rng: np.random.Generator | None = None,
-    extra: Any = None,
+    extra=None,
 ) -> None:
     """Write a checkpoint atomically (temporary file + ``os.replace``).
 
@@ -189,7 +190,7 @@ def _check_model(path: str, model: Module, arrays: dict[str, np.ndarray]) -> dic
     return state
 
 
-def _check_rng_state(state: Any, kind: str, what: str, path: str) -> dict:
+def _check_rng_state(state, kind: str, what: str, path: str) -> dict:
     """``state`` must load into a fresh generator of bit-generator ``kind`` (e.g. "PCG64")."""
     try:
         fresh = np.random.Generator(getattr(np.random, kind)())
@@ -202,8 +203,8 @@ def _check_rng_state(state: Any, kind: str, what: str, path: str) -> dict:
 def load_checkpoint(
     path: str | os.PathLike,
     model: Module,
-    optimizer: Any = None,
-    scheduler: Any = None,
+    optimizer: SGD | None = None,
+    scheduler: StepLR | None = None,
     rng: np.random.Generator | None = None,
 ) -> dict[str, Any]:
     """Restore ``model`` (and ``optimizer``, ``scheduler``, ``rng``, the modules' generators) from

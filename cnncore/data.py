@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -40,22 +39,22 @@ __all__ = [
 ]
 
 
-def _images(x: Any, name: str = "images") -> np.ndarray:
+def _images(x, name: str = "images") -> np.ndarray:
     return v.float_array(x, name, 4)
 
 
-def _size(value: Any, name: str) -> tuple[int, int]:
+def _size(value, name: str) -> tuple[int, int]:
     return v.positive_pair(value, name)
 
 
 # -- mean subtraction -------------------------------------------------------------------------
-def mean_image(images: Any) -> np.ndarray:
+def mean_image(images) -> np.ndarray:
     """The mean image (C, H, W) of a training set (N, C, H, W), accumulated in float64."""
     x = _images(images)
     return x.mean(axis=0, dtype=np.float64).astype(x.dtype)
 
 
-def subtract_mean(images: Any, mean: Any) -> np.ndarray:
+def subtract_mean(images, mean) -> np.ndarray:
     """``images - mean``; ``mean`` is a mean image (C, H, W) or per-channel means (C,)."""
     x = _images(images)
     m = np.asarray(mean, dtype=x.dtype)
@@ -85,7 +84,7 @@ def _interp_matrix(n_in: int, n_out: int, dtype: np.dtype) -> np.ndarray:
     return m.astype(dtype)
 
 
-def resize(images: Any, size: Any) -> np.ndarray:
+def resize(images, size: int | tuple[int, int]) -> np.ndarray:
     """Bilinear resize of (N, C, H, W) to (N, C, h, w), as ``torch.nn.functional.interpolate(
     mode="bilinear", align_corners=False)``.  ``size``: int or (h, w)."""
     x = _images(images)
@@ -97,7 +96,7 @@ def resize(images: Any, size: Any) -> np.ndarray:
     return np.ascontiguousarray(np.matmul(np.matmul(rh, x), rw.T))
 
 
-def rescale_shorter_side(images: Any, s: int) -> np.ndarray:
+def rescale_shorter_side(images, s: int) -> np.ndarray:
     """Resize so that the shorter side is ``s``, keeping the aspect ratio (VGG's training scale)."""
     x = _images(images)
     s = v.positive_int(s, "s")
@@ -112,7 +111,7 @@ def _check_crop(shape: tuple[int, ...], size: tuple[int, int], name: str = "imag
         raise ValueError(f"crop size {size} is larger than the {name} {shape[2:]} (shape {shape})")
 
 
-def center_crop(images: Any, size: Any) -> np.ndarray:
+def center_crop(images, size: int | tuple[int, int]) -> np.ndarray:
     """The centre (h, w) crop of every image."""
     x = _images(images)
     h, w = _size(size, "size")
@@ -121,7 +120,12 @@ def center_crop(images: Any, size: Any) -> np.ndarray:
     return np.ascontiguousarray(x[:, :, top : top + h, left : left + w])
 
 
-def random_crop(images: Any, size: Any, rng: np.random.Generator, padding: Any = 0) -> np.ndarray:
+def random_crop(
+    images,
+    size: int | tuple[int, int],
+    rng: np.random.Generator,
+    padding: int | tuple[int, int] = 0,
+) -> np.ndarray:
     """A random (h, w) crop of each image (offsets drawn independently per image), taken from the
     image zero padded by ``padding`` on each side."""
     x = _images(images)
@@ -139,7 +143,7 @@ def random_crop(images: Any, size: Any, rng: np.random.Generator, padding: Any =
     return out
 
 
-def random_flip(images: Any, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+def random_flip(images, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
     """Mirror each image left-right with probability ``p``."""
     x = _images(images)
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
@@ -150,7 +154,7 @@ def random_flip(images: Any, rng: np.random.Generator, p: float = 0.5) -> np.nda
     return out
 
 
-def _scale_range(scale_range: Any) -> tuple[int, int]:
+def _scale_range(scale_range: tuple[int, int]) -> tuple[int, int]:
     try:
         lo, hi = (int(s) for s in scale_range)
     except (TypeError, ValueError):
@@ -163,7 +167,7 @@ def _scale_range(scale_range: Any) -> tuple[int, int]:
 
 
 def scale_jitter(
-    images: Any, crop_size: Any, scale_range: Any, rng: np.random.Generator
+    images, crop_size: int | tuple[int, int], scale_range: tuple[int, int], rng: np.random.Generator
 ) -> np.ndarray:
     """Scale jittering (VGG): for each image draw an integer S in [S_min, S_max], rescale so the
     shorter side is S, and take a random ``crop_size`` crop.  S_min must be at least the crop."""
@@ -189,11 +193,11 @@ class Augmentation:
 
     def __init__(
         self,
-        crop_size: Any = None,
-        padding: Any = 0,
+        crop_size: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
         flip: bool = False,
-        scale_range: Any = None,
-        mean: Any = None,
+        scale_range: tuple[int, int] | None = None,
+        mean=None,
     ) -> None:
         self.crop_size = None if crop_size is None else _size(crop_size, "crop_size")
         self.padding = v.nonneg_pair(padding, "padding")
@@ -203,7 +207,7 @@ class Augmentation:
             raise ValueError("scale_range needs a crop_size")
         self.mean = None if mean is None else np.asarray(mean)
 
-    def __call__(self, images: Any, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
         x = _images(images)
         if self.mean is not None:
             x = subtract_mean(x, self.mean)
@@ -215,7 +219,7 @@ class Augmentation:
             x = random_flip(x, rng)
         return x
 
-    def test_view(self, images: Any) -> np.ndarray:
+    def test_view(self, images) -> np.ndarray:
         """The deterministic counterpart for test images: mean subtracted, then the centre crop
         (of the image rescaled to S_min with scale jittering; of the padded image where the crop
         is larger than the image)."""
@@ -247,7 +251,7 @@ def batches(
 
 
 # -- test time --------------------------------------------------------------------------------
-def ten_crop(images: Any, size: Any) -> np.ndarray:
+def ten_crop(images, size: int | tuple[int, int]) -> np.ndarray:
     """The 10 crops of every image: (10, N, C, h, w), in the order top-left, top-right,
     bottom-left, bottom-right, centre, then the same five of the mirrored image (torchvision's
     ``TenCrop``)."""
@@ -262,7 +266,7 @@ def ten_crop(images: Any, size: Any) -> np.ndarray:
     return np.ascontiguousarray(np.stack(crops))
 
 
-def _posteriors(scores: Any) -> np.ndarray:
+def _posteriors(scores) -> np.ndarray:
     """Class posteriors (N, K) from scores (N, K) or score maps (N, K, h, w) (softmax over K,
     then averaged over the map, as VGG's dense evaluation)."""
     p = np.asarray(F.softmax(scores))
@@ -273,7 +277,7 @@ def _posteriors(scores: Any) -> np.ndarray:
     return p
 
 
-def predict_proba(model: Module, images: Any, batch_size: int = 256) -> np.ndarray:
+def predict_proba(model: Module, images, batch_size: int = 256) -> np.ndarray:
     """Softmax class posteriors (N, K) of ``model`` on ``images``, in eval mode without caching
     (the model's training mode is restored afterwards)."""
     x = _images(images)
@@ -291,7 +295,7 @@ def predict_proba(model: Module, images: Any, batch_size: int = 256) -> np.ndarr
 
 
 def predict_ten_crop(
-    model: Module, images: Any, crop_size: Any, batch_size: int = 256
+    model: Module, images, crop_size: int | tuple[int, int], batch_size: int = 256
 ) -> np.ndarray:
     """Posteriors (N, K) averaged over the 10 crops of each image (AlexNet's test procedure)."""
     crops = ten_crop(images, crop_size)
@@ -300,9 +304,9 @@ def predict_ten_crop(
 
 def predict_multiscale(
     model: Module,
-    images: Any,
+    images,
     scales: Sequence[int],
-    crop_size: Any = None,
+    crop_size: int | tuple[int, int] | None = None,
     batch_size: int = 256,
 ) -> np.ndarray:
     """Posteriors (N, K) averaged over several scales: each image is rescaled so its shorter side
@@ -325,9 +329,9 @@ def predict_multiscale(
 
 def average_models(
     models: Sequence[Module],
-    images: Any,
+    images,
     predict: Callable[..., np.ndarray] = predict_proba,
-    **kwargs: Any,
+    **kwargs,
 ) -> np.ndarray:
     """Model averaging: the mean of the posteriors of several models, each computed by
     ``predict(model, images, **kwargs)`` (e.g. ``predict_ten_crop`` with ``crop_size=...``)."""

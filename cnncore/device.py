@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 
@@ -43,7 +42,7 @@ def _numba_cuda():
     return cuda
 
 
-def to_numpy(a: Any) -> np.ndarray:
+def to_numpy(a) -> np.ndarray:
     """A host NumPy array from a NumPy array, a device array or a torch tensor (CPU or CUDA)."""
     if isinstance(a, np.ndarray):
         return a
@@ -56,7 +55,7 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def to_device(a: Any, device: str) -> Any:
+def to_device(a, device: str):
     """``device`` is ``"cpu"`` (NumPy) or ``"cuda"`` (a float32 Numba device array)."""
     if device == "cpu":
         return to_numpy(a)
@@ -68,7 +67,7 @@ def to_device(a: Any, device: str) -> Any:
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
-def add(a: Any, b: Any) -> Any:
+def add(a, b):
     """``a + b`` on whichever device the arrays live (used to accumulate gradients)."""
     if is_cuda_array(a):
         from cnncore_kernels.cuda import elementwise
@@ -77,7 +76,7 @@ def add(a: Any, b: Any) -> Any:
     return a + b
 
 
-def scale(alpha: float, a: Any) -> Any:
+def scale(alpha: float, a):
     """``alpha * a`` on whichever device the array lives (a new array)."""
     if is_cuda_array(a):
         from cnncore_kernels.cuda import elementwise
@@ -86,7 +85,7 @@ def scale(alpha: float, a: Any) -> Any:
     return a * a.dtype.type(alpha)
 
 
-def concat(parts: list[Any], axis: int = 1) -> Any:
+def concat(parts: list, axis: int = 1):
     """The arrays ``parts`` joined along ``axis`` (0 or 1), on their device (no host round trip
     for GPU arrays: device-to-device copies into the slices of a new Numba device array)."""
     if not is_cuda_array(parts[0]):
@@ -108,7 +107,7 @@ def concat(parts: list[Any], axis: int = 1) -> Any:
     return out
 
 
-def take(a: Any, start: int, stop: int, axis: int = 1) -> Any:
+def take(a, start: int, stop: int, axis: int = 1):
     """``a[start:stop]`` along ``axis`` (0 or 1) as a C-contiguous array on ``a``'s device (a view
     when that is already contiguous on the CPU, else a copy)."""
     idx = (slice(start, stop),) if axis == 0 else (slice(None), slice(start, stop))

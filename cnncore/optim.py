@@ -16,7 +16,7 @@ from cnncore_kernels import optim as _k
 _HYPER = ("lr", "momentum", "weight_decay", "dampening", "nesterov")
 
 
-def _number(value: Any, name: str, lo: float = 0.0) -> float:
+def _number(value, name: str, lo: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= lo:
         raise ValueError(f"{name} must be a number >= {lo}, got {value!r}")
     if not np.isfinite(value):
@@ -40,7 +40,7 @@ class SGD:
 
     def __init__(
         self,
-        params: Iterable[Any],
+        params: Iterable[Parameter] | Iterable[dict],
         lr: float,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
@@ -77,7 +77,7 @@ class SGD:
             g = {**defaults, **{k: group[k] for k in _HYPER if k in group}, "params": ps}
             self._check_hyper(g, f"group {gi}")
             self.param_groups.append(g)
-        self._buffers: dict[int, Any] = {}  # id(param) -> momentum buffer
+        self._buffers: dict[int, object] = {}  # id(param) -> momentum buffer (an array)
 
     @staticmethod
     def _check_hyper(g: dict[str, Any], where: str) -> None:
@@ -146,7 +146,7 @@ class SGD:
         mismatched state raises ``ValueError`` and leaves the optimiser untouched."""
         self._apply_state(self._check_state(state))
 
-    def _check_state(self, state: Any) -> tuple[list[dict[str, Any]], dict[int, np.ndarray]]:
+    def _check_state(self, state) -> tuple[list[dict[str, Any]], dict[int, np.ndarray]]:
         """Validate a ``state_dict``; returns what ``_apply_state`` assigns.  Raises ValueError."""
         groups = state.get("param_groups") if isinstance(state, dict) else None
         if not isinstance(groups, list) or len(groups) != len(self.param_groups):
@@ -199,7 +199,7 @@ class SGD:
                 self._buffers[id(p)] = _device.to_device(b, _where(p.data))
 
 
-def _where(a: Any) -> str:
+def _where(a) -> str:
     return "cuda" if _device.is_cuda_array(a) else "cpu"
 
 
@@ -236,7 +236,7 @@ class StepLR:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._apply_state(self._check_state(state))
 
-    def _check_state(self, state: Any) -> tuple[int, list[float]]:
+    def _check_state(self, state) -> tuple[int, list[float]]:
         epoch = state.get("last_epoch") if isinstance(state, dict) else None
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
             raise ValueError(f"scheduler state has a bad last_epoch {epoch!r}")

@@ -25,12 +25,13 @@ import functools
 import math
 import numbers
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from cnncore import nn
 from cnncore.nn.module import Module
-from cnncore.nn.shapes import output_shape
+from cnncore.nn.shapes import macs_per_position, output_shape
 
 Pair = tuple[int, int]
 
@@ -76,53 +77,50 @@ def _window(sig: _Signal, name: str, layer: Module) -> tuple[Pair, _Signal]:
     return (out[1], out[2]), replace(sig, shape=out, rf=rf, stride=jump)
 
 
-def _conv(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _conv(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     (ho, wo), out = _window(sig, name, layer)
-    groups = getattr(layer, "groups", 1)
-    kh, kw = layer.kernel_size
-    macs = layer.out_channels * ho * wo * (sig.shape[0] // groups) * kh * kw
-    return out, macs
+    return out, macs_per_position(layer, sig.shape) * ho * wo
 
 
-def _pool(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _pool(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     return _window(sig, name, layer)[1], 0
 
 
-def _global_pool(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _global_pool(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     out = output_shape(layer, sig.shape, name)
     rf, _ = _field(sig, sig.shape[1:], (1, 1), (1, 1))  # an H x W window at stride 1 (FCN view)
     return replace(sig, shape=out, rf=rf), 0
 
 
-def _channel_pool(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _channel_pool(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     return replace(sig, shape=output_shape(layer, sig.shape, name)), 0
 
 
-def _contrast_norm(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _contrast_norm(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     out = output_shape(layer, sig.shape, name)
     rf, jump = _field(sig, (layer.size, layer.size), (1, 1), (1, 1))
     return replace(sig, shape=out, rf=rf, stride=jump), 0
 
 
-def _flatten(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _flatten(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     flat_map = (sig.shape[1], sig.shape[2]) if len(sig.shape) == 3 else sig.flat_map
     return replace(sig, shape=output_shape(layer, sig.shape, name), flat_map=flat_map), 0
 
 
-def _linear(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _linear(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     output_shape(layer, sig.shape, name)
     rf, jump = sig.rf, sig.stride
     if sig.flat_map is not None:  # the first Linear after Flatten sees the whole M x M map
         rf, _ = _field(sig, sig.flat_map, (1, 1), (1, 1))
     out = replace(sig, shape=(layer.out_features,), rf=rf, stride=jump, flat_map=None)
-    return out, layer.in_features * layer.out_features
+    return out, macs_per_position(layer, sig.shape)
 
 
-def _pointwise(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _pointwise(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     return replace(sig, shape=output_shape(layer, sig.shape, name)), 0
 
 
-def _sequential(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _sequential(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     macs = 0
     for child_name, child in layer.named_children():
         sig, m = _propagate(child, sig, f"{name}.{child_name}")
@@ -130,7 +128,7 @@ def _sequential(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
     return sig, macs
 
 
-def _concat(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
+def _concat(sig: _Signal, name: str, layer) -> tuple[_Signal, int]:
     outs, macs = [], 0
     for child_name, child in layer.named_children():
         out, m = _propagate(child, sig, f"{name}.{child_name}")
@@ -152,7 +150,7 @@ def _concat(sig: _Signal, name: str, layer: Any) -> tuple[_Signal, int]:
 
 
 @functools.cache
-def _handlers() -> tuple[tuple[Any, Any], ...]:
+def _handlers() -> tuple[tuple[type | tuple[type, ...], Callable[..., tuple[_Signal, int]]], ...]:
     # checked in order with isinstance: Inception is a Concat, so Concat covers it
     return (
         (nn.Conv2d, _conv),
@@ -187,7 +185,7 @@ def _count_params(module: Module) -> int:
     return sum(math.prod(p.shape) for p in module.parameters())
 
 
-def _input_shape(model: Module, input_shape: Any) -> tuple[int, ...]:
+def _input_shape(model: Module, input_shape) -> tuple[int, ...]:
     if input_shape is None:
         input_shape = getattr(model, "input_shape", None)
         if input_shape is None:
@@ -213,7 +211,7 @@ def _input_shape(model: Module, input_shape: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def summary(model: Module, input_shape: Any = None) -> list[dict[str, Any]]:
+def summary(model: Module, input_shape: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
     """One row per top-level child of ``model`` (in order), for one input of ``input_shape``.
 
     Reached as ``cnncore.summary(model)``, like ``torchinfo.summary``.
@@ -318,6 +316,8 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def print_summary(model: Module, input_shape: Any = None, file: TextIO | None = None) -> None:
+def print_summary(
+    model: Module, input_shape: tuple[int, ...] | None = None, file: TextIO | None = None
+) -> None:
     """Print ``format_summary(summary(model, input_shape))`` (to ``file``, default stdout)."""
     print(format_summary(summary(model, input_shape)), file=file or sys.stdout)

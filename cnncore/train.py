@@ -23,11 +23,12 @@ from cnncore.checkpoint import load_checkpoint, save_checkpoint
 from cnncore.data import batches
 from cnncore.nn.loss import CrossEntropyLoss
 from cnncore.nn.module import Module, no_grad
+from cnncore.optim import SGD, StepLR
 
 __all__ = ["Trainer", "fit"]
 
 
-def _correct(scores: Any, targets: np.ndarray, ignore_index: int | None) -> tuple[int, int] | None:
+def _correct(scores, targets: np.ndarray, ignore_index: int | None) -> tuple[int, int] | None:
     """(correct, counted) for class scores (N, K[, H, W]) and integer targets (N[, H, W])."""
     s = _device.to_numpy(scores)
     if not np.issubdtype(targets.dtype, np.integer) or targets.shape != s.shape[:1] + s.shape[2:]:
@@ -58,9 +59,9 @@ class Trainer:
     def __init__(
         self,
         model: Module,
-        optimizer: Any,
-        loss: Any = None,
-        scheduler: Any = None,
+        optimizer: SGD,
+        loss: Module | None = None,
+        scheduler: StepLR | None = None,
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         seed: int = 0,
         checkpoint: str | os.PathLike | None = None,
@@ -96,12 +97,12 @@ class Trainer:
             return p.dtype, _device.is_cuda_array(p.data)
         return np.dtype(np.float32), False
 
-    def _prepare(self, xb: np.ndarray) -> Any:
+    def _prepare(self, xb: np.ndarray):
         dtype, on_gpu = self._param_where()
         xb = np.ascontiguousarray(xb, dtype=np.float32 if on_gpu else dtype)
         return _device.to_device(xb, "cuda") if on_gpu else xb
 
-    def _prepare_targets(self, yb: np.ndarray) -> Any:
+    def _prepare_targets(self, yb: np.ndarray):
         _, on_gpu = self._param_where()
         if not on_gpu:
             return yb
@@ -110,7 +111,7 @@ class Trainer:
         return cuda.to_device(np.ascontiguousarray(yb))
 
     @staticmethod
-    def _check_data(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def _check_data(x, y, name: str) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(x)
         y = np.asarray(y)
         if x.ndim < 2 or len(x) != len(y) or len(x) == 0:
@@ -149,7 +150,7 @@ class Trainer:
             "accuracy": correct / counted if counted else None,
         }
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 256) -> dict:
+    def evaluate(self, x, y, batch_size: int = 256) -> dict:
         """Mean loss and accuracy on (x, y) in eval mode, without caching (the test view of the
         augmentation, if it has one, is applied)."""
         x, y = self._check_data(x, y, "evaluate")
@@ -175,11 +176,11 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(
         self,
-        x: Any,
-        y: Any,
+        x,
+        y,
         epochs: int,
         batch_size: int = 64,
-        validation: tuple[Any, Any] | None = None,
+        validation: tuple | None = None,
     ) -> list[dict[str, Any]]:
         """Train until ``epochs`` epochs are done in total (a resumed trainer continues from its
         epoch).  Returns the history: one dict per epoch with ``epoch``, ``loss``, ``accuracy``,
@@ -248,13 +249,13 @@ def _format_row(row: dict[str, Any]) -> str:
 
 def fit(
     model: Module,
-    x: Any,
-    y: Any,
-    optimizer: Any,
+    x,
+    y,
+    optimizer: SGD,
     epochs: int,
     batch_size: int = 64,
-    validation: tuple[Any, Any] | None = None,
-    **trainer_kwargs: Any,
+    validation: tuple | None = None,
+    **trainer_kwargs,
 ) -> list[dict[str, Any]]:
     """``Trainer(model, optimizer, **trainer_kwargs).fit(x, y, epochs, batch_size, validation)``."""
     return Trainer(model, optimizer, **trainer_kwargs).fit(x, y, epochs, batch_size, validation)

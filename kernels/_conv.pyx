@@ -21,6 +21,7 @@ from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
 from ._blas cimport _gemm_parts, gemm_rm, pgemm_rm
+from ._geometry cimport out_size
 from ._blas import blas_info  # no-cython-lint  (the BLAS in use; kept importable here)
 
 cdef enum:
@@ -129,8 +130,8 @@ def im2col(const floating[:, :, ::1] x, kernel, stride, padding, dilation):
     cdef Py_ssize_t kh = kernel[0], kw = kernel[1], sh = stride[0], sw = stride[1]
     cdef Py_ssize_t ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
-    cdef Py_ssize_t Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    cdef Py_ssize_t Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    cdef Py_ssize_t Ho = out_size(H, kh, sh, ph, dh)
+    cdef Py_ssize_t Wo = out_size(W, kw, sw, pw, dw)
     out = np.empty((C * kh * kw, Ho * Wo), dtype=np.asarray(x).dtype)
     cdef floating[:, ::1] o = out
     with nogil:
@@ -144,8 +145,8 @@ def col2im(const floating[:, ::1] col, input_shape, kernel, stride, padding, dil
     cdef Py_ssize_t kh = kernel[0], kw = kernel[1], sh = stride[0], sw = stride[1]
     cdef Py_ssize_t ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t C = input_shape[0], H = input_shape[1], W = input_shape[2]
-    cdef Py_ssize_t Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    cdef Py_ssize_t Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    cdef Py_ssize_t Ho = out_size(H, kh, sh, ph, dh)
+    cdef Py_ssize_t Wo = out_size(W, kw, sw, pw, dw)
     out = np.zeros((C, H, W), dtype=np.asarray(col).dtype)
     cdef floating[:, :, ::1] o = out
     with nogil:
@@ -440,8 +441,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t K = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1]
     cdef Py_ssize_t dh = dilation[0], dw = dilation[1]
-    cdef Py_ssize_t Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    cdef Py_ssize_t Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    cdef Py_ssize_t Ho = out_size(H, kh, sh, ph, dh)
+    cdef Py_ssize_t Wo = out_size(W, kw, sw, pw, dw)
     cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, nb
     cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows, nblocks, blk, tid
     cdef Py_ssize_t parts = _gemm_parts

@@ -21,6 +21,8 @@ from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memset
 
+from ._geometry cimport out_size
+
 cdef enum:
     # Outputs of one row processed at a time (per-call stack buffers of CHUNK elements, <= 8 KB).
     CHUNK = 1024
@@ -45,8 +47,8 @@ cdef Geom make_geom(Py_ssize_t H, Py_ssize_t W, kernel, stride, padding, dilatio
     g.sh, g.sw = stride
     g.ph, g.pw = padding
     g.dh, g.dw = dilation
-    g.Ho = (H + 2 * g.ph - g.dh * (g.kh - 1) - 1) // g.sh + 1
-    g.Wo = (W + 2 * g.pw - g.dw * (g.kw - 1) - 1) // g.sw + 1
+    g.Ho = out_size(H, g.kh, g.sh, g.ph, g.dh)
+    g.Wo = out_size(W, g.kw, g.sw, g.pw, g.dw)
     return g
 
 

@@ -41,6 +41,7 @@ from functools import cache
 import numpy as np
 
 from cnncore_kernels import _winograd
+from cnncore_kernels.geometry import out_size
 
 # name -> (m, r, finite Cook-Toom points; the point at infinity is always added)
 TILES = {
@@ -191,8 +192,8 @@ def conv2d_forward(x, weight, bias, padding, dilation, tile):
     y (N, K, Ho, Wo).  ``tile`` names an entry of ``TILES`` whose r matches the kernel."""
     _, G, _ = tile_matrices(tile)
     r = weight.shape[2]
-    Ho = x.shape[2] + 2 * padding[0] - dilation[0] * (r - 1)
-    Wo = x.shape[3] + 2 * padding[1] - dilation[1] * (r - 1)
+    Ho = out_size(x.shape[2], r, 1, padding[0], dilation[0])
+    Wo = out_size(x.shape[3], r, 1, padding[1], dilation[1])
     U = transform_weight(weight, G)
     b = None if bias is None else np.ascontiguousarray(bias)
     return _run(x, U, tile, padding, dilation, (Ho, Wo), b)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
 
 from cnncore import _validate as v
 from cnncore import nn
-from cnncore.nn.shapes import output_shape, window_out
+from cnncore.nn.shapes import output_shape
+from cnncore_kernels.geometry import out_size
 
 METHODS = ("dsparse", "fcn", "patchwise")
 
@@ -66,13 +66,13 @@ class Stage:
 
     name: str
     kind: str
-    module: Any
+    module: nn.Module
     kernel: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
     step: tuple[int, int] = (1, 1)
-    in_shape: tuple[Any, int, int] = (None, 1, 1)
-    out_shape: tuple[Any, int, int] = (None, 1, 1)
+    in_shape: tuple[int | None, int, int] = (None, 1, 1)
+    out_shape: tuple[int | None, int, int] = (None, 1, 1)
     groups: int = 1
 
     @property
@@ -135,7 +135,7 @@ class Plan:
         return tuple(s for s in self.stages if s.kind != "flatten")
 
 
-def leaves(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+def leaves(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
     """The layers of a (nested) ``Sequential`` in order, with dotted names."""
     if isinstance(model, nn.Sequential):
         for name, child in model.named_children():
@@ -144,11 +144,11 @@ def leaves(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix, model
 
 
-def _refuse(name: str, module: Any, why: str) -> ValueError:
+def _refuse(name: str, module: nn.Module, why: str) -> ValueError:
     return ValueError(f"layer {name!r} ({type(module).__name__}) cannot be converted: {why}")
 
 
-def _unknown(name: str, m: Any) -> ValueError:
+def _unknown(name: str, m: nn.Module) -> ValueError:
     why = _WHY_NOT.get(
         type(m).__name__,
         "not a layer the conversion knows (conv, pooling, pointwise, Flatten, Linear)",
@@ -156,7 +156,7 @@ def _unknown(name: str, m: Any) -> ValueError:
     return _refuse(name, m, why)
 
 
-def _input_channels(layers: list[tuple[str, Any]], patch: tuple[int, int]) -> int | None:
+def _input_channels(layers: list[tuple[str, nn.Module]], patch: tuple[int, int]) -> int | None:
     """The channels of a patch: from the first layer that states its input (a Conv2d's
     ``in_channels``, or a Linear's ``in_features`` over the flattened map), times the pool sizes
     of the channel max pools (maxout) before it.  None if no layer states it."""
@@ -171,7 +171,7 @@ def _input_channels(layers: list[tuple[str, Any]], patch: tuple[int, int]) -> in
             mult *= int(m.pool_size)
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and flat is None:
             k, st, p, d = m.kernel_size, m.stride, m.padding, m.dilation
-            h, w = window_out(h, k[0], st[0], p[0], d[0]), window_out(w, k[1], st[1], p[1], d[1])
+            h, w = out_size(h, k[0], st[0], p[0], d[0]), out_size(w, k[1], st[1], p[1], d[1])
             if h < 1 or w < 1:
                 return None
         elif isinstance(m, nn.GlobalAvgPool2d) and flat is None:
@@ -186,7 +186,9 @@ def _input_channels(layers: list[tuple[str, Any]], patch: tuple[int, int]) -> in
     return None
 
 
-def _class_axis(name: str, m: Any, shape: tuple[int, ...], flat: Any) -> None:
+def _class_axis(
+    name: str, m: nn.Module, shape: tuple[int, ...], flat: tuple[int, int] | None
+) -> None:
     """A Softmax/LogSoftmax converts only over the class (channel) axis 1 of its input: ``dim``
     1 (or -3 on ``(N, C, h, w)`` maps, -1 on ``(N, K)`` score vectors)."""
     ndim = len(shape) + 1
@@ -208,7 +210,9 @@ def _class_axis(name: str, m: Any, shape: tuple[int, ...], flat: Any) -> None:
         )
 
 
-def resolve_patch_size(model: Any, patch_size: Any) -> tuple[int, int]:
+def resolve_patch_size(
+    model: nn.Module, patch_size: int | tuple[int, int] | None
+) -> tuple[int, int]:
     """``patch_size`` as ``(Ph, Pw)``; when it is None, the model's ``patch_size`` attribute (the
     builders of ``cnncore.models`` set it).  Raises ``ValueError`` when neither is given."""
     if patch_size is None:
@@ -221,7 +225,7 @@ def resolve_patch_size(model: Any, patch_size: Any) -> tuple[int, int]:
     return v.positive_pair(patch_size, "patch_size")
 
 
-def analyze(model: Any, patch_size: Any = None) -> Plan:
+def analyze(model: nn.Module, patch_size: int | tuple[int, int] | None = None) -> Plan:
     """Check that ``model`` is a convertible patch classifier for ``patch_size`` patches and
     return its ``Plan``.  ``patch_size`` (int or ``(Ph, Pw)``) defaults to ``model.patch_size``.
     Raises ``TypeError`` for a non-module and ``ValueError`` naming the layer for everything that
@@ -257,7 +261,7 @@ def analyze(model: Any, patch_size: Any = None) -> Plan:
     after_linear = False
     stages: list[Stage] = []
 
-    def window(name: str, m: Any, kind: str, k, s, d, out: Any = None) -> Stage:
+    def window(name: str, m: nn.Module, kind: str, k, s, d, out=None) -> Stage:
         """The stage of a windowed layer; ``out`` (C, h, w) defaults to the shape rule's."""
         nonlocal h, w, step, shape
         eff = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)

@@ -1,8 +1,9 @@
 """Operations per pixel of each method, and the theoretical speedup of d-sparse over patch scanning.
 
-Counts, per layer: ``macs`` (multiply-accumulates of convolutions and Linear layers), ``pool``
-(window elements read by pooling) and ``pointwise`` (elements through activations, LRN, ...);
-``ops = macs + pool + pointwise``.  For an image size the counts are exact (the maps of the
+Counts, per layer: ``macs`` (multiply-accumulates of convolutions and Linear layers, by the rule of
+``cnncore.summary``: ``cnncore.nn.shapes.macs_per_position``), ``pool`` (window elements read by
+pooling) and ``pointwise`` (elements through activations, LRN, ...); ``ops = macs + pool +
+pointwise``.  For an image size the counts are exact (the maps of the
 converted networks on the image's block, borders included); without one they are the limit of a
 large image (no borders).  Patch scanning costs the classifier's count on one patch per pixel; the
 d-sparse network one output per layer and pixel; FCN shift and stitch ``S_h*S_w`` passes, each
@@ -16,18 +17,20 @@ from typing import Any
 
 from cnncore import _validate as v
 from cnncore.dense.convert import Plan, Stage, analyze
+from cnncore.nn.module import Module
+from cnncore.nn.shapes import macs_per_position
+from cnncore_kernels.geometry import out_size
 
 KINDS = ("macs", "pool", "pointwise")
 
 
 def _per_output(st: Stage) -> tuple[str, int]:
     """(kind of count, count per output element) of one layer."""
-    kh, kw = st.kernel
     if st.kind in ("conv", "linear"):
-        K, Cg = st.weight_shape[:2]  # Cg = C // groups: each filter reads its group's channels
-        return "macs", int(K) * int(Cg) * kh * kw  # per output position
+        # summary's rule; a Linear after Flatten is one position of its whole-map convolution
+        return "macs", macs_per_position(st.module, st.in_shape)
     if st.kind in ("maxpool", "avgpool"):
-        return "pool", kh * kw  # per output element (times channels below)
+        return "pool", st.kernel[0] * st.kernel[1]  # per output element (times channels below)
     return "pointwise", 1
 
 
@@ -59,8 +62,8 @@ def _maps(plan: Plan, size: tuple[int, int], dense: bool) -> list[tuple[Stage, i
         if st.spatial:
             s = (1, 1) if dense else st.stride
             d = st.dense_dilation if dense else st.dilation
-            h = (h - d[0] * (st.kernel[0] - 1) - 1) // s[0] + 1
-            w = (w - d[1] * (st.kernel[1] - 1) - 1) // s[1] + 1
+            h = out_size(h, st.kernel[0], s[0], 0, d[0])  # no padding in a converted network
+            w = out_size(w, st.kernel[1], s[1], 0, d[1])
         out.append((st, max(h, 0) * max(w, 0)))
     return out
 
@@ -99,7 +102,11 @@ def _per_layer(plan: Plan, image_size: tuple[int, int] | None) -> list[dict[str,
     return rows
 
 
-def cost(model: Any, patch_size: Any = None, image_size: Any = None) -> dict[str, Any]:
+def cost(
+    model: Module | Plan,
+    patch_size: int | tuple[int, int] | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """Operations per pixel of ``"patchwise"``, ``"fcn"`` and ``"dsparse"`` for a patch classifier.
 
     ``model``: a patch classifier (with ``patch_size``) or a ``Plan``.  ``image_size``: ``(H, W)``
@@ -140,7 +147,11 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def cost_table(model: Any, patch_size: Any = None, image_size: Any = None) -> str:
+def cost_table(
+    model: Module | Plan,
+    patch_size: int | tuple[int, int] | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> str:
     """``cost`` as text: operations per pixel of each layer and method, totals and speedups."""
     c = cost(model, patch_size, image_size)
     where = "large-image limit" if c["image_size"] is None else f"{c['image_size']} image"

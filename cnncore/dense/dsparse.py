@@ -8,8 +8,6 @@ the scores the patch classifier gives each pixel's patch.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cnncore import _validate as v
@@ -18,10 +16,10 @@ from cnncore.dense.layers import build_layers
 from cnncore.dense.tiling import block_ranges, window, window_adjoint
 from cnncore.device import is_cuda_array
 from cnncore.nn import Sequential
-from cnncore.nn.module import grad_enabled
+from cnncore.nn.module import Module, grad_enabled
 
 
-def check_images(images: Any, plan: Plan, name: str = "images", model: Any = None) -> Any:
+def check_images(images, plan: Plan, name: str = "images", model: Module | None = None):
     """A CPU float32/float64 or GPU float32 ``(N, C, H, W)`` array with the classifier's ``C`` (and
     the device and dtype of ``model``'s Parameters, if given)."""
     if hasattr(images, "dask") and hasattr(images, "chunks"):
@@ -65,13 +63,13 @@ class DenseNet(Sequential):
     def __init__(self, plan: Plan) -> None:
         super().__init__(build_layers(plan, dense=True))
         self.plan = plan
-        self._geometry: tuple[Any, ...] | None = None  # (output shape, rows, cols) of the forward
+        self._geometry: tuple | None = None  # (output shape, rows, cols) of the forward
 
-    def forward_valid(self, block: Any) -> Any:
+    def forward_valid(self, block):
         """Scores ``(N, K, h, w)`` of a block ``(N, C, h + top + bottom, w + left + right)``."""
         return Sequential.forward(self, block)
 
-    def forward(self, images: Any) -> Any:
+    def forward(self, images):
         x = check_images(images, self.plan, model=self)
         hw = (int(x.shape[2]), int(x.shape[3]))
         rows, cols = block_ranges(hw, self.plan.halo("dsparse"))
@@ -79,7 +77,7 @@ class DenseNet(Sequential):
         self._geometry = (tuple(y.shape), rows, cols) if grad_enabled() else None
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._geometry is None:
             raise RuntimeError(
                 "DenseNet.backward needs a forward pass with gradients enabled first"
@@ -97,7 +95,7 @@ class DenseNet(Sequential):
         return f"patch={P}, receptive_field={R}, total_stride={S}"
 
 
-def to_dense(model: Any, patch_size: Any = None) -> DenseNet:
+def to_dense(model: Module, patch_size: int | tuple[int, int] | None = None) -> DenseNet:
     """The d-sparse network of the patch classifier ``model`` for ``patch_size`` patches (int or
     ``(Ph, Pw)``; defaults to ``model.patch_size``, ``ValueError`` when neither is given).
 
@@ -107,7 +105,7 @@ def to_dense(model: Any, patch_size: Any = None) -> DenseNet:
     return DenseNet(analyze(model, patch_size))
 
 
-def sparse_kernel(weight: Any, d: Any) -> np.ndarray:
+def sparse_kernel(weight, d) -> np.ndarray:
     """The "converted kernel" of the lecture: ``(K, C, kh, kw) -> (K, C, dh*(kh-1)+1, dw*(kw-1)+1)``
     with ``d - 1`` zero rows and columns between the taps.
 

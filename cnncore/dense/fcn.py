@@ -9,8 +9,6 @@ them (``scores[..., a::S_h, b::S_w]``), so every pixel is covered.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cnncore import _validate as v
@@ -20,7 +18,7 @@ from cnncore.dense.layers import build_layers
 from cnncore.dense.tiling import block_ranges, window, window_adjoint
 from cnncore.device import is_cuda_array
 from cnncore.nn import Sequential
-from cnncore.nn.module import grad_enabled
+from cnncore.nn.module import Module, grad_enabled
 
 
 class FCNNet(Sequential):
@@ -34,14 +32,14 @@ class FCNNet(Sequential):
     def __init__(self, plan: Plan) -> None:
         super().__init__(build_layers(plan, dense=False))
         self.plan = plan
-        self._geometry: tuple[Any, ...] | None = None
+        self._geometry: tuple | None = None
 
-    def forward_valid(self, block: Any) -> Any:
+    def forward_valid(self, block):
         """One pass: block rows ``[0, L)`` give the scores of block rows ``0, S, 2S, ...`` (those
         whose receptive field fits: ``floor((L - R) / S) + 1`` of them)."""
         return Sequential.forward(self, block)
 
-    def forward(self, images: Any) -> Any:
+    def forward(self, images):
         x = check_images(images, self.plan, model=self)
         hw = (int(x.shape[2]), int(x.shape[3]))
         # the block of the whole image has H + R - 1 rows: exactly ceil(H / S) grid outputs
@@ -50,7 +48,7 @@ class FCNNet(Sequential):
         self._geometry = (tuple(y.shape), hw, rows, cols) if grad_enabled() else None
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._geometry is None:
             raise RuntimeError("FCNNet.backward needs a forward pass with gradients enabled first")
         shape, hw, rows, cols = self._geometry
@@ -92,7 +90,7 @@ class FCNNet(Sequential):
         return f"patch={P}, receptive_field={R}, total_stride={S}"
 
 
-def to_fcn(model: Any, patch_size: Any = None) -> FCNNet:
+def to_fcn(model: Module, patch_size: int | tuple[int, int] | None = None) -> FCNNet:
     """The FCN of the patch classifier ``model`` for ``patch_size`` patches (Parameters shared;
     ``patch_size`` defaults to ``model.patch_size``, ``ValueError`` when neither is given).
 

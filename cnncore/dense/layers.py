@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from typing import Any
 
 from cnncore import functional as F
 from cnncore import nn
@@ -46,18 +45,18 @@ class SharedConv(Module):
         self.groups = int(groups)
         self._x = None
 
-    def _w(self) -> Any:
+    def _w(self):
         w = self.weight.data
         return w if tuple(w.shape) == self.shape else w.reshape(self.shape)
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         b = self.bias.data if self.bias is not None else None
         y = F.conv2d(x, self._w(), b, self.stride, 0, self.dilation, self.groups)
         self._x = x if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def forward_relu(self, x: Any) -> Any:
+    def forward_relu(self, x):
         """``relu(self.forward(x))``, bias and ReLU applied where the output is written."""
         b = self.bias.data if self.bias is not None else None
         y = conv2d_relu(x, self._w(), b, self.stride, 0, self.dilation, self.groups)
@@ -65,7 +64,7 @@ class SharedConv(Module):
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._x is None:
             raise RuntimeError(
                 f"{self.source}: backward needs a forward pass with gradients enabled"
@@ -108,7 +107,7 @@ class EvalDropout(Module):
         self.source = source
         self.training = False
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         if self.training and self.p > 0:
             raise ValueError(
                 f"layer {self.source!r} (Dropout(p={self.p})) cannot run in training mode in the "
@@ -117,7 +116,7 @@ class EvalDropout(Module):
         self._remember_output(x)
         return x
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         self._check_dy(dy)
         return dy
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cnncore.dense.convert import Plan
 from cnncore.device import is_cuda_array
+from cnncore.nn.module import Module
 
 # Bytes of activations one batch may hold (the batch size follows from the largest layer).
 BATCH_BYTES = 64 * 2**20
@@ -30,7 +29,7 @@ def default_batch_size(plan: Plan, itemsize: int) -> int:
 
 
 def scan_patches(
-    model: Any,
+    model: Module,
     block: np.ndarray,
     hw: tuple[int, int],
     plan: Plan,
@@ -61,7 +60,7 @@ def scan_patches(
     return np.ascontiguousarray(scores.reshape(N, h, w, K).transpose(0, 3, 1, 2))
 
 
-def _check_scores(s: Any, count: int, K: int) -> Any:
+def _check_scores(s, count: int, K: int):
     if tuple(s.shape) not in ((count, K), (count, K, 1, 1)):
         raise ValueError(
             f"the classifier gave shape {tuple(s.shape)} for {count} patches; expected "
@@ -71,8 +70,8 @@ def _check_scores(s: Any, count: int, K: int) -> Any:
 
 
 def _scan_patches_cuda(
-    model: Any, block: Any, hw: tuple[int, int], plan: Plan, batch_size: int, pixels: Any
-) -> Any:
+    model: Module, block, hw: tuple[int, int], plan: Plan, batch_size: int, pixels
+):
     """``scan_patches`` of a GPU block: patches gathered and scores placed on the device."""
     from numba import cuda
 

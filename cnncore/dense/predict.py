@@ -4,8 +4,6 @@ with its halo, for engines that map it over chunks (Dask's ``map_overlap``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cnncore import _validate as v
@@ -14,10 +12,10 @@ from cnncore.dense.dsparse import DenseNet, check_images
 from cnncore.dense.fcn import FCNNet
 from cnncore.dense.patchwise import default_batch_size, scan_patches
 from cnncore.dense.tiling import Halo, crop_overlap, overlap_depth, run_tiled, warn_small_tile
-from cnncore.nn.module import no_grad
+from cnncore.nn.module import Module, no_grad
 
 
-def _is_dask_array(x: Any) -> bool:
+def _is_dask_array(x) -> bool:
     """Duck typing on Dask's collection protocol: ``cnncore.distributed`` (which uses this
     package) is imported only when such an array arrives."""
     return hasattr(x, "__dask_graph__") and hasattr(x, "chunks")
@@ -33,7 +31,7 @@ class BlockPredictor:
     network, no closures), so it can be sent to workers once.
     """
 
-    def __init__(self, model: Any, plan: Plan, method: str, batch_size: int | None) -> None:
+    def __init__(self, model: Module, plan: Plan, method: str, batch_size: int | None) -> None:
         self.plan = plan
         self.method = method
         self.halo: Halo = plan.halo(method)
@@ -41,7 +39,7 @@ class BlockPredictor:
         self.num_classes = plan.num_classes
         self.batch_size = batch_size
         if method == "dsparse":
-            self.net: Any = DenseNet(plan)
+            self.net: Module = DenseNet(plan)
         elif method == "fcn":
             self.net = FCNNet(plan)
         else:
@@ -70,7 +68,11 @@ class BlockPredictor:
 
 
 def block_predictor(
-    model: Any, patch_size: Any = None, method: str = "dsparse", *, batch_size: int | None = None
+    model: Module,
+    patch_size: int | tuple[int, int] | None = None,
+    method: str = "dsparse",
+    *,
+    batch_size: int | None = None,
 ) -> BlockPredictor:
     """The computation of ``predict`` as a function of one block with its halo (see
     ``BlockPredictor``); the converted network shares ``model``'s Parameters.  ``patch_size``
@@ -83,11 +85,11 @@ def block_predictor(
 
 
 def predict(
-    model: Any,
-    images: Any,
-    patch_size: Any = None,
+    model: Module,
+    images,
+    patch_size: int | tuple[int, int] | None = None,
     method: str = "dsparse",
-    tile: Any = None,
+    tile: int | tuple[int, int] | None = None,
     *,
     batch_size: int | None = None,
 ) -> np.ndarray:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import numpy as np
 
@@ -38,7 +37,7 @@ def _clip(lo: int, hi: int, size: int) -> tuple[int, int, int, int]:
     return a, b, a - lo, b - lo
 
 
-def window(x: Any, rows: tuple[int, int], cols: tuple[int, int]) -> Any:
+def window(x, rows: tuple[int, int], cols: tuple[int, int]):
     """``x[:, :, r0:r1, c0:c1]`` for any ``r0 < r1``, ``c0 < c1`` (negative or past the end), with
     zeros outside the image.  x: (N, C, H, W) -> (N, C, r1 - r0, c1 - c0), C-contiguous, on the
     device ``x`` lives on (a GPU array gives a Numba device array, computed there)."""
@@ -56,9 +55,7 @@ def window(x: Any, rows: tuple[int, int], cols: tuple[int, int]) -> Any:
     return out
 
 
-def window_adjoint(
-    dwin: Any, hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
-) -> Any:
+def window_adjoint(dwin, hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]):
     """Adjoint of ``window``: the part of ``dwin`` that lies inside the ``hw`` image, in place.
     dwin: (N, C, r1 - r0, c1 - c0) -> (N, C, H, W) (zeros where the window did not reach)."""
     N, C = dwin.shape[:2]
@@ -135,12 +132,12 @@ def warn_small_tile(hw: tuple[int, int], tile: tuple[int, int], halo: Halo) -> N
 
 
 def run_tiled(
-    block_fn: Callable[[Any], Any],
-    images: Any,
+    block_fn: Callable,
+    images,
     halo: Halo,
     num_classes: int,
     tile: tuple[int, int] | None,
-) -> Any:
+):
     """Scores ``(N, K, H, W)`` of ``images (N, C, H, W)``, computed tile by tile: each tile's block
     (with its halo, zeros beyond the image) goes through ``block_fn``.  ``tile=None``: one tile.
     GPU images stay on the GPU: blocks are cut and scores assembled there."""
@@ -170,7 +167,7 @@ def run_tiled(
     return out
 
 
-def crop_overlap(block: Any, halo: Halo, depth: tuple[int, int]) -> Any:
+def crop_overlap(block, halo: Halo, depth: tuple[int, int]):
     """A block with ``depth`` extra rows/columns on every side (what Dask's ``map_overlap`` with a
     zero boundary hands over) cut down to exactly ``halo``.  Needs ``depth >= halo`` each side."""
     (top, bottom), (left, right) = halo

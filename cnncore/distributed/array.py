@@ -11,22 +11,22 @@ from every chunk task (see ``share``), so each worker receives it once.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import numpy as np
 
 from cnncore import _validate as v
 from cnncore.distributed._deps import require
+from cnncore.nn.module import Module
 
 
-def is_dask_array(x: Any) -> bool:
+def is_dask_array(x) -> bool:
     """Whether ``x`` is a ``dask.array.Array``.  Never imports Dask: if ``dask.array`` was not
     imported yet, nothing can be a Dask array."""
     da = sys.modules.get("dask.array")
     return da is not None and isinstance(x, da.Array)
 
 
-def share(obj: Any, client: Any = None) -> Any:
+def share(obj, client=None):
     """One reference to ``obj`` that many tasks can take as an argument; ``obj`` travels to each
     worker once instead of inside every task.
 
@@ -44,7 +44,7 @@ def share(obj: Any, client: Any = None) -> Any:
     return dask.delayed(obj, pure=True, traverse=False)
 
 
-def check_dask_images(images: Any, in_channels: int, model: Any, name: str = "images") -> None:
+def check_dask_images(images, in_channels: int, model: Module, name: str = "images") -> None:
     """Validate a Dask image ``(N, C, H, W)`` before any graph is built (shape, dtype, channels,
     dtype of the model's Parameters)."""
     if not is_dask_array(images):
@@ -82,7 +82,7 @@ def _splits(n: int, t: int) -> list[tuple[int, int]]:
 
 def predict_block(
     block: np.ndarray,
-    predictor: Any,
+    predictor,
     tile: tuple[int, int] | None,
     pad: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
@@ -114,15 +114,15 @@ def predict_block(
 
 
 def predict_dask(
-    model: Any,
-    images: Any,
-    patch_size: Any = None,
+    model: Module,
+    images,
+    patch_size: int | tuple[int, int] | None = None,
     method: str = "dsparse",
-    tile: Any = None,
+    tile: int | tuple[int, int] | None = None,
     *,
     batch_size: int | None = None,
-    client: Any = None,
-) -> Any:
+    client=None,
+):
     """Lazy scores ``(N, K, H, W)`` of a Dask image ``(N, C, H, W)`` chunked over H and W.
 
     Same arguments as ``cnncore.dense.predict`` (which calls this for a Dask array), plus

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cnncore.distributed._deps import require
 from cnncore.distributed.array import share
+from cnncore.nn.module import Module
 
 SUFFIX = "_scores.npy"
 
 
-def input_paths(inputs: Any, pattern: str = "*.npy") -> list[Path]:
+def input_paths(inputs, pattern: str = "*.npy") -> list[Path]:
     """The files of a folder matching ``pattern`` (sorted), or the given list of paths."""
     if isinstance(inputs, (str, os.PathLike)):
         folder = Path(inputs)
@@ -40,12 +40,12 @@ def input_paths(inputs: Any, pattern: str = "*.npy") -> list[Path]:
 
 
 def predict_file(
-    model: Any,
+    model: Module,
     source: str,
     target: str,
-    patch_size: Any,
+    patch_size: int | tuple[int, int] | None,
     method: str,
-    tile: Any,
+    tile: int | tuple[int, int] | None,
     batch_size: int | None,
 ) -> str:
     """Scores of the ``(C, H, W)`` or ``(N, C, H, W)`` image in ``source``, saved to ``target``
@@ -71,19 +71,19 @@ def predict_file(
 
 
 def predict_files(
-    model: Any,
-    inputs: Any,
-    output_dir: Any,
-    patch_size: Any,
+    model: Module,
+    inputs,
+    output_dir: str | os.PathLike,
+    patch_size: int | tuple[int, int] | None,
     method: str = "dsparse",
-    tile: Any = None,
+    tile: int | tuple[int, int] | None = None,
     *,
     pattern: str = "*.npy",
     overwrite: bool = False,
     batch_size: int | None = None,
-    client: Any = None,
+    client=None,
     compute: bool = True,
-) -> Any:
+):
     """Predict every image of a folder (files matching ``pattern``) or a list of ``.npy`` files,
     one Dask task per file, and save the scores to ``output_dir/<name>_scores.npy``.
 

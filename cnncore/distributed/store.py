@@ -3,29 +3,28 @@ chunk (no machine ever holds the whole image or the whole score map)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from cnncore import _validate as v
 from cnncore.distributed._deps import require
 from cnncore.distributed.array import predict_dask
+from cnncore.nn.module import Module
 
 
 def predict_zarr(
-    model: Any,
-    source: Any,
-    target: Any,
-    patch_size: Any,
+    model: Module,
+    source,
+    target,
+    patch_size: int | tuple[int, int] | None,
     method: str = "dsparse",
-    tile: Any = None,
+    tile: int | tuple[int, int] | None = None,
     *,
-    chunks: Any = None,
+    chunks: tuple[int, int] | None = None,
     source_component: str | None = None,
     target_component: str | None = None,
     overwrite: bool = False,
     batch_size: int | None = None,
-    client: Any = None,
+    client=None,
     compute: bool = True,
-) -> Any:
+):
     """Predict the image stored in ``source`` and store its scores in ``target``.
 
     Parameters

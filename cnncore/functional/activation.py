@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
 
 import numpy as np
 
@@ -17,7 +16,7 @@ from cnncore import _validate as v
 from cnncore_kernels import activation as _k
 
 
-def _array(x: Any, name: str) -> Any:
+def _array(x, name: str):
     shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
     x = v.any_float_array(x, name)
     if tuple(x.shape) != shape:  # np.ascontiguousarray turns a 0-d array into shape (1,)
@@ -26,7 +25,7 @@ def _array(x: Any, name: str) -> Any:
     return x
 
 
-def _grad_pair(dy: Any, ref: Any, ref_name: str) -> tuple[Any, Any]:
+def _grad_pair(dy, ref, ref_name: str) -> tuple:
     ref = _array(ref, ref_name)
     dy = v.any_float_array(dy, "dy")
     v.same_device_and_dtype(ref, ref_name, dy, "dy")
@@ -37,7 +36,7 @@ def _grad_pair(dy: Any, ref: Any, ref_name: str) -> tuple[Any, Any]:
     return dy, ref
 
 
-def _axis(axis: Any, ndim: int, name: str) -> int:
+def _axis(axis, ndim: int, name: str) -> int:
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"axis must be an int, got {axis!r}")
     if ndim == 0:
@@ -96,7 +95,7 @@ def log_softmax_backward(dy, y, axis: int = 1):
     return _k.log_softmax_backward(dy, y, _axis(axis, y.ndim, "y"))
 
 
-def dropout_p(p: Any) -> float:
+def dropout_p(p) -> float:
     """A validated dropout probability in [0, 1] (``Dropout`` checks it at construction)."""
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a number, got {p!r}")
@@ -105,7 +104,7 @@ def dropout_p(p: Any) -> float:
     return float(p)
 
 
-def _dropout_args(p: Any, key: Any) -> tuple[int, int, float]:
+def _dropout_args(p, key) -> tuple[int, int, float]:
     p = dropout_p(p)
     if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral):
         raise TypeError(f"key must be an int, got {key!r}")

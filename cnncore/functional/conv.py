@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cnncore import _validate as v
 from cnncore.device import concat, take
 from cnncore.functional import conv_selection as _alg
@@ -43,15 +41,15 @@ def _conv_geometry(x, weight, stride, padding, dilation, x_name="x", groups=1):
 
 
 def conv2d(
-    x: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
+    x,
+    weight,
+    bias=None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     algorithm: str = "auto",
-) -> Any:
+):
     """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
 
     Parameters
@@ -143,9 +141,9 @@ def conv2d_backward(
     dy,
     x,
     weight,
-    stride=1,
-    padding=0,
-    dilation=1,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     algorithm: str = "auto",
     *,
@@ -229,7 +227,13 @@ def conv2d_backward(
     )
 
 
-def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
+def im2col(
+    x,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+):
     """Column matrix of one image: x (C, H, W) -> (C*kh*kw, Ho*Wo), zero padded (CPU only)."""
     from cnncore_kernels import _conv
 
@@ -247,10 +251,10 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
 def col2im(
     col,
     input_shape,
-    kernel_size,
-    stride=1,
-    padding=0,
-    dilation=1,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
 ):
     """Adjoint of ``im2col``: col (C*kh*kw, Ho*Wo) -> (C, H, W), overlapping entries summed."""
     from cnncore_kernels import _conv

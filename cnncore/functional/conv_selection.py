@@ -147,10 +147,10 @@ def rule(x_shape, weight_shape, stride, padding, dilation, groups, backward=Fals
 def conv_algorithm(
     x_shape,
     weight_shape,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
     dtype=np.float32,
     backward=False,
 ) -> str:

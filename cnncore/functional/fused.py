@@ -10,23 +10,21 @@ with the maximum.  Used by ``Sequential`` and the dense networks.
 
 from __future__ import annotations
 
-from typing import Any
-
 from cnncore.functional.activation import relu
 from cnncore.functional.conv import _conv2d
 from cnncore.functional.pooling import max_pool2d_values
 
 
 def conv2d_relu(
-    x: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
+    x,
+    weight,
+    bias=None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     algorithm: str = "auto",
-) -> Any:
+):
     """``relu(conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm))`` in one pass
     over the output: x (N, C, H, W), weight (K, C // groups, kh, kw), bias (K,) -> y (N, K, Ho, Wo).
     The GEMM paths apply the bias and the ReLU where the convolution writes y; Winograd and the
@@ -36,8 +34,12 @@ def conv2d_relu(
 
 
 def relu_max_pool2d(
-    x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
-) -> Any:
+    x,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+):
     """``max_pool2d_values(relu(x), ...)``, computed as ``relu(max_pool2d_values(x, ...))``: the
     ReLU runs over the pooled output only (a quarter of ``x`` for 2x2/2 pooling).  Exact: ReLU is
     monotone, so it commutes with the maximum (NaN wins in both).  x (N, C, H, W) -> (N, C, Ho, Wo);

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cnncore import _validate as v
 from cnncore_kernels import linear as _k
 
@@ -11,7 +9,7 @@ from cnncore_kernels import linear as _k
 _BLAS_MAX = 2**31 - 1
 
 
-def _operands(x: Any, weight: Any, x_name: str = "x") -> tuple[Any, Any]:
+def _operands(x, weight, x_name: str = "x") -> tuple:
     x = v.any_float_array(x, x_name, 2)
     weight = v.any_float_array(weight, "weight", 2)
     v.same_device_and_dtype(x, x_name, weight, "weight")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
 
 import numpy as np
 
@@ -15,7 +14,7 @@ from cnncore_kernels.arrays import is_cuda_array
 _INT64 = np.iinfo(np.int64)
 
 
-def _host_targets(targets: Any) -> np.ndarray:
+def _host_targets(targets) -> np.ndarray:
     """A host array of CPU ``targets`` (NumPy, torch CPU tensor or sequence)."""
     if not isinstance(targets, np.ndarray):
         if hasattr(targets, "detach") and hasattr(targets, "numpy"):  # a torch CPU tensor
@@ -24,14 +23,14 @@ def _host_targets(targets: Any) -> np.ndarray:
     return targets
 
 
-def _range_error(K: int, ignore_index: int, value: int, where: Any, shape: tuple) -> ValueError:
+def _range_error(K: int, ignore_index: int, value: int, where, shape: tuple) -> ValueError:
     return ValueError(
         f"targets must be in [0, {K}) or equal ignore_index={ignore_index}, got {value} at index "
         f"{where} (targets shape {shape})"
     )
 
 
-def _check_device_targets(targets: Any, expected: tuple, K: int, ignore_index: int) -> None:
+def _check_device_targets(targets, expected: tuple, K: int, ignore_index: int) -> None:
     """GPU targets: dtype and shape from their metadata, range on the device (nothing copied
     but one integer)."""
     dtype = device_dtype(targets)

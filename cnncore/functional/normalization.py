@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
 
 from cnncore import _validate as v
 from cnncore_kernels import normalization as _k
@@ -13,7 +12,7 @@ from cnncore_kernels import normalization as _k
 _DIVISORS = ("mean", "fixed")
 
 
-def _real(value: Any, name: str, *, positive: bool = False, nonneg: bool = False) -> float:
+def _real(value, name: str, *, positive: bool = False, nonneg: bool = False) -> float:
     """A finite real number (Python float), optionally > 0 or >= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
@@ -27,13 +26,13 @@ def _real(value: Any, name: str, *, positive: bool = False, nonneg: bool = False
     return out
 
 
-def _image(x: Any, name: str = "x") -> Any:
+def _image(x, name: str = "x"):
     x = v.any_float_array(x, name, 4)
     v.check_size(tuple(x.shape), name)
     return x
 
 
-def _grad_pair(dy: Any, x: Any) -> tuple[Any, Any]:
+def _grad_pair(dy, x) -> tuple:
     x = _image(x)
     dy = v.any_float_array(dy, "dy", 4)
     v.same_device_and_dtype(x, "x", dy, "dy")
@@ -42,7 +41,7 @@ def _grad_pair(dy: Any, x: Any) -> tuple[Any, Any]:
     return dy, x
 
 
-def lrn_params(size: Any, alpha: Any, beta: Any, k: Any) -> tuple[int, float, float, float]:
+def lrn_params(size, alpha, beta, k) -> tuple[int, float, float, float]:
     """Validated LRN hyper-parameters (``LocalResponseNorm`` checks them at construction)."""
     return (
         v.positive_int(size, "size"),
@@ -52,9 +51,7 @@ def lrn_params(size: Any, alpha: Any, beta: Any, k: Any) -> tuple[int, float, fl
     )
 
 
-def lcn_params(
-    size: Any, sigma: Any, threshold: Any, divisor: Any
-) -> tuple[int, float, float, str]:
+def lcn_params(size, sigma, threshold, divisor) -> tuple[int, float, float, str]:
     """Validated LCN hyper-parameters (``LocalContrastNorm`` checks them at construction)."""
     if not isinstance(divisor, str):
         raise TypeError(f"divisor must be 'mean' or 'fixed', got {divisor!r}")
@@ -103,8 +100,8 @@ def local_response_norm_backward(
 
 
 def local_contrast_norm(
-    x: Any, size: int = 9, sigma: float = 2.0, threshold: float = 1e-4, divisor: str = "mean"
-) -> Any:
+    x, size: int = 9, sigma: float = 2.0, threshold: float = 1e-4, divisor: str = "mean"
+):
     """Local contrast normalization (Jarrett et al. 2009), as docs/contract/arrays.rst defines it.
 
     The window is the ``size x size`` Gaussian

@@ -7,8 +7,6 @@ dispatcher ``cnncore_kernels.pooling``, which runs the Cython CPU twin or the Nu
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cnncore import _validate as v
@@ -25,7 +23,10 @@ def _valid_taps(start: int, k: int, d: int, size: int) -> int:
 
 
 def pool_params(
-    kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
     """The validated ``(kernel, stride, padding, dilation)`` pairs of a 2-D pooling, checked
     without the input (the rules ``MaxPool2d``/``AvgPool2d`` apply at construction): sizes,
@@ -71,20 +72,20 @@ def _pool_geometry(
     return k, s, p, d, out
 
 
-def as_bool(value: Any, name: str) -> bool:
+def as_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return bool(value)
 
 
-def _dtype_of(a: Any) -> np.dtype:
+def _dtype_of(a) -> np.dtype:
     cai = getattr(a, "__cuda_array_interface__", None)
     if cai is not None:
         return np.dtype(cai["typestr"])
     return np.dtype(a.dtype)
 
 
-def _index_array(indices: Any, like: Any, like_name: str) -> Any:
+def _index_array(indices, like, like_name: str):
     """An int64 index array on the device of ``like``, shape-checked.
 
     On the CPU the indices are returned as a C-contiguous int64 array (converted from any integer
@@ -111,7 +112,7 @@ def _index_array(indices: Any, like: Any, like_name: str) -> Any:
     return indices
 
 
-def _check_range(indices: Any, bound: int, what: str, groups: tuple[int, int, int] = (1, 1, 0)):
+def _check_range(indices, bound: int, what: str, groups: tuple[int, int, int] = (1, 1, 0)):
     """Refuse any index outside its range: ``indices[i] - g*step`` must lie in ``[0, bound)``,
     with ``(inner, G, step) = groups`` and ``g = (i // inner) % G`` (one group: ``[0, bound)``).
     CPU: one pass (negatives wrap to huge unsigned values); GPU: one pass on the device and a
@@ -144,7 +145,13 @@ def _check_range(indices: Any, bound: int, what: str, groups: tuple[int, int, in
 # max pooling
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool2d(
+    x,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+):
     """2-D max pooling with indices, as torch's ``max_pool2d(..., return_indices=True)``.
 
     Parameters
@@ -171,7 +178,13 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     return _k.max_pool2d(x, k, s, p, d)
 
 
-def max_pool2d_values(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool2d_values(
+    x,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+):
     """The values of :func:`max_pool2d` without the indices (inference; faster).
 
     x: (N, C, H, W) -> y: (N, C, Ho, Wo); same arguments and rules as :func:`max_pool2d`.
@@ -216,10 +229,10 @@ def max_pool2d_backward(dy, indices, input_shape):
 
 def avg_pool2d(
     x,
-    kernel_size,
-    stride=None,
-    padding=0,
-    dilation=1,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
     count_include_pad: bool = True,
 ):
     """2-D average pooling; without dilation the same as ``torch.nn.functional.avg_pool2d``.
@@ -249,10 +262,10 @@ def avg_pool2d(
 def avg_pool2d_backward(
     dy,
     input_shape,
-    kernel_size,
-    stride=None,
-    padding=0,
-    dilation=1,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
     count_include_pad: bool = True,
 ):
     """Gradient of :func:`avg_pool2d` with the same arguments.

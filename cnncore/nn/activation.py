@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from cnncore import functional as F
 from cnncore.nn.module import Module, grad_enabled
 
 
-def _dim(dim: Any, owner: str) -> int:
+def _dim(dim, owner: str) -> int:
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral):
         raise TypeError(f"{owner}: dim must be an int, got {dim!r}")
     return v.integer(dim, f"{owner} dim")
@@ -24,13 +23,13 @@ class ReLU(Module):
     def __init__(self) -> None:
         self._x = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         y = F.relu(x)
         self._x = x if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._x is None:
             raise RuntimeError("ReLU.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)
@@ -43,13 +42,13 @@ class Tanh(Module):
     def __init__(self) -> None:
         self._y = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         y = F.tanh(x)
         self._y = y if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._y is None:
             raise RuntimeError("Tanh.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)
@@ -64,13 +63,13 @@ class Softmax(Module):
         self.dim = _dim(dim, type(self).__name__)
         self._y = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         y = F.softmax(x, self.dim)
         self._y = y if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._y is None:
             raise RuntimeError("Softmax.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)
@@ -88,13 +87,13 @@ class LogSoftmax(Module):
         self.dim = _dim(dim, type(self).__name__)
         self._y = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         y = F.log_softmax(x, self.dim)
         self._y = y if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._y is None:
             raise RuntimeError(
                 "LogSoftmax.backward needs a forward pass with gradients enabled first"

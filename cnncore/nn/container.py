@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 import numpy as np
 
@@ -28,7 +27,7 @@ class Sequential(Module):
     gradients are exactly those of running the modules one by one.
     """
 
-    def __init__(self, *modules: Any) -> None:
+    def __init__(self, *modules: Module | Mapping[str, Module]) -> None:
         if len(modules) == 1 and isinstance(modules[0], Mapping):
             items = list(modules[0].items())
         else:
@@ -51,7 +50,7 @@ class Sequential(Module):
     def __iter__(self) -> Iterator[Module]:
         return iter(m for _, m in self._items())
 
-    def __getitem__(self, index: int | slice) -> Any:
+    def __getitem__(self, index: int | slice) -> Module:
         items = self._items()
         if isinstance(index, slice):
             return Sequential(OrderedDict(items[index]))
@@ -71,12 +70,12 @@ class Sequential(Module):
         self.add_module(name, module)
         return self
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         # conv -> ReLU and ReLU -> MaxPool2d neighbours run fused: same outputs and gradients,
         # fewer passes over the activations (see cnncore.nn.fusion)
         return run_chain(list(self), x)
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         for m in reversed(list(self)):
             dy = m.backward(dy)
         return dy
@@ -90,7 +89,7 @@ class Concat(Module):
     sums the branches' input gradients.
     """
 
-    def __init__(self, *branches: Any) -> None:
+    def __init__(self, *branches: Module | Mapping[str, Module]) -> None:
         if len(branches) == 1 and isinstance(branches[0], Mapping):
             items = list(branches[0].items())
         else:
@@ -106,7 +105,7 @@ class Concat(Module):
     def branches(self) -> list[Module]:
         return list(self.children())
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         outs = [b(x) for b in self.branches()]
         ref = tuple(outs[0].shape)
         for (name, _), o in zip(self.named_children(), outs, strict=True):
@@ -121,7 +120,7 @@ class Concat(Module):
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._channels is None:
             raise RuntimeError("Concat.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+from numpy.typing import DTypeLike
 
 from cnncore import _validate as v
 from cnncore.functional import conv2d, conv2d_backward
@@ -27,12 +26,12 @@ class Conv2d(Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
         bias: bool = True,
-        dtype: Any = np.float32,
+        dtype: DTypeLike = np.float32,
         groups: int = 1,
         algorithm: str = "auto",
     ) -> None:
@@ -64,15 +63,15 @@ class Conv2d(Module):
         )
         self._x = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         return self._run(conv2d, x)
 
-    def forward_relu(self, x: Any) -> Any:
+    def forward_relu(self, x):
         """``relu(self.forward(x))`` with the bias and ReLU applied where the output is written
         (used by ``Sequential`` for a Conv2d followed by ReLU); caches like ``forward``."""
         return self._run(conv2d_relu, x)
 
-    def _run(self, conv: Any, x: Any) -> Any:
+    def _run(self, conv, x):
         b = self.bias.data if self.bias is not None else None
         args = (self.stride, self.padding, self.dilation, self.groups, self.algorithm)
         y = conv(x, self.weight.data, b, *args)
@@ -80,7 +79,7 @@ class Conv2d(Module):
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._x is None:
             raise RuntimeError("Conv2d.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)

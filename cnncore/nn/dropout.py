@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cnncore import _validate as v
@@ -41,7 +39,7 @@ class Dropout(Module):
     def set_rng_state(self, state: dict) -> None:
         self._rng.bit_generator.state = state
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         x = v.any_float_array(x, "x")  # validate before the generator advances
         if not self.training or self.p == 0.0:
             self._key = None
@@ -55,7 +53,7 @@ class Dropout(Module):
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         self._check_dy(dy)
         if self._key is None:  # identity (eval mode or p == 0)
             return dy

@@ -10,8 +10,6 @@ With networks A (trained on task A) and B (trained on task B) and a fresh networ
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cnncore import device as _device
@@ -82,7 +80,7 @@ def copy_layers(source: Module, target: Module, n: int, freeze: bool = False) ->
             f"the first {n} layers differ in parameters: source has {src_names}, target has "
             f"{dst_names}"
         )
-    arrays: list[Any] = []
+    arrays: list[np.ndarray] = []
     for (name, ps), (_, pt) in zip(src, dst, strict=True):
         if ps.shape != pt.shape:
             raise ValueError(f"shape mismatch for {name!r}: source {ps.shape}, target {pt.shape}")

@@ -20,7 +20,6 @@ overrides ``forward`` runs unfused).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from cnncore import functional as F
 from cnncore.functional.fused import relu_max_pool2d
@@ -43,7 +42,7 @@ def _patched(*modules: Module) -> bool:
     return any("forward" in vars(m) for m in modules)
 
 
-def _relu_then_max_pool(relu: ReLU, pool: MaxPool2d, x: Any) -> Any:
+def _relu_then_max_pool(relu: ReLU, pool: MaxPool2d, x):
     args = (pool.kernel_size, pool.stride, pool.padding, pool.dilation)
     if not grad_enabled():
         relu._x = None
@@ -59,7 +58,7 @@ def _relu_then_max_pool(relu: ReLU, pool: MaxPool2d, x: Any) -> Any:
     return y
 
 
-def run_chain(modules: Sequence[Module], x: Any) -> Any:
+def run_chain(modules: Sequence[Module], x):
     """``x`` through ``modules`` in order, fusing conv -> ReLU and ReLU -> MaxPool2d pairs."""
     i, n = 0, len(modules)
     while i < n:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+from numpy.typing import DTypeLike
 
 from cnncore import _validate as v
 from cnncore import functional as F
@@ -17,7 +16,7 @@ class Linear(Module):
     bias (out_features,).  x: (N, in_features) -> y: (N, out_features).  Caches its input."""
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32
+        self, in_features: int, out_features: int, bias: bool = True, dtype: DTypeLike = np.float32
     ) -> None:
         self.in_features = v.positive_int(in_features, "in_features")
         self.out_features = v.positive_int(out_features, "out_features")
@@ -34,14 +33,14 @@ class Linear(Module):
         )
         self._x = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         b = self.bias.data if self.bias is not None else None
         y = F.linear(x, self.weight.data, b)
         self._x = x if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._x is None:
             raise RuntimeError("Linear.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)
@@ -71,7 +70,7 @@ class Flatten(Module):
     def __init__(self) -> None:
         self._input_shape: tuple[int, ...] | None = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         x = v.any_float_array(x, "x")  # float32/float64, no empty axis (the rules of the kernels)
         if len(x.shape) < 1:
             raise ValueError(f"Flatten needs an array with a batch axis, got shape {x.shape}")
@@ -85,7 +84,7 @@ class Flatten(Module):
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._input_shape is None:
             raise RuntimeError("Flatten.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)

@@ -4,7 +4,6 @@ pairwise ``RankingHingeLoss`` (Chatfield et al. 2014, fine-tuning for ranking)."
 from __future__ import annotations
 
 import numbers
-from typing import Any
 
 import numpy as np
 
@@ -17,12 +16,12 @@ from cnncore.nn.module import Module, grad_enabled
 class _Loss(Module):
     """A loss: ``forward(scores, targets) -> float``, ``backward(scale=1.0) -> dscores``."""
 
-    _grad: Any = None
+    _grad = None  # the gradient of the last call (an array)
 
-    def __call__(self, scores: Any, targets: Any) -> float:  # type: ignore[override]
+    def __call__(self, scores, targets) -> float:  # type: ignore[override]
         return self.forward(scores, targets)
 
-    def backward(self, scale: float = 1.0) -> Any:  # type: ignore[override]
+    def backward(self, scale: float = 1.0):  # type: ignore[override]
         """Gradient of ``scale * loss`` with respect to the scores of the last forward."""
         if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
             raise TypeError(
@@ -56,7 +55,7 @@ class CrossEntropyLoss(_Loss):
             raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
         self.ignore_index = int(ignore_index)
 
-    def forward(self, logits: Any, targets: Any) -> float:  # type: ignore[override]
+    def forward(self, logits, targets) -> float:  # type: ignore[override]
         loss, dlogits = F.cross_entropy(logits, targets, self.ignore_index)
         self._grad = dlogits if grad_enabled() else None
         return float(loss)
@@ -87,7 +86,7 @@ class RankingHingeLoss(_Loss):
             raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
         self.margin = float(margin)
 
-    def forward(self, scores: Any, targets: Any) -> float:  # type: ignore[override]
+    def forward(self, scores, targets) -> float:  # type: ignore[override]
         s = v.float_array(scores, "scores", 2)
         n, k = s.shape
         t = np.asarray(targets)

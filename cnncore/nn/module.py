@@ -13,9 +13,9 @@ import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from cnncore import device as _device
 from cnncore.nn.init import LazyUniformFanIn
@@ -23,7 +23,7 @@ from cnncore.nn.init import LazyUniformFanIn
 _state = threading.local()
 
 
-def _dtype_of(a: Any) -> np.dtype:
+def _dtype_of(a) -> np.dtype:
     iface = getattr(a, "__cuda_array_interface__", None)  # torch CUDA tensors: no NumPy dtype
     if iface is not None:
         return np.dtype(iface["typestr"])
@@ -49,7 +49,7 @@ def no_grad():
         _state.grad_enabled = previous
 
 
-def float_dtype(dtype: Any, owner: str) -> np.dtype:
+def float_dtype(dtype: DTypeLike, owner: str) -> np.dtype:
     """The parameter dtype of a layer: float32 or float64 (what the CPU kernels compute in);
     None means float32, as torch's ``dtype=None`` means its default."""
     if dtype is None:
@@ -67,19 +67,19 @@ class Parameter:
     """A trainable array: ``data``, its gradient ``grad`` (None until a backward) and
     ``requires_grad`` (False freezes it: no gradient is computed or stored, SGD skips it)."""
 
-    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+    def __init__(self, data, requires_grad: bool = True) -> None:
         self._data = data  # an array, or a LazyUniformFanIn drawn on first access of .data
-        self.grad: Any = None
+        self.grad = None  # an array like data, once accumulated
         self.requires_grad = bool(requires_grad)
 
     @property
-    def data(self) -> Any:
+    def data(self):
         if isinstance(self._data, LazyUniformFanIn):
             self._data = self._data.materialize()
         return self._data
 
     @data.setter
-    def data(self, value: Any) -> None:
+    def data(self, value) -> None:
         self._data = value
 
     @property
@@ -90,7 +90,7 @@ class Parameter:
     def dtype(self) -> np.dtype:
         return np.dtype(self._data.dtype)
 
-    def accumulate(self, g: Any) -> None:
+    def accumulate(self, g) -> None:
         """Add ``g`` into ``grad`` (the gradient of several backward passes adds up)."""
         if not self.requires_grad or g is None:
             return
@@ -111,17 +111,17 @@ class Module:
     training: bool = True
 
     # -- the contract -------------------------------------------------------------------------
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x):
         return self.forward(x)
 
     # -- what backward's dy must look like ----------------------------------------------------
-    def _remember_output(self, y: Any) -> None:
+    def _remember_output(self, y) -> None:
         """Record the shape, dtype and device of the forward's output ``y`` (with gradients
         enabled), which ``_check_dy`` then asks of the backward's ``dy``."""
         if not grad_enabled():
@@ -131,7 +131,7 @@ class Module:
         dtype = _dtype_of(y)
         self._dy_spec = (tuple(int(s) for s in y.shape), dtype, on_gpu)
 
-    def _check_dy(self, dy: Any) -> None:
+    def _check_dy(self, dy) -> None:
         """``dy`` must be an array shaped, typed and placed like the last forward's output.
 
         Raises ``TypeError`` (None, not an array, other dtype or device) or ``ValueError`` (other
@@ -219,7 +219,7 @@ class Module:
             raise ValueError(f"attribute {name!r} already exists and is not a module")
         setattr(self, name, module)
 
-    def astype(self, dtype: Any) -> Module:
+    def astype(self, dtype: DTypeLike) -> Module:
         """Convert every parameter to ``dtype`` (float32 or float64, CPU); grads are dropped.
 
         ``model.double()`` is the float64 model that gradient checks need.
@@ -255,7 +255,7 @@ class Module:
         """Copies of the parameters as NumPy arrays, under PyTorch's names."""
         return OrderedDict((n, _device.to_numpy(p.data).copy()) for n, p in self.named_parameters())
 
-    def load_state_dict(self, state: Any, strict: bool = True) -> None:
+    def load_state_dict(self, state: Mapping[str, np.ndarray], strict: bool = True) -> None:
         """Load arrays (NumPy, or torch tensors) by PyTorch's names; all-or-nothing.
 
         Every name and shape is checked before anything is assigned, so a mismatched or corrupt

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cnncore import functional as F
 from cnncore.functional.normalization import lcn_params, lrn_params
 from cnncore.nn.module import Module, grad_enabled
@@ -20,13 +18,13 @@ class LocalResponseNorm(Module):
         self.size, self.alpha, self.beta, self.k = lrn_params(size, alpha, beta, k)
         self._x = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         y = F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
         self._x = x if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._x is None:
             raise RuntimeError(
                 "LocalResponseNorm.backward needs a forward pass with gradients enabled first"
@@ -58,13 +56,13 @@ class LocalContrastNorm(Module):
     def _args(self) -> tuple:
         return (self.size, self.sigma, self.threshold, self.divisor)
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         y = F.local_contrast_norm(x, *self._args())
         self._x = x if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._x is None:
             raise RuntimeError(
                 "LocalContrastNorm.backward needs a forward pass with gradients enabled first"

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cnncore import _validate as v
 from cnncore import functional as F
 from cnncore.functional.pooling import as_bool, pool_params
@@ -20,7 +18,11 @@ class MaxPool2d(Module):
     """
 
     def __init__(
-        self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
+        self,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
     ) -> None:
         self.kernel_size, self.stride, self.padding, self.dilation = pool_params(
             kernel_size, stride, padding, dilation
@@ -28,7 +30,7 @@ class MaxPool2d(Module):
         self._indices = None
         self._input_shape: tuple[int, ...] | None = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         args = (self.kernel_size, self.stride, self.padding, self.dilation)
         if grad_enabled():
             y, self._indices = F.max_pool2d(x, *args)
@@ -38,7 +40,7 @@ class MaxPool2d(Module):
         self._indices = self._input_shape = None
         return F.max_pool2d_values(x, *args)
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._indices is None:
             raise RuntimeError(
                 "MaxPool2d.backward needs a forward pass with gradients enabled first"
@@ -59,10 +61,10 @@ class AvgPool2d(Module):
 
     def __init__(
         self,
-        kernel_size: Any,
-        stride: Any = None,
-        padding: Any = 0,
-        dilation: Any = 1,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
         count_include_pad: bool = True,
     ) -> None:
         self.kernel_size, self.stride, self.padding, self.dilation = pool_params(
@@ -74,13 +76,13 @@ class AvgPool2d(Module):
     def _args(self) -> tuple:
         return (self.kernel_size, self.stride, self.padding, self.dilation, self.count_include_pad)
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         y = F.avg_pool2d(x, *self._args())
         self._input_shape = tuple(int(s) for s in x.shape) if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._input_shape is None:
             raise RuntimeError(
                 "AvgPool2d.backward needs a forward pass with gradients enabled first"
@@ -105,7 +107,7 @@ class ChannelMaxPool(Module):
         self._indices = None
         self._input_shape: tuple[int, ...] | None = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         y, idx = F.channel_max_pool(x, self.pool_size)
         if grad_enabled():
             self._indices, self._input_shape = idx, tuple(int(s) for s in x.shape)
@@ -114,7 +116,7 @@ class ChannelMaxPool(Module):
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._indices is None:
             raise RuntimeError(
                 "ChannelMaxPool.backward needs a forward pass with gradients enabled first"
@@ -133,13 +135,13 @@ class GlobalAvgPool2d(Module):
     def __init__(self) -> None:
         self._input_shape: tuple[int, ...] | None = None
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x):
         y = F.global_avg_pool2d(x)
         self._input_shape = tuple(int(s) for s in x.shape) if grad_enabled() else None
         self._remember_output(y)
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy):
         if self._input_shape is None:
             raise RuntimeError(
                 "GlobalAvgPool2d.backward needs a forward pass with gradients enabled first"

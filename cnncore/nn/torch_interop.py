@@ -10,14 +10,15 @@ by the pixel convention becomes a ``ZeroPad2d`` (negative where it crops), their
 convolutions and pools torch layers, so the exact d-sparse network runs wherever PyTorch runs.
 Anything else is refused with the layer's name and type.
 
-PyTorch is imported inside the functions only; ``import cnncore`` never loads it.
+PyTorch is imported inside the functions only; ``import cnncore`` never loads it, so torch's
+modules and tensors are not annotated here (the cnncore side is).
 """
 
 from __future__ import annotations
 
 import numbers
 from collections import OrderedDict
-from typing import Any
+from types import ModuleType
 
 import numpy as np
 
@@ -43,7 +44,7 @@ _TO_TORCH = (
 _DTYPES = {"torch.float32": np.float32, "torch.float64": np.float64}
 
 
-def _import_torch() -> Any:
+def _import_torch() -> ModuleType:
     try:
         import torch
     except ImportError:
@@ -53,36 +54,36 @@ def _import_torch() -> Any:
     return torch
 
 
-def _pair(value: Any) -> tuple[int, int]:
+def _pair(value) -> tuple[int, int]:
     if isinstance(value, numbers.Integral):
         return int(value), int(value)
     return int(value[0]), int(value[1])
 
 
-def _label(name: str, module: Any) -> str:
+def _label(name: str, module) -> str:
     return f"layer {name!r} ({type(module).__name__})" if name else type(module).__name__
 
 
-def _refused(name: str, module: Any, known: str) -> TypeError:
+def _refused(name: str, module, known: str) -> TypeError:
     return TypeError(f"{_label(name, module)} is not supported; supported layers: {known}")
 
 
 # -- torch -> cnncore ----------------------------------------------------------------------------
 
 
-def _array(tensor: Any, name: str) -> np.ndarray:
+def _array(tensor, name: str) -> np.ndarray:
     dtype = _DTYPES.get(str(tensor.dtype))
     if dtype is None:
         raise TypeError(f"{name} has dtype {tensor.dtype}; only float32 and float64 convert")
     return np.array(tensor.detach().cpu().numpy(), dtype=dtype, copy=True, order="C")
 
 
-def _copy_into(param: Parameter, tensor: Any, name: str) -> None:
+def _copy_into(param: Parameter, tensor, name: str) -> None:
     param.data = _array(tensor, name)
     param.requires_grad = bool(tensor.requires_grad)
 
 
-def _conv_padding(name: str, m: Any) -> tuple[int, int]:
+def _conv_padding(name: str, m) -> tuple[int, int]:
     if m.padding_mode != "zeros":
         raise ValueError(
             f"{_label(name, m)}: padding_mode={m.padding_mode!r} is not supported (zeros only)"
@@ -101,7 +102,7 @@ def _conv_padding(name: str, m: Any) -> tuple[int, int]:
     return _pair(m.padding)
 
 
-def _from_conv(name: str, m: Any) -> Conv2d:
+def _from_conv(name: str, m) -> Conv2d:
     dtype = _array(m.weight, f"{name}.weight").dtype
     out = Conv2d(
         m.in_channels,
@@ -120,7 +121,7 @@ def _from_conv(name: str, m: Any) -> Conv2d:
     return out
 
 
-def _from_linear(name: str, m: Any) -> Linear:
+def _from_linear(name: str, m) -> Linear:
     dtype = _array(m.weight, f"{name}.weight").dtype
     out = Linear(m.in_features, m.out_features, bias=m.bias is not None, dtype=dtype)
     _copy_into(out.weight, m.weight, f"{name}.weight")
@@ -129,7 +130,7 @@ def _from_linear(name: str, m: Any) -> Linear:
     return out
 
 
-def _from_pool(name: str, m: Any, torch: Any) -> Module:
+def _from_pool(name: str, m, torch) -> Module:
     if m.ceil_mode:
         raise ValueError(f"{_label(name, m)}: ceil_mode=True is not supported")
     k = _pair(m.kernel_size)
@@ -146,7 +147,7 @@ def _from_pool(name: str, m: Any, torch: Any) -> Module:
     return AvgPool2d(k, stride=s, padding=_pair(m.padding), count_include_pad=m.count_include_pad)
 
 
-def _from_softmax(name: str, m: Any, cls: type) -> Module:
+def _from_softmax(name: str, m, cls: type) -> Module:
     if m.dim is None:
         raise ValueError(
             f"{_label(name, m)}: dim=None (torch's implicit dim) is ambiguous; give dim=1, the "
@@ -155,14 +156,14 @@ def _from_softmax(name: str, m: Any, cls: type) -> Module:
     return cls(dim=m.dim)
 
 
-def _from_children(items: Any, torch: Any, prefix: str) -> Sequential:
+def _from_children(items, torch, prefix: str) -> Sequential:
     layers = OrderedDict(
         (child, _from(m, f"{prefix}.{child}" if prefix else child, torch)) for child, m in items
     )
     return Sequential(layers)
 
 
-def _from(m: Any, name: str, torch: Any) -> Module:
+def _from(m, name: str, torch) -> Module:
     tnn = torch.nn
     if type(m) is tnn.Sequential:
         out: Module = _from_children(m.named_children(), torch, name)
@@ -201,7 +202,7 @@ def _from(m: Any, name: str, torch: Any) -> Module:
     return out
 
 
-def from_torch(module: Any) -> Module:
+def from_torch(module) -> Module:
     """The cnncore twin of a ``torch.nn`` module, with its weights copied (not shared).
 
     Parameters
@@ -233,20 +234,20 @@ def from_torch(module: Any) -> Module:
 # -- cnncore -> torch ----------------------------------------------------------------------------
 
 
-def _tensor(data: Any, torch: Any) -> Any:
+def _tensor(data, torch):
     return torch.from_numpy(np.array(device.to_numpy(data), copy=True, order="C"))
 
 
-def _set(torch_param: Any, param: Parameter, torch: Any) -> None:
+def _set(torch_param, param: Parameter, torch) -> None:
     torch_param.data = _tensor(param.data, torch)
     torch_param.requires_grad_(param.requires_grad)
 
 
-def _dtype(param: Parameter, torch: Any) -> Any:
+def _dtype(param: Parameter, torch):
     return torch.float64 if param.dtype == np.float64 else torch.float32
 
 
-def _to_conv(m: Any, torch: Any, shape: tuple[int, ...], padding: Any) -> Any:
+def _to_conv(m: Module, torch, shape: tuple[int, ...], padding):
     k_out, c_per_group, kh, kw = shape
     out = torch.nn.Conv2d(
         c_per_group * m.groups,
@@ -267,7 +268,7 @@ def _to_conv(m: Any, torch: Any, shape: tuple[int, ...], padding: Any) -> Any:
     return out
 
 
-def _to_linear(m: Linear, torch: Any) -> Any:
+def _to_linear(m: Linear, torch):
     out = torch.nn.Linear(
         m.in_features, m.out_features, bias=m.bias is not None, dtype=_dtype(m.weight, torch)
     )
@@ -277,7 +278,7 @@ def _to_linear(m: Linear, torch: Any) -> Any:
     return out
 
 
-def _to_avg_pool(m: AvgPool2d, torch: Any) -> Any:
+def _to_avg_pool(m: AvgPool2d, torch):
     if tuple(m.dilation) == (1, 1):
         return torch.nn.AvgPool2d(
             tuple(m.kernel_size),
@@ -290,7 +291,7 @@ def _to_avg_pool(m: AvgPool2d, torch: Any) -> Any:
     return DilatedAvgPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.count_include_pad)
 
 
-def _to_children(m: Module, torch: Any, prefix: str, first: Any = None) -> Any:
+def _to_children(m: Module, torch, prefix: str, first=None):
     layers = OrderedDict()
     if first is not None:
         layers[first[0]] = first[1]
@@ -299,7 +300,7 @@ def _to_children(m: Module, torch: Any, prefix: str, first: Any = None) -> Any:
     return torch.nn.Sequential(layers)
 
 
-def _pixel_pad(m: Any, torch: Any, method: str) -> tuple[str, Any]:
+def _pixel_pad(m: Module, torch, method: str) -> tuple:
     """The padding of a dense network's forward: the pixel convention's zeros before, and only
     the rows the receptive field reads after (negative: cropped)."""
     (top, bottom), (left, right) = m.plan.halo(method)
@@ -320,7 +321,7 @@ def _converted_net_kinds() -> tuple[type, ...]:
     return (DenseNet, FCNNet)
 
 
-def _to(m: Any, name: str, torch: Any) -> Any:
+def _to(m: Module, name: str, torch):
     tnn = torch.nn
     kind = type(m).__name__
     converted = _converted_net_kinds()
@@ -372,7 +373,7 @@ def _to(m: Any, name: str, torch: Any) -> Any:
     return out
 
 
-def to_torch(module: Module) -> Any:
+def to_torch(module: Module):
     """The ``torch.nn`` twin of a cnncore module, with its weights copied (not shared).
 
     Parameters

@@ -18,6 +18,7 @@ from numba import cuda, float32
 
 from cnncore_kernels.cuda import _launch as L
 from cnncore_kernels.cuda.gemm import ROW_BIAS, gemm, gemm_strided
+from cnncore_kernels.geometry import out_size
 
 __all__ = ["col2im", "conv2d_backward", "conv2d_forward", "gemm", "im2col"]
 
@@ -83,9 +84,10 @@ def _col2im(col, n0, row0, nr, nb, h0, nh, kh, kw, sh, sw, ph, pw, dh, dw, Wo, a
 
 
 def _out_hw(H, W, kh, kw, stride, padding, dilation):
-    Ho = (H + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    Wo = (W + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    return Ho, Wo
+    return (
+        out_size(H, kh, stride[0], padding[0], dilation[0]),
+        out_size(W, kw, stride[1], padding[1], dilation[1]),
+    )
 
 
 def _chunks(N: int, Ho: int, Wo: int, R: int):

@@ -24,6 +24,7 @@ from numba import cuda, float32, int64
 
 from cnncore_kernels.cuda import _launch as L
 from cnncore_kernels.cuda._launch import RED_THREADS  # a plain global: a compile-time constant
+from cnncore_kernels.geometry import out_size
 
 NEG_INF = np.float32(-np.inf)
 
@@ -279,9 +280,10 @@ def _broadcast_planes(dy, divisor, dx):
 
 
 def _out_hw(H, W, kernel, stride, padding, dilation):
-    Ho = (H + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
-    Wo = (W + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-    return Ho, Wo
+    return (
+        out_size(H, kernel[0], stride[0], padding[0], dilation[0]),
+        out_size(W, kernel[1], stride[1], padding[1], dilation[1]),
+    )
 
 
 def _geom(kernel, stride, padding, dilation):

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import cnncore.functional as F
 from cnncore import nn
+from tests.cnncore.layers import every_layer
 
 COUNT = {"functions": 0, "constructors": 0, "modules": 0}
 FUZZ = settings(
@@ -463,30 +464,7 @@ def test_constructors_refuse_invalid_hyper_parameters(case):
 
 
 # -- module forward / backward ---------------------------------------------------------------------
-def _layers():
-    nn.manual_seed(0)
-    return {
-        "Conv2d": (nn.Conv2d(4, 6, 3), X),
-        "MaxPool2d": (nn.MaxPool2d(2), X),
-        "AvgPool2d": (nn.AvgPool2d(2), X),
-        "ChannelMaxPool": (nn.ChannelMaxPool(2), X),
-        "GlobalAvgPool2d": (nn.GlobalAvgPool2d(), X),
-        "LocalResponseNorm": (nn.LocalResponseNorm(3), X),
-        "LocalContrastNorm": (nn.LocalContrastNorm(3), X),
-        "ReLU": (nn.ReLU(), X),
-        "Tanh": (nn.Tanh(), X),
-        "Softmax": (nn.Softmax(), S2),
-        "LogSoftmax": (nn.LogSoftmax(), S2),
-        "Linear": (nn.Linear(8, 3), XL),
-        "Flatten": (nn.Flatten(), X),
-        "Dropout": (nn.Dropout(0.5), X),
-        "Dropout-eval": (nn.Dropout(0.5).eval(), X),
-        "Sequential": (nn.Sequential(nn.Conv2d(4, 2, 3), nn.ReLU()), X),
-        "Concat": (nn.Concat(nn.ReLU(), nn.Tanh()), X),
-    }
-
-
-LAYERS = _layers()
+LAYERS = every_layer(X)
 
 
 def _dy_corruptions(y):

@@ -10,7 +10,7 @@ import torch.nn.functional as TF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnncore import dense, models, nn
+from cnncore import dense, models, nn, summary
 from cnncore.dense.layers import SharedConv
 from cnncore.functional import conv2d
 
@@ -292,3 +292,37 @@ def test_cost_for_an_image_matches_the_networks(hw, make, patch, channels, strid
             for b in range(min(stride, W))
         )
     assert c["per_pixel"]["fcn"]["macs"] * H * W == pytest.approx(fcn)
+
+
+def every_kind_classifier():
+    """A 21x21 patch classifier with a grouped, a dilated and a strided convolution, max and
+    average pooling, pointwise layers and two Linear layers."""
+    return nn.Sequential(
+        nn.Conv2d(4, 6, 3, groups=2),  # 19
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, dilation=2),  # 15
+        nn.MaxPool2d(3, 2),  # 7
+        nn.Conv2d(8, 8, 3, stride=2, groups=4),  # 3
+        nn.AvgPool2d(2, 1),  # 2
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(8 * 2 * 2, 10),
+        nn.ReLU(),
+        nn.Linear(10, 3),
+    )
+
+
+@pytest.mark.parametrize("make, patch", [(every_kind_classifier, 21), (models.toy15, 15)])
+def test_cost_counts_macs_like_summary(make, patch):
+    """Patch scanning runs the classifier on one patch per pixel, so its MACs per pixel, layer by
+    layer, are summary's MACs of that patch: one rule, also for groups, dilation and Linear."""
+    model = make()
+    c = dense.cost(model, patch)
+    rows = summary(model, (dense.analyze(model, patch).in_channels, patch, patch))
+    cost_macs = {row["name"]: row["patchwise"].get("macs", 0) for row in c["layers"]}
+    summary_macs = {row["name"]: row["macs"] for row in rows if row["type"] != "Flatten"}
+    assert cost_macs == summary_macs
+    grouped = [row for row in rows if row["type"] == "Conv2d"][0]
+    if make is every_kind_classifier:  # groups=2: each filter reads 2 of the 4 channels
+        assert grouped["macs"] == 6 * 2 * 3 * 3 * 19 * 19
+    assert sum(summary_macs.values()) == c["per_pixel"]["patchwise"]["macs"]
