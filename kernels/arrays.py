@@ -19,7 +19,7 @@ def is_cuda_array(x: Any) -> bool:
 def twin(x: Any, cpu: Any, gpu: str) -> Any:
     """The twin that runs the kernels on ``x``: ``cpu`` (the CPU twin: a Cython module, or a
     namespace of NumPy functions) for host arrays, the module ``cnncore_kernels.cuda.<gpu>`` for
-    device arrays.  A dispatcher calls ``twin(x, _pool, "pooling").max_pool2d(...)``; both twins
+    device arrays.  A dispatcher calls ``twin(x, _pooling, "pooling").max_pool2d(...)``; both twins
     have the same function names and signatures.  The CUDA module is imported here only for a
     device array, so a CPU-only install never imports numba.
     """

@@ -15,7 +15,7 @@ from cnncore import _validate as v
 from cnncore_kernels import pooling as _k
 from cnncore_kernels.arrays import is_cuda_array
 
-# The max pool tracks a tap as a 32-bit offset inside the padded plane (see kernels/_pool.pyx).
+# The max pool tracks a tap as a 32-bit offset inside the padded plane (see kernels/_pooling.pyx).
 _PLANE_MAX = 2**31 - 1
 
 

@@ -17,12 +17,12 @@ import time
 from numba import boolean, cuda, float32, float64, int32, int64, uint64
 
 from cnncore_kernels.cuda import (
+    _gemm,
     _launch,
     activation,
     checks,
     conv,
     elementwise,
-    gemm,
     loss,
     normalization,
     optim,
@@ -45,7 +45,7 @@ KERNELS = [
     (elementwise._add, (f1, f1, f1, I), False),
     (elementwise._axpy, (F, f1, f1, I), False),
     (elementwise._scale, (F, f1, f1, I), False),
-    (gemm._sgemm, (I, I, I, F, f1, I, I, I, I, f1, I, I, I, I, F, f1, I, I, I, I, f1, I), False),
+    (_gemm._sgemm, (I, I, I, F, f1, I, I, I, I, f1, I, I, I, I, F, f1, I, I, I, I, f1, I), False),
     (conv._im2col, (f4,) + (I,) * 13 + (f1,), False),
     (conv._col2im, (f1,) + (I,) * 16 + (f4,), False),
     (pooling._max_pool, (f4,) + (I,) * 8 + (f4, i4), False),

@@ -1,8 +1,9 @@
 """CUDA pooling: max (with and without indices), average, channel max (maxout), global average.
 
-Twins of ``cnncore_kernels._pool`` with the same signatures and the same rules (see the dispatcher
-``cnncore_kernels.pooling``).  Inputs are trusted (validated in ``cnncore.functional.pooling``):
-float32 NCHW device arrays, int64 indices in range, every max-pool window holds an input element.
+Twins of ``cnncore_kernels._pooling`` with the same signatures and the same rules (see the
+dispatcher ``cnncore_kernels.pooling``).  Inputs are trusted (validated in
+``cnncore.functional.pooling``): float32 NCHW device arrays, int64 indices in range, every max-pool
+window holds an input element.
 
 Forward kernels run one thread per output and visit the window's taps in the CPU twin's order, so
 values, indices and float32 sums agree exactly.  The backward kernels are gathers, one thread per
