@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from cnncore_kernels import elementwise as _ke
 from cnncore_kernels.arrays import is_cuda_array
 
 __all__ = [
@@ -70,20 +71,12 @@ def to_device(a: Any, device: str) -> Any:
 
 def add(a: Any, b: Any) -> Any:
     """``a + b`` on whichever device the arrays live (used to accumulate gradients)."""
-    if is_cuda_array(a):
-        from cnncore_kernels.cuda import elementwise
-
-        return elementwise.add(a, b)
-    return a + b
+    return _ke.add(a, b)
 
 
 def scale(alpha: float, a: Any) -> Any:
     """``alpha * a`` on whichever device the array lives (a new array)."""
-    if is_cuda_array(a):
-        from cnncore_kernels.cuda import elementwise
-
-        return elementwise.scale(alpha, a)
-    return a * a.dtype.type(alpha)
+    return _ke.scale(alpha, a)
 
 
 def concat(parts: list[Any], axis: int = 1) -> Any:

@@ -83,8 +83,3 @@ def global_avg_pool2d(x):
 def global_avg_pool2d_backward(dy, input_shape):
     # inputs validated by cnncore.functional.global_avg_pool2d_backward
     return twin(dy, _pooling, "pooling").global_avg_pool2d_backward(dy, input_shape)
-
-
-def index_umax(indices):
-    # CPU int64 indices, C-contiguous and flat: the largest entry read as unsigned (range check)
-    return _pooling.index_umax(indices)

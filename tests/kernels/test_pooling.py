@@ -421,16 +421,3 @@ def test_kernels_from_many_python_threads_agree():
         for got in per_thread:
             for a, b in zip(got, expect, strict=True):
                 assert_same(a, b)
-
-
-@pytest.mark.parametrize("n", [1, 65535, 65536, 200003])
-def test_index_umax_is_the_unsigned_max_over_every_block(n):
-    from cnncore_kernels.pooling import index_umax
-
-    rng = np.random.default_rng(n)
-    idx = rng.integers(0, 1000, n).astype(np.int64)
-    assert index_umax(idx) == int(idx.max())
-    for pos, value in [(n - 1, 5000), (n // 2, -1), (0, 2**62)]:
-        bad = idx.copy()
-        bad[pos] = value
-        assert index_umax(bad) == int(bad.view(np.uint64).max())
