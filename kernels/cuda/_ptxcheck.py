@@ -52,7 +52,6 @@ KERNELS = [
     (pooling._max_pool_values, (f4,) + (I,) * 8 + (f4,), False),
     (pooling._index_bounds, (i4, I, i1, i1), False),
     (pooling._candidate_ranges, (i1, i1, I, I, I, I, i1, i1), False),
-    (pooling._geometric_ranges, (I,) * 12 + (i1, i1), False),
     (pooling._max_pool_backward, (f4, i4, i1, i1, f4), False),
     (pooling._avg_pool, (f4,) + (I,) * 9 + (f4,), False),
     (pooling._avg_pool_backward, (f4,) + (I,) * 9 + (f4,), False),
