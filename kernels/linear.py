@@ -9,8 +9,9 @@ Twin signatures (``cnncore_kernels.cuda.linear`` matches these; inputs validated
   ``dx = dy @ weight`` (N, in), ``dweight = dy.T @ x`` (out, in), ``dbias = dy.sum(0)`` (out,);
   the ones not needed are None.
 
-On the CPU the GEMMs go through ``_linear.matmul`` (scipy's BLAS under the library's one threading
-scheme, see ``_blas.pyx``; transposes are passed as flags, not copied).
+The CPU twin is NumPy around ``_linear.matmul`` (OpenBLAS through ``_blas``, under the library's
+one threading scheme; transposes are passed as flags, not copied), a namespace of the same names
+in this module.
 """
 
 from __future__ import annotations

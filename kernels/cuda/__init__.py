@@ -1,6 +1,7 @@
 """Numba CUDA twins of the CPU kernels: one module per family, named like its dispatcher.
 
-Twins behind a dispatcher (``cnncore_kernels.<family>`` picks them for device arrays):
+Every module but the private ones is a twin behind a dispatcher (``cnncore_kernels.<family>`` picks
+it for device arrays):
 
 - ``conv``: im2col, col2im, conv2d forward and backward (im2col + ``_gemm``);
 - ``pooling``: max (with and without indices), average, channel max, global average;
@@ -8,13 +9,10 @@ Twins behind a dispatcher (``cnncore_kernels.<family>`` picks them for device ar
 - ``activation``: ReLU, tanh, softmax, log-softmax, dropout;
 - ``linear``: the fully connected layer (``_gemm`` with the bias fused);
 - ``loss``: softmax cross-entropy;
-- ``optim``: the SGD step.
-
-Device helpers the engine calls directly (their CPU side is NumPy code in ``cnncore``):
-
+- ``optim``: the SGD step;
+- ``checks``: range checks of integer arrays (pooling indices, class targets);
 - ``window``: cut a rectangle out of an NCHW array (zeros past the edges), paste a block back;
 - ``patches``: gather the patches of a batch of pixels, scatter their scores;
-- ``checks``: range checks of integer arrays (pooling indices, class targets);
 - ``elementwise``: add, scale, axpy (gradient accumulation).
 
 Shared pieces: ``_gemm`` (the tiled shared-memory SGEMM), ``_launch`` (device arrays, launch
