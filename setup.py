@@ -150,7 +150,7 @@ def extensions() -> list[Extension]:
     # -g0: no debug information (Python's CFLAGS add -g): the 16 extensions of the default build
     # take 6.5 MB instead of 35 MB, and compile faster.
     compile_args = ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math"] + omp + arch
-    # Developer convenience: CNNCORE_BUILD_ONLY=_conv,_pool builds just those extensions in place
+    # Developer convenience: CNNCORE_BUILD_ONLY=_conv,_pooling builds just those extensions in place
     # (python setup.py build_ext --inplace), leaving the others as they are.
     only = {s for s in os.environ.get("CNNCORE_BUILD_ONLY", "").split(",") if s}
     exts = []

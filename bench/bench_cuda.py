@@ -147,7 +147,7 @@ def test_conv2d_gpu(benchmark, gpu, request, direction, shape, impl):
              flops=conv_flops(shape, direction))  # fmt: skip
 
 
-@pytest.mark.parametrize("impl", IMPLS + ("cnncore_geometry",))
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize(
     "shape", POOL_SHAPES, ids=[pool_config(s).replace(" ", "_") for s in POOL_SHAPES]
 )
@@ -155,10 +155,8 @@ def test_conv2d_gpu(benchmark, gpu, request, direction, shape, impl):
 @pytest.mark.benchmark(**_BENCH)
 def test_max_pool2d_gpu(benchmark, gpu, request, direction, shape, impl):
     """Max pooling with indices.  Ours is timed at the kernel (the public backward also checks the
-    index range on the host, which is validation): "cnncore" finds each input's candidate windows
-    from the indices (the dispatcher's signature), "cnncore_geometry" from the pooling geometry."""
-    if impl == "cnncore_geometry" and direction == "forward":
-        pytest.skip("the geometry variant differs from cnncore only in the backward")
+    index range on the host, which is validation); its backward finds each input's candidate
+    windows from the indices (the dispatcher's signature)."""
     torch = _peer(request, impl)
     N, C, H, W, k, s, d = shape
     rng = np.random.default_rng(0)
@@ -175,8 +173,7 @@ def test_max_pool2d_gpu(benchmark, gpu, request, direction, shape, impl):
             run = lambda: pooling.max_pool2d(gx, *geom)  # noqa: E731
         else:
             _, gidx = pooling.max_pool2d(gx, *geom)
-            given = geom if impl == "cnncore_geometry" else ()
-            run = lambda: pooling.max_pool2d_backward(gdy, gidx, x.shape, *given)  # noqa: E731
+            run = lambda: pooling.max_pool2d_backward(gdy, gidx, x.shape)  # noqa: E731
     else:
         F = torch.nn.functional
         tx, tdy = torch.from_numpy(x).cuda(), torch.from_numpy(dy).cuda()

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from cnncore_kernels import elementwise as _ke
 from cnncore_kernels.arrays import is_cuda_array
 
 __all__ = [
@@ -69,20 +70,12 @@ def to_device(a, device: str):
 
 def add(a, b):
     """``a + b`` on whichever device the arrays live (used to accumulate gradients)."""
-    if is_cuda_array(a):
-        from cnncore_kernels.cuda import elementwise
-
-        return elementwise.add(a, b)
-    return a + b
+    return _ke.add(a, b)
 
 
 def scale(alpha: float, a):
     """``alpha * a`` on whichever device the array lives (a new array)."""
-    if is_cuda_array(a):
-        from cnncore_kernels.cuda import elementwise
-
-        return elementwise.scale(alpha, a)
-    return a * a.dtype.type(alpha)
+    return _ke.scale(alpha, a)
 
 
 def concat(parts: list, axis: int = 1):

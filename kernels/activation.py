@@ -1,6 +1,7 @@
-"""Dispatcher for activations and softmax: the CPU (Cython ``_pointwise``) or GPU (Numba CUDA) twin.
+"""Dispatcher for activations and softmax: the CPU (Cython ``_activation``) or GPU (Numba CUDA)
+twin.
 
-Twin signatures (``cnncore_kernels._pointwise`` and ``cnncore_kernels.cuda.activation`` alike;
+Twin signatures (``cnncore_kernels._activation`` and ``cnncore_kernels.cuda.activation`` alike;
 inputs validated by ``cnncore.functional.activation``: C-contiguous arrays of one float dtype and
 one shape, ``axis`` a non-negative int below ``ndim``; each returns a new array of that shape):
 
@@ -16,50 +17,50 @@ one shape, ``axis`` a non-negative int below ``ndim``; each returns a new array 
 
 from __future__ import annotations
 
-from cnncore_kernels import _pointwise
+from cnncore_kernels import _activation
 from cnncore_kernels.arrays import twin
 
 
 def relu(x):
     # inputs validated by cnncore.functional.relu
-    return twin(x, _pointwise, "activation").relu(x)
+    return twin(x, _activation, "activation").relu(x)
 
 
 def relu_backward(dy, x):
     # inputs validated by cnncore.functional.relu_backward
-    return twin(x, _pointwise, "activation").relu_backward(dy, x)
+    return twin(x, _activation, "activation").relu_backward(dy, x)
 
 
 def tanh(x):
     # inputs validated by cnncore.functional.tanh
-    return twin(x, _pointwise, "activation").tanh(x)
+    return twin(x, _activation, "activation").tanh(x)
 
 
 def tanh_backward(dy, y):
     # inputs validated by cnncore.functional.tanh_backward
-    return twin(y, _pointwise, "activation").tanh_backward(dy, y)
+    return twin(y, _activation, "activation").tanh_backward(dy, y)
 
 
 def softmax(x, axis):
     # inputs validated by cnncore.functional.softmax
-    return twin(x, _pointwise, "activation").softmax(x, axis)
+    return twin(x, _activation, "activation").softmax(x, axis)
 
 
 def log_softmax(x, axis):
     # inputs validated by cnncore.functional.log_softmax
-    return twin(x, _pointwise, "activation").log_softmax(x, axis)
+    return twin(x, _activation, "activation").log_softmax(x, axis)
 
 
 def softmax_backward(dy, y, axis):
     # inputs validated by cnncore.functional.softmax_backward
-    return twin(y, _pointwise, "activation").softmax_backward(dy, y, axis)
+    return twin(y, _activation, "activation").softmax_backward(dy, y, axis)
 
 
 def log_softmax_backward(dy, y, axis):
     # inputs validated by cnncore.functional.log_softmax_backward
-    return twin(y, _pointwise, "activation").log_softmax_backward(dy, y, axis)
+    return twin(y, _activation, "activation").log_softmax_backward(dy, y, axis)
 
 
 def dropout(x, key, thr, scale):
     # inputs validated by cnncore.functional.dropout; the same op serves the backward
-    return twin(x, _pointwise, "activation").dropout(x, key, thr, scale)
+    return twin(x, _activation, "activation").dropout(x, key, thr, scale)

@@ -70,11 +70,11 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto",
         y = gpu.conv2d_forward(x, weight, bias, stride, padding, dilation)
         return gpu_act.relu(y) if activation == "relu" else y
     if algorithm == "winograd":
-        from cnncore_kernels import _pointwise, winograd
+        from cnncore_kernels import _activation, winograd
 
         tile = winograd.DEFAULT_TILE[int(weight.shape[2])]
         y = winograd.conv2d_forward(x, weight, bias, padding, dilation, tile)
-        return _pointwise.relu(y) if activation == "relu" else y
+        return _activation.relu(y) if activation == "relu" else y
     from cnncore_kernels import _conv
 
     return _gemm_call(

@@ -9,15 +9,16 @@ Twin signatures (``cnncore_kernels.cuda.linear`` matches these; inputs validated
   ``dx = dy @ weight`` (N, in), ``dweight = dy.T @ x`` (out, in), ``dbias = dy.sum(0)`` (out,);
   the ones not needed are None.
 
-On the CPU the GEMMs go through ``_gemm.matmul`` (scipy's BLAS under the library's one threading
-scheme, see ``_blas.pyx``; transposes are passed as flags, not copied).
+The CPU twin is NumPy around ``_linear.matmul`` (OpenBLAS through ``_blas``, under the library's
+one threading scheme; transposes are passed as flags, not copied), a namespace of the same names
+in this module.
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from cnncore_kernels import _gemm
+from cnncore_kernels import _linear
 from cnncore_kernels.arrays import twin
 
 
@@ -32,15 +33,15 @@ def linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias):
 
 
 def _linear_cpu(x, weight, bias):
-    y = _gemm.matmul(x, weight, trans_b=True)
+    y = _linear.matmul(x, weight, trans_b=True)
     if bias is not None:
         y += bias
     return y
 
 
 def _linear_backward_cpu(dy, x, weight, need_dx, need_dweight, need_dbias):
-    dx = _gemm.matmul(dy, weight) if need_dx else None
-    dweight = _gemm.matmul(dy, x, trans_a=True) if need_dweight else None
+    dx = _linear.matmul(dy, weight) if need_dx else None
+    dweight = _linear.matmul(dy, x, trans_a=True) if need_dweight else None
     dbias = dy.sum(axis=0) if need_dbias else None
     return dx, dweight, dbias
 

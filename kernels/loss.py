@@ -1,6 +1,6 @@
-"""Dispatcher for the softmax cross-entropy loss: the CPU (Cython ``_pointwise``) or GPU twin.
+"""Dispatcher for the softmax cross-entropy loss: the CPU (Cython ``_loss``) or GPU twin.
 
-Twin signature (``cnncore_kernels._pointwise`` and ``cnncore_kernels.cuda.loss`` alike; inputs
+Twin signature (``cnncore_kernels._loss`` and ``cnncore_kernels.cuda.loss`` alike; inputs
 validated by ``cnncore.functional.cross_entropy``):
 
 ``cross_entropy(logits, targets, ignore_index) -> (loss, dlogits)``
@@ -15,10 +15,10 @@ validated by ``cnncore.functional.cross_entropy``):
 
 from __future__ import annotations
 
-from cnncore_kernels import _pointwise
+from cnncore_kernels import _loss
 from cnncore_kernels.arrays import twin
 
 
 def cross_entropy(logits, targets, ignore_index):
     # inputs validated by cnncore.functional.cross_entropy
-    return twin(logits, _pointwise, "loss").cross_entropy(logits, targets, ignore_index)
+    return twin(logits, _loss, "loss").cross_entropy(logits, targets, ignore_index)

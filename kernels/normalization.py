@@ -1,8 +1,9 @@
-"""Dispatcher for LRN and LCN: the CPU (Cython ``_norm``) or GPU (Numba CUDA) twin by array type.
+"""Dispatcher for LRN and LCN: the CPU (Cython ``_normalization``) or GPU (Numba CUDA) twin by
+array type.
 
-Twin signatures (``cnncore_kernels._norm`` and ``cnncore_kernels.cuda.normalization`` alike; inputs
-validated by ``cnncore.functional.normalization``: C-contiguous (N, C, H, W) arrays of one dtype,
-python ints and floats for the parameters):
+Twin signatures (``cnncore_kernels._normalization`` and ``cnncore_kernels.cuda.normalization``
+alike; inputs validated by ``cnncore.functional.normalization``: C-contiguous (N, C, H, W)
+arrays of one dtype, python ints and floats for the parameters):
 
 - ``local_response_norm(x, size, alpha, beta, k) -> y``
 - ``local_response_norm_backward(dy, x, size, alpha, beta, k) -> dx``
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnncore_kernels import _norm
+from cnncore_kernels import _normalization
 from cnncore_kernels.arrays import twin
 
 
@@ -44,21 +45,25 @@ def lcn_window(size: int, sigma: float, extent: int) -> tuple[np.ndarray, int]:
 
 def local_response_norm(x, size, alpha, beta, k):
     # inputs validated by cnncore.functional.local_response_norm
-    return twin(x, _norm, "normalization").local_response_norm(x, size, alpha, beta, k)
+    return twin(x, _normalization, "normalization").local_response_norm(x, size, alpha, beta, k)
 
 
 def local_response_norm_backward(dy, x, size, alpha, beta, k):
     # inputs validated by cnncore.functional.local_response_norm_backward
-    return twin(x, _norm, "normalization").local_response_norm_backward(dy, x, size, alpha, beta, k)
+    return twin(x, _normalization, "normalization").local_response_norm_backward(
+        dy, x, size, alpha, beta, k
+    )
 
 
 def local_contrast_norm(x, size, sigma, threshold, divisor):
     # inputs validated by cnncore.functional.local_contrast_norm
-    return twin(x, _norm, "normalization").local_contrast_norm(x, size, sigma, threshold, divisor)
+    return twin(x, _normalization, "normalization").local_contrast_norm(
+        x, size, sigma, threshold, divisor
+    )
 
 
 def local_contrast_norm_backward(dy, x, size, sigma, threshold, divisor):
     # inputs validated by cnncore.functional.local_contrast_norm_backward
-    return twin(x, _norm, "normalization").local_contrast_norm_backward(
+    return twin(x, _normalization, "normalization").local_contrast_norm_backward(
         dy, x, size, sigma, threshold, divisor
     )

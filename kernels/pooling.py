@@ -1,4 +1,5 @@
-"""Dispatcher for pooling: picks the CPU (Cython ``_pool``) or GPU (Numba CUDA) twin by array type.
+"""Dispatcher for pooling: picks the CPU (Cython ``_pooling``) or GPU (Numba CUDA) twin by array
+type.
 
 Signatures shared by both twins (inputs validated by ``cnncore.functional.pooling``; the twins trust
 them).  ``kernel``, ``stride``, ``padding``, ``dilation`` are ``(h, w)`` tuples of Python ints
@@ -31,59 +32,54 @@ them).  ``kernel``, ``stride``, ``padding``, ``dilation`` are ``(h, w)`` tuples 
 
 from __future__ import annotations
 
-from cnncore_kernels import _pool
+from cnncore_kernels import _pooling
 from cnncore_kernels.arrays import twin
 
 
 def max_pool2d(x, kernel, stride, padding, dilation):
     # inputs validated by cnncore.functional.max_pool2d
-    return twin(x, _pool, "pooling").max_pool2d(x, kernel, stride, padding, dilation)
+    return twin(x, _pooling, "pooling").max_pool2d(x, kernel, stride, padding, dilation)
 
 
 def max_pool2d_values(x, kernel, stride, padding, dilation):
     # inputs validated by cnncore.functional.max_pool2d_values
-    return twin(x, _pool, "pooling").max_pool2d_values(x, kernel, stride, padding, dilation)
+    return twin(x, _pooling, "pooling").max_pool2d_values(x, kernel, stride, padding, dilation)
 
 
 def max_pool2d_backward(dy, indices, input_shape):
     # inputs validated by cnncore.functional.max_pool2d_backward
-    return twin(dy, _pool, "pooling").max_pool2d_backward(dy, indices, input_shape)
+    return twin(dy, _pooling, "pooling").max_pool2d_backward(dy, indices, input_shape)
 
 
 def avg_pool2d(x, kernel, stride, padding, dilation, count_include_pad):
     # inputs validated by cnncore.functional.avg_pool2d
-    return twin(x, _pool, "pooling").avg_pool2d(
+    return twin(x, _pooling, "pooling").avg_pool2d(
         x, kernel, stride, padding, dilation, count_include_pad
     )
 
 
 def avg_pool2d_backward(dy, input_shape, kernel, stride, padding, dilation, count_include_pad):
     # inputs validated by cnncore.functional.avg_pool2d_backward
-    return twin(dy, _pool, "pooling").avg_pool2d_backward(
+    return twin(dy, _pooling, "pooling").avg_pool2d_backward(
         dy, input_shape, kernel, stride, padding, dilation, count_include_pad
     )
 
 
 def channel_max_pool(x, pool_size):
     # inputs validated by cnncore.functional.channel_max_pool
-    return twin(x, _pool, "pooling").channel_max_pool(x, pool_size)
+    return twin(x, _pooling, "pooling").channel_max_pool(x, pool_size)
 
 
 def channel_max_pool_backward(dy, indices, input_shape):
     # inputs validated by cnncore.functional.channel_max_pool_backward
-    return twin(dy, _pool, "pooling").channel_max_pool_backward(dy, indices, input_shape)
+    return twin(dy, _pooling, "pooling").channel_max_pool_backward(dy, indices, input_shape)
 
 
 def global_avg_pool2d(x):
     # inputs validated by cnncore.functional.global_avg_pool2d
-    return twin(x, _pool, "pooling").global_avg_pool2d(x)
+    return twin(x, _pooling, "pooling").global_avg_pool2d(x)
 
 
 def global_avg_pool2d_backward(dy, input_shape):
     # inputs validated by cnncore.functional.global_avg_pool2d_backward
-    return twin(dy, _pool, "pooling").global_avg_pool2d_backward(dy, input_shape)
-
-
-def index_umax(indices):
-    # CPU int64 indices, C-contiguous and flat: the largest entry read as unsigned (range check)
-    return _pool.index_umax(indices)
+    return twin(dy, _pooling, "pooling").global_avg_pool2d_backward(dy, input_shape)

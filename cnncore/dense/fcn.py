@@ -16,9 +16,10 @@ from cnncore.dense.convert import Plan, analyze
 from cnncore.dense.dsparse import check_images
 from cnncore.dense.layers import build_layers
 from cnncore.dense.tiling import block_ranges, window, window_adjoint
-from cnncore.device import is_cuda_array
 from cnncore.nn import Sequential
 from cnncore.nn.module import Module, grad_enabled
+from cnncore_kernels import window as _kw
+from cnncore_kernels.arrays import empty
 
 
 class FCNNet(Sequential):
@@ -65,24 +66,15 @@ class FCNNet(Sequential):
         Sh, Sw = self.plan.stride
         h, w = hw
         shape = (int(block.shape[0]), self.plan.num_classes, h, w)
-        on_gpu = is_cuda_array(block)
-        if on_gpu:
-            from cnncore_kernels.cuda import _launch, window
-
-            out = _launch.empty(shape)
-        else:
-            out = np.empty(shape, dtype=block.dtype)
+        out = empty(block, shape)
         for a in range(min(Sh, h)):
             for b in range(min(Sw, w)):
                 # pass (a, b) sees the block from row a, column b: its grid is a::Sh, b::Sw
                 y = self.forward_valid(block[:, :, a:, b:])
-                if on_gpu:
-                    want = (shape[0], shape[1], -(-(h - a) // Sh), -(-(w - b) // Sw))
-                    if tuple(int(s) for s in y.shape) != want:
-                        raise ValueError(f"pass ({a}, {b}) gave shape {tuple(y.shape)}, not {want}")
-                    window.paste(out, y, a, b, (Sh, Sw))
-                else:
-                    out[:, :, a::Sh, b::Sw] = y
+                want = (shape[0], shape[1], -(-(h - a) // Sh), -(-(w - b) // Sw))
+                if tuple(int(s) for s in y.shape) != want:
+                    raise ValueError(f"pass ({a}, {b}) gave shape {tuple(y.shape)}, not {want}")
+                _kw.paste(out, y, a, b, (Sh, Sw))
         return out
 
     def extra_repr(self) -> str:

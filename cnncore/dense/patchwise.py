@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from cnncore.dense.convert import Plan
-from cnncore.device import is_cuda_array
 from cnncore.nn.module import Module
+from cnncore_kernels import patches as _kp
+from cnncore_kernels.arrays import empty
 
 # Bytes of activations one batch may hold (the batch size follows from the largest layer).
 BATCH_BYTES = 64 * 2**20
@@ -41,23 +41,29 @@ def scan_patches(
     ``batch_size`` patches).  Returns ``(N, K, h, w)``; with ``pixels`` (flat indices into
     ``N * h * w``) only those are computed and ``(len(pixels), K)`` comes back."""
     h, w = hw
-    N = int(block.shape[0])
-    K = plan.num_classes
-    if is_cuda_array(block):
-        return _scan_patches_cuda(model, block, hw, plan, batch_size, pixels)
-    win = sliding_window_view(block, plan.patch, axis=(2, 3))  # (N, C, h, w, Ph, Pw), a view
-    flat = np.arange(N * h * w) if pixels is None else np.asarray(pixels, dtype=np.int64)
-    scores = np.empty((flat.size, K), dtype=block.dtype)
-    for start in range(0, flat.size, batch_size):
-        idx = flat[start : start + batch_size]
-        n, rest = np.divmod(idx, h * w)
-        i, j = np.divmod(rest, w)
-        patches = win[n, :, i, j]  # (B, C, Ph, Pw): advanced indices first, then the slices
-        s = _check_scores(model(patches), idx.size, K)
-        scores[start : start + idx.size] = np.asarray(s).reshape(idx.size, K)
+    N, K = int(block.shape[0]), plan.num_classes
+    need = (h + plan.patch[0] - 1, w + plan.patch[1] - 1)
+    if tuple(int(s) for s in block.shape[2:]) != need:
+        raise ValueError(
+            f"block of shape {tuple(block.shape)} does not hold the patches of {hw} pixels: "
+            f"expected (N, C, {need[0]}, {need[1]})"
+        )
+    total = N * h * w
+    flat = None
     if pixels is not None:
-        return scores
-    return np.ascontiguousarray(scores.reshape(N, h, w, K).transpose(0, 3, 1, 2))
+        flat = np.ascontiguousarray(pixels, dtype=np.int64).reshape(-1)
+        total = flat.size
+        if total and (flat.min() < 0 or flat.max() >= N * h * w):
+            raise ValueError(f"pixels must lie in [0, {N * h * w}), got {flat.min()}..{flat.max()}")
+    block, pix = _kp.prepare(block, flat)
+    # with pixels, the (P, K) result is seen as (P, K, 1, 1): pixel p of it is image p
+    out = empty(block, (total, K, 1, 1) if flat is not None else (N, K, h, w))
+    for start in range(0, total, batch_size):
+        count = min(batch_size, total - start)
+        batch = _kp.gather_patches(block, hw, plan.patch, start, count, pix)
+        s = _check_scores(model(batch), count, K).reshape(count, K)
+        _kp.scatter_scores(s, start, out)
+    return out.reshape(total, K) if flat is not None else out
 
 
 def _check_scores(s, count: int, K: int):
@@ -67,38 +73,3 @@ def _check_scores(s, count: int, K: int):
             f"({count}, {K}) or ({count}, {K}, 1, 1)"
         )
     return s
-
-
-def _scan_patches_cuda(
-    model: Module, block, hw: tuple[int, int], plan: Plan, batch_size: int, pixels
-):
-    """``scan_patches`` of a GPU block: patches gathered and scores placed on the device."""
-    from numba import cuda
-
-    from cnncore_kernels.cuda import _launch, patches
-
-    h, w = hw
-    N, K = int(block.shape[0]), plan.num_classes
-    need = (h + plan.patch[0] - 1, w + plan.patch[1] - 1)
-    if tuple(int(s) for s in block.shape[2:]) != need:
-        raise ValueError(
-            f"block of shape {tuple(block.shape)} does not hold the patches of {hw} pixels: "
-            f"expected (N, C, {need[0]}, {need[1]})"
-        )
-    block = _launch.device(block)  # contiguous once, not per batch
-    total = N * h * w
-    pix = None
-    if pixels is not None:
-        flat = np.ascontiguousarray(pixels, dtype=np.int64).reshape(-1)
-        total = flat.size
-        if total and (flat.min() < 0 or flat.max() >= N * h * w):
-            raise ValueError(f"pixels must lie in [0, {N * h * w}), got {flat.min()}..{flat.max()}")
-        pix = cuda.to_device(flat)
-    # with pixels, the (P, K) result is seen as (P, K, 1, 1): pixel p of it is image p
-    out = _launch.empty((total, K, 1, 1) if pix is not None else (N, K, h, w))
-    for start in range(0, total, batch_size):
-        count = min(batch_size, total - start)
-        batch = patches.gather_patches(block, hw, plan.patch, start, count, pix)
-        s = _check_scores(model(batch), count, K).reshape(count, K)
-        patches.scatter_scores(s, start, out)
-    return out.reshape(total, K) if pix is not None else out

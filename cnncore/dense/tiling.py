@@ -16,61 +16,27 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 
-import numpy as np
-
-from cnncore.device import is_cuda_array
+from cnncore_kernels import window as _kw
+from cnncore_kernels.arrays import empty
 
 Halo = tuple[tuple[int, int], tuple[int, int]]
-
-
-def _cuda_window():
-    from cnncore_kernels.cuda import window  # numba is imported for GPU arrays only
-
-    return window
-
-
-def _clip(lo: int, hi: int, size: int) -> tuple[int, int, int, int]:
-    """Source range inside ``[0, size)`` and where it lands in a window starting at ``lo``."""
-    a, b = max(lo, 0), min(hi, size)
-    if b <= a:
-        return 0, 0, 0, 0
-    return a, b, a - lo, b - lo
 
 
 def window(x, rows: tuple[int, int], cols: tuple[int, int]):
     """``x[:, :, r0:r1, c0:c1]`` for any ``r0 < r1``, ``c0 < c1`` (negative or past the end), with
     zeros outside the image.  x: (N, C, H, W) -> (N, C, r1 - r0, c1 - c0), C-contiguous, on the
     device ``x`` lives on (a GPU array gives a Numba device array, computed there)."""
-    if is_cuda_array(x):
-        return _cuda_window().window(x, rows, cols)
-    N, C, H, W = x.shape
-    (r0, r1), (c0, c1) = rows, cols
-    a, b, i, j = _clip(r0, r1, H)
-    c, d, k, m = _clip(c0, c1, W)
-    if (r0, r1, c0, c1) == (0, H, 0, W):
-        return np.ascontiguousarray(x)
-    out = np.zeros((N, C, r1 - r0, c1 - c0), dtype=x.dtype)
-    if b > a and d > c:
-        out[:, :, i:j, k:m] = x[:, :, a:b, c:d]
-    return out
+    return _kw.window(x, rows, cols)
 
 
 def window_adjoint(dwin, hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]):
     """Adjoint of ``window``: the part of ``dwin`` that lies inside the ``hw`` image, in place.
     dwin: (N, C, r1 - r0, c1 - c0) -> (N, C, H, W) (zeros where the window did not reach)."""
-    N, C = dwin.shape[:2]
     H, W = hw
     (r0, r1), (c0, c1) = rows, cols
     if (r0, r1, c0, c1) == (0, H, 0, W):
         return dwin
-    if is_cuda_array(dwin):  # the image seen from the window: a window of dwin
-        return _cuda_window().window(dwin, (-r0, H - r0), (-c0, W - c0))
-    a, b, i, j = _clip(r0, r1, H)
-    c, d, k, m = _clip(c0, c1, W)
-    out = np.zeros((N, C, H, W), dtype=dwin.dtype)
-    if b > a and d > c:
-        out[:, :, a:b, c:d] = dwin[:, :, i:j, k:m]
-    return out
+    return _kw.window(dwin, (-r0, H - r0), (-c0, W - c0))  # the image seen from the window
 
 
 def block_ranges(hw: tuple[int, int], halo: Halo) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -146,24 +112,15 @@ def run_tiled(
         rows, cols = block_ranges((H, W), halo)
         return block_fn(window(images, rows, cols))
     (top, bottom), (left, right) = halo
-    on_gpu = is_cuda_array(images)
-    if on_gpu:
-        from cnncore_kernels.cuda._launch import empty
-
-        out = empty((N, num_classes, H, W))
-    else:
-        out = np.empty((N, num_classes, H, W), dtype=images.dtype)
+    out = empty(images, (N, num_classes, H, W))
     for r0, r1, c0, c1 in tiles((H, W), tile):
         block = window(images, (r0 - top, r1 + bottom), (c0 - left, c1 + right))
-        if on_gpu:  # NumPy's assignment checks the shape; the kernel needs it checked here
-            scores = block_fn(block)
-            want = (N, num_classes, r1 - r0, c1 - c0)
-            if tuple(int(s) for s in scores.shape) != want:
-                got = tuple(scores.shape)
-                raise ValueError(f"block function gave shape {got}, expected {want}")
-            _cuda_window().paste(out, scores, r0, c0)
-        else:
-            out[:, :, r0:r1, c0:c1] = block_fn(block)
+        scores = block_fn(block)
+        want = (N, num_classes, r1 - r0, c1 - c0)
+        if tuple(int(s) for s in scores.shape) != want:
+            got = tuple(scores.shape)
+            raise ValueError(f"block function gave shape {got}, expected {want}")
+        _kw.paste(out, scores, r0, c0)
     return out
 
 

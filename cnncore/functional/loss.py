@@ -8,6 +8,7 @@ import numpy as np
 
 from cnncore import _validate as v
 from cnncore._validate import device_dtype
+from cnncore_kernels import checks as _kc
 from cnncore_kernels import loss as _k
 from cnncore_kernels.arrays import is_cuda_array
 
@@ -39,9 +40,13 @@ def _check_device_targets(targets, expected: tuple, K: int, ignore_index: int) -
     shape = tuple(int(s) for s in targets.shape)
     if shape != expected:
         raise ValueError(f"targets must have shape {expected} for the logits, got {shape}")
-    from cnncore_kernels.cuda.checks import first_out_of_range
+    _check_target_range(targets, K, ignore_index, shape)
 
-    bad = first_out_of_range(targets, K, ignore=ignore_index)
+
+def _check_target_range(targets: Any, K: int, ignore_index: int, shape: tuple) -> None:
+    """Refuse a target outside ``[0, K)`` that is not ``ignore_index``: one pass (on the device
+    for GPU targets, with a single integer back), the first offender named."""
+    bad = _kc.first_out_of_range(targets, K, ignore=ignore_index)
     if bad is not None:
         where = tuple(int(i) for i in np.unravel_index(bad[0], shape))
         raise _range_error(K, ignore_index, bad[1], where, shape)
@@ -90,6 +95,8 @@ def cross_entropy(logits, targets, ignore_index: int = -100):
     ignore_index = int(ignore_index)
     if not _INT64.min <= ignore_index <= _INT64.max:
         raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
+    # the device branch below is validation, not a kernel: host targets of any integer dtype (or a
+    # torch CPU tensor) are converted, device targets are checked in place (never copied)
     on_gpu = is_cuda_array(logits)
     if on_gpu != is_cuda_array(targets):
         where = "GPU" if on_gpu else "CPU"
@@ -113,8 +120,5 @@ def cross_entropy(logits, targets, ignore_index: int = -100):
             f"got {int(host.max())}"
         )
     t64 = np.ascontiguousarray(host, dtype=np.int64)
-    bad = (t64 != ignore_index) & ((t64 < 0) | (t64 >= K))
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise _range_error(K, ignore_index, int(t64[where]), where, tuple(host.shape))
+    _check_target_range(t64, K, ignore_index, tuple(host.shape))
     return _k.cross_entropy(logits, t64, ignore_index)

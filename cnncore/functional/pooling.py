@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from cnncore import _validate as v
+from cnncore_kernels import checks as _kc
 from cnncore_kernels import pooling as _k
 from cnncore_kernels.arrays import is_cuda_array
 
-# The max pool tracks a tap as a 32-bit offset inside the padded plane (see kernels/_pool.pyx).
+# The max pool tracks a tap as a 32-bit offset inside the padded plane (see kernels/_pooling.pyx).
 _PLANE_MAX = 2**31 - 1
 
 
@@ -89,7 +90,9 @@ def _index_array(indices, like, like_name: str):
     """An int64 index array on the device of ``like``, shape-checked.
 
     On the CPU the indices are returned as a C-contiguous int64 array (converted from any integer
-    dtype); a GPU array must already be int64 (its range is checked on the device).
+    dtype); a GPU array must already be int64 (its range is checked on the device).  The device
+    branch is validation, not a kernel: host indices of any integer dtype (or a torch CPU tensor)
+    are converted here, device indices are never copied.
     """
     if is_cuda_array(like) != is_cuda_array(indices):
         where = "GPU" if is_cuda_array(like) else "CPU"
@@ -115,29 +118,13 @@ def _index_array(indices, like, like_name: str):
 def _check_range(indices, bound: int, what: str, groups: tuple[int, int, int] = (1, 1, 0)):
     """Refuse any index outside its range: ``indices[i] - g*step`` must lie in ``[0, bound)``,
     with ``(inner, G, step) = groups`` and ``g = (i // inner) % G`` (one group: ``[0, bound)``).
-    CPU: one pass (negatives wrap to huge unsigned values); GPU: one pass on the device and a
-    single integer back."""
-    if is_cuda_array(indices):
-        from cnncore_kernels.cuda.checks import first_out_of_range
-
-        bad = first_out_of_range(indices, bound, groups=groups)
-        if bad is not None:
-            raise ValueError(
-                f"indices out of range: {what} must lie in [0, {bound}), found "
-                f"{bad[1] - ((bad[0] // groups[0]) % groups[1]) * groups[2]} at flat position "
-                f"{bad[0]}"
-            )
-        return
-    inner, G, step = groups
-    offsets = indices
-    if G > 1:
-        g = np.arange(G, dtype=np.int64).repeat(inner)
-        offsets = (indices.reshape(-1, G * inner) - g * step).reshape(indices.shape)
-    if _k.index_umax(offsets.reshape(-1)) >= bound:
-        bad = offsets[(offsets < 0) | (offsets >= bound)]
+    One pass (on the device for GPU indices, with a single integer back)."""
+    bad = _kc.first_out_of_range(indices, bound, groups=groups)
+    if bad is not None:
         raise ValueError(
-            f"indices out of range: {what} must lie in [0, {bound}), found values from "
-            f"{int(bad.min())} to {int(bad.max())}"
+            f"indices out of range: {what} must lie in [0, {bound}), found "
+            f"{bad[1] - ((bad[0] // groups[0]) % groups[1]) * groups[2]} at flat position "
+            f"{bad[0]}"
         )
 
 

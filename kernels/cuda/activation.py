@@ -1,4 +1,4 @@
-"""CUDA activations and softmax: twins of ``cnncore_kernels._pointwise``, same signatures.
+"""CUDA activations and softmax: twins of ``cnncore_kernels._activation``, same signatures.
 
 Inputs are trusted (validated in ``cnncore.functional.activation``): float32 device arrays of one
 shape, ``axis`` in range.  Softmax views the array as ``(outer, K, inner)`` (``K`` the softmax
@@ -44,7 +44,7 @@ def _tanh_backward(dy, y, dx, n):
         dx[i] = dy[i] * (float32(1.0) - v * v)
 
 
-# Dropout: the mask of the CPU twin (_pointwise.pyx), bit for bit: two rounds of MurmurHash3's
+# Dropout: the mask of the CPU twin (_activation.pyx), bit for bit: two rounds of MurmurHash3's
 # 32-bit finaliser over the element's flat index and a 64-bit key, in uint64 arithmetic kept
 # below 2**64 by masking to 32 bits after every product.
 _M32 = uint64(0xFFFFFFFF)

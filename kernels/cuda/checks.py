@@ -1,4 +1,6 @@
-"""Range checks of integer device arrays (pooling indices, class targets) without copying them.
+"""Range checks of integer device arrays (pooling indices, class targets) without copying them:
+the twin of ``cnncore_kernels._checks``, same signature (see the dispatcher
+``cnncore_kernels.checks``).
 
 ``first_out_of_range`` runs one pass over the array on the device and brings back a single
 integer (the first offending position, found with an atomic min), so validating the indices of a

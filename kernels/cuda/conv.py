@@ -17,7 +17,7 @@ from typing import Any
 from numba import cuda, float32
 
 from cnncore_kernels.cuda import _launch as L
-from cnncore_kernels.cuda.gemm import ROW_BIAS, gemm, gemm_strided
+from cnncore_kernels.cuda._gemm import ROW_BIAS, gemm, gemm_strided
 from cnncore_kernels.geometry import out_size
 
 __all__ = ["col2im", "conv2d_backward", "conv2d_forward", "gemm", "im2col"]

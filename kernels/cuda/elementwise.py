@@ -1,4 +1,5 @@
-"""Elementwise CUDA kernels: ``add`` (gradient accumulation), ``scale``, ``axpy``.
+"""Elementwise CUDA kernels: ``add`` (gradient accumulation), ``scale``, ``axpy``; twins of the
+NumPy functions in the dispatcher ``cnncore_kernels.elementwise``, same signatures.
 
 Inputs are trusted (same shapes, float32 device arrays).
 """

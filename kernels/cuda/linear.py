@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnncore_kernels.cuda import _launch as L
-from cnncore_kernels.cuda.gemm import COL_BIAS, gemm_strided
+from cnncore_kernels.cuda._gemm import COL_BIAS, gemm_strided
 
 
 def linear(x: Any, weight: Any, bias: Any) -> Any:

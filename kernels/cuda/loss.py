@@ -1,4 +1,4 @@
-"""CUDA softmax cross-entropy: twin of ``cnncore_kernels._pointwise.cross_entropy``.
+"""CUDA softmax cross-entropy: twin of ``cnncore_kernels._loss.cross_entropy``.
 
 Inputs are trusted (validated in ``cnncore.functional.cross_entropy``): float32 logits (N, K) or
 (N, K, H, W) and int32/int64 targets (N,) or (N, H, W) on the device, each target in ``[0, K)`` or

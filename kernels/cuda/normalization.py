@@ -1,4 +1,4 @@
-"""CUDA LRN (across channels) and LCN: twins of ``cnncore_kernels._norm``, same signatures.
+"""CUDA LRN (across channels) and LCN: twins of ``cnncore_kernels._normalization``, same signatures.
 
 Inputs are trusted (validated in ``cnncore.functional.normalization``): float32 NCHW device
 arrays, ``size >= 1``, LRN with ``k > 0`` and ``alpha >= 0``, LCN with ``sigma > 0`` and

@@ -1,20 +1,21 @@
 """Patch scanning on the device: gather a batch of pixels' patches, put their scores in place.
 
-The device twins of the NumPy indexing in ``cnncore.dense.patchwise.scan_patches``.  Pixel ``p``
-of a block's ``N * h * w`` pixels is image ``p // (h*w)``, row ``(p % (h*w)) // w``, column
-``p % w``; its patch is ``block[n, :, i:i+Ph, j:j+Pw]``.  Inputs are trusted (validated above):
-float32 device arrays, pixel indices int64 in range.
+Twins of the NumPy indexing in the dispatcher ``cnncore_kernels.patches``, same signatures.
+Pixel ``p`` of a block's ``N * h * w`` pixels is image ``p // (h*w)``, row ``(p % (h*w)) // w``,
+column ``p % w``; its patch is ``block[n, :, i:i+Ph, j:j+Pw]``.  Inputs are trusted (validated
+above): float32 device arrays, pixel indices int64 in range.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from numba import cuda
 
 from cnncore_kernels.cuda import _launch as L
 
-__all__ = ["gather_patches", "scatter_scores"]
+__all__ = ["gather_patches", "prepare", "scatter_scores"]
 
 
 @cuda.jit
@@ -44,6 +45,13 @@ def _scatter(scores, start, out, n):
         img = p // (h * w)
         rest = p - img * (h * w)
         out[img, k, rest // w, rest % w] = scores[t // K, k]
+
+
+def prepare(block: Any, pixels: Any) -> tuple[Any, Any]:
+    """The block C-contiguous on the device (once per scan, not per batch) and the host int64
+    pixel list (or None) copied to the device."""
+    pix = None if pixels is None else cuda.to_device(np.ascontiguousarray(pixels, dtype=np.int64))
+    return L.device(block), pix
 
 
 def gather_patches(

@@ -1,18 +1,19 @@
 """CUDA pooling: max (with and without indices), average, channel max (maxout), global average.
 
-Twins of ``cnncore_kernels._pool`` with the same signatures and the same rules (see the dispatcher
-``cnncore_kernels.pooling``).  Inputs are trusted (validated in ``cnncore.functional.pooling``):
-float32 NCHW device arrays, int64 indices in range, every max-pool window holds an input element.
+Twins of ``cnncore_kernels._pooling`` with the same signatures and the same rules (see the
+dispatcher ``cnncore_kernels.pooling``).  Inputs are trusted (validated in
+``cnncore.functional.pooling``): float32 NCHW device arrays, int64 indices in range, every max-pool
+window holds an input element.
 
 Forward kernels run one thread per output and visit the window's taps in the CPU twin's order, so
 values, indices and float32 sums agree exactly.  The backward kernels are gathers, one thread per
-input element and no atomics.  ``max_pool2d_backward`` takes the window geometry when the caller
-has it; the shared signature ``(dy, indices, input_shape)`` has none, so it then derives each
-input row's candidate output rows from the indices themselves: output row ``oh`` chose input rows
+input element and no atomics.  The shared signature of ``max_pool2d_backward``, ``(dy, indices,
+input_shape)``, carries no window geometry, so it derives each input row's candidate output rows
+from the indices themselves: output row ``oh`` chose input rows
 in ``[rmin[oh], rmax[oh]]`` (over the whole batch), so input row ``h`` can only have been chosen
 by the rows ``oh`` from the first with ``rmax[oh] >= h`` to the last with ``rmin[oh] <= h``
-(likewise columns).  That box is never larger than the geometric one, and summing its matches in
-(oh, ow) order reproduces the CPU scatter-add.
+(likewise columns).  That box is never larger than the one the geometry would give, and summing
+its matches in (oh, ow) order reproduces the CPU scatter-add.
 """
 
 from __future__ import annotations
@@ -147,21 +148,6 @@ def _candidate_ranges(lo, hi, H, W, Ho, Wo, first, last):
                 e = o
         first[a] = f
         last[a] = e
-
-
-@cuda.jit
-def _geometric_ranges(H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, first, last):
-    # With the window geometry known: input row h can only be read by the output rows oh with
-    # oh*sh - ph <= h <= oh*sh - ph + (kh-1)*dh, i.e. first[h] = ceil((h + ph - (kh-1)*dh) / sh)
-    # (at least 0), last[h] = floor((h + ph) / sh) (at most Ho-1); item H + w likewise.
-    for a in range(cuda.grid(1), H + W, cuda.gridsize(1)):
-        if a < H:
-            v, k, s, p, d, n = a, kh, sh, ph, dh, Ho
-        else:
-            v, k, s, p, d, n = a - H, kw, sw, pw, dw, Wo
-        lo = v + p - (k - 1) * d
-        first[a] = (lo + s - 1) // s if lo > 0 else 0
-        last[a] = min((v + p) // s, n - 1)
 
 
 @cuda.jit
@@ -322,34 +308,21 @@ def max_pool2d_values(x: Any, kernel: Any, stride: Any, padding: Any, dilation: 
     return y
 
 
-def max_pool2d_backward(
-    dy: Any,
-    indices: Any,
-    input_shape: Any,
-    kernel: Any = None,
-    stride: Any = None,
-    padding: Any = None,
-    dilation: Any = None,
-) -> Any:
+def max_pool2d_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
     """dx (N, C, H, W) from dy and indices (N, C, Ho, Wo): overlapping windows add up (gather).
 
-    Each input element sums the dy of the outputs in its candidate box whose index names it.
-    The box comes from the pooling geometry when the caller passes it (``kernel``, ``stride``,
-    ``padding``, ``dilation`` of the forward that made ``indices``), else from the indices
-    themselves (one extra pass over them; right for any indices in range).
+    Each input element sums the dy of the outputs in its candidate box whose index names it; the
+    box comes from the indices themselves (one extra pass over them; right for any indices in
+    range).
     """
     dy, idx = L.device(dy), L.device(indices, np.int64)
     N, C, H, W = (int(s) for s in input_shape)
     Ho, Wo = dy.shape[2], dy.shape[3]
     first, last = L.empty((H + W,), np.int64), L.empty((H + W,), np.int64)
     blocks, threads = L.config(H + W)
-    if kernel is not None:
-        _geometric_ranges[blocks, threads](H, W, Ho, Wo, *_geom(kernel, stride, padding, dilation),
-                                           first, last)  # fmt: skip
-    else:
-        lo, hi = L.empty((Ho + Wo,), np.int64), L.empty((Ho + Wo,), np.int64)
-        _index_bounds[L.red_blocks(Ho + Wo), L.red_threads()](idx, W, lo, hi)
-        _candidate_ranges[blocks, threads](lo, hi, H, W, Ho, Wo, first, last)
+    lo, hi = L.empty((Ho + Wo,), np.int64), L.empty((Ho + Wo,), np.int64)
+    _index_bounds[L.red_blocks(Ho + Wo), L.red_threads()](idx, W, lo, hi)
+    _candidate_ranges[blocks, threads](lo, hi, H, W, Ho, Wo, first, last)
     dx = L.empty((N, C, H, W))
     blocks, threads = L.config(dx.size)
     _max_pool_backward[blocks, threads](dy, idx, first, last, dx)

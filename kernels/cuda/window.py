@@ -1,10 +1,10 @@
 """Rectangles of NCHW device arrays: ``window`` (cut out, zeros beyond the edges) and ``paste``
 (write a block into a larger array, optionally on a strided grid).
 
-The device twins of the NumPy slicing in ``cnncore.dense.tiling`` (blocks with their halo, the
-tile loop, shift-and-stitch), so dense prediction never leaves the GPU.  Inputs are trusted
-(validated above): 4-D float32 device arrays; ``window`` reads any strides, ``paste`` writes into
-a C-contiguous array.  Offsets may be negative or reach past the end.
+Twins of the NumPy slicing in the dispatcher ``cnncore_kernels.window``, same signatures (blocks
+with their halo, the tile loop, shift-and-stitch), so dense prediction never leaves the GPU.
+Inputs are trusted (validated above): 4-D float32 device arrays; ``window`` reads any strides,
+``paste`` writes into a C-contiguous array.  Offsets may be negative or reach past the end.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from cnncore.functional import (
     tanh,
     tanh_backward,
 )
-from cnncore_kernels import _pointwise
+from cnncore_kernels import _activation
 from tests.reference import numerical_grad
 
 torch.set_num_threads(1)
@@ -193,7 +193,7 @@ def test_float32_exp_is_accurate():
     # the vectorised float32 exp behind softmax: within 2 ulp over the normal range, exact at the
     # edges (0 below FLT_MIN, inf above FLT_MAX, NaN kept)
     x = np.linspace(-104.0, 89.0, 400_001).astype(np.float32)
-    e = _pointwise.exp_f32(x).astype(np.float64)
+    e = _activation.exp_f32(x).astype(np.float64)
     ref = np.exp(x.astype(np.float64))
     f32 = np.finfo(np.float32)
     normal = (ref >= f32.tiny) & (ref <= float(f32.max))
@@ -201,7 +201,7 @@ def test_float32_exp_is_accurate():
     assert (np.abs(e[normal] - ref[normal]) <= 2 * ulp).all()
     assert (e[ref < f32.tiny] < f32.tiny).all() and (e[ref < f32.tiny] >= 0).all()
     assert np.isinf(e[ref > float(f32.max)]).all()
-    special = _pointwise.exp_f32(np.array([np.nan, np.inf, -np.inf, 0.0], np.float32))
+    special = _activation.exp_f32(np.array([np.nan, np.inf, -np.inf, 0.0], np.float32))
     assert np.isnan(special[0]) and np.isinf(special[1]) and special[2] == 0 and special[3] == 1
 
 

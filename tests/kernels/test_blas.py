@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cnncore
-from cnncore_kernels import _blas, _conv, _gemm
+from cnncore_kernels import _blas, _conv, _linear
 
 scipy_openblas32 = pytest.importorskip("scipy_openblas32")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,10 +40,10 @@ def _run(script, tmp_path, **env):
 
 
 def test_one_blas_state_shared_by_the_kernels():
-    # _conv and _gemm cimport _blas: no copy of the discovery or of blas_info of their own.
+    # _conv and _linear cimport _blas: no copy of the discovery or of blas_info of their own.
     assert _conv.blas_info is _blas.blas_info
-    assert not hasattr(_gemm, "blas_info")
-    for module in (_conv, _gemm):
+    assert not hasattr(_linear, "blas_info")
+    for module in (_conv, _linear):
         assert not hasattr(module, "_init"), module
     capi = _blas.__pyx_capi__
     assert "_gemm_parts" in capi
@@ -74,7 +74,7 @@ import ctypes, os, sys, threading
 import numpy as np
 import cnncore
 from cnncore.functional import conv2d
-from cnncore_kernels import _blas, _gemm
+from cnncore_kernels import _blas, _linear
 import scipy_openblas32 as so
 
 lib = ctypes.CDLL(os.path.join(so.get_lib_dir(), so.get_library(fullname=True)))
@@ -101,7 +101,7 @@ lib.scipy_openblas_set_num_threads(2)  # let it thread, so its calls reach the c
 rng = np.random.default_rng(0)
 a = rng.standard_normal((384, 320))
 b = rng.standard_normal((320, 256)).astype(np.float32)
-y = _gemm.matmul(a.astype(np.float32), b)
+y = _linear.matmul(a.astype(np.float32), b)
 np.testing.assert_allclose(y, a @ b, rtol=1e-4, atol=1e-3)
 after_matmul = len(calls)
 x = rng.standard_normal((1, 32, 40, 40)).astype(np.float32)
@@ -129,9 +129,9 @@ def test_missing_scipy_openblas32_falls_back_with_a_warning(tmp_path):
     (fake / "__init__.py").write_text("raise ImportError('no OpenBLAS in this test')\n")
     script = (
         "import numpy as np, cnncore\n"
-        "from cnncore_kernels import _blas, _gemm\n"
+        "from cnncore_kernels import _blas, _linear\n"
         "a = np.arange(12.0).reshape(3, 4)\n"
-        "np.testing.assert_allclose(_gemm.matmul(a, a.T.copy()), a @ a.T)\n"
+        "np.testing.assert_allclose(_linear.matmul(a, a.T.copy()), a @ a.T)\n"
         "print(_blas.blas_info()['library'])\n"
     )
     out = _run(script, tmp_path, PYTHONPATH=str(tmp_path / "fake"))
@@ -186,10 +186,10 @@ def test_each_library_gives_the_same_products(tmp_path, choice):
     np.save(tmp_path / "b.npy", b)
     script = (
         "import numpy as np, cnncore\n"
-        "from cnncore_kernels import _blas, _gemm\n"
+        "from cnncore_kernels import _blas, _linear\n"
         "a, b = np.load('a.npy'), np.load('b.npy')\n"
-        "np.save('ab.npy', _gemm.matmul(a, b, trans_b=True))\n"
-        "np.save('ab32.npy', _gemm.matmul(a.astype(np.float32), b.astype(np.float32), "
+        "np.save('ab.npy', _linear.matmul(a, b, trans_b=True))\n"
+        "np.save('ab32.npy', _linear.matmul(a.astype(np.float32), b.astype(np.float32), "
         "trans_b=True))\n"
         "print(_blas.blas_info()['library'])\n"
     )
@@ -198,7 +198,7 @@ def test_each_library_gives_the_same_products(tmp_path, choice):
     assert out.stdout.strip() != "scipy-openblas32"
     np.testing.assert_allclose(np.load(tmp_path / "ab.npy"), a @ b.T, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.load(tmp_path / "ab32.npy"), a @ b.T, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(_gemm.matmul(a, b, trans_b=True), a @ b.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_linear.matmul(a, b, trans_b=True), a @ b.T, rtol=1e-12, atol=1e-12)
 
 
 def test_show_config_prints_and_returns_the_blas(capsys):

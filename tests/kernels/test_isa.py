@@ -42,11 +42,11 @@ def test_forced_choice():
 
 
 def test_loaded_extensions_come_from_the_selected_build():
-    from cnncore_kernels import _conv, _pool
+    from cnncore_kernels import _conv, _pooling
 
     info = isa.info()
     assert info["cpu_level"] in (0, 1, 2, 3, 4)
-    for module in (_conv, _pool):
+    for module in (_conv, _pooling):
         folder = os.path.basename(os.path.dirname(module.__file__))
         if info["selected"] == "baseline":
             assert folder not in isa.LEVELS, module.__file__

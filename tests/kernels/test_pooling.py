@@ -13,7 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import cnncore.functional as cf
-from cnncore_kernels import _pool
+from cnncore_kernels import _pooling
 from tests.reference import tol
 
 torch.set_num_threads(1)
@@ -392,16 +392,16 @@ def test_kernels_from_many_python_threads_agree():
     dy = rng.standard_normal((2, 8, 47, 39)).astype(np.float32)
 
     def run():
-        y, idx = _pool.max_pool2d(x, (2, 2), (1, 1), (0, 0), (2, 1))
+        y, idx = _pooling.max_pool2d(x, (2, 2), (1, 1), (0, 0), (2, 1))
         return (
             y,
             idx,
-            _pool.max_pool2d_values(x, (3, 3), (1, 1), (1, 1), (1, 1)),
-            _pool.max_pool2d_backward(np.ascontiguousarray(dy[:, :, :46]), idx, x.shape),
-            _pool.avg_pool2d(x, (3, 3), (2, 2), (1, 1), (1, 1), False),
-            _pool.avg_pool2d_backward(dy, x.shape, (2, 2), (1, 1), (0, 0), (1, 1), True),
-            _pool.channel_max_pool(x, 4)[1],
-            _pool.global_avg_pool2d(x),
+            _pooling.max_pool2d_values(x, (3, 3), (1, 1), (1, 1), (1, 1)),
+            _pooling.max_pool2d_backward(np.ascontiguousarray(dy[:, :, :46]), idx, x.shape),
+            _pooling.avg_pool2d(x, (3, 3), (2, 2), (1, 1), (1, 1), False),
+            _pooling.avg_pool2d_backward(dy, x.shape, (2, 2), (1, 1), (0, 0), (1, 1), True),
+            _pooling.channel_max_pool(x, 4)[1],
+            _pooling.global_avg_pool2d(x),
         )
 
     expect = run()
@@ -421,16 +421,3 @@ def test_kernels_from_many_python_threads_agree():
         for got in per_thread:
             for a, b in zip(got, expect, strict=True):
                 assert_same(a, b)
-
-
-@pytest.mark.parametrize("n", [1, 65535, 65536, 200003])
-def test_index_umax_is_the_unsigned_max_over_every_block(n):
-    from cnncore_kernels.pooling import index_umax
-
-    rng = np.random.default_rng(n)
-    idx = rng.integers(0, 1000, n).astype(np.int64)
-    assert index_umax(idx) == int(idx.max())
-    for pos, value in [(n - 1, 5000), (n // 2, -1), (0, 2**62)]:
-        bad = idx.copy()
-        bad[pos] = value
-        assert index_umax(bad) == int(bad.view(np.uint64).max())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnncore_kernels import _conv, _gemm, _norm, _pointwise, _pool
+from cnncore_kernels import _activation, _conv, _linear, _loss, _normalization, _pooling
 
 
 def frozen(a):
@@ -33,19 +33,19 @@ def test_entry_points_accept_read_only_inputs(dtype):
         lambda a: _conv.conv2d_backward(a(dy), a(x), a(w), *geo),
         lambda a: _conv.im2col(a(x[0]), (3, 2), *geo),
         lambda a: _conv.col2im(a(_conv.im2col(x[0], (3, 2), *geo)), (3, 6, 5), (3, 2), *geo),
-        lambda a: _gemm.matmul(a(m), a(m), trans_b=True),
-        lambda a: _norm.local_response_norm(a(x), 3, 1e-2, 0.75, 1.0),
-        lambda a: _norm.local_response_norm_backward(a(x), a(x), 3, 1e-2, 0.75, 1.0),
-        lambda a: _norm.local_contrast_norm(a(x), 3, 1.0, 1e-4, "mean"),
-        lambda a: _norm.local_contrast_norm_backward(a(x), a(x), 3, 1.0, 1e-4, "mean"),
-        lambda a: _pointwise.relu(a(x)),
-        lambda a: _pointwise.relu_backward(a(x), a(x)),
-        lambda a: _pointwise.tanh_backward(a(x), a(x)),
-        lambda a: _pointwise.dropout(a(x), 12345, 2**23, 2.0),
-        lambda a: _pointwise.softmax(a(x), 1),
-        lambda a: _pointwise.log_softmax_backward(a(x), a(x), 1),
-        lambda a: _pointwise.cross_entropy(a(m), a(t), -100),
-        lambda a: _pool.max_pool2d(a(x), (2, 2), (2, 2), (0, 0), (1, 1)),
+        lambda a: _linear.matmul(a(m), a(m), trans_b=True),
+        lambda a: _normalization.local_response_norm(a(x), 3, 1e-2, 0.75, 1.0),
+        lambda a: _normalization.local_response_norm_backward(a(x), a(x), 3, 1e-2, 0.75, 1.0),
+        lambda a: _normalization.local_contrast_norm(a(x), 3, 1.0, 1e-4, "mean"),
+        lambda a: _normalization.local_contrast_norm_backward(a(x), a(x), 3, 1.0, 1e-4, "mean"),
+        lambda a: _activation.relu(a(x)),
+        lambda a: _activation.relu_backward(a(x), a(x)),
+        lambda a: _activation.tanh_backward(a(x), a(x)),
+        lambda a: _activation.dropout(a(x), 12345, 2**23, 2.0),
+        lambda a: _activation.softmax(a(x), 1),
+        lambda a: _activation.log_softmax_backward(a(x), a(x), 1),
+        lambda a: _loss.cross_entropy(a(m), a(t), -100),
+        lambda a: _pooling.max_pool2d(a(x), (2, 2), (2, 2), (0, 0), (1, 1)),
     ]
     for call in calls:
         want = call(np.array)

@@ -35,7 +35,7 @@ import traceback  # noqa: E402
 from numba import cuda  # noqa: E402
 from numba.cuda.simulator import kernelapi as _kernelapi  # noqa: E402
 
-from cnncore_kernels.cuda import gemm  # noqa: E402
+from cnncore_kernels.cuda import _gemm  # noqa: E402
 from cnncore_kernels.cuda._launch import launch_config  # noqa: E402, F401  (re-exported)
 
 
@@ -90,7 +90,7 @@ def tile_constants(bm: int, bn: int, bk: int, ty: int, tx: int) -> dict[str, int
 
 
 # The module's own (GPU) tiles, read before any test patches them.
-GPU_TILES = {name: getattr(gemm, name) for name in tile_constants(16, 16, 4, 4, 4)}
+GPU_TILES = {name: getattr(_gemm, name) for name in tile_constants(16, 16, 4, 4, 4)}
 # Tiny tiles for the simulator: 8 threads, a 8 x 8 x 4 tile, a 2 x 4 register tile per thread.
 SMALL_TILES = tile_constants(8, 8, 4, 4, 2)
 
@@ -98,7 +98,7 @@ SMALL_TILES = tile_constants(8, 8, 4, 4, 2)
 def use_tiles(monkeypatch, tiles: dict[str, int]) -> None:
     """Patch the SGEMM's tile constants (the simulator reads module globals at run time)."""
     for name, value in tiles.items():
-        monkeypatch.setattr(gemm, name, value)
+        monkeypatch.setattr(_gemm, name, value)
 
 
 def dev(a: np.ndarray):

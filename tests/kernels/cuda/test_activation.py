@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import cnncore.functional as F
-from cnncore_kernels import _pointwise
+from cnncore_kernels import _activation
 from cnncore_kernels.cuda import activation as G
 from tests.kernels.cuda.sim import dev, host
 
@@ -28,11 +28,11 @@ def special(shape, seed=0):
 def test_relu_and_tanh(launch):
     x = special((2, 3, 5))
     dy = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
-    same(G.relu(dev(x)), _pointwise.relu(x))
-    same(G.relu_backward(dev(dy), dev(x)), _pointwise.relu_backward(dy, x))
-    close(G.tanh(dev(x)), _pointwise.tanh(x))
+    same(G.relu(dev(x)), _activation.relu(x))
+    same(G.relu_backward(dev(dy), dev(x)), _activation.relu_backward(dy, x))
+    close(G.tanh(dev(x)), _activation.tanh(x))
     y = np.tanh(x)
-    close(G.tanh_backward(dev(dy), dev(y)), _pointwise.tanh_backward(dy, y))
+    close(G.tanh_backward(dev(dy), dev(y)), _activation.tanh_backward(dy, y))
 
 
 @pytest.mark.parametrize("shape", [(3, 7), (2, 4, 3, 5), (5,)])
@@ -43,16 +43,16 @@ def test_softmax_every_axis(small_launch, shape, log):
     dy = rng.standard_normal(shape).astype(np.float32)
     fwd = "log_softmax" if log else "softmax"
     for axis in range(len(shape)):
-        y = getattr(_pointwise, fwd)(x, axis)
+        y = getattr(_activation, fwd)(x, axis)
         close(getattr(G, fwd)(dev(x), axis), y)
         close(getattr(G, fwd + "_backward")(dev(dy), dev(y), axis),
-              getattr(_pointwise, fwd + "_backward")(dy, y, axis))  # fmt: skip
+              getattr(_activation, fwd + "_backward")(dy, y, axis))  # fmt: skip
 
 
 def test_softmax_large_logits_and_nan(launch):
     x = np.array([[1000.0, 999.0, -1000.0], [np.nan, 1.0, 2.0], [3.0, np.nan, 0.0]], np.float32)
-    close(G.softmax(dev(x), 1), _pointwise.softmax(x, 1))
-    close(G.log_softmax(dev(x), 1), _pointwise.log_softmax(x, 1))
+    close(G.softmax(dev(x), 1), _activation.softmax(x, 1))
+    close(G.log_softmax(dev(x), 1), _activation.log_softmax(x, 1))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf - inf in the simulator

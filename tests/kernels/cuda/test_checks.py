@@ -1,5 +1,6 @@
-"""Range checks of device index arrays (simulator): ``first_out_of_range`` against NumPy, and the
-public functions that use it refuse bad GPU indices and targets without copying them."""
+"""Range checks of device index arrays (simulator): ``first_out_of_range`` against NumPy and its
+CPU twin, and the public functions that use it refuse bad GPU indices and targets without copying
+them."""
 
 from __future__ import annotations
 
@@ -7,46 +8,23 @@ import numpy as np
 import pytest
 
 import cnncore.functional as F
+from cnncore_kernels import _checks
 from cnncore_kernels.cuda.checks import first_out_of_range
 from tests.kernels.cuda.sim import dev
+from tests.kernels.test_checks import CASES, reference
 
 
-def reference(a, bound, groups=(1, 1, 0), ignore=None):
-    inner, G, step = groups
-    flat = a.reshape(-1).astype(np.int64)
-    g = (np.arange(flat.size) // inner) % G
-    bad = ((flat - g * step) < 0) | ((flat - g * step) >= bound)
-    if ignore is not None:
-        bad &= flat != ignore
-    pos = np.flatnonzero(bad)
-    return None if pos.size == 0 else (int(pos[0]), int(flat[pos[0]]))
-
-
-@pytest.mark.parametrize(
-    "values, bound, groups, ignore",
-    [
-        ([0, 3, 2, 1, 3], 4, (1, 1, 0), None),  # all valid
-        ([0, 3, 4, 1, -1], 4, (1, 1, 0), None),  # 4 first, -1 later
-        ([0, -100, 2, -100], 3, (1, 1, 0), -100),  # ignored entries
-        ([0, -100, 7, -5], 3, (1, 1, 0), -100),
-        (
-            [0, 1, 2, 3, 4, 5, 6, 7],
-            2,
-            (2, 2, 2),
-            None,
-        ),  # groups of 2: rows 0-1 in [0,2), 2-3 in [2,4)
-        ([0, 1, 0, 3, 4, 5, 6, 7], 2, (2, 2, 2), None),  # position 2 holds 0, not in [2, 4)
-        ([2**62, 0], 5, (1, 1, 0), None),
-    ],
-)
+@pytest.mark.parametrize("values, bound, groups, ignore", CASES)
 def test_first_out_of_range_matches_numpy(launch, values, bound, groups, ignore):
     for dtype in (np.int64, np.int32):
         a = np.array(values, dtype=np.int64)
-        if dtype == np.int32 and np.abs(a).max() >= 2**31:
+        if dtype == np.int32 and a.size and np.abs(a).max() >= 2**31:
             continue
         a = a.astype(dtype)
         got = first_out_of_range(dev(a), bound, groups=groups, ignore=ignore)
         assert got == reference(a, bound, groups, ignore)
+        a64 = np.ascontiguousarray(a, dtype=np.int64)
+        assert got == _checks.first_out_of_range(a64, bound, groups=groups, ignore=ignore)
 
 
 def test_max_pool_backward_refuses_bad_device_indices(small_launch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnncore_kernels.cuda import gemm as G
+from cnncore_kernels.cuda import _gemm as G
 from tests.kernels.cuda.sim import GPU_TILES, dev, host, tile_constants, use_tiles
 
 

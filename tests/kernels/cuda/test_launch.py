@@ -104,13 +104,13 @@ def test_twin_picks_the_module_by_array_type():
     module of the family (imported by name), whatever the CPU twin is."""
     import importlib
 
-    from cnncore_kernels import _pool
+    from cnncore_kernels import _pooling
     from cnncore_kernels.arrays import twin
 
     a = np.zeros((1, 1, 2, 2), np.float32)
-    assert twin(a, _pool, "pooling") is _pool
+    assert twin(a, _pooling, "pooling") is _pooling
     pooling = importlib.import_module("cnncore_kernels.cuda.pooling")
-    assert twin(dev(a), _pool, "pooling") is pooling
-    assert twin(dev(a), _pool, "optim") is importlib.import_module("cnncore_kernels.cuda.optim")
+    assert twin(dev(a), _pooling, "pooling") is pooling
+    assert twin(dev(a), _pooling, "optim") is importlib.import_module("cnncore_kernels.cuda.optim")
     with pytest.raises(ModuleNotFoundError, match="cnncore_kernels.cuda.nope"):
-        twin(dev(a), _pool, "nope")
+        twin(dev(a), _pooling, "nope")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import cnncore.functional as F
-from cnncore_kernels import _pointwise
+from cnncore_kernels import _loss
 from cnncore_kernels import linear as cpu_linear
 from cnncore_kernels.cuda import linear as GL
 from cnncore_kernels.cuda import loss as GC
@@ -54,7 +54,7 @@ def test_cross_entropy(launch, dense, tdtype):
     t = rng.integers(0, 4, size=tshape).astype(np.int64)
     t.flat[::3] = -100  # the error mask: ignored positions
     loss, d = GC.cross_entropy(dev(logits), dev(t.astype(tdtype)), -100)
-    eloss, ed = _pointwise.cross_entropy(logits, t, -100)
+    eloss, ed = _loss.cross_entropy(logits, t, -100)
     assert isinstance(loss, float)
     assert loss == pytest.approx(eloss, rel=1e-6)
     close(d, ed)

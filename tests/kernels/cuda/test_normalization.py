@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cnncore.functional as F
-from cnncore_kernels import _norm
+from cnncore_kernels import _normalization
 from cnncore_kernels.cuda import normalization as G
 from tests.kernels.cuda.sim import dev, host
 
@@ -34,9 +34,9 @@ def data(shape=(2, 3, 5, 6), seed=0):
 def test_lrn(launch, size, alpha, beta, k):
     x, dy = data()
     close(G.local_response_norm(dev(x), size, alpha, beta, k),
-          _norm.local_response_norm(x, size, alpha, beta, k))  # fmt: skip
+          _normalization.local_response_norm(x, size, alpha, beta, k))  # fmt: skip
     close(G.local_response_norm_backward(dev(dy), dev(x), size, alpha, beta, k),
-          _norm.local_response_norm_backward(dy, x, size, alpha, beta, k))  # fmt: skip
+          _normalization.local_response_norm_backward(dy, x, size, alpha, beta, k))  # fmt: skip
 
 
 # (size, sigma, threshold, divisor): odd/even windows larger and smaller than the image, the
@@ -49,9 +49,11 @@ def test_lrn(launch, size, alpha, beta, k):
 def test_lcn(small_launch, size, sigma, threshold, divisor):
     x, dy = data((2, 3, 5, 6), seed=size)
     y = G.local_contrast_norm(dev(x), size, sigma, threshold, divisor)
-    close(y, _norm.local_contrast_norm(x, size, sigma, threshold, divisor))
+    close(y, _normalization.local_contrast_norm(x, size, sigma, threshold, divisor))
     dx = G.local_contrast_norm_backward(dev(dy), dev(x), size, sigma, threshold, divisor)
-    close(dx, _norm.local_contrast_norm_backward(dy, x, size, sigma, threshold, divisor), 10)
+    close(
+        dx, _normalization.local_contrast_norm_backward(dy, x, size, sigma, threshold, divisor), 10
+    )
 
 
 @pytest.mark.parametrize("threads, blocks", [(1, 3), (96, 1)])
@@ -62,8 +64,8 @@ def test_lcn_launch_configurations(threads, blocks):
     with launch_config(threads=threads, max_blocks=blocks):
         y = G.local_contrast_norm(dev(x), 3, 1.0, 1e-4, "mean")
         dx = G.local_contrast_norm_backward(dev(dy), dev(x), 3, 1.0, 1e-4, "mean")
-    close(y, _norm.local_contrast_norm(x, 3, 1.0, 1e-4, "mean"))
-    close(dx, _norm.local_contrast_norm_backward(dy, x, 3, 1.0, 1e-4, "mean"), 10)
+    close(y, _normalization.local_contrast_norm(x, 3, 1.0, 1e-4, "mean"))
+    close(dx, _normalization.local_contrast_norm_backward(dy, x, 3, 1.0, 1e-4, "mean"), 10)
 
 
 def test_dispatch_through_cnncore_functional(small_launch):

@@ -1,12 +1,13 @@
 """The device rectangles of dense prediction (``window``, ``paste``) and of patch scanning
-(``gather_patches``, ``scatter_scores``) against NumPy slicing, under every launch configuration."""
+(``gather_patches``, ``scatter_scores``) against NumPy slicing and their CPU twins, under every
+launch configuration."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cnncore.dense.tiling import window as np_window
+from cnncore_kernels import window as cpu_window
 from cnncore_kernels.cuda import patches, window
 from tests.kernels.cuda.sim import dev, host
 
@@ -21,29 +22,40 @@ def test_window_matches_numpy_zero_fill(launch, rows, cols):
     x = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
     got = window.window(dev(x), rows, cols)
     assert got.shape == (2, 3, rows[1] - rows[0], cols[1] - cols[0])
-    np.testing.assert_array_equal(host(got), np_window(x, rows, cols))
+    np.testing.assert_array_equal(host(got), cpu_window.window(x, rows, cols))
 
 
 def test_window_reads_a_strided_view(small_launch):
     x = RNG.standard_normal((2, 3, 6, 7)).astype(np.float32)
     view = dev(x)[:, :, 1:, 2:]  # not contiguous
     np.testing.assert_array_equal(
-        host(window.window(view, (-1, 4), (0, 6))), np_window(x[:, :, 1:, 2:], (-1, 4), (0, 6))
+        host(window.window(view, (-1, 4), (0, 6))),
+        cpu_window.window(x[:, :, 1:, 2:], (-1, 4), (0, 6)),
     )
 
 
 @pytest.mark.parametrize(
-    "r0, c0, step", [(0, 0, (1, 1)), (1, 2, (1, 1)), (1, 0, (2, 3)), (3, 4, (1, 1))]
+    "r0, c0, step",
+    [
+        (0, 0, (1, 1)),
+        (1, 2, (1, 1)),
+        (1, 0, (2, 3)),
+        (3, 4, (1, 1)),
+        (-3, -1, (2, 1)),
+        (-2, 5, (3, 2)),
+    ],
 )
-def test_paste_matches_numpy_strided_assignment(launch, r0, c0, step):
+def test_paste_matches_the_cpu_twin(launch, r0, c0, step):
     dst = RNG.standard_normal((2, 3, 5, 6)).astype(np.float32)
     src = RNG.standard_normal((2, 3, 3, 2)).astype(np.float32)
     d = dev(dst)
     assert window.paste(d, dev(src), r0, c0, step) is d
-    want = dst.copy()
-    target = want[:, :, r0 :: step[0], c0 :: step[1]]
-    h, w = min(target.shape[2], 3), min(target.shape[3], 2)
-    target[:, :, :h, :w] = src[:, :, :h, :w]  # only what lands inside dst
+    want = cpu_window.paste(dst.copy(), src, r0, c0, step)  # the CPU twin
+    if r0 >= 0 and c0 >= 0:  # and NumPy's strided assignment, where it applies
+        target = dst.copy()[:, :, r0 :: step[0], c0 :: step[1]]
+        h, w = min(target.shape[2], 3), min(target.shape[3], 2)
+        np.testing.assert_array_equal(want[:, :, r0 :: step[0], c0 :: step[1]][:, :, :h, :w],
+                                      src[:, :, :h, :w])  # fmt: skip
     np.testing.assert_array_equal(host(d), want)
 
 

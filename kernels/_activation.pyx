@@ -1,9 +1,8 @@
 # cython: language_level=3
-"""CPU activations, softmax / log-softmax and the softmax cross-entropy loss.
+"""CPU activations and softmax / log-softmax (the twins of ``cnncore_kernels.cuda.activation``).
 
 Inputs are trusted (validated in ``cnncore.functional``): C-contiguous float32/float64 arrays of one
-dtype, non-empty; softmax axes in range; cross-entropy targets int64, each in ``[0, K)`` or equal
-to ``ignore_index``.
+dtype, non-empty; softmax axes in range.
 
 Choices:
 - ReLU, its backward and tanh's backward are Cython loops over blocks of the flat array, in
@@ -11,13 +10,14 @@ Choices:
   backward passes are one fused loop where NumPy needs temporaries (``np.where(x > 0, dy, 0)``,
   ``dy * (1 - y * y)``).  tanh itself is ``np.tanh`` (NumPy's SIMD implementation, accurate and
   faster than a libm call per element, which the compiler cannot vectorise).
-- Softmax, log-softmax and cross-entropy view the array as ``(outer, K, inner)`` (``K`` the softmax
-  axis) and split it into units of one ``outer`` index and up to ``COLS`` consecutive ``inner``
-  columns; each unit reduces over ``K`` with the columns as the vectorised axis, so the dense case
-  (N, K, H, W) streams contiguous rows.  Units run in parallel.
-- float32 exponentials use ``cnn_expf`` below, a Cephes-style polynomial that the compiler
-  vectorises (within 2 ulp of exp over the float range, checked by the tests); float64 uses
-  libm's ``exp``.  Exponentials take ``x - max`` (no overflow); sums over ``K`` accumulate in
+- Softmax and log-softmax (and the cross-entropy of ``_loss.pyx``) view the array as
+  ``(outer, K, inner)`` (``K`` the softmax axis) and split it into units of one ``outer`` index
+  and up to ``COLS`` consecutive ``inner`` columns; each unit reduces over ``K`` with the columns
+  as the vectorised axis, so the dense case (N, K, H, W) streams contiguous rows.  Units run in
+  parallel.
+- float32 exponentials use ``cnn_expf`` (``_softmax.pxi``), a Cephes-style polynomial that the
+  compiler vectorises (within 2 ulp of exp over the float range, checked by the tests); float64
+  uses libm's ``exp``.  Exponentials take ``x - max`` (no overflow); sums over ``K`` accumulate in
   double.
 """
 
@@ -26,54 +26,13 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 
-cdef extern from *:
-    """
-    #include <math.h>
-    #include <string.h>
-    /* exp(x) in float32: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, Cephes' degree-6
-       polynomial for e^r, and 2^n built in the exponent bits.  Branch-free (vectorisable).
-       Results below FLT_MIN flush to 0; above FLT_MAX give inf; NaN gives NaN. */
-    static inline float cnn_expf(float x) {
-        float xc = x > -87.33654f ? x : -87.33654f;   /* also maps NaN to a finite value */
-        xc = xc < 88.72283f ? xc : 88.72283f;
-        float n = rintf(xc * 1.44269504088896341f);
-        float r = xc - n * 0.693359375f;
-        r = r - n * -2.12194440e-4f;
-        float p = 1.9875691500e-4f;
-        p = p * r + 1.3981999507e-3f;
-        p = p * r + 8.3334519073e-3f;
-        p = p * r + 4.1665795894e-2f;
-        p = p * r + 1.6666665459e-1f;
-        p = p * r + 5.0000001201e-1f;
-        p = p * r * r + r + 1.0f;
-        int ni = (int) n;                       /* in [-126, 128] */
-        int big = ni > 127;                     /* 2^128 = 2 * 2^127 */
-        ni -= big;
-        p = big ? p * 2.0f : p;
-        int bits = (ni + 127) << 23;
-        float s;
-        memcpy(&s, &bits, sizeof s);
-        float res = p * s;
-        res = x < -87.33654f ? 0.0f : res;
-        res = x > 88.72283f ? INFINITY : res;
-        return x != x ? x : res;
-    }
-    """
-    float cnn_expf(float x) noexcept nogil
-
-
-cdef inline floating fexp(floating x) noexcept nogil:
-    if floating is float:
-        return cnn_expf(x)
-    else:
-        return exp(x)
+include "_softmax.pxi"
 
 
 cdef enum:
     BLOCK = 16384   # elements per parallel block of the elementwise loops
-    COLS = 256      # inner columns per softmax unit (its per-column buffers live on the stack)
 
 
 def exp_f32(const float[::1] x):
@@ -200,22 +159,7 @@ def dropout(x, key, thr, scale):
 
 
 # ----------------------------------------------------------------------------------------------
-# Softmax family on (outer, K, inner) views.  A unit is (o, columns i0 .. i0+L) with L <= COLS;
-# its pointers point at element (o, 0, i0), and row k of the unit starts at k * inner.
-
-cdef void column_max(const floating* x, floating* mx, Py_ssize_t K, Py_ssize_t inner,
-                     Py_ssize_t L) noexcept nogil:
-    # mx[i] = max over k of x[k*inner + i]; a NaN anywhere makes the result NaN downstream (a NaN
-    # in row 0 stays, a later one loses every comparison but poisons the exponentials)
-    cdef Py_ssize_t k, i
-    cdef const floating* xr
-    for i in range(L):
-        mx[i] = x[i]
-    for k in range(1, K):
-        xr = x + k * inner
-        for i in range(L):
-            mx[i] = xr[i] if xr[i] > mx[i] else mx[i]
-
+# Softmax family on (outer, K, inner) views (units: see _softmax.pxi).
 
 cdef void softmax_unit(const floating* x, floating* y, Py_ssize_t K, Py_ssize_t inner,
                        Py_ssize_t L, bint log_out) noexcept nogil:
@@ -286,45 +230,6 @@ cdef void softmax_backward_unit(const floating* dy, const floating* y, floating*
                 dxr[i] = yr[i] * (dyr[i] - <floating> acc[i])
 
 
-cdef double cross_entropy_unit(const floating* x, const int64_t* t, floating* d, Py_ssize_t K,
-                               Py_ssize_t inner, Py_ssize_t L, int64_t ignore,
-                               floating scale) noexcept nogil:
-    # Returns sum over counted columns (t != ignore) of -log softmax(x)[t]; writes
-    # d = (softmax(x) - onehot(t)) * scale on counted columns and 0 on ignored ones.
-    cdef floating mx[COLS]
-    cdef double sm[COLS]
-    cdef Py_ssize_t k, i
-    cdef const floating* xr
-    cdef floating* dr
-    cdef floating e
-    cdef double loss = 0
-    column_max(x, mx, K, inner, L)
-    for i in range(L):
-        sm[i] = 0
-    for k in range(K):
-        xr = x + k * inner
-        dr = d + k * inner
-        for i in range(L):
-            e = fexp(xr[i] - mx[i])
-            dr[i] = e
-            sm[i] += e
-    for i in range(L):
-        if t[i] != ignore:
-            # -log_softmax[t] = log(sum) - (x[t] - m), as torch's log_softmax + nll_loss
-            loss += log(sm[i]) - (x[t[i] * inner + i] - mx[i])
-        sm[i] = 1 / sm[i]
-    for k in range(K):
-        dr = d + k * inner
-        for i in range(L):
-            e = dr[i] * <floating> sm[i] - (1 if t[i] == k else 0)
-            dr[i] = e * scale if t[i] != ignore else 0
-    return loss
-
-
-cdef inline Py_ssize_t units_of(Py_ssize_t outer, Py_ssize_t inner) noexcept nogil:
-    return outer * ((inner + COLS - 1) // COLS)
-
-
 def _softmax(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint log_out):
     cdef Py_ssize_t outer = x.shape[0], K = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t per = (inner + COLS - 1) // COLS, u, o, i0
@@ -345,28 +250,6 @@ def _softmax_backward(const floating[:, :, ::1] dy, const floating[:, :, ::1] y,
             i0 = (u % per) * COLS
             softmax_backward_unit(&dy[o, 0, i0], &y[o, 0, i0], &dx[o, 0, i0], K, inner,
                                   min(COLS, inner - i0), log_out)
-
-
-def _cross_entropy(const floating[:, :, ::1] x, const int64_t[:, ::1] t, floating[:, :, ::1] d,
-                   int64_t ignore, double scale):
-    cdef Py_ssize_t outer = x.shape[0], K = x.shape[1], inner = x.shape[2]
-    cdef Py_ssize_t per = (inner + COLS - 1) // COLS, u, o, i0
-    partial_arr = np.zeros(units_of(outer, inner), dtype=np.float64)
-    cdef double[::1] partial = partial_arr
-    cdef floating sc = scale
-    with nogil:
-        for u in prange(units_of(outer, inner), schedule="static"):
-            o = u // per
-            i0 = (u % per) * COLS
-            partial[u] = cross_entropy_unit(&x[o, 0, i0], &t[o, i0], &d[o, 0, i0], K, inner,
-                                            min(COLS, inner - i0), ignore, sc)
-    return float(partial_arr.sum())
-
-
-def _three_d(shape, axis):
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
-    return outer, int(shape[axis]), inner
 
 
 def softmax(x, axis):
@@ -399,24 +282,3 @@ def log_softmax_backward(dy, y, axis):
     s3 = _three_d(y.shape, axis)
     _softmax_backward(dy.reshape(s3), y.reshape(s3), dx.reshape(s3), True)
     return dx
-
-
-def cross_entropy(logits, targets, ignore_index):
-    """Mean softmax cross-entropy over the targets != ignore_index, and its gradient.
-
-    logits: (N, K, *S) (S empty or spatial), targets: int64 (N, *S).  Returns (loss, dlogits):
-    ``loss`` a Python float, ``dlogits`` (softmax - onehot) / count on counted positions and 0 on
-    ignored ones.  With no counted target the loss is nan (as torch) and dlogits is all zeros.
-    """
-    N, K = logits.shape[0], logits.shape[1]
-    inner = int(np.prod(logits.shape[2:], dtype=np.int64))
-    count = int(np.count_nonzero(targets != ignore_index))
-    d = np.empty_like(logits)
-    if count == 0:
-        d[...] = 0
-        return float("nan"), d
-    total = _cross_entropy(
-        logits.reshape(N, K, inner), targets.reshape(N, inner), d.reshape(N, K, inner),
-        ignore_index, 1.0 / count,
-    )
-    return total / count, d

@@ -18,7 +18,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 
 from ._geometry cimport out_size
@@ -108,6 +108,13 @@ cdef object _valid_col_counts(Geom g, dtype):
 
 # ----------------------------------------------------------------------------------------------
 # max_pool2d forward
+#
+# The plain algorithm, which everything down to max_pool2d_values must equal bit for bit (values
+# and indices): for each output (oh, ow), visit the window's taps (oh*sh - ph + i*dh,
+# ow*sw - pw + j*dw) that lie inside the input, rows i then columns j; start at -inf with the first
+# valid tap's index, and take a tap when it is greater than the running max or NaN.  The float64
+# reference is ``max_pool_ref`` in tests/kernels/test_pooling.py (also checked against PyTorch).
+# The specialised loops below only reorder the work (output column innermost, taps in pairs).
 #
 # The taps of a window are visited in window order, two at a time (fewer loads and stores of the
 # running max).  Tap (i0, 0), the first one of every output whose window starts inside the input,
@@ -415,28 +422,6 @@ cdef void scatter_planes(const floating* dy, const int64_t* idx, Py_ssize_t plan
         memset(d, 0, HW * sizeof(floating))
         for k in range(M):
             d[gi[k]] += gd[k]
-
-
-cdef enum:
-    UMAX_BLOCK = 65536  # indices per parallel block of index_umax
-
-
-def index_umax(const int64_t[::1] idx):
-    """The largest entry of ``idx`` read as unsigned (negatives become huge): the range check
-    ``index_umax(idx) < bound`` of every index in one parallel pass."""
-    cdef Py_ssize_t n = idx.shape[0], nb = (n + UMAX_BLOCK - 1) // UMAX_BLOCK, b, k, end
-    parts_arr = np.zeros(max(nb, 1), dtype=np.uint64)
-    cdef uint64_t[::1] parts = parts_arr
-    cdef uint64_t m, v
-    with nogil:
-        for b in prange(nb, schedule="static"):
-            m = 0
-            end = min(n, (b + 1) * UMAX_BLOCK)
-            for k in range(b * UMAX_BLOCK, end):
-                v = <uint64_t> idx[k]
-                m = v if v > m else m
-            parts[b] = m
-    return int(parts_arr.max())
 
 
 def max_pool2d_backward(const floating[:, :, :, ::1] dy, const int64_t[:, :, :, ::1] indices,
