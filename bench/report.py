@@ -3,7 +3,7 @@
 Results dictionary (what ``python -m bench`` writes as ``results.json`` and what
 ``python -m bench plot`` builds from a pytest-benchmark JSON)::
 
-    {"schema": "cnncore-bench/1", "source": ..., "machine": {...},
+    {"schema": "cnncore-bench/1", "source": ..., "date": "YYYY-MM-DD HH:MM UTC", "machine": {...},
      "reference": {"sgemm_gflops": float | None, "copy_gbs": float | None,
                    "fma_gflops": float | None, "fma_peak": {...} (bench.fma.peak: measured
                    or estimated, with its "basis"), "*_readings": [...]},
@@ -387,6 +387,9 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     if len(results) == 1:
         return results[0]
     out = new_results(" + ".join(r.get("source", "?") for r in results), results[0].get("machine"))
+    dates = [r["date"] for r in results if r.get("date")]
+    if dates:
+        out["date"] = " and ".join(dict.fromkeys(dates))
     for r in results:
         m = r.get("machine") or {}
         if r is not results[0] and m.get("load_average_start") is not None:

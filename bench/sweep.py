@@ -341,6 +341,7 @@ def run_dense(res: dict[str, Any], opt: Options, peer: Any) -> None:
 def run(opt: Options, source: str = "python -m bench") -> dict[str, Any]:
     """The whole sweep; returns the results dictionary (``bench.report``)."""
     res = report.new_results(source, machine.machine_info())
+    res["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     res["options"] = {
         k: (list(v) if isinstance(v, tuple) else v)
         for k, v in opt.__dict__.items()
