@@ -233,18 +233,9 @@ def _patch_group(model, plan, x, pss, opt, peer, spec) -> dict[str, dict[str, An
     from cnncore.dense.patchwise import default_batch_size
 
     bs = opt.patch_batch or default_batch_size(plan, x.dtype.itemsize)
-    n_pix = x.shape[0] * x.shape[2] * x.shape[3]
-    rng = np.random.default_rng(opt.seed)
-    probe = np.sort(rng.choice(n_pix, size=min(bs, n_pix), replace=False))
-    run, _, _ = dense_cases.patchwise(model, plan, x, pss, probe, bs)
-    t0 = time.perf_counter()
-    run()
-    per_pixel = (time.perf_counter() - t0) / probe.size
     budget = opt.patch_budget if pss == "forward" else 2 * opt.patch_budget
-    n = int(min(n_pix, max(probe.size, budget / max(per_pixel, 1e-9))))
-    if n < n_pix:
-        n = min(n_pix, max(bs, n // bs * bs))
-    pixels = np.sort(rng.choice(n_pix, size=n, replace=False))  # scanning order
+    rng = np.random.default_rng(opt.seed)
+    pixels = dense_cases.patch_sample(model, plan, x, pss, budget, bs, rng)
     run, scale, info = dense_cases.patchwise(model, plan, x, pss, pixels, bs)
     runners: dict[str, Any] = {"patchwise": rounds.Local(run, warmup=0)}
     infos = {"patchwise": info}
