@@ -66,6 +66,8 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     int threads = atoi(argv[1]);
+    if (threads < 1) threads = 1;
+    if (threads > 256) threads = 256;
     iters = atol(argv[2]);
     pthread_t th[256];
     double t0 = now();
