@@ -23,6 +23,8 @@ def test_the_loop_compiles_runs_and_gives_a_clock():
     assert f["measured"] is True and f["gflops"] > 0 and len(f["readings"]) == 2
     assert f["gflops"] == pytest.approx(max(f["readings"]), abs=0.01)
     assert f["lanes"] in (4, 8, 16) and f["cores"] == 1
+    # the rate per CPU second is at least the wall-clock rate (equal on an idle core)
+    assert all(c >= 0.95 * w for c, w in zip(f["readings"], f["wall_readings"], strict=True))
     per_cycle = machine.fp32_flops_per_cycle(machine.cpu_facts())[0]
     assert f["flops_per_cycle_per_core"] == per_cycle
     assert f["clock_ghz"] == pytest.approx(f["gflops"] / per_cycle)
@@ -36,6 +38,12 @@ def test_threads_each_run_the_loop():
     one = fma.measure(1, 0.02, 1)
     two = fma.measure(2, 0.02, 1)
     assert one["threads"] == 1 and two["threads"] == 2 and two["gflops"] > 0
+
+
+@needs_cc
+def test_no_more_threads_than_cores(monkeypatch):
+    monkeypatch.setattr(machine, "usable_cores", lambda: 1)
+    assert fma.peak(4, 0.02, 1)["cores"] == 1
 
 
 def test_without_a_compiler_the_estimate_is_labelled(monkeypatch):
