@@ -243,7 +243,7 @@ def intro(results: dict[str, Any]) -> str:
     m = results.get("machine") or {}
     ref = results.get("reference") or {}
     fma = ref.get("fma_peak") or {}
-    date = f" on {results['date']}" if results.get("date") else ""
+    date = f" ({results['date']})" if results.get("date") else ""
     mode = (m.get("peer") or {}).get("mode") or ""
     where = (
         "in processes of its own"
@@ -282,6 +282,8 @@ def intro(results: dict[str, Any]) -> str:
         ceil.append(f"FMA peak {ref['fma_gflops']:.0f} GFLOP/s ({how})")
     if ceil:
         lines.append("Ceilings, the best of the run's readings: " + ", ".join(ceil) + ".")
+    if (results.get("options") or {}).get("quick"):
+        lines.append("**Quick mode:** tiny sizes, to try the harness; not a measurement.")
     for w in results.get("warnings") or []:
         lines.append(f"**Warning from the run:** {w}.")
     return "\n".join(lines)

@@ -152,7 +152,9 @@ def test_quick_sweep_gives_a_readme_block_and_compares_with_itself(quick_run):
     from bench import compare, readme
 
     _, res, _ = quick_run
-    table = [line for line in readme.block(res).splitlines() if line.startswith("| ")]
+    block = readme.block(res)
+    assert "**Quick mode:**" in block and res["date"] in block
+    table = [line for line in block.splitlines() if line.startswith("| ")]
     assert any(line.startswith("| conv2d forward") for line in table)
     assert any(line.startswith("| d-sparse over our patch scanning") for line in table)
     c = compare.compare(res, res)
