@@ -8,6 +8,10 @@ Commands::
                                   # saved pytest-benchmark JSON(s) or ours, merged into one plot
     python -m bench gpu [--quick] [--out bench_out/gpu]
                                   # on a GPU machine: the CUDA tests and GPU benchmarks (bench.gpu)
+    python -m bench compare OLD/results.json NEW/results.json
+                                  # row by row: medians, spreads, ratios (bench.compare)
+    python -m bench readme bench/results/results.json
+                                  # the README's "Latest results" block (bench.readme)
 
 The sweep writes ``results.json``, ``results.md`` and the PNG plots into ``--out`` and prints the
 table, each measured speedup beside its theoretical ratio.
@@ -149,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench import gpu
 
         return gpu.main(argv[1:])
+    if argv and argv[0] == "compare":
+        from bench import compare
+
+        return compare.main(argv[1:])
+    if argv and argv[0] == "readme":
+        from bench import readme
+
+        return readme.main(argv[1:])
     if argv and argv[0] == "plot":
         p = argparse.ArgumentParser(
             prog="python -m bench plot",
@@ -185,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             "results.md and PNG plots."
         ),
         epilog="python -m bench plot FILE.json [FILE2.json ...] [--out DIR] plots saved "
-        "pytest-benchmark JSON(s) or results.json files, merged.",
+        "pytest-benchmark JSON(s) or results.json files, merged; python -m bench compare OLD.json "
+        "NEW.json compares two runs row by row; python -m bench readme results.json prints the "
+        "README's results block.",
     )
     _add_sweep_args(p, *defaults)
     a = p.parse_args(argv)

@@ -1,17 +1,17 @@
 """Dense pixelwise classification: d-sparse and FCN against patch scanning, PyTorch, ONNX Runtime.
 
 For ``pixel65`` and ``toy15`` on N x N images, forward (``predict``) at N = 256 and 512
-(``CNNCORE_BENCH_DENSE_SIZES``, e.g. ``256,512,1024``) and masked backward (forward + backward of
-the whole network with the error mask; its cost does not depend on how many pixels count) at
-N = 256 (``CNNCORE_BENCH_DENSE_BACKWARD_SIZES``); select with ``-k``.  Methods per (network, size,
-pass):
+(``CNNCORE_BENCH_DENSE_SIZES``, e.g. ``256,512,1024``) and backward (forward + backward of a
+training step with every pixel counted) at N = 256 (``CNNCORE_BENCH_DENSE_BACKWARD_SIZES``); select
+with ``-k``.  The timed callables are ``bench.dense_cases``', the same as ``python -m bench``'s.
+Methods per (network, size, pass):
 
 - ``patchwise``: patch scanning (``cnncore.dense.patchwise.scan_patches``, bounded batches), timed
-  on a random sample of pixels and **scaled linearly** to the whole image: the times that
-  pytest-benchmark shows for it are already scaled (``timed_pixels`` < ``pixels`` and ``scale``
-  in ``extra_info``);
+  on a random sample of pixels (``dense_cases.patch_sample``, about ``PATCH_BUDGET`` seconds)
+  and **scaled linearly** to the whole image: the times that pytest-benchmark shows for it are
+  already scaled (``timed_pixels`` < ``pixels`` and ``scale`` in ``extra_info``);
 - ``torch_dsparse``: the same d-sparse network written with PyTorch CPU ops (``conv2d`` and
-  ``max_pool2d`` with dilation, 2 threads), the peer;
+  ``max_pool2d`` with dilation, 2 threads), the peer, in this process;
 - ``onnx_dsparse`` (forward): that network as ONNX, run by ONNX Runtime CPU with 2 intra-op threads;
 - ``fcn``: shift and stitch (at most ``FCN_SHIFTS`` of the S x S passes timed, evenly spread, and
   scaled; shown scaled); ``dsparse``: the d-sparse network.
@@ -42,12 +42,10 @@ import pytest
 if __name__ == "__main__":  # run as a script (the peak-memory child): the repository root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import dense_cases, dense_peers, machine  # noqa: E402
+from bench import dense_cases, machine, networks  # noqa: E402
 from bench import rounds as rounds_mod  # noqa: E402
 from cnncore import dense, models  # noqa: E402
-from cnncore.dense.patchwise import default_batch_size, scan_patches  # noqa: E402
-from cnncore.dense.tiling import block_ranges, window  # noqa: E402
-from cnncore.nn import no_grad  # noqa: E402
+from cnncore.dense.patchwise import default_batch_size  # noqa: E402
 
 NETWORKS = ("toy15", "pixel65")
 # image sizes: 1024 takes minutes per row on 2 cores, so it is opt-in, e.g.
@@ -67,100 +65,31 @@ _ROWS: list[dict[str, Any]] = []
 
 
 def build(network: str):
-    return {"pixel65": models.pixel65, "toy15": models.toy15}[network]().eval()
+    return networks.build(network)
 
 
-def image(size: int) -> np.ndarray:
-    return np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
-
-
-def mask_grad(shape: tuple[int, ...], fraction: float = 0.01) -> np.ndarray:
-    """A masked score gradient: random values on ``fraction`` of the pixels, zero elsewhere."""
-    rng = np.random.default_rng(1)
-    dy = rng.standard_normal(shape, dtype=np.float32)
-    dy *= rng.random((shape[0], 1, *shape[2:])) < fraction
-    return dy
-
-
-# -- PyTorch twin of the d-sparse network: bench.dense_peers.torch_dense (re-exported here)
-torch_dense = dense_peers.torch_dense
-
-
-# -- the measurements: each returns seconds for the whole image (and extra info) ----------------
+# -- the measurements (bench.dense_cases, shared with the sweep): each gives (run, scale), where
+# scale turns run()'s seconds into the whole image's
 def patchwise_case(model, plan, x, pss):
-    hw = x.shape[2:]
-    block = window(x, *block_ranges(hw, plan.halo("patchwise")))
+    """Our patch scanning on a random sample of pixels (about ``PATCH_BUDGET`` seconds)."""
     bs = default_batch_size(plan, x.dtype.itemsize)
-    n_pix = x.shape[0] * hw[0] * hw[1]
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    win = sliding_window_view(block, plan.patch, axis=(2, 3))
-
-    def run(pixels):
-        if pss == "forward":
-            with no_grad():
-                scan_patches(model, block, hw, plan, bs, pixels)
-            return
-        for start in range(0, pixels.size, bs):  # the batches of scan_patches, each with backward
-            n, rest = np.divmod(pixels[start : start + bs], hw[0] * hw[1])
-            i, j = np.divmod(rest, hw[1])
-            s = model(win[n, :, i, j])
-            model.backward(np.ones_like(s))
-
     rng = np.random.default_rng(2)
-    probe = rng.choice(n_pix, size=min(bs, n_pix), replace=False)
-    t0 = time.perf_counter()
-    run(probe)
-    per_pixel = (time.perf_counter() - t0) / probe.size
-    n = int(min(n_pix, max(bs, PATCH_BUDGET / per_pixel // bs * bs)))
-    pixels = np.sort(rng.choice(n_pix, size=n, replace=False))
-    return (lambda: run(pixels)), n_pix / n, {"timed_pixels": n}
+    pixels = dense_cases.patch_sample(model, plan, x, pss, PATCH_BUDGET, bs, rng)
+    run, scale, info = dense_cases.patchwise(model, plan, x, pss, pixels, bs)
+    return run, scale, {"timed_pixels": info["timed_pixels"]}
 
 
 def dense_case(model, plan, x, pss, method, torch=None):
     """``(run, scale)``: ``run()`` does the timed work; ``scale`` turns its seconds into the whole
     image's (FCN times ``FCN_SHIFTS`` of its S x S passes)."""
     if method == "torch_dsparse":
-        tx = torch.from_numpy(x)
-        if pss == "forward":
-            f = torch_dense(torch, plan, inplace=True)
-
-            def run():
-                with torch.no_grad():
-                    f(tx)
-        else:
-            weighted = [st.module for st in plan.dense_stages if st.kind in ("conv", "linear")]
-            pairs = [
-                (
-                    torch.from_numpy(m.weight.data).requires_grad_(True),
-                    None if m.bias is None else torch.from_numpy(m.bias.data).requires_grad_(True),
-                )
-                for m in weighted
-            ]
-            leaves = [t for pair in pairs for t in pair if t is not None]
-            f = torch_dense(torch, plan, inplace=False, params=pairs)
-            dy = torch.from_numpy(mask_grad((1, plan.num_classes, *x.shape[2:])))
-
-            def run():
-                torch.autograd.grad(f(tx), leaves, dy)
-
-        return run, 1.0
+        return dense_cases.torch_dsparse(torch, plan, x, pss), 1.0
     if method == "onnx_dsparse":
-        run, _, _ = dense_cases.onnx_dsparse(plan, x, machine.threads())
-        return run, 1.0
-    if method == "dsparse":
-        if pss == "forward":
-            return (lambda: dense.predict(model, x, plan.patch, "dsparse")), 1.0
-        net = dense.to_dense(model, plan.patch)
-        dy = mask_grad((1, plan.num_classes, *x.shape[2:]))
-
-        def step():
-            net.forward(x)
-            net.backward(dy)
-            model.zero_grad()
-
-        return step, 1.0
-    run, scale, _ = dense_cases.fcn(model, plan.patch, x, pss, FCN_SHIFTS)
+        run, scale, _ = dense_cases.onnx_dsparse(plan, x, machine.threads())
+    elif method == "dsparse":
+        run, scale, _ = dense_cases.dsparse(model, plan.patch, x, pss)
+    else:
+        run, scale, _ = dense_cases.fcn(model, plan.patch, x, pss, FCN_SHIFTS)
     return run, scale
 
 
@@ -197,7 +126,7 @@ def _peer_available(method: str) -> bool:
 def test_dense(benchmark, request, network, size, pss, method):
     model = build(network)
     plan = dense.analyze(model, model.patch_size)
-    x = image(size)
+    x = dense_cases.image(1, size, 0)
     torch = request.getfixturevalue("torch_peer") if method == "torch_dsparse" else None
     if method == "onnx_dsparse" and not _peer_available(method):
         pytest.skip("onnx/onnxruntime not installed: pip install 'cnncore[bench]'")

@@ -11,7 +11,7 @@
   each worker one BLAS thread), reading the image from a Zarr store and sending the scores back
   to this process: ``speedup`` in ``extra_info`` is against ``plain`` (one process);
 - ``torch_dsparse``: the peer, PyTorch CPU (2 threads) running the same d-sparse network on the
-  same tiles (``bench.bench_dense.torch_dense``).
+  same tiles (``bench.dense_peers.torch_dense``).
 
 The target size (4096 x 4096, tiles of 1024) takes minutes per row on 2 cores, so the default
 is smaller; choose with ``CNNCORE_BENCH_DIST_SIZE`` (default 512), ``CNNCORE_BENCH_DIST_TILE``

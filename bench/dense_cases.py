@@ -147,6 +147,61 @@ def onnx_dsparse(plan: Any, x: np.ndarray, threads: int) -> tuple:
     return (lambda: f(x)), 1.0, {"intra_op_threads": threads}
 
 
+def torch_dsparse(torch: Any, plan: Any, x: np.ndarray, pss: str) -> Any:
+    """The d-sparse network as PyTorch ops (``bench.dense_peers.torch_dense``) on ``x``: the
+    forward under ``inference_mode``, or the forward and the gradient of the scores' sum with
+    respect to every weight and bias."""
+    from bench import dense_peers
+
+    tx = torch.from_numpy(x)
+    if pss == "forward":
+        f = dense_peers.torch_dense(torch, plan, inplace=True)
+
+        def run():
+            with torch.inference_mode():
+                f(tx)
+
+        return run
+    pairs = [
+        (
+            torch.from_numpy(np.array(st.module.weight.data)).requires_grad_(True),
+            None
+            if st.module.bias is None
+            else torch.from_numpy(np.array(st.module.bias.data)).requires_grad_(True),
+        )
+        for st in plan.dense_stages
+        if st.kind in ("conv", "linear")
+    ]
+    leaves = [t for pair in pairs for t in pair if t is not None]
+    f = dense_peers.torch_dense(torch, plan, inplace=False, params=pairs)
+    dy = torch.ones((x.shape[0], plan.num_classes, *x.shape[2:]))
+
+    def step():
+        torch.autograd.grad(f(tx), leaves, dy)
+
+    return step
+
+
+def patch_sample(
+    model: Any, plan: Any, x: np.ndarray, pss: str, budget: float, bs: int, rng: Any
+) -> np.ndarray:
+    """The pixels (sorted flat indices into N*H*W) whose patch scanning takes about ``budget``
+    seconds: one batch is timed, then as many whole batches as fit are drawn at random (all
+    pixels when they fit)."""
+    import time
+
+    n_pix = x.shape[0] * x.shape[2] * x.shape[3]
+    probe = np.sort(rng.choice(n_pix, size=min(bs, n_pix), replace=False))
+    run, _, _ = patchwise(model, plan, x, pss, probe, bs)
+    t0 = time.perf_counter()
+    run()
+    per_pixel = (time.perf_counter() - t0) / probe.size
+    n = int(min(n_pix, max(probe.size, budget / max(per_pixel, 1e-9))))
+    if n < n_pix:
+        n = min(n_pix, max(bs, n // bs * bs))
+    return np.sort(rng.choice(n_pix, size=n, replace=False))  # scanning order
+
+
 def peer_case(spec: dict[str, Any], torch: Any) -> Any:
     """A PyTorch dense case (``torch_dsparse`` or ``torch_patchwise``) from its specification:
     ``network``, ``state`` (weights), ``size``, ``batch``, ``seed``, ``pass``, ``method`` and, for
@@ -161,31 +216,7 @@ def peer_case(spec: dict[str, Any], torch: Any) -> Any:
     pss, method = spec["pass"], spec["method"]
     config = f"{spec['network']} {spec['size']}x{spec['size']}"
     if method == "torch_dsparse":
-        tx = torch.from_numpy(x)
-        if pss == "forward":
-            f = dense_peers.torch_dense(torch, plan, inplace=True)
-
-            def run():
-                with torch.inference_mode():
-                    f(tx)
-        else:
-            pairs = [
-                (
-                    torch.from_numpy(np.array(st.module.weight.data)).requires_grad_(True),
-                    None
-                    if st.module.bias is None
-                    else torch.from_numpy(np.array(st.module.bias.data)).requires_grad_(True),
-                )
-                for st in plan.dense_stages
-                if st.kind in ("conv", "linear")
-            ]
-            leaves = [t for pair in pairs for t in pair if t is not None]
-            f = dense_peers.torch_dense(torch, plan, inplace=False, params=pairs)
-            dy = torch.ones((x.shape[0], plan.num_classes, *x.shape[2:]))
-
-            def run():
-                torch.autograd.grad(f(tx), leaves, dy)
-
+        run = torch_dsparse(torch, plan, x, pss)
         return Case(run, "dense", pss, config, "torch", flops=0.0)
     if method == "torch_patchwise":
         bs = spec.get("batch_size") or dense_peers.tune_batch(torch, model, plan, x, pss)

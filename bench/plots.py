@@ -333,7 +333,12 @@ def plot_throughput(results: dict[str, Any]) -> Any:
             lines = (
                 [
                     ("sgemm peak", ref.get("sgemm_gflops"), "k"),
-                    ("FMA peak", ref.get("fma_gflops"), "0.5"),
+                    (
+                        "FMA peak"
+                        + ("" if (ref.get("fma_peak") or {}).get("measured") else " (estimated)"),
+                        ref.get("fma_gflops"),
+                        "0.5",
+                    ),
                 ]
                 if unit == "GFLOP/s"
                 else [("copy bandwidth", ref.get("copy_gbs"), "k")]

@@ -3,9 +3,10 @@
 Results dictionary (what ``python -m bench`` writes as ``results.json`` and what
 ``python -m bench plot`` builds from a pytest-benchmark JSON)::
 
-    {"schema": "cnncore-bench/1", "source": ..., "machine": {...},
+    {"schema": "cnncore-bench/1", "source": ..., "date": "YYYY-MM-DD HH:MM UTC", "machine": {...},
      "reference": {"sgemm_gflops": float | None, "copy_gbs": float | None,
-                   "fma_gflops": float | None, "fma_peak": {...}, "*_readings": [...]},
+                   "fma_gflops": float | None, "fma_peak": {...} (bench.fma.peak: measured
+                   or estimated, with its "basis"), "*_readings": [...]},
      "throughput": [throughput rows], "dense": [dense rows], "speedups": [speedup rows],
      "notes": [str, ...], "warnings": [str, ...]}
 
@@ -171,12 +172,83 @@ EFFICIENCY_NOTE = (
 )
 CEILING_NOTE = (
     "ceilings: the sgemm peak (OpenBLAS through NumPy) and the copy bandwidth are the best of "
-    "several readings in the run (start, between the parts, end). The FMA peak is cores x "
-    "FP32 FLOP per cycle (from the ISA) x clock. oneDNN's direct convolutions (PyTorch) can "
-    "exceed the sgemm peak because OpenBLAS's sgemm itself stays below the FMA peak; above "
-    "the FMA peak, only an algorithm doing fewer operations than direct convolution (Winograd: "
-    "its 'effective' GFLOP/s count direct FLOPs) can be."
+    "several readings in the run (start, between the parts, end). The FMA peak is measured the "
+    "same way: an FMA loop compiled at run time, one thread per core (without a C compiler, "
+    "cores x FP32 FLOP per cycle x /proc/cpuinfo's clock, an estimate the report labels). "
+    "oneDNN's direct convolutions (PyTorch) can exceed the sgemm peak because OpenBLAS's sgemm "
+    "itself stays below the FMA peak; above the FMA peak, only an algorithm doing fewer "
+    "operations than direct convolution (Winograd: its 'effective' GFLOP/s count direct FLOPs) "
+    "can be."
 )
+
+
+def _row_name(r: dict[str, Any]) -> str:
+    return (
+        f"{r['kernel']} {r['direction']} {r['config']} ({r['impl']}, "
+        f"{100 * r['fraction_of_peak']:.0f}%)"
+    )
+
+
+def above_ceiling(res: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The throughput rows above their ceiling, by reason: ``winograd`` (effective GFLOP/s of an
+    algorithm doing fewer multiplies), ``below_fma`` (above OpenBLAS's sgemm rate but not above
+    the FMA peak), ``cache`` (a byte row faster than the copy bandwidth: data kept in cache) and
+    ``unexplained`` (a FLOP row above the FMA peak too, or above sgemm with no FMA peak known)."""
+    fma = (res.get("reference") or {}).get("fma_gflops")
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in res.get("throughput", []):
+        if (r.get("fraction_of_peak") or 0) <= 1:
+            continue
+        value, unit = rate(r)
+        if unit == "GB/s":
+            out["cache"].append(r)
+        elif r.get("algorithm") == "winograd":
+            out["winograd"].append(r)
+        elif fma and value <= fma:
+            out["below_fma"].append(r)
+        else:
+            out["unexplained"].append(r)
+    return out
+
+
+def ceiling_notes(res: dict[str, Any]) -> list[str]:
+    """One note per reason a row stands above its ceiling (``above_ceiling``)."""
+    fma = (res.get("reference") or {}).get("fma_gflops")
+    by = above_ceiling(res)
+    reasons = {
+        "winograd": "Winograd: its GFLOP/s count the direct convolution's FLOPs, and it does "
+        "fewer multiplies (an effective rate, which may exceed even the FMA peak)",
+        "below_fma": f"below the FMA peak ({_fmt(fma, '.0f')} GFLOP/s): the sgemm peak is "
+        "OpenBLAS's sgemm rate, not the machine's arithmetic peak, and oneDNN's direct "
+        "convolutions get closer to the FMA peak",
+        "cache": "a byte row above the copy bandwidth keeps part of its data in cache (the copy "
+        "of a large array goes through memory)",
+        "unexplained": "above the FMA peak as well (or no FMA peak known): not explained by the "
+        "algorithm; a ceiling was probably measured low (load during its reading)",
+    }
+    return [
+        f"above the sgemm/copy ceiling: {', '.join(map(_row_name, by[k]))}. Why: {why}"
+        for k, why in reasons.items()
+        if by.get(k)
+    ]
+
+
+def ceiling_warnings(res: dict[str, Any]) -> list[str]:
+    """Warnings for figures above their ceiling without an explanation, and for an FMA peak
+    below the sgemm rate measured in the same run (then the FMA peak is wrong)."""
+    ref = res.get("reference") or {}
+    out = []
+    fma, sgemm = ref.get("fma_gflops"), ref.get("sgemm_gflops")
+    if fma and sgemm and sgemm > fma:
+        how = "measured" if (ref.get("fma_peak") or {}).get("measured") else "estimated"
+        out.append(
+            f"the sgemm peak ({sgemm:.0f} GFLOP/s) exceeds the {how} FMA peak ({fma:.0f} "
+            "GFLOP/s): the FMA peak is too low (a nominal clock, or load during its reading)"
+        )
+    bad = above_ceiling(res).get("unexplained")
+    if bad:
+        out.append("above the FMA peak with no explanation: " + ", ".join(map(_row_name, bad)))
+    return out
 
 
 def standard_notes(res: dict[str, Any], rounds: int, patch_rounds: int, fcn_shifts: int) -> list:
@@ -187,20 +259,7 @@ def standard_notes(res: dict[str, Any], rounds: int, patch_rounds: int, fcn_shif
         f"{patch_rounds} rounds on one sample of pixels",
         CEILING_NOTE,
     ]
-    over = [r for r in res.get("throughput", []) if (r.get("fraction_of_peak") or 0) > 1]
-    if over:
-        fma = (res.get("reference") or {}).get("fma_gflops")
-        names = ", ".join(
-            f"{r['kernel']} {r['direction']} {r['config']} ({r['impl']}, "
-            f"{100 * r['fraction_of_peak']:.0f}%)"
-            for r in over
-        )
-        notes.append(
-            f"above the sgemm/copy ceiling: {names}. The sgemm peak is OpenBLAS's, below the FMA "
-            f"peak ({_fmt(fma, '.0f')} GFLOP/s): oneDNN's direct convolutions get closer to it; "
-            "rows with algorithm winograd count direct-convolution FLOPs (effective rate); a "
-            "byte row above the copy bandwidth keeps part of its data in cache"
-        )
+    notes += ceiling_notes(res)
     peer = (res.get("machine") or {}).get("peer") or {}
     if peer:
         where = "a process of its own" if peer.get("mode", "").startswith("own") else "this process"
@@ -328,6 +387,9 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     if len(results) == 1:
         return results[0]
     out = new_results(" + ".join(r.get("source", "?") for r in results), results[0].get("machine"))
+    dates = [r["date"] for r in results if r.get("date")]
+    if dates:
+        out["date"] = " and ".join(dict.fromkeys(dates))
     for r in results:
         m = r.get("machine") or {}
         if r is not results[0] and m.get("load_average_start") is not None:
@@ -560,7 +622,9 @@ def _fma_basis(ref: dict[str, Any]) -> str:
     f = ref.get("fma_peak") or {}
     if not f.get("gflops"):
         return ""
-    return (
+    if f.get("basis"):
+        return f" ({f['basis']})"
+    return (  # older results: ISA x clock
         f" ({f['cores']} cores x {f['flops_per_cycle_per_core']} FLOP/cycle, {f['isa']}, x "
         f"{f['clock_ghz']:.2f} GHz from {f['clock_source']})"
     )

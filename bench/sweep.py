@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bench import dense_cases, machine, report, rounds, workloads
+from bench import dense_cases, fma, machine, report, rounds, workloads
 from bench import peer as peer_mod
 
 NETWORKS = ("toy15", "pixel65", "pixel129", "pixel193")
@@ -173,7 +173,8 @@ def run_kernels(res: dict[str, Any], opt: Options, peer: Any) -> None:
 def measure_references(res: dict[str, Any], opt: Options) -> None:
     """sgemm peak and copy bandwidth into ``res["reference"]``, keeping the best reading so far
     (the sweep reads them at the start, between parts and at the end: a shared machine makes any
-    single reading low, and the best is the ceiling), and the FMA peak from ISA and clock."""
+    single reading low, and the best is the ceiling), and the FMA peak (``bench.fma``: measured by
+    an FMA loop, else estimated from the ISA and /proc/cpuinfo's clock), also the best so far."""
     ref = res["reference"]
     with _bar(2, "machine references", opt) as bar:
         sizes = (512,) if opt.quick else (2048, 3072, 4096)
@@ -185,10 +186,12 @@ def measure_references(res: dict[str, Any], opt: Options) -> None:
         ref["copy_gbs"] = max(b, ref["copy_gbs"] or 0.0)
         ref.setdefault("copy_readings", []).append(round(b, 2))
         bar.update()
-    clock = machine.busy_clock_ghz(0.05 if opt.quick else 0.3)
-    if clock and clock > (ref.get("fma_peak") or {}).get("clock_ghz", 0.0):
-        ref["fma_peak"] = machine.fma_peak(machine.threads(), clock)
-        ref["fma_gflops"] = ref["fma_peak"]["gflops"]
+    f = fma.peak(machine.threads(), 0.05 if opt.quick else 0.3, 2 if opt.quick else 3)
+    if f["gflops"]:
+        ref.setdefault("fma_readings", []).append(round(f["gflops"], 2))
+    if f["gflops"] and f["gflops"] > (ref.get("fma_gflops") or 0.0):
+        ref["fma_peak"] = f
+        ref["fma_gflops"] = f["gflops"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,18 +233,9 @@ def _patch_group(model, plan, x, pss, opt, peer, spec) -> dict[str, dict[str, An
     from cnncore.dense.patchwise import default_batch_size
 
     bs = opt.patch_batch or default_batch_size(plan, x.dtype.itemsize)
-    n_pix = x.shape[0] * x.shape[2] * x.shape[3]
-    rng = np.random.default_rng(opt.seed)
-    probe = np.sort(rng.choice(n_pix, size=min(bs, n_pix), replace=False))
-    run, _, _ = dense_cases.patchwise(model, plan, x, pss, probe, bs)
-    t0 = time.perf_counter()
-    run()
-    per_pixel = (time.perf_counter() - t0) / probe.size
     budget = opt.patch_budget if pss == "forward" else 2 * opt.patch_budget
-    n = int(min(n_pix, max(probe.size, budget / max(per_pixel, 1e-9))))
-    if n < n_pix:
-        n = min(n_pix, max(bs, n // bs * bs))
-    pixels = np.sort(rng.choice(n_pix, size=n, replace=False))  # scanning order
+    rng = np.random.default_rng(opt.seed)
+    pixels = dense_cases.patch_sample(model, plan, x, pss, budget, bs, rng)
     run, scale, info = dense_cases.patchwise(model, plan, x, pss, pixels, bs)
     runners: dict[str, Any] = {"patchwise": rounds.Local(run, warmup=0)}
     infos = {"patchwise": info}
@@ -338,6 +332,7 @@ def run_dense(res: dict[str, Any], opt: Options, peer: Any) -> None:
 def run(opt: Options, source: str = "python -m bench") -> dict[str, Any]:
     """The whole sweep; returns the results dictionary (``bench.report``)."""
     res = report.new_results(source, machine.machine_info())
+    res["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     res["options"] = {
         k: (list(v) if isinstance(v, tuple) else v)
         for k, v in opt.__dict__.items()
@@ -376,6 +371,9 @@ def run(opt: Options, source: str = "python -m bench") -> dict[str, Any]:
     m["import_order"] = machine.import_order()
     m["thread_settings"] = machine.thread_settings()
     res["notes"] += report.standard_notes(res, opt.rounds, opt.patch_rounds, opt.fcn_shifts)
+    for w in report.ceiling_warnings(res):
+        res["warnings"].append(w)
+        print(f"warning: {w}", file=sys.stderr)
     for when, key in (("start", "load_average_start"), ("end", "load_average_end")):
         w = machine.load_warning(m[key], machine.threads(), when)
         if w:

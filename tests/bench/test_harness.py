@@ -136,12 +136,31 @@ def test_quick_sweep_json(quick_run):
     assert "threadpools" in m["libraries"] and m["thread_settings"]["threads"] == 1
     assert res["reference"]["fma_peak"]["flops_per_cycle_per_core"] in (8, 16, 32, 64)
     assert len(res["reference"]["sgemm_readings"]) == 3  # start, after kernels, after dense
+    fma = res["reference"]["fma_peak"]
+    assert fma["gflops"] == res["reference"]["fma_gflops"] > 0 and fma["basis"]
+    assert fma["measured"] == (__import__("bench.fma").fma.compiler() is not None)
+    assert res["date"].endswith("UTC")
     if HAVE_TORCH:  # the peer ran in its own process, torch first, libgomp's default policy
         assert m["peer"]["mode"].startswith("own") and m["peer"]["import_order"][0] == "torch"
         torch_rows = [r for r in res["throughput"] if r["impl"] == "torch"]
         torch_rows += [r for r in res["dense"] if r["method"].startswith("torch")]
         assert torch_rows and all("peer_wait_policy" not in r for r in torch_rows)
         assert m["peer"]["torch_num_threads"] == 1
+
+
+def test_quick_sweep_gives_a_readme_block_and_compares_with_itself(quick_run):
+    from bench import compare, readme
+
+    _, res, _ = quick_run
+    block = readme.block(res)
+    assert "**Quick mode:**" in block and res["date"] in block
+    table = [line for line in block.splitlines() if line.startswith("| ")]
+    assert any(line.startswith("| conv2d forward") for line in table)
+    assert any(line.startswith("| d-sparse over our patch scanning") for line in table)
+    c = compare.compare(res, res)
+    assert c["summary"]["rows"] == len(res["throughput"]) + len(res["dense"]) > 0
+    assert c["summary"]["either"] == c["summary"]["rows"]
+    assert not [w for w in c["warnings"] if w.startswith("different")]  # load ones may appear
 
 
 def test_quick_sweep_prints_speedup_beside_theory(quick_run):
