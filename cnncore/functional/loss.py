@@ -43,7 +43,7 @@ def _check_device_targets(targets, expected: tuple, K: int, ignore_index: int) -
     _check_target_range(targets, K, ignore_index, shape)
 
 
-def _check_target_range(targets: Any, K: int, ignore_index: int, shape: tuple) -> None:
+def _check_target_range(targets, K: int, ignore_index: int, shape: tuple) -> None:
     """Refuse a target outside ``[0, K)`` that is not ``ignore_index``: one pass (on the device
     for GPU targets, with a single integer back), the first offender named."""
     bad = _kc.first_out_of_range(targets, K, ignore=ignore_index)
