@@ -26,6 +26,7 @@ elementwise    NumPy                        cuda/elementwise    add, scale, axpy
 =============  ===========================  ==================  ==================================
 
 Shared pieces, no family of their own: ``arrays`` (``is_cuda_array``, ``twin``, ``empty``),
+``geometry`` and ``_geometry.pxd`` (the one output-size rule, for Python and for Cython),
 ``_blas`` (the one BLAS extension, cimported by ``_conv``, ``_linear``, ``_winograd``),
 ``_softmax.pxi`` and ``_ranges.pxi`` (included by the twins that share them), ``_threads``,
 ``_cpu_features``, ``isa`` and ``_openmp`` (build and runtime set-up), ``cuda/_gemm`` (the SGEMM of
