@@ -161,7 +161,7 @@ def _scratch_buffer(n, dtype):
     return buf
 
 
-def _run(x, U, tile, offset, dilation, out_hw, bias):
+def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False):
     m, _, _ = TILES[tile]
     AT, _, BT = tile_matrices(tile)
     dt = x.dtype
@@ -182,20 +182,22 @@ def _run(x, U, tile, offset, dilation, out_hw, bias):
         bias,
         TILES_PER_BLOCK,
         _scratch_buffer(_winograd.scratch_size(x.shape[1], K, BT.shape[0], TILES_PER_BLOCK), dt),
+        relu,
     )
     return y
 
 
-def conv2d_forward(x, weight, bias, padding, dilation, tile):
+def conv2d_forward(x, weight, bias, padding, dilation, tile, relu=False):
     """Stride-1 conv2d by Winograd.  x (N, C, H, W), weight (K, C, r, r), bias (K,) or None ->
-    y (N, K, Ho, Wo).  ``tile`` names an entry of ``TILES`` whose r matches the kernel."""
+    y (N, K, Ho, Wo), with ReLU applied where y is written if ``relu``.  ``tile`` names an entry
+    of ``TILES`` whose r matches the kernel."""
     _, G, _ = tile_matrices(tile)
     r = weight.shape[2]
     Ho = x.shape[2] + 2 * padding[0] - dilation[0] * (r - 1)
     Wo = x.shape[3] + 2 * padding[1] - dilation[1] * (r - 1)
     U = transform_weight(weight, G)
     b = None if bias is None else np.ascontiguousarray(bias)
-    return _run(x, U, tile, padding, dilation, (Ho, Wo), b)
+    return _run(x, U, tile, padding, dilation, (Ho, Wo), b, relu)
 
 
 def conv2d_backward_input(dy, weight, input_hw, padding, dilation, tile):
