@@ -29,7 +29,12 @@ Speed (effective GFLOP/s per CPU-second, provisional: shared 2-core Zen 4 under 
 2026-12): F(4,3) ran 1.1-1.5x faster than F(2,3) and F(6,3) on (8,64,56,56) and (128,256,8,8)
 3x3 layers.  F(4,5) ran 1.0-1.36x faster than F(3,5) and 1.5-2x faster than F(2,5) on four
 5x5 layers (pixel65's fc4 (1,128,288,288)->256 dilation 8: 710 against 522 and 365).  So
-``DEFAULT_TILE`` is F(4,3) and F(4,5), both well under the 1e-5 error limit.
+``DEFAULT_TILE`` is F(4,3) and F(4,5), both well under the 1e-5 error limit.  Re-checked on a
+shared 2-core Zen 3 (AVX2, load 3-4, 2026-12, CPU time, medians of 5 interleaved rounds, after
+the transforms of the default tiles were specialised): F(4,3) 1.1-1.7x faster than F(6,3) and
+F(2,3) on (8,64,56,56), (8,128,28,28), (128,64,32,32); F(4,5) 1.8-2.1x faster than F(3,5) and
+F(2,5) on (64,64,15,15) and (1,32,256,256) dilation 2.  (The other tiles run partly generic
+transforms, so this confirms the choice rather than ranking them.)
 """
 
 from __future__ import annotations
