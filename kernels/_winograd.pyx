@@ -33,6 +33,7 @@ float32 for C = K = 64 and alpha = 6), plus U (alpha^2 * K * C) once; the weight
 
 import numpy as np
 
+cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 
@@ -467,6 +468,8 @@ def scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha, Py_ssize_t tb):
     return alpha * alpha * (C + K) * tb * max(_gemm_parts, 1)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
                      floating[:, :, ::1] U):
     """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r),
@@ -476,6 +479,10 @@ def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
     cdef Py_ssize_t K = w.shape[0], C = w.shape[1], r = w.shape[2], alpha = G.shape[0]
     cdef Py_ssize_t k, c, a, b, i, j
     cdef double s
+    if (w.shape[3] != r or G.shape[1] != r or U.shape[0] != alpha * alpha or U.shape[1] != K
+            or U.shape[2] != C):
+        raise ValueError(f"transform_weight: w {tuple(w.shape)[:4]}, G {tuple(G.shape)[:2]} and "
+                         f"U {tuple(U.shape)[:3]} do not match (U must be (alpha^2, K, C))")
     tmp_arr = np.empty((_gemm_parts, alpha * r + 1, C), dtype=np.float64)
     cdef double[:, :, ::1] tmp = tmp_arr
     cdef double* tm
@@ -539,6 +546,8 @@ cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
                 V + p * tb, <int> (P * tb), 1, acc + p * K * C, <int> C)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
                          const floating[:, ::1] BT, const floating[:, ::1] G,
                          const double[:, ::1] AT, const Py_ssize_t[::1] oh0,
@@ -567,6 +576,12 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef Py_ssize_t k, c, a, b, i, j
     cdef double s, u
     check_tile(alpha, tb)
+    if (AT.shape[1] != alpha or G.shape[0] != alpha or BT.shape[1] != alpha
+            or dw_out.shape[0] != K or dw_out.shape[1] != C or dw_out.shape[2] != r
+            or dw_out.shape[3] != r or dy.shape[0] != N):
+        raise ValueError(f"winograd_weight_grad: x {tuple(x.shape)[:4]}, dy {tuple(dy.shape)[:4]}, "
+                         f"BT {tuple(BT.shape)[:2]}, G {tuple(G.shape)[:2]}, AT "
+                         f"{tuple(AT.shape)[:2]} and dw_out {tuple(dw_out.shape)[:4]} do not match")
     if parts > nblocks:
         parts = nblocks
     acc_arr = np.zeros((parts, P, K, C), dtype=np.asarray(x).dtype)

@@ -293,3 +293,20 @@ def test_tile_and_block_size_are_checked():
     with pytest.raises(ValueError, match="tb"):
         _winograd.check_tile(6, 2048)
     _winograd.check_tile(8, 1024)
+
+
+def test_unchecked_kernels_refuse_mismatched_shapes():
+    from cnncore_kernels import _winograd
+
+    _, G, _ = wg.tile_matrices("F(4,3)")
+    w = np.zeros((4, 3, 3, 3))
+    with pytest.raises(ValueError, match="do not match"):
+        _winograd.transform_weight(w, G, np.zeros((36, 4, 2)))
+    m, r, pts = wg.TILES["F(4,3)"]
+    AT, Gw, BT = wg.cook_toom(r, m, pts)
+    x, dy = np.zeros((1, 3, 8, 8)), np.zeros((1, 4, 8, 8))
+    o = wg.tile_origins(8, m, 1)
+    with pytest.raises(ValueError, match="do not match"):
+        _winograd.winograd_weight_grad(
+            x, dy, BT, Gw, AT, o, o, (1, 1), (1, 1), 16, np.zeros(10**5), np.zeros((4, 3, 5, 5))
+        )
