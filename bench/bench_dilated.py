@@ -3,8 +3,9 @@
 For every convolution of the d-sparse ``pixel65`` and ``toy15`` on a 256x256 image (the shapes it
 really sees: the block with its halo, shrinking layer by layer), forward and backward (dx, dW, db):
 
-- ``im2col``: direct dilated im2col on chunks of output rows + one GEMM (``_conv.set_path``),
-- ``shifted``: one GEMM per kernel tap over a shifted view, no column buffer (``set_path``),
+- ``im2col``: direct dilated im2col on chunks of output rows + one GEMM (``algorithm="im2col"``),
+- ``shifted``: one GEMM per kernel tap over a shifted view, no column buffer
+  (``algorithm="shifted"``),
 - ``space_to_batch``: the ``d*d`` interleaved sub-images as an ordinary convolution
   (``bench.space_to_batch``, over ``conv2d`` with its default path),
 - ``cnncore``: ``conv2d`` as it chooses (the auto rule), and ``torch``: PyTorch CPU's dilated
@@ -67,21 +68,13 @@ def flops(shape: tuple[int, ...], direction: str) -> float:
     return f if direction == "forward" else 2 * f  # dx and dW
 
 
-@pytest.fixture
-def conv_path():
-    yield _conv.set_path
-    _conv.set_path("auto")
-
-
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("direction", ("forward", "backward"))
 @pytest.mark.benchmark(min_rounds=2, max_time=1.0, warmup=True, warmup_iterations=1)
-def test_dilated_conv(benchmark, throughput, request, conv_path, direction, case, strategy):
+def test_dilated_conv(benchmark, throughput, request, direction, case, strategy):
     name, shape = case
     torch = request.getfixturevalue("torch_peer") if strategy == "torch" else None
-    if strategy not in ("torch", "space_to_batch"):
-        conv_path("auto" if strategy == "cnncore" else strategy)
     run = _runner(strategy, direction, shape, torch)
 
     benchmark.group = f"dilated conv {direction} {config(name, shape)}"
@@ -97,7 +90,7 @@ def test_dilated_conv(benchmark, throughput, request, conv_path, direction, case
 
 
 def _runner(strategy: str, direction: str, shape: tuple[int, ...], torch: Any):
-    """A no-argument callable for one strategy (``set_path`` is applied by the caller)."""
+    """A no-argument callable for one strategy."""
     C, K, kh, kw, d, H, W = shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, C, H, W), dtype=np.float32)
@@ -120,12 +113,15 @@ def _runner(strategy: str, direction: str, shape: tuple[int, ...], torch: Any):
             if fwd
             else (lambda: conv2d_s2b_backward(dy, x, w, (d, d)))
         )
+    alg = strategy if strategy in ("im2col", "shifted") else "auto"
     return (
-        (lambda: conv2d(x, w, b, 1, 0, d)) if fwd else (lambda: conv2d_backward(dy, x, w, 1, 0, d))
+        (lambda: conv2d(x, w, b, 1, 0, d, algorithm=alg))
+        if fwd
+        else (lambda: conv2d_backward(dy, x, w, 1, 0, d, algorithm=alg))
     )
 
 
-def test_strategy_table(benchmark, request, conv_path):
+def test_strategy_table(benchmark, request):
     """All strategies of every layer measured round-robin (the machine is shared and its speed
     drifts; interleaving keeps the comparison fair): the fastest per (layer, pass), as a table.
     The 'rule' column is what the current auto rule picks."""
@@ -145,11 +141,9 @@ def test_strategy_table(benchmark, request, conv_path):
                 best = dict.fromkeys(runs, float("inf"))
                 for _ in range(rounds):
                     for s, fn in runs.items():
-                        conv_path(s if s in ("im2col", "shifted") else "auto")
                         t0 = time.perf_counter()
                         fn()
                         best[s] = min(best[s], time.perf_counter() - t0)
-                conv_path("auto")
                 C, K, kh, kw, d, H, W = shape
                 auto = (
                     "shifted"

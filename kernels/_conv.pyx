@@ -286,17 +286,16 @@ cdef Py_ssize_t acc_rows_for(Py_ssize_t K, Py_ssize_t Wp, Py_ssize_t Ho) noexcep
     return n
 
 
-_path = "auto"
+PATHS = ("auto", "im2col", "shifted", "batched")
 
 
-def set_path(name):
-    """Force the strategy: "auto" (default), "im2col" (image by image), "shifted" (stride-1
-    layers) or "batched" (columns over the batch, every layer but the 1x1 one-GEMM case); for
-    benchmarks and tests."""
-    global _path
-    if name not in ("auto", "im2col", "shifted", "batched"):
-        raise ValueError(f"path must be 'auto', 'im2col', 'shifted' or 'batched', got {name!r}")
-    _path = name
+def check_path(path):
+    """ValueError unless ``path`` names a strategy: "auto" (the rule below), "im2col" (image by
+    image), "shifted" (stride-1 layers) or "batched" (columns over the batch, every layer but the
+    1x1 one-GEMM case)."""
+    if not isinstance(path, str) or path not in PATHS:
+        raise ValueError(f"path must be 'auto', 'im2col', 'shifted' or 'batched', got {path!r}")
+    return path
 
 
 # Small maps, big batches.  Image by image, a layer with small output maps gives GEMMs with few
@@ -323,14 +322,14 @@ cdef enum:
     BATCH_BUDGET = 2097152
 
 
-def use_batched(Py_ssize_t N, Py_ssize_t P, bint backward=False):
-    """Whether conv2d builds its columns over blocks of images (N*Ho*Wo columns): more than one
-    image and output maps of at most ``BATCH_MAX_P_FORWARD`` (forward) or
-    ``BATCH_MAX_P_BACKWARD`` (backward) pixels, or forced by ``set_path("batched")``."""
-    if _path == "batched":
+def use_batched(Py_ssize_t N, Py_ssize_t P, bint backward=False, path="auto"):
+    """Whether conv2d builds its columns over blocks of images (N*Ho*Wo columns): with ``path``
+    "auto", more than one image and output maps of at most ``BATCH_MAX_P_FORWARD`` (forward) or
+    ``BATCH_MAX_P_BACKWARD`` (backward) pixels; always with "batched"; never otherwise."""
+    if path == "batched":
         return True
-    return _path == "auto" and N > 1 and P <= (BATCH_MAX_P_BACKWARD if backward
-                                               else BATCH_MAX_P_FORWARD)
+    return path == "auto" and N > 1 and P <= (BATCH_MAX_P_BACKWARD if backward
+                                              else BATCH_MAX_P_FORWARD)
 
 
 cdef Py_ssize_t _batch_budget = BATCH_BUDGET
@@ -402,8 +401,11 @@ cdef void batched_backward_block(const floating* dy, const floating* x, const fl
                         dx + (n0 + t) * C * H * W)
 
 
-def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, Py_ssize_t Wo):
-    """Whether conv2d takes the stride-1 shifted-GEMM path (no column buffer) for this layer.
+def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, Py_ssize_t Wo,
+                path="auto"):
+    """Whether conv2d takes the stride-1 shifted-GEMM path (no column buffer) for this layer:
+    the rule below with ``path`` "auto"; for any other path, whether it is "shifted" (and the
+    layer has stride 1 and a kernel other than 1x1).
 
     The per-tap GEMM has inner dimension C, so it pays when C is large enough for BLAS to run near
     its peak (C >= 16, any K: toy15's 16- and 32-channel layers run 1.2-2.3x faster than with
@@ -414,8 +416,8 @@ def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, P
     """
     if stride[0] != 1 or stride[1] != 1 or (kernel[0] == 1 and kernel[1] == 1):
         return False
-    if _path != "auto":
-        return _path == "shifted"
+    if path != "auto":
+        return path == "shifted"
     cdef Py_ssize_t Wp = Wo + dilation[1] * (kernel[1] - 1)
     return C >= 16 and 4 * Wp <= 5 * Wo
 
@@ -426,9 +428,12 @@ def use_shifted(Py_ssize_t C, Py_ssize_t K, kernel, stride, padding, dilation, P
 
 @cython.boundscheck(False)
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight, bias,
-                   stride, padding, dilation, out=None, activation=None):
+                   stride, padding, dilation, out=None, activation=None, path="auto"):
     """y = act(conv2d(x, weight) + bias).  x: (N, C, H, W), weight: (K, C, kh, kw), bias: (K,) or
-    None; ``activation``: None or ``"relu"`` (applied with the bias where y is written).
+    None; ``activation``: None or ``"relu"`` (applied with the bias where y is written); ``path``:
+    "auto" (the rule below) or the strategy to force (see ``check_path``): a 1x1 stride-1
+    unpadded layer keeps its one-GEMM path unless "batched", and "shifted" applies to stride-1
+    layers only (the others take im2col).
 
     Returns y: (N, K, Ho, Wo).  Paths: small maps (Ho*Wo <= BATCH_MAX_P_FORWARD, N > 1) build
     columns over blocks of images (at most max(2M, C*kh*kw*Ho*Wo) column elements per thread,
@@ -450,6 +455,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef floating[:, :, :, ::1] acc4
     if activation not in (None, "relu"):
         raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+    check_path(path)
     cdef bint relu = activation == "relu"
     dtype = np.asarray(x).dtype
     y_arr = np.empty((N, K, Ho, Wo), dtype=dtype) if out is None else out
@@ -462,7 +468,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     if bias is not None:
         bv = bias
         b = &bv[0]
-    if use_batched(N, P):
+    if use_batched(N, P, False, path):
         nb = images_per_block(N, R, P, parts)
         nblocks = (N + nb - 1) // nb
         col3 = np.empty((parts, R, nb * P), dtype=dtype)
@@ -483,7 +489,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
                 for k in prange(N * K, schedule="static"):
                     epilogue_rows(&y[0, 0, 0, 0] + k * P, 1, P, 0, b + k % K if b != NULL else NULL,
                                   relu)
-    elif use_shifted(C, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), Wo):
+    elif use_shifted(C, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), Wo, path):
         wt = np.ascontiguousarray(np.asarray(weight).transpose(2, 3, 0, 1))
         # row blocks: at most ACC_BUDGET accumulator elements, at least one block per thread
         acc_rows = min(acc_rows_for(K, Wp, Ho), (Ho + parts - 1) // parts)
@@ -528,13 +534,14 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] weight, stride, padding, dilation,
-                    bint need_dx=True, bint need_dweight=True, bint need_dbias=True):
+                    bint need_dx=True, bint need_dweight=True, bint need_dbias=True,
+                    path="auto"):
     """Gradients of conv2d.  dy: (N, K, Ho, Wo) -> (dx (N,C,H,W), dweight (K,C,kh,kw), dbias (K,)).
 
-    Entries not asked for are None.  Same paths as ``conv2d_forward``.  Small maps: each thread
-    works on whole blocks of images (columns over the block, its own partial dweight; scratch
-    ``threads * (C*kh*kw + K) * images*Ho*Wo``).  Otherwise each thread works on whole
-    blocks of output rows of one image and keeps its own partial dweight and dx of that image
+    Entries not asked for are None.  Same paths as ``conv2d_forward`` (``path`` likewise).  Small
+    maps: each thread works on whole blocks of images (columns over the block, its own partial
+    dweight; scratch ``threads * (C*kh*kw + K) * images*Ho*Wo``).  Otherwise each thread works on
+    whole blocks of output rows of one image and keeps its own partial dweight and dx of that image
     (summed afterwards), so the scratch memory is about ``threads * (column buffer + C*H*W)``.
     Blocks go to threads statically, so results are repeatable run to run (same thread count).
     """
@@ -546,6 +553,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, p, blk, nblocks, tid
     cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows, plane, nb
     cdef Py_ssize_t parts = _gemm_parts
+    check_path(path)
     dtype = np.asarray(x).dtype
     dx_arr = np.zeros((N, C, H, W), dtype=dtype) if need_dx else None
     dw_arr = np.zeros((K, C, kh, kw), dtype=dtype) if need_dweight else None
@@ -575,7 +583,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                 db[k] = s
     if not (need_dx or need_dweight):
         return dx_arr, dw_arr, db_arr
-    if use_batched(N, P, backward=True):
+    if use_batched(N, P, True, path):
         # blocks of images, statically assigned (repeatable partial sums): each thread owns the dx
         # of its images and a partial dweight (summed afterwards)
         nb = images_per_block(N, R, P, parts)
@@ -605,7 +613,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                 if need_dx:  # dx[n] (C, P) = W^T (C, K) @ dy[n] (K, P)
                     pgemm_rm(True, False, <int> C, <int> P, <int> K, 1, &weight[0, 0, 0, 0],
                              <int> C, &dy[n, 0, 0, 0], <int> P, 0, &dx[n, 0, 0, 0], <int> P)
-    elif use_shifted(C, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), Wo):
+    elif use_shifted(C, K, (kh, kw), (sh, sw), (ph, pw), (dh, dw), Wo, path):
         wt = np.ascontiguousarray(np.asarray(weight).transpose(2, 3, 0, 1))
         acc_rows = min(acc_rows_for(K, Wp, Ho), (Ho + parts - 1) // parts)
         nblocks = (Ho + acc_rows - 1) // acc_rows

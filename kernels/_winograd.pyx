@@ -11,22 +11,29 @@ column ``ow0 - pw``, zeros outside the image (that is the padding; ph, pw may be
 sub-image is copied.  Tiles run over the whole batch (tile = n, row origin, column origin), so small
 maps in big batches still give large GEMMs.
 
-Per block of ``tb`` tiles, one thread: gather + input transform V[p, c, t] = (B^T d B)[p] (the tile
-index t innermost, so the transforms are vector loops), then for each of the alpha^2 points p one
-GEMM M[p] (K, tb) = U[p] (K, C) @ V[p] (C, tb), then the output transform A^T M A and the scatter
-(+ bias) into y.  Blocks are spread over the OpenMP threads; each GEMM is single-threaded.
+Per block of ``tb`` tiles, one thread: gather + input transform V[c, p, t] = (B^T d B)[p] (the
+tile index t innermost, so the transforms are vector loops), then for each of the alpha^2 points p
+one GEMM M[:, p] (K, tb) = U[p] (K, C) @ V[:, p] (C, tb), then the output transform A^T M A and
+the scatter (+ bias, + ReLU if asked) into y.  The point index sits between channel and tile
+(V (C, P, tb), M (K, P, tb)), so one channel's or filter's alpha^2 rows are one contiguous block:
+a (P, C, tb) layout put them C*tb elements apart, 64 KB for C = 128, all in one L1 set.  Blocks
+are spread over the OpenMP threads; each GEMM is single-threaded.  The transforms run on chunks
+of CH tiles: gathered into a local array, both 1-D passes in L1 (straight-line vector code for
+the matrices of the default tiles, one load per input and one store per output; a
+coefficient-by-coefficient pass for the others).  Tile positions are computed once per block.
 
 The weight gradient (``winograd_weight_grad``) runs the same blocks with F(r x r, m x m): the x
 tiles transformed by B^T, the m x m dy tiles by G, and per point a GEMM (K, tb) @ (tb, C) added to
 the thread's (alpha^2, K, C) accumulator.
 
-Memory bound: per thread ``alpha^2 * (C + K + 2) * tb`` elements of scratch (tb = 128: 1.2 MB in
+Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (tb = 128: 1.2 MB in
 float32 for C = K = 64 and alpha = 6), plus U (alpha^2 * K * C) once; the weight gradient adds
 ``threads * alpha^2 * K * C`` accumulator elements.  Nothing scales with the image or the batch.
 """
 
 import numpy as np
 
+cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 
@@ -34,17 +41,60 @@ from ._blas cimport _gemm_parts, gemm_rm
 
 
 cdef enum:
-    # Blocks hold a multiple of VEC tiles and the transforms run on whole multiples of VEC (the
-    # unused tail computes on stale finite values, never scattered): no scalar remainder loops.
+    # Blocks hold a multiple of VEC tiles (the buffers' stride).
     VEC = 16
+    # The transforms run on chunks of CH tiles, from and to small local arrays (alpha <= MAXA), so
+    # a chunk's raw, half-transformed and transformed tiles stay in L1.  (CH = 8 made GCC unroll
+    # the tile loops completely, and then not vectorize them.)  A chunk past the block's last tile
+    # computes on zeros or on stale finite values and is never scattered: no remainder loops.
+    CH = 16
+    MAXA = 8
+    CHUNK = 1024  # MAXA * MAXA * CH: elements of a chunk's local array
+    MAXTB = 1024  # most tiles per block
+
+
+# Kinds of 1-D transform (``transform_kind``): GENERIC runs ``lincomb`` per row of any matrix; the
+# others are straight-line code for one matrix (the hard-coded coefficients are those of
+# ``cook_toom``, checked entry by entry before use), one load per input and one store per output.
+cdef enum:
+    GENERIC = 0
+    BT6 = 1     # B^T of the points 0, +-1, +-2 (alpha 6: F(4,3), F(2,5))
+    BT8 = 2     # B^T of the points 0, +-1, +-2, +-1/2 (alpha 8: F(6,3), F(4,5))
+    AT46 = 3    # A^T of F(4,3)
+    AT48 = 4    # A^T of F(4,5)
+    DENSE4 = 5  # any matrix of 4 columns (the weight gradient's G of F(3,4) and F(5,4))
+
+_KIND_MATRICES = {
+    BT6: np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                   [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=float),
+    BT8: np.array([[-1, 0, 5.25, 0, -5.25, 0, 1, 0], [0, 1, 1, -4.25, -4.25, 1, 1, 0],
+                   [0, -1, 1, 4.25, -4.25, -1, 1, 0], [0, 0.5, 0.25, -2.5, -1.25, 2, 1, 0],
+                   [0, -0.5, 0.25, 2.5, -1.25, -2, 1, 0], [0, 2, 4, -2.5, -5, 0.5, 1, 0],
+                   [0, -2, 4, 2.5, -5, -0.5, 1, 0], [0, -1, 0, 5.25, 0, -5.25, 0, 1]]),
+    AT46: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                    [0, 1, -1, 8, -8, 1]], dtype=float),
+    AT48: np.array([[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0.5, -0.5, 0],
+                    [0, 1, 1, 4, 4, 0.25, 0.25, 0], [0, 1, -1, 8, -8, 0.125, -0.125, 1]]),
+}
+
+
+def transform_kind(T, bint specialise=True):
+    """The 1-D transform code that runs matrix T (a kind above; GENERIC when ``specialise`` is
+    false or T matches no specialisation)."""
+    T = np.asarray(T)
+    if specialise:
+        for kind, ref in _KIND_MATRICES.items():
+            if T.shape == ref.shape and np.array_equal(T, ref):
+                return kind
+        if T.ndim == 2 and T.shape[1] == 4:
+            return DENSE4
+    return GENERIC
 
 
 cdef inline void lincomb(floating* out, const floating* coef, Py_ssize_t ncoef,
                          const floating* src, Py_ssize_t src_stride, Py_ssize_t nt) noexcept nogil:
     # out[t] = sum_i coef[i] * src[i*src_stride + t] for t < nt, one vector pass per nonzero
-    # coefficient (the Cook-Toom matrices are about half zeros, many entries +-1), the first one
-    # assigning (a separate zeroing pass cost 4% of a (64,64,15,15) forward in memset calls).
-    # A variant summing a VEC-chunk in registers compiled to scalar FMAs (GCC 12), 3x slower.
+    # coefficient, the first one assigning.
     cdef Py_ssize_t i, t
     cdef floating a
     cdef const floating* s
@@ -72,99 +122,282 @@ cdef inline void lincomb(floating* out, const floating* coef, Py_ssize_t ncoef,
             out[t] = 0
 
 
-cdef void transform_2d(const floating* d, Py_ssize_t d_stride, const floating* T, Py_ssize_t rows,
-                       Py_ssize_t cols, floating* tmp, floating* out, Py_ssize_t out_stride,
-                       Py_ssize_t tb, Py_ssize_t nt) noexcept nogil:
-    # out[(a*rows + b)*out_stride + t] = (T d T^T)[a, b] for each tile t < nt, where T is (rows,
-    # cols) row-major and d[(i*cols + j)*d_stride + t] holds the cols x cols tiles.
-    # tmp: rows * cols * tb scratch.
-    cdef Py_ssize_t a, b, j
-    for a in range(rows):       # tmp[a, j] = sum_i T[a, i] d[i, j]
-        for j in range(cols):
-            lincomb(tmp + (a * cols + j) * tb, T + a * cols, cols, d + j * d_stride,
-                    cols * d_stride, nt)
+cdef extern from *:
+    # The specialised 1-D transforms in C with GCC vector types (8 float32 or 4 float64 lanes, one
+    # AVX2 register; two SSE2 halves in the baseline build): o[a*os + t] = sum_i T[a, i] s[i*ss + t]
+    # for t < n (n a multiple of 8) and the rows a of T.  Written in Cython, GCC unrolled the tile
+    # loop and vectorized it in one of four inlined copies only.
+    """
+    typedef float wg_vf __attribute__((vector_size(32), aligned(4)));
+    typedef double wg_vd __attribute__((vector_size(32), aligned(8)));
+    #define WG_LD(V, p) (*(const V*)(p))
+    #define WG_ST(V, p, v) (*(V*)(p) = (v))
+    #define WG_BT6(NAME, T, V)                                                                   \
+    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
+        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
+            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);    \
+            V d3 = WG_LD(V, s + 3 * ss + t), d4 = WG_LD(V, s + 4 * ss + t);                      \
+            V d5 = WG_LD(V, s + 5 * ss + t), a, b;                                               \
+            WG_ST(V, o + t, (T)4 * d0 - (T)5 * d2 + d4);                                         \
+            a = d4 - (T)4 * d2; b = d3 - (T)4 * d1;                                              \
+            WG_ST(V, o + os + t, a + b); WG_ST(V, o + 2 * os + t, a - b);                        \
+            a = d4 - d2; b = (T)2 * (d3 - d1);                                                   \
+            WG_ST(V, o + 3 * os + t, a + b); WG_ST(V, o + 4 * os + t, a - b);                    \
+            WG_ST(V, o + 5 * os + t, (T)4 * d1 - (T)5 * d3 + d5);                                \
+        }                                                                                        \
+    }
+    #define WG_BT8(NAME, T, V)                                                                   \
+    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
+        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
+            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);    \
+            V d3 = WG_LD(V, s + 3 * ss + t), d4 = WG_LD(V, s + 4 * ss + t);                      \
+            V d5 = WG_LD(V, s + 5 * ss + t), d6 = WG_LD(V, s + 6 * ss + t);                      \
+            V d7 = WG_LD(V, s + 7 * ss + t), a, b;                                               \
+            WG_ST(V, o + t, (d6 - d0) + (T)5.25 * (d2 - d4));                                    \
+            a = d2 + d6 - (T)4.25 * d4; b = d1 + d5 - (T)4.25 * d3;                              \
+            WG_ST(V, o + os + t, a + b); WG_ST(V, o + 2 * os + t, a - b);                        \
+            a = (T)0.25 * d2 - (T)1.25 * d4 + d6; b = (T)0.5 * d1 - (T)2.5 * d3 + (T)2 * d5;     \
+            WG_ST(V, o + 3 * os + t, a + b); WG_ST(V, o + 4 * os + t, a - b);                    \
+            a = (T)4 * d2 - (T)5 * d4 + d6; b = (T)2 * d1 - (T)2.5 * d3 + (T)0.5 * d5;           \
+            WG_ST(V, o + 5 * os + t, a + b); WG_ST(V, o + 6 * os + t, a - b);                    \
+            WG_ST(V, o + 7 * os + t, (d7 - d1) + (T)5.25 * (d3 - d5));                           \
+        }                                                                                        \
+    }
+    #define WG_AT46(NAME, T, V)                                                                  \
+    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
+        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
+            V d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);                          \
+            V d3 = WG_LD(V, s + 3 * ss + t), d4 = WG_LD(V, s + 4 * ss + t);                      \
+            V p12 = d1 + d2, m12 = d1 - d2, p34 = d3 + d4, m34 = d3 - d4;                        \
+            WG_ST(V, o + t, WG_LD(V, s + t) + p12 + p34);                                        \
+            WG_ST(V, o + os + t, m12 + (T)2 * m34);                                              \
+            WG_ST(V, o + 2 * os + t, p12 + (T)4 * p34);                                          \
+            WG_ST(V, o + 3 * os + t, m12 + (T)8 * m34 + WG_LD(V, s + 5 * ss + t));               \
+        }                                                                                        \
+    }
+    #define WG_AT48(NAME, T, V)                                                                  \
+    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
+        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
+            V d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);                          \
+            V d3 = WG_LD(V, s + 3 * ss + t), d4 = WG_LD(V, s + 4 * ss + t);                      \
+            V d5 = WG_LD(V, s + 5 * ss + t), d6 = WG_LD(V, s + 6 * ss + t);                      \
+            V p12 = d1 + d2, m12 = d1 - d2, p34 = d3 + d4, m34 = d3 - d4;                        \
+            V p56 = d5 + d6, m56 = d5 - d6;                                                      \
+            WG_ST(V, o + t, WG_LD(V, s + t) + p12 + p34 + p56);                                  \
+            WG_ST(V, o + os + t, m12 + (T)2 * m34 + (T)0.5 * m56);                               \
+            WG_ST(V, o + 2 * os + t, p12 + (T)4 * p34 + (T)0.25 * p56);                          \
+            WG_ST(V, o + 3 * os + t, m12 + (T)8 * m34 + (T)0.125 * m56                           \
+                  + WG_LD(V, s + 7 * ss + t));                                                   \
+        }                                                                                        \
+    }
+    #define WG_DENSE4(NAME, T, V)                                                                \
+    static void NAME(const T* g, Py_ssize_t rows, const T* s, Py_ssize_t ss, T* o,               \
+                     Py_ssize_t os, Py_ssize_t n) {                                              \
+        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
+            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t);                                   \
+            V d2 = WG_LD(V, s + 2 * ss + t), d3 = WG_LD(V, s + 3 * ss + t);                      \
+            for (Py_ssize_t a = 0; a < rows; a++)                                                \
+                WG_ST(V, o + a * os + t, g[4 * a] * d0 + g[4 * a + 1] * d1 + g[4 * a + 2] * d2  \
+                      + g[4 * a + 3] * d3);                                                      \
+        }                                                                                        \
+    }
+    WG_BT6(wg_bt6_f, float, wg_vf)
+    WG_BT6(wg_bt6_d, double, wg_vd)
+    WG_BT8(wg_bt8_f, float, wg_vf)
+    WG_BT8(wg_bt8_d, double, wg_vd)
+    WG_AT46(wg_at46_f, float, wg_vf)
+    WG_AT46(wg_at46_d, double, wg_vd)
+    WG_AT48(wg_at48_f, float, wg_vf)
+    WG_AT48(wg_at48_d, double, wg_vd)
+    WG_DENSE4(wg_dense4_f, float, wg_vf)
+    WG_DENSE4(wg_dense4_d, double, wg_vd)
+    """
+    void wg_bt6_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_bt6_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_bt8_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_bt8_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_at46_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_at46_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_at48_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_at48_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_dense4_f(const float* g, Py_ssize_t rows, const float* s, Py_ssize_t ss, float* o,
+                     Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_dense4_d(const double* g, Py_ssize_t rows, const double* s, Py_ssize_t ss, double* o,
+                     Py_ssize_t os, Py_ssize_t n) nogil
+
+
+cdef inline void tx1d(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t cols,
+                      const floating* s, Py_ssize_t ss, floating* o,
+                      Py_ssize_t os) noexcept nogil:
+    # o[a*os + t] = sum_i T[a, i] s[i*ss + t] for a < rows, t < CH; T (rows, cols) row-major
+    cdef Py_ssize_t a
+    if kind == BT6:
+        if floating is float:
+            wg_bt6_f(s, ss, o, os, CH)
+        else:
+            wg_bt6_d(s, ss, o, os, CH)
+    elif kind == BT8:
+        if floating is float:
+            wg_bt8_f(s, ss, o, os, CH)
+        else:
+            wg_bt8_d(s, ss, o, os, CH)
+    elif kind == AT46:
+        if floating is float:
+            wg_at46_f(s, ss, o, os, CH)
+        else:
+            wg_at46_d(s, ss, o, os, CH)
+    elif kind == AT48:
+        if floating is float:
+            wg_at48_f(s, ss, o, os, CH)
+        else:
+            wg_at48_d(s, ss, o, os, CH)
+    elif kind == DENSE4:
+        if floating is float:
+            wg_dense4_f(T, rows, s, ss, o, os, CH)
+        else:
+            wg_dense4_d(T, rows, s, ss, o, os, CH)
+    else:
+        for a in range(rows):
+            lincomb(o + a * os, T + a * cols, cols, s, ss, CH)
+
+
+cdef void transform_chunk(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t cols,
+                          const floating* d, Py_ssize_t d_stride, floating* out,
+                          Py_ssize_t out_stride) noexcept nogil:
+    # out[(a*rows + b)*out_stride + t] = (T d T^T)[a, b] for the CH tiles t of a chunk, where
+    # d[(i*cols + j)*d_stride + t] holds the cols x cols tiles; T (rows, cols) row-major.
+    cdef floating[CHUNK] tmp
+    cdef Py_ssize_t a, j
+    for j in range(cols):       # tmp[a, j] = sum_i T[a, i] d[i, j]
+        tx1d(kind, T, rows, cols, d + j * d_stride, cols * d_stride, tmp + j * CH, cols * CH)
     for a in range(rows):       # out[a, b] = sum_j T[b, j] tmp[a, j]
-        for b in range(rows):
-            lincomb(out + (a * rows + b) * out_stride, T + b * cols, cols,
-                    tmp + a * cols * tb, tb, nt)
+        tx1d(kind, T, rows, cols, tmp + a * cols * CH, CH, out + a * rows * out_stride,
+             out_stride)
+
+
+cdef void tile_positions(const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssize_t* ow0,
+                         Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ph,
+                         Py_ssize_t pw, Py_ssize_t* tn, Py_ssize_t* tih,
+                         Py_ssize_t* tiw) noexcept nogil:
+    # image, first input row and first input column of the tiles t0 .. t0 + nt - 1 (computed once
+    # per block: three integer divisions per tile and channel cost as much as the copy)
+    cdef Py_ssize_t t, tile
+    for t in range(nt):
+        tile = t0 + t
+        tn[t] = tile // (n_rows * n_cols)
+        tih[t] = oh0[(tile // n_cols) % n_rows] - ph
+        tiw[t] = ow0[tile % n_cols] - pw
 
 
 cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                       Py_ssize_t c, const Py_ssize_t* oh0, Py_ssize_t n_rows,
-                       const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
-                       Py_ssize_t alpha, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
-                       Py_ssize_t dw, floating* d, Py_ssize_t tb) noexcept nogil:
-    # d[(i*alpha + j)*tb + t] = x[n, c, oh0 - ph + i*dh, ow0 - pw + j*dw] of tile t0 + t (0 outside)
-    cdef Py_ssize_t t, tile, n, ih, iw, i, j, h, w
+                       Py_ssize_t c, const Py_ssize_t* tn, const Py_ssize_t* tih,
+                       const Py_ssize_t* tiw, Py_ssize_t nt, Py_ssize_t size, Py_ssize_t dh,
+                       Py_ssize_t dw, floating* d) noexcept nogil:
+    # d[(i*size + j)*CH + t] = x[tn[t], c, tih[t] + i*dh, tiw[t] + j*dw] (0 outside), t < nt
+    cdef Py_ssize_t t, ih, iw, i, j, h, w
+    cdef const floating* plane
     cdef const floating* row
     for t in range(nt):
-        tile = t0 + t
-        n = tile // (n_rows * n_cols)
-        ih = oh0[(tile // n_cols) % n_rows] - ph
-        iw = ow0[tile % n_cols] - pw
-        if ih >= 0 and iw >= 0 and ih + (alpha - 1) * dh < H and iw + (alpha - 1) * dw < W:
-            for i in range(alpha):
-                row = x + ((n * C + c) * H + ih + i * dh) * W + iw
-                for j in range(alpha):
-                    d[(i * alpha + j) * tb + t] = row[j * dw]
+        ih = tih[t]
+        iw = tiw[t]
+        plane = x + (tn[t] * C + c) * H * W
+        if ih >= 0 and iw >= 0 and ih + (size - 1) * dh < H and iw + (size - 1) * dw < W:
+            for i in range(size):
+                row = plane + (ih + i * dh) * W + iw
+                for j in range(size):
+                    d[(i * size + j) * CH + t] = row[j * dw]
         else:
-            for i in range(alpha):
+            for i in range(size):
                 h = ih + i * dh
-                for j in range(alpha):
+                for j in range(size):
                     w = iw + j * dw
                     if 0 <= h < H and 0 <= w < W:
-                        d[(i * alpha + j) * tb + t] = x[((n * C + c) * H + h) * W + w]
+                        d[(i * size + j) * CH + t] = plane[h * W + w]
                     else:
-                        d[(i * alpha + j) * tb + t] = 0
+                        d[(i * size + j) * CH + t] = 0
+
+
+cdef inline void chunk_epilogue(floating* d, Py_ssize_t n, floating bias, bint relu) noexcept nogil:
+    # d[e] = act(d[e] + bias) for e < n, act: ReLU (0 if v <= 0 else v, NaN kept, as the GEMM
+    # paths' epilogue) or identity.  A vector pass over the chunk before the scatter (a compare
+    # per scattered value mispredicted: 10% of a (8,128,28,28) forward).
+    cdef Py_ssize_t e
+    cdef floating v
+    if relu:
+        for e in range(n):
+            v = d[e] + bias
+            d[e] = 0 if v <= 0 else v
+    elif bias != 0:
+        for e in range(n):
+            d[e] = d[e] + bias
 
 
 cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
-                        Py_ssize_t k, floating bias, const Py_ssize_t* oh0, Py_ssize_t n_rows,
-                        const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
-                        Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t tb,
-                        floating* y) noexcept nogil:
-    # y[n, k, oh0 + a*dh, ow0 + b*dw] = out[(a*m + b)*tb + t] + bias (inside the output only)
-    cdef Py_ssize_t t, tile, n, oh, ow, a, b
+                        Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tih,
+                        const Py_ssize_t* tiw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t nt,
+                        Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, floating* y) noexcept nogil:
+    # y[n, k, oh + a*dh, ow + b*dw] = out[(a*m + b)*CH + t] (inside the output only) for the
+    # tiles t < nt of a chunk, oh = tih[t] + ph, ow = tiw[t] + pw their output origins
+    cdef Py_ssize_t t, oh, ow, a, b, nb
+    cdef floating* row
     for t in range(nt):
-        tile = t0 + t
-        n = tile // (n_rows * n_cols)
-        oh = oh0[(tile // n_cols) % n_rows]
-        ow = ow0[tile % n_cols]
+        oh = tih[t] + ph
+        ow = tiw[t] + pw
+        nb = min(m, (Wo - ow + dw - 1) // dw)  # columns of the tile inside the output
         for a in range(m):
             if oh + a * dh >= Ho:
                 break
-            for b in range(m):
-                if ow + b * dw >= Wo:
-                    break
-                y[((n * K + k) * Ho + oh + a * dh) * Wo + ow + b * dw] = (
-                    out[(a * m + b) * tb + t] + bias)
+            row = y + ((tn[t] * K + k) * Ho + oh + a * dh) * Wo + ow
+            for b in range(nb):
+                row[b * dw] = out[(a * m + b) * CH + t]
+
+
+cdef void gather_chunk(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                       Py_ssize_t c, const Py_ssize_t* tn, const Py_ssize_t* tih,
+                       const Py_ssize_t* tiw, Py_ssize_t nt, Py_ssize_t size, Py_ssize_t dh,
+                       Py_ssize_t dw, floating* d) noexcept nogil:
+    # d (size^2, CH): the size x size tiles of ``gather_tiles`` (nt <= CH of them), zeros for the
+    # chunk's tiles past nt
+    cdef Py_ssize_t e, t
+    if nt < CH:
+        for e in range(size * size):
+            for t in range(CH):
+                d[e * CH + t] = 0
+    if nt > 0:
+        gather_tiles(x, C, H, W, c, tn, tih, tiw, nt, size, dh, dw, d)
 
 
 cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                         const floating* U, Py_ssize_t K, const floating* BT, const floating* AT,
-                         Py_ssize_t m, Py_ssize_t alpha, const Py_ssize_t* oh0, Py_ssize_t n_rows,
-                         const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
-                         Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
-                         const floating* bias, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tb,
+                         const floating* U, Py_ssize_t K, const floating* BT, int bt_kind,
+                         const floating* AT, int at_kind, Py_ssize_t m, Py_ssize_t alpha,
+                         const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssize_t* ow0,
+                         Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ph,
+                         Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, const floating* bias,
+                         bint relu, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tb,
                          floating* scratch, floating* y) noexcept nogil:
-    # One block of nt <= tb tiles, single-threaded.  scratch: alpha^2 * (C + K + 2) * tb elements.
-    cdef Py_ssize_t P = alpha * alpha, c, k, p
-    cdef floating* V = scratch                     # (P, C, tb)
-    cdef floating* M = V + P * C * tb              # (P, K, tb)
-    cdef floating* d = M + P * K * tb              # (P, tb): one channel's raw tiles
-    cdef floating* tmp = d + P * tb                # (P, tb)
-    cdef Py_ssize_t nv = (nt + VEC - 1) // VEC * VEC
+    # One block of nt <= tb tiles, single-threaded.  scratch: alpha^2 * (C + K) * tb elements.
+    cdef Py_ssize_t P = alpha * alpha, c, k, p, t
+    cdef floating* V = scratch                     # (C, P, tb)
+    cdef floating* M = V + P * C * tb              # (K, P, tb)
+    cdef floating[CHUNK] d              # one chunk: raw tiles, then output tiles
+    cdef Py_ssize_t[MAXTB] tn, tih, tiw
+    tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, ph, pw, tn, tih, tiw)
     for c in range(C):
-        gather_tiles(x, C, H, W, c, oh0, n_rows, ow0, n_cols, t0, nt, alpha, ph, pw, dh, dw, d, tb)
-        transform_2d(d, tb, BT, alpha, alpha, tmp, V + c * tb, C * tb, tb, nv)
+        for t in range(0, nt, 16):  # CH
+            gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
+                         d)
+            transform_chunk(bt_kind, BT, alpha, alpha, d, CH, V + c * P * tb + t, tb)
     for p in range(P):
         gemm_rm(False, False, <int> K, <int> nt, <int> C, 1, U + p * K * C, <int> C,
-                V + p * C * tb, <int> tb, 0, M + p * K * tb, <int> tb)
+                V + p * tb, <int> (P * tb), 0, M + p * tb, <int> (P * tb))
     for k in range(K):
-        # output transform of filter k: M[:, k, :] (alpha x alpha tiles) -> d (m x m tiles)
-        transform_2d(M + k * tb, K * tb, AT, m, alpha, tmp, d, tb, tb, nv)
-        scatter_tiles(d, K, Ho, Wo, k, bias[k] if bias != NULL else 0, oh0, n_rows, ow0, n_cols,
-                      t0, nt, m, dh, dw, tb, y)
+        # output transform of filter k: M[:, k, chunk] (alpha x alpha tiles) -> d (m x m tiles);
+        # the columns of M past nt (at most up to tb) hold stale finite values
+        for t in range(0, nt, 16):  # CH
+            transform_chunk(at_kind, AT, m, alpha, M + k * P * tb + t, tb, d, CH)
+            chunk_epilogue(d, m * m * CH, bias[k] if bias != NULL else 0, relu)
+            scatter_tiles(d, K, Ho, Wo, k, tn + t, tih + t, tiw + t, ph, pw, min(CH, nt - t), m,
+                          dh, dw, y)
 
 
 cdef Py_ssize_t tiles_per_block(Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t parts) noexcept nogil:
@@ -178,15 +411,18 @@ cdef Py_ssize_t tiles_per_block(Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t part
 def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
                   const floating[:, ::1] BT, const floating[:, ::1] AT, const Py_ssize_t[::1] oh0,
                   const Py_ssize_t[::1] ow0, offset, dilation,
-                  floating[:, :, :, ::1] y, bias, Py_ssize_t tb, floating[::1] scratch):
-    """y[n, k] = sum_c conv(x[n, c], w[k, c]) + bias[k], stride 1, by Winograd tiles (in place).
+                  floating[:, :, :, ::1] y, bias, Py_ssize_t tb, floating[::1] scratch,
+                  bint relu=False, bint specialise=True):
+    """y[n, k] = act(sum_c conv(x[n, c], w[k, c]) + bias[k]), stride 1, by Winograd tiles (in
+    place); act: ReLU if ``relu`` (applied where y is written), else identity.
 
     x: (N, C, H, W); U: (alpha^2, K, C) the transformed filters G w G^T; BT: (alpha, alpha);
     AT: (m, alpha); oh0, ow0: output row / column origins of the tiles (each tile m x m outputs
     with step dilation); offset: (ph, pw), input position = output position - offset + tap*dilation;
     y: (N, K, Ho, Wo), written fully by the tiles; bias: (K,) or None; tb: tiles per block, a
     multiple of VEC; scratch: at least ``scratch_size(...)`` elements, finite values (the vector
-    chunks compute on the unused tail of a block).
+    chunks compute on the unused tail of a block); specialise: False runs the generic transforms
+    (tests compare them with the specialised ones).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = U.shape[1], alpha = BT.shape[0], m = AT.shape[0]
@@ -197,9 +433,11 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     cdef Py_ssize_t parts = _gemm_parts, blk
     cdef Py_ssize_t per_block = tiles_per_block(tiles, tb, parts)
     cdef Py_ssize_t nblocks = (tiles + per_block - 1) // per_block
-    cdef Py_ssize_t per_thread = alpha * alpha * (C + K + 2) * tb
+    cdef Py_ssize_t per_thread = alpha * alpha * (C + K) * tb
+    cdef int bt_kind = transform_kind(BT, specialise), at_kind = transform_kind(AT, specialise)
     cdef const floating[::1] b
     cdef const floating* bp = NULL
+    check_tile(alpha, tb)
     if bias is not None:
         b = bias
         bp = &b[0]
@@ -207,19 +445,31 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
         parts = nblocks
     with nogil:
         for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
-            winograd_block(&x[0, 0, 0, 0], C, H, W, &U[0, 0, 0], K, &BT[0, 0], &AT[0, 0], m, alpha,
-                           &oh0[0], n_rows, &ow0[0], n_cols, blk * per_block,
-                           min(per_block, tiles - blk * per_block),
-                           ph, pw, dh, dw, bp, Ho, Wo, tb, &scratch[threadid() * per_thread],
-                           &y[0, 0, 0, 0])
+            winograd_block(&x[0, 0, 0, 0], C, H, W, &U[0, 0, 0], K, &BT[0, 0], bt_kind,
+                           &AT[0, 0], at_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
+                           blk * per_block, min(per_block, tiles - blk * per_block),
+                           ph, pw, dh, dw, bp, relu, Ho, Wo, tb,
+                           &scratch[threadid() * per_thread], &y[0, 0, 0, 0])
     return y
 
 
+def check_tile(Py_ssize_t alpha, Py_ssize_t tb):
+    """ValueError unless alpha (tile size m + r - 1) is at most MAXA and tb a positive multiple
+    of VEC up to MAXTB."""
+    if not 2 <= alpha <= MAXA:
+        raise ValueError(f"Winograd tile size alpha must be in 2..{MAXA}, got {alpha}")
+    if tb <= 0 or tb % VEC or tb > MAXTB:
+        raise ValueError(f"tiles per block tb must be a positive multiple of {VEC} up to {MAXTB}, "
+                         f"got {tb}")
+
+
 def scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha, Py_ssize_t tb):
-    """Elements of scratch ``winograd_conv`` needs: alpha^2 * (C + K + 2) * tb per thread."""
-    return alpha * alpha * (C + K + 2) * tb * max(_gemm_parts, 1)
+    """Elements of scratch ``winograd_conv`` needs: alpha^2 * (C + K) * tb per thread."""
+    return alpha * alpha * (C + K) * tb * max(_gemm_parts, 1)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
                      floating[:, :, ::1] U):
     """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r),
@@ -229,6 +479,10 @@ def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
     cdef Py_ssize_t K = w.shape[0], C = w.shape[1], r = w.shape[2], alpha = G.shape[0]
     cdef Py_ssize_t k, c, a, b, i, j
     cdef double s
+    if (w.shape[3] != r or G.shape[1] != r or U.shape[0] != alpha * alpha or U.shape[1] != K
+            or U.shape[2] != C):
+        raise ValueError(f"transform_weight: w {tuple(w.shape)[:4]}, G {tuple(G.shape)[:2]} and "
+                         f"U {tuple(U.shape)[:3]} do not match (U must be (alpha^2, K, C))")
     tmp_arr = np.empty((_gemm_parts, alpha * r + 1, C), dtype=np.float64)
     cdef double[:, :, ::1] tmp = tmp_arr
     cdef double* tm
@@ -262,35 +516,44 @@ def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
 
 cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                       const floating* dy, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
-                      const floating* BT, const floating* G, Py_ssize_t m, Py_ssize_t alpha,
-                      const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssize_t* ow0,
-                      Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ph,
-                      Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t tb,
+                      const floating* BT, int bt_kind, const floating* G, int g_kind,
+                      Py_ssize_t m, Py_ssize_t alpha, const Py_ssize_t* oh0, Py_ssize_t n_rows,
+                      const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t tb,
                       floating* scratch, floating* acc) noexcept nogil:
     # acc[p] (K, C) += sum over the block's tiles t of (G dy_t G^T)[p, k] (B^T x_t B)[p, c].
-    cdef Py_ssize_t P = alpha * alpha, c, k, p
-    cdef floating* V = scratch                     # (P, C, tb): transformed x tiles
-    cdef floating* M = V + P * C * tb              # (P, K, tb): transformed dy tiles
-    cdef floating* d = M + P * K * tb              # (P, tb)
-    cdef floating* tmp = d + P * tb                # (P, tb)
-    cdef Py_ssize_t nv = (nt + VEC - 1) // VEC * VEC
+    cdef Py_ssize_t P = alpha * alpha, c, k, p, t
+    cdef floating* V = scratch                     # (C, P, tb): transformed x tiles
+    cdef floating* M = V + P * C * tb              # (K, P, tb): transformed dy tiles
+    cdef floating[CHUNK] d              # one chunk of raw tiles
+    cdef Py_ssize_t[MAXTB] tn, tih, tiw
+    cdef Py_ssize_t[MAXTB] tod, tow
+    tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, ph, pw, tn, tih, tiw)
+    tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, 0, 0, tn, tod, tow)
     for c in range(C):
-        gather_tiles(x, C, H, W, c, oh0, n_rows, ow0, n_cols, t0, nt, alpha, ph, pw, dh, dw, d, tb)
-        transform_2d(d, tb, BT, alpha, alpha, tmp, V + c * tb, C * tb, tb, nv)
+        for t in range(0, nt, 16):  # CH
+            gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
+                         d)
+            transform_chunk(bt_kind, BT, alpha, alpha, d, CH, V + c * P * tb + t, tb)
     for k in range(K):
         # the m x m dy tile: outputs oh0 + a*dh, ow0 + b*dw (zero past the output's edge)
-        gather_tiles(dy, K, Ho, Wo, k, oh0, n_rows, ow0, n_cols, t0, nt, m, 0, 0, dh, dw, d, tb)
-        transform_2d(d, tb, G, alpha, m, tmp, M + k * tb, K * tb, tb, nv)
+        for t in range(0, nt, 16):  # CH
+            gather_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t, min(CH, nt - t), m, dh, dw,
+                         d)
+            transform_chunk(g_kind, G, alpha, m, d, CH, M + k * P * tb + t, tb)
     for p in range(P):
-        gemm_rm(False, True, <int> K, <int> C, <int> nt, 1, M + p * K * tb, <int> tb,
-                V + p * C * tb, <int> tb, 1, acc + p * K * C, <int> C)
+        gemm_rm(False, True, <int> K, <int> C, <int> nt, 1, M + p * tb, <int> (P * tb),
+                V + p * tb, <int> (P * tb), 1, acc + p * K * C, <int> C)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
                          const floating[:, ::1] BT, const floating[:, ::1] G,
                          const double[:, ::1] AT, const Py_ssize_t[::1] oh0,
                          const Py_ssize_t[::1] ow0, offset, dilation,
-                         Py_ssize_t tb, floating[::1] scratch, floating[:, :, :, ::1] dw_out):
+                         Py_ssize_t tb, floating[::1] scratch, floating[:, :, :, ::1] dw_out,
+                         bint specialise=True):
     """dweight of a stride-1 convolution by Winograd F(r x r, m x m) over the output tiles.
 
     x: (N, C, H, W); dy: (N, K, Ho, Wo); BT: (alpha, alpha), G: (alpha, m), AT: (r, alpha) the
@@ -308,9 +571,17 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef Py_ssize_t parts = _gemm_parts, blk, t, e
     cdef Py_ssize_t per_block = tiles_per_block(tiles, tb, parts)
     cdef Py_ssize_t nblocks = (tiles + per_block - 1) // per_block
-    cdef Py_ssize_t per_thread = P * (C + K + 2) * tb
+    cdef Py_ssize_t per_thread = P * (C + K) * tb
+    cdef int bt_kind = transform_kind(BT, specialise), g_kind = transform_kind(G, specialise)
     cdef Py_ssize_t k, c, a, b, i, j
     cdef double s, u
+    check_tile(alpha, tb)
+    if (AT.shape[1] != alpha or G.shape[0] != alpha or BT.shape[1] != alpha
+            or dw_out.shape[0] != K or dw_out.shape[1] != C or dw_out.shape[2] != r
+            or dw_out.shape[3] != r or dy.shape[0] != N):
+        raise ValueError(f"winograd_weight_grad: x {tuple(x.shape)[:4]}, dy {tuple(dy.shape)[:4]}, "
+                         f"BT {tuple(BT.shape)[:2]}, G {tuple(G.shape)[:2]}, AT "
+                         f"{tuple(AT.shape)[:2]} and dw_out {tuple(dw_out.shape)[:4]} do not match")
     if parts > nblocks:
         parts = nblocks
     acc_arr = np.zeros((parts, P, K, C), dtype=np.asarray(x).dtype)
@@ -322,9 +593,10 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef const floating* src
     with nogil:
         for blk in prange(nblocks, schedule="static", num_threads=parts):
-            wgrad_block(&x[0, 0, 0, 0], C, H, W, &dy[0, 0, 0, 0], K, Ho, Wo, &BT[0, 0], &G[0, 0],
-                        m, alpha, &oh0[0], n_rows, &ow0[0], n_cols, blk * per_block,
-                        min(per_block, tiles - blk * per_block), ph, pw, dh, dw, tb,
+            wgrad_block(&x[0, 0, 0, 0], C, H, W, &dy[0, 0, 0, 0], K, Ho, Wo, &BT[0, 0], bt_kind,
+                        &G[0, 0], g_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
+                        blk * per_block, min(per_block, tiles - blk * per_block), ph, pw, dh, dw,
+                        tb,
                         &scratch[threadid() * per_thread], &acc[threadid(), 0, 0, 0])
         for e in prange(P * K * C, schedule="static"):
             for t in range(1, parts):

@@ -9,28 +9,17 @@ CPU algorithms (chosen by ``cnncore.functional``; inputs validated there):
 - ``"batched"``: im2col columns over blocks of whole images (N*Ho*Wo columns) for small maps;
 - ``"winograd"``: stride 1, square 3x3 or 5x5 kernels, Winograd tiles
   (``cnncore_kernels.winograd``), forward, dx and dweight (dbias: a plain sum);
-- ``"auto"``: the GEMM kernel's own choice between im2col and shifted (for callers below the
-  public API).
+- ``"auto"``: the GEMM kernel's own choice between batched, im2col and shifted (for callers
+  below the public API).
+
+The GEMM algorithms are passed to ``_conv`` as its ``path`` argument (no module state).
 
 GPU arrays always run the CUDA twin (one algorithm); ``algorithm`` must then be ``"auto"``.
 """
 
 from __future__ import annotations
 
-import threading
-
 from cnncore_kernels.arrays import is_cuda_array
-
-# _conv's im2col/shifted choice is a module-level switch (set_path); forced calls hold this lock
-# so that concurrent Python threads never see each other's setting.
-_path_lock = threading.Lock()
-
-
-def forced_gemm_path():
-    """The path forced with ``_conv.set_path`` (benchmarks, tests), or None when it is "auto"."""
-    from cnncore_kernels import _conv
-
-    return None if _conv._path == "auto" else _conv._path
 
 
 def gemm_choice(N, C, K, kernel, stride, padding, dilation, out_hw, backward=False):
@@ -38,31 +27,16 @@ def gemm_choice(N, C, K, kernel, stride, padding, dilation, out_hw, backward=Fal
     small maps), "shifted" or "im2col" (what "auto" runs below the API)."""
     from cnncore_kernels import _conv
 
-    with _path_lock:
-        if _conv.use_batched(N, out_hw[0] * out_hw[1], backward):
-            return "batched"
-        if _conv.use_shifted(C, K, kernel, stride, padding, dilation, out_hw[1]):
-            return "shifted"
-        return "im2col"
-
-
-def _gemm_call(algorithm, fn, *args):
-    from cnncore_kernels import _conv
-
-    if algorithm == "auto":
-        return fn(*args)
-    with _path_lock:
-        old = _conv._path
-        _conv.set_path(algorithm)
-        try:
-            return fn(*args)
-        finally:
-            _conv.set_path(old)
+    if _conv.use_batched(N, out_hw[0] * out_hw[1], backward):
+        return "batched"
+    if _conv.use_shifted(C, K, kernel, stride, padding, dilation, out_hw[1]):
+        return "shifted"
+    return "im2col"
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto", activation=None):
-    # inputs validated by cnncore.functional.conv2d; activation: None or "relu".  The GEMM paths
-    # apply bias and ReLU where they write y; Winograd and the CUDA twin run the ReLU afterwards.
+    # inputs validated by cnncore.functional.conv2d; activation: None or "relu".  The GEMM and
+    # Winograd paths apply bias and ReLU where they write y; the CUDA twin runs the ReLU afterwards.
     if is_cuda_array(x):
         from cnncore_kernels.cuda import activation as gpu_act
         from cnncore_kernels.cuda import conv as gpu
@@ -70,24 +44,16 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto",
         y = gpu.conv2d_forward(x, weight, bias, stride, padding, dilation)
         return gpu_act.relu(y) if activation == "relu" else y
     if algorithm == "winograd":
-        from cnncore_kernels import _activation, winograd
+        from cnncore_kernels import winograd
 
         tile = winograd.DEFAULT_TILE[int(weight.shape[2])]
-        y = winograd.conv2d_forward(x, weight, bias, padding, dilation, tile)
-        return _activation.relu(y) if activation == "relu" else y
+        return winograd.conv2d_forward(
+            x, weight, bias, padding, dilation, tile, relu=activation == "relu"
+        )
     from cnncore_kernels import _conv
 
-    return _gemm_call(
-        algorithm,
-        _conv.conv2d_forward,
-        x,
-        weight,
-        bias,
-        stride,
-        padding,
-        dilation,
-        None,
-        activation,
+    return _conv.conv2d_forward(
+        x, weight, bias, stride, padding, dilation, None, activation, path=algorithm
     )
 
 
@@ -126,16 +92,6 @@ def conv2d_backward(
                 dy, x, weight, stride, padding, dilation, False, False, True
             )[2]
         return dx, dw, db
-    return _gemm_call(
-        algorithm,
-        _conv.conv2d_backward,
-        dy,
-        x,
-        weight,
-        stride,
-        padding,
-        dilation,
-        need_dx,
-        need_dweight,
-        need_dbias,
+    return _conv.conv2d_backward(
+        dy, x, weight, stride, padding, dilation, need_dx, need_dweight, need_dbias, path=algorithm
     )

@@ -128,14 +128,13 @@ def winograd_saving(out_hw, r, dilation) -> float:
 
 def rule(x_shape, weight_shape, stride, padding, dilation, groups, backward=False) -> str:
     """The documented rule (see the module docstring); arguments already normalised to pairs."""
-    from cnncore_kernels.conv import forced_gemm_path, gemm_choice
+    from cnncore_kernels.conv import gemm_choice
 
     C, K = int(x_shape[1]) // groups, int(weight_shape[0]) // groups
     kernel = (int(weight_shape[2]), int(weight_shape[3]))
     out_hw = v.output_hw(x_shape[2:], kernel, stride, padding, dilation)
     if (
-        forced_gemm_path() is None  # the GEMM kernel's switch set_path keeps GEMM when forced
-        and inapplicable("winograd", weight_shape, stride) is None
+        inapplicable("winograd", weight_shape, stride) is None
         and min(C, K) >= WINOGRAD_MIN_CHANNELS
         and winograd_saving(out_hw, kernel[0], dilation) >= 1
     ):

@@ -27,8 +27,8 @@ def conv2d_relu(
 ):
     """``relu(conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm))`` in one pass
     over the output: x (N, C, H, W), weight (K, C // groups, kh, kw), bias (K,) -> y (N, K, Ho, Wo).
-    The GEMM paths apply the bias and the ReLU where the convolution writes y; Winograd and the
-    GPU run the ReLU as its own pass afterwards.  Arguments, algorithm choice and errors as
+    The GEMM and Winograd paths apply the bias and the ReLU where the convolution writes y; the
+    GPU runs the ReLU as its own pass afterwards.  Arguments, algorithm choice and errors as
     ``conv2d``."""
     return _conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm, "relu")
 

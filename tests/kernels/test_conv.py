@@ -85,13 +85,10 @@ def test_every_path_against_float64_loops(C, K, k, s, p, d, path):
     x = rng.standard_normal((2, C, 9, 8))
     w = rng.standard_normal((K, C) + k)
     b = rng.standard_normal(K)
-    _conv.set_path(path)  # stride-1 layers take the forced strategy
-    try:
-        y = conv2d(x, w, b, s, p, d)
-        dy = rng.standard_normal(y.shape)
-        dx, dw, db = conv2d_backward(dy, x, w, s, p, d)
-    finally:
-        _conv.set_path("auto")
+    # the GEMM kernel with the strategy forced (stride-1 layers take it)
+    y = _conv.conv2d_forward(x, w, b, s, p, d, path=path)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = _conv.conv2d_backward(dy, x, w, s, p, d, path=path)
     np.testing.assert_allclose(y, conv2d_ref(x, w, b, s, p, d), atol=1e-10)
     _, dxt, dwt, dbt = torch_conv(x, w, b, s, p, d, dy)
     np.testing.assert_allclose(dx, dxt, atol=1e-10)
@@ -310,3 +307,40 @@ def test_both_openblas_libraries_give_the_same_convolution(tmp_path):
     np.testing.assert_allclose(
         np.load(tmp_path / "dx.npy"), conv2d_backward(dy, x, w, 1, 1)[0], rtol=1e-5, atol=1e-5
     )
+
+
+def test_gemm_path_is_an_argument_checked_and_thread_local():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 20, 9, 9))
+    w = rng.standard_normal((6, 20, 3, 3))
+    with pytest.raises(ValueError, match="path must be"):
+        _conv.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), path="winograd")
+    with pytest.raises(ValueError, match="path must be"):
+        _conv.conv2d_backward(np.ones((2, 6, 9, 9)), x, w, (1, 1), (1, 1), (1, 1), path=None)
+    assert not hasattr(_conv, "set_path") and not hasattr(_conv, "_path")
+    assert _conv.use_shifted(20, 6, (3, 3), (1, 1), (1, 1), (1, 1), 9, "shifted")
+    assert not _conv.use_shifted(20, 6, (3, 3), (1, 1), (1, 1), (1, 1), 9, "im2col")
+    assert _conv.use_batched(1, 10**6, False, "batched")
+    assert not _conv.use_batched(64, 4, True, "im2col")
+    # concurrent calls with different forced paths give their own path's result
+    want = {
+        p: _conv.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), path=p)
+        for p in ("im2col", "shifted", "batched")
+    }
+    ref = conv2d_ref(x, w, None, (1, 1), (1, 1))
+    for got in want.values():
+        np.testing.assert_allclose(got, ref, atol=1e-10)
+    errors = []
+
+    def run(p):
+        for _ in range(20):
+            got = _conv.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), path=p)
+            if not np.array_equal(got, want[p]):
+                errors.append(p)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in want]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

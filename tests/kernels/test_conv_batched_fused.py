@@ -21,11 +21,9 @@ torch.set_num_threads(1)
 
 @pytest.fixture
 def batched_small_blocks():
-    """Force the batched path with a one-element budget: one image per block, many blocks."""
-    _conv.set_path("batched")
+    """A one-element budget for the batched path: one image per block, many blocks."""
     _conv._set_batch_budget(1)
     yield
-    _conv.set_path("auto")
     _conv._set_batch_budget(2097152)
 
 
@@ -42,16 +40,18 @@ def test_batched_path_matches_torch(case, budget, n):
     case = (n,) + case[1:]  # more images than the other tests: several blocks
     x, w, b = make(case)
     s, p, d = case[6], case[7], case[8]
-    _conv.set_path("batched")
     _conv._set_batch_budget(budget)
     try:
-        y = conv2d(x, w, b, s, p, d)
+        y = conv2d(x, w, b, s, p, d, algorithm="batched")
         dy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
-        dx, dw, db = conv2d_backward(dy, x, w, s, p, d)
-        dx_only = conv2d_backward(dy, x, w, s, p, d, need_dweight=False, need_dbias=False)[0]
-        dw_only = conv2d_backward(dy, x, w, s, p, d, need_dx=False, need_dbias=False)[1]
+        dx, dw, db = conv2d_backward(dy, x, w, s, p, d, algorithm="batched")
+        dx_only = conv2d_backward(
+            dy, x, w, s, p, d, algorithm="batched", need_dweight=False, need_dbias=False
+        )[0]
+        dw_only = conv2d_backward(
+            dy, x, w, s, p, d, algorithm="batched", need_dx=False, need_dbias=False
+        )[1]
     finally:
-        _conv.set_path("auto")
         _conv._set_batch_budget(2097152)
     yt, dxt, dwt, dbt = torch_conv(x, w, b, s, p, d, dy)
     rtol, atol = tol(x.dtype)
@@ -67,11 +67,11 @@ def test_batched_path_on_the_training_shapes_against_float64(batched_small_block
         x = rng.standard_normal((N, C, H, H))
         w = rng.standard_normal((K, C, k, k))
         b = rng.standard_normal(K)
-        y = conv2d(x, w, b, 1, p)
+        y = conv2d(x, w, b, 1, p, algorithm="batched")
         np.testing.assert_allclose(y, conv2d_ref(x, w, b, (1, 1), (p, p)), atol=1e-10)
         dy = rng.standard_normal(y.shape)
         _, dxt, dwt, dbt = torch_conv(x, w, b, (1, 1), (p, p), (1, 1), dy)
-        dx, dw, db = conv2d_backward(dy, x, w, 1, p)
+        dx, dw, db = conv2d_backward(dy, x, w, 1, p, algorithm="batched")
         np.testing.assert_allclose(dx, dxt, atol=1e-10)
         np.testing.assert_allclose(dw, dwt, atol=1e-10)
         np.testing.assert_allclose(db, dbt, atol=1e-10)
@@ -111,13 +111,10 @@ def test_fused_relu_epilogue_equals_unfused_bit_for_bit(path, layer, dtype, with
     x[0, 0, 0, :3] = np.nan  # NaN propagates through the ReLU, as torch.relu
     w = rng.standard_normal((K, C, k, k)).astype(dtype)
     b = rng.standard_normal(K).astype(dtype) if with_bias else None
-    _conv.set_path(path)
-    try:
-        plain = conv2d(x, w, b, s, p, d)
-        fused = conv2d_relu(x, w, b, s, p, d)
-        kernel = _conv.conv2d_forward(x, w, b, (s, s), (p, p), (d, d), activation="relu")
-    finally:
-        _conv.set_path("auto")
+    alg = "im2col" if path == "shifted" and s != 1 else path  # shifted: stride 1 only
+    plain = conv2d(x, w, b, s, p, d, algorithm=alg)
+    fused = conv2d_relu(x, w, b, s, p, d, algorithm=alg)
+    kernel = _conv.conv2d_forward(x, w, b, (s, s), (p, p), (d, d), activation="relu", path=path)
     want = relu(plain)
     assert np.isnan(want).any()
     np.testing.assert_array_equal(fused, want)  # NaN in the same places, equal elsewhere

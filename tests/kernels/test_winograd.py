@@ -170,3 +170,143 @@ def test_measured_float32_error_within_documented_bound(tile, C):
 def test_default_tiles_stay_within_1e_5():
     for tile in wg.DEFAULT_TILE.values():
         assert wg.ERROR_BOUND[tile] <= 1e-5
+
+
+def test_specialised_transforms_are_reached_for_the_default_tiles():
+    from cnncore_kernels import _winograd
+
+    kind = _winograd.transform_kind
+    generic = kind(np.eye(7))
+    for tile in sorted(wg.TILES):
+        m, r, pts = wg.TILES[tile]
+        AT, G, BT = wg.tile_matrices(tile)
+        _, Gw, _ = wg.cook_toom(r, m, pts)  # the weight gradient's dy transform
+        for T in (AT, BT, Gw):
+            assert kind(T, False) == generic
+        if tile in wg.DEFAULT_TILE.values():
+            assert kind(AT) != generic and kind(BT) != generic and kind(Gw) != generic
+        if tile in ("F(4,3)", "F(2,5)", "F(6,3)", "F(4,5)"):
+            assert kind(BT) != generic  # shared with the default tile of the same alpha
+    assert kind(wg.tile_matrices("F(4,3)")[2] * 2) == generic  # not the hard-coded matrix
+
+
+@pytest.mark.parametrize("tile", sorted(wg.TILES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_specialised_and_generic_transforms_agree_over_many_blocks(tile, dtype):
+    # 2 x 3 x 23 x 21 outputs over dilation (2, 1): hundreds of tiles, several blocks of 32, with
+    # partial chunks, edge tiles (padding) and the tail of the last block
+    from cnncore_kernels import _winograd
+
+    m, r, pts = wg.TILES[tile]
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5, 23, 21)).astype(dtype)
+    w = rng.standard_normal((7, 5, r, r)).astype(dtype)
+    b = rng.standard_normal(7).astype(dtype)
+    p, d = (r // 2 + 1, r // 2), (2, 1)
+    Ho = 23 + 2 * p[0] - d[0] * (r - 1)
+    Wo = 21 + 2 * p[1] - d[1] * (r - 1)
+    AT, G, BT = wg.tile_matrices(tile)
+    U = wg.transform_weight(w, G)
+    oh0, ow0 = wg.tile_origins(Ho, m, d[0]), wg.tile_origins(Wo, m, d[1])
+    scratch = np.zeros(_winograd.scratch_size(5, 7, BT.shape[0], 32), dtype)
+    ys = []
+    for specialise in (True, False):
+        y = np.full((3, 7, Ho, Wo), np.nan, dtype)
+        _winograd.winograd_conv(
+            x,
+            U,
+            BT.astype(dtype),
+            AT.astype(dtype),
+            oh0,
+            ow0,
+            p,
+            d,
+            y,
+            b,
+            32,
+            scratch,
+            False,
+            specialise,
+        )
+        ys.append(y)
+    want = conv2d_ref(
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (1, 1), p, d
+    )
+    tol_ = 1e-4 if dtype == np.float32 else 1e-11
+    for y in ys:
+        np.testing.assert_allclose(y, want, atol=tol_ * (1 + np.abs(want).max()))
+    np.testing.assert_allclose(ys[0], ys[1], atol=tol_ * (1 + np.abs(want).max()))
+    # weight gradient, specialised and generic
+    dy = rng.standard_normal(want.shape).astype(dtype)
+    ATw, Gw, BTw = wg.cook_toom(r, m, pts)
+    dws = []
+    for specialise in (True, False):
+        dwv = np.empty(w.shape, dtype)
+        _winograd.winograd_weight_grad(
+            x,
+            dy,
+            BTw.astype(dtype),
+            Gw.astype(dtype),
+            ATw,
+            oh0,
+            ow0,
+            p,
+            d,
+            32,
+            scratch,
+            dwv,
+            specialise,
+        )
+        dws.append(dwv)
+    _, _, dwt, _ = _torch(x, w, b, p, d, 1, dy)
+    for dwv in dws:
+        np.testing.assert_allclose(dwv, dwt, atol=tol_ * (1 + np.abs(dwt).max()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("r", [3, 5])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fused_relu_in_the_output_transform_equals_relu_after(dtype, r, with_bias):
+    from cnncore.functional import relu
+    from cnncore.functional.fused import conv2d_relu
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 17, 13, 14)).astype(dtype)
+    x[0, 0, 5, 5] = np.nan  # NaN propagates through the ReLU, as torch.relu
+    w = rng.standard_normal((18, 17, r, r)).astype(dtype)
+    b = rng.standard_normal(18).astype(dtype) if with_bias else None
+    plain = conv2d(x, w, b, 1, 1, 2, algorithm="winograd")
+    fused = conv2d_relu(x, w, b, 1, 1, 2, algorithm="winograd")
+    want = relu(plain)
+    assert np.isnan(want).any() and (want == 0).any()
+    np.testing.assert_array_equal(fused, want)
+    assert not np.signbit(fused[fused == 0]).any()  # +0, never -0, as relu
+
+
+def test_tile_and_block_size_are_checked():
+    from cnncore_kernels import _winograd
+
+    with pytest.raises(ValueError, match="alpha"):
+        _winograd.check_tile(9, 128)
+    with pytest.raises(ValueError, match="tb"):
+        _winograd.check_tile(6, 24)
+    with pytest.raises(ValueError, match="tb"):
+        _winograd.check_tile(6, 2048)
+    _winograd.check_tile(8, 1024)
+
+
+def test_unchecked_kernels_refuse_mismatched_shapes():
+    from cnncore_kernels import _winograd
+
+    _, G, _ = wg.tile_matrices("F(4,3)")
+    w = np.zeros((4, 3, 3, 3))
+    with pytest.raises(ValueError, match="do not match"):
+        _winograd.transform_weight(w, G, np.zeros((36, 4, 2)))
+    m, r, pts = wg.TILES["F(4,3)"]
+    AT, Gw, BT = wg.cook_toom(r, m, pts)
+    x, dy = np.zeros((1, 3, 8, 8)), np.zeros((1, 4, 8, 8))
+    o = wg.tile_origins(8, m, 1)
+    with pytest.raises(ValueError, match="do not match"):
+        _winograd.winograd_weight_grad(
+            x, dy, BT, Gw, AT, o, o, (1, 1), (1, 1), 16, np.zeros(10**5), np.zeros((4, 3, 5, 5))
+        )
