@@ -126,10 +126,11 @@ cdef extern from *:
     # The specialised 1-D transforms in C with GCC vector types (8 float32 or 4 float64 lanes, one
     # AVX2 register; two SSE2 halves in the baseline build): o[a*os + t] = sum_i T[a, i] s[i*ss + t]
     # for t < n (n a multiple of 8) and the rows a of T.  Written in Cython, GCC unrolled the tile
-    # loop and vectorized it in one of four inlined copies only.
+    # loop and vectorized it in one of four inlined copies only.  The vector types are unaligned
+    # (aligned(4)/(8)) and may_alias, because they read and write float/double buffers.
     """
-    typedef float wg_vf __attribute__((vector_size(32), aligned(4)));
-    typedef double wg_vd __attribute__((vector_size(32), aligned(8)));
+    typedef float wg_vf __attribute__((vector_size(32), aligned(4), may_alias));
+    typedef double wg_vd __attribute__((vector_size(32), aligned(8), may_alias));
     #define WG_LD(V, p) (*(const V*)(p))
     #define WG_ST(V, p, v) (*(V*)(p) = (v))
     #define WG_BT6(NAME, T, V)                                                                   \

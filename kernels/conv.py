@@ -19,7 +19,7 @@ GPU arrays always run the CUDA twin (one algorithm); ``algorithm`` must then be 
 
 from __future__ import annotations
 
-from cnncore_kernels.arrays import is_cuda_array
+from cnncore_kernels.arrays import is_cuda_array, twin
 
 
 def gemm_choice(N, C, K, kernel, stride, padding, dilation, out_hw, backward=False):
@@ -32,6 +32,20 @@ def gemm_choice(N, C, K, kernel, stride, padding, dilation, out_hw, backward=Fal
     if _conv.use_shifted(C, K, kernel, stride, padding, dilation, out_hw[1]):
         return "shifted"
     return "im2col"
+
+
+def im2col(x, kernel, stride, padding, dilation):
+    """Column matrix of one image. x: (C, H, W) -> (C*kh*kw, Ho*Wo), zero padded."""
+    from cnncore_kernels import _conv
+
+    return twin(x, _conv, "conv").im2col(x, kernel, stride, padding, dilation)
+
+
+def col2im(col, input_shape, kernel, stride, padding, dilation):
+    """Adjoint of ``im2col``: col (C*kh*kw, Ho*Wo) -> (C, H, W), overlapping entries summed."""
+    from cnncore_kernels import _conv
+
+    return twin(col, _conv, "conv").col2im(col, input_shape, kernel, stride, padding, dilation)
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto", activation=None):

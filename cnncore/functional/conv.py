@@ -235,8 +235,6 @@ def im2col(
     dilation: int | tuple[int, int] = 1,
 ):
     """Column matrix of one image: x (C, H, W) -> (C*kh*kw, Ho*Wo), zero padded (CPU only)."""
-    from cnncore_kernels import _conv
-
     x = v.float_array(x, "x", 3)
     k = v.positive_pair(kernel_size, "kernel_size")
     s, p, d = (
@@ -245,7 +243,7 @@ def im2col(
         v.positive_pair(dilation, "dilation"),
     )
     v.output_hw(x.shape[1:], k, s, p, d)
-    return _conv.im2col(x, k, s, p, d)
+    return _k.im2col(x, k, s, p, d)
 
 
 def col2im(
@@ -257,8 +255,6 @@ def col2im(
     dilation: int | tuple[int, int] = 1,
 ):
     """Adjoint of ``im2col``: col (C*kh*kw, Ho*Wo) -> (C, H, W), overlapping entries summed."""
-    from cnncore_kernels import _conv
-
     col = v.float_array(col, "col", 2)
     C, H, W = v.shape_tuple(input_shape, "input_shape", 3)
     k = v.positive_pair(kernel_size, "kernel_size")
@@ -269,4 +265,4 @@ def col2im(
     )
     Ho, Wo = v.output_hw((H, W), k, s, p, d, "input")
     v.expect_shape(col, "col", (C * k[0] * k[1], Ho * Wo))
-    return _conv.col2im(col, (C, H, W), k, s, p, d)
+    return _k.col2im(col, (C, H, W), k, s, p, d)
