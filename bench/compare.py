@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from bench import report
+from bench.machine import THREAD_ENV_KEYS
 
 # machine facts whose difference makes two runs incomparable row by row (key, what it is)
 MACHINE_KEYS = (
@@ -40,12 +41,7 @@ MACHINE_KEYS = (
     ("import_order", "import order"),
 )
 THREAD_KEYS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OMP_WAIT_POLICY",
-    "GOMP_SPINCOUNT",
-    "CNNCORE_NUM_THREADS",
+    *THREAD_ENV_KEYS,  # the keys machine.thread_settings records
     "libgomp_wait_policy",
     "threads",
     "torch_num_threads",

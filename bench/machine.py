@@ -256,19 +256,22 @@ def import_order(names: tuple[str, ...] = ("cnncore_kernels", "torch", "onnxrunt
     return [m for m in sys.modules if m in names]
 
 
+# The environment variables that set thread counts and the OpenMP wait policy.
+THREAD_ENV_KEYS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "CNNCORE_NUM_THREADS",
+)
+
+
 def thread_settings() -> dict[str, Any]:
     """The environment and the libraries' thread counts (OpenMP wait policy included)."""
     import sys
 
-    keys = (
-        "OMP_NUM_THREADS",
-        "OPENBLAS_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "OMP_WAIT_POLICY",
-        "GOMP_SPINCOUNT",
-        "CNNCORE_NUM_THREADS",
-    )
-    out: dict[str, Any] = {k: os.environ.get(k) for k in keys}
+    out: dict[str, Any] = {k: os.environ.get(k) for k in THREAD_ENV_KEYS}
     out["libgomp_wait_policy"] = libgomp_wait_policy()
     out["threads"] = threads()
     torch = sys.modules.get("torch")
