@@ -170,17 +170,7 @@ cdef void softmax_unit(const floating* x, floating* y, Py_ssize_t K, Py_ssize_t 
     cdef Py_ssize_t k, i
     cdef const floating* xr
     cdef floating* yr
-    cdef floating e
-    column_max(x, mx, K, inner, L)
-    for i in range(L):
-        sm[i] = 0
-    for k in range(K):
-        xr = x + k * inner
-        yr = y + k * inner
-        for i in range(L):
-            e = fexp(xr[i] - mx[i])
-            yr[i] = e
-            sm[i] += e
+    shifted_exp_sums(x, y, mx, sm, K, inner, L)
     if log_out:
         for i in range(L):
             sm[i] = log(sm[i])

@@ -28,20 +28,10 @@ cdef double cross_entropy_unit(const floating* x, const int64_t* t, floating* d,
     cdef floating mx[COLS]
     cdef double sm[COLS]
     cdef Py_ssize_t k, i
-    cdef const floating* xr
     cdef floating* dr
     cdef floating e
     cdef double loss = 0
-    column_max(x, mx, K, inner, L)
-    for i in range(L):
-        sm[i] = 0
-    for k in range(K):
-        xr = x + k * inner
-        dr = d + k * inner
-        for i in range(L):
-            e = fexp(xr[i] - mx[i])
-            dr[i] = e
-            sm[i] += e
+    shifted_exp_sums(x, d, mx, sm, K, inner, L)
     for i in range(L):
         if t[i] != ignore:
             # -log_softmax[t] = log(sum) - (x[t] - m), as torch's log_softmax + nll_loss

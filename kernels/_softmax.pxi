@@ -1,6 +1,7 @@
 # Shared by _activation.pyx (softmax, log-softmax) and _loss.pyx (cross-entropy), included
-# textually (inline helpers only, no state): the float32 exponential and the (outer, K, inner)
-# unit layout.  The including module cimports ``floating`` and libc.math's ``exp``.
+# textually (inline helpers only, no state): the float32 exponential, the (outer, K, inner) unit
+# layout and the column maxima and shifted exponentials that all three start with.  The including
+# module cimports ``floating`` and libc.math's ``exp``.
 #
 # float32 exponentials use ``cnn_expf`` below, a Cephes-style polynomial that the compiler
 # vectorises (within 2 ulp of exp over the float range, checked by the tests); float64 uses libm's
@@ -66,6 +67,27 @@ cdef void column_max(const floating* x, floating* mx, Py_ssize_t K, Py_ssize_t i
         xr = x + k * inner
         for i in range(L):
             mx[i] = xr[i] if xr[i] > mx[i] else mx[i]
+
+
+cdef inline void shifted_exp_sums(const floating* x, floating* y, floating* mx, double* sm,
+                                  Py_ssize_t K, Py_ssize_t inner, Py_ssize_t L) noexcept nogil:
+    # mx[i] = max over k of x[k*inner + i]; y[k*inner + i] = exp(x[k*inner + i] - mx[i]);
+    # sm[i] = sum over k of those exponentials (accumulated in double).  The first half of
+    # softmax, log-softmax and cross-entropy alike.
+    cdef Py_ssize_t k, i
+    cdef const floating* xr
+    cdef floating* yr
+    cdef floating e
+    column_max(x, mx, K, inner, L)
+    for i in range(L):
+        sm[i] = 0
+    for k in range(K):
+        xr = x + k * inner
+        yr = y + k * inner
+        for i in range(L):
+            e = fexp(xr[i] - mx[i])
+            yr[i] = e
+            sm[i] += e
 
 
 cdef inline Py_ssize_t units_of(Py_ssize_t outer, Py_ssize_t inner) noexcept nogil:
