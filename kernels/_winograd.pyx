@@ -227,6 +227,67 @@ cdef extern from *:
                      Py_ssize_t os, Py_ssize_t n) nogil
 
 
+cdef extern from *:
+    # wg_prefetch: touch nbytes from p into the cache (a hint: no fault, no effect on results).
+    # wg_gather<S>_<f|d>: one S x S tile into a chunk, d[(i*S + j)*WG_CH] = src[i*rs + j*cs]; with
+    # S fixed the copy is 2*S^2 straight-line moves (a loop over a run-time size cost a quarter of a
+    # (8,64,56,56) forward: loop control and a mispredicted exit per row).  WG_CH must equal CH
+    # (checked at import).
+    """
+    #define WG_CH 16
+    static inline void wg_prefetch(const char* p, Py_ssize_t nbytes) {
+        for (Py_ssize_t i = 0; i < nbytes; i += 64)
+            __builtin_prefetch(p + i, 0, 3);
+    }
+    #define WG_GATHER(NAME, T, S)                                                          \
+    static inline void NAME(const T* src, Py_ssize_t rs, Py_ssize_t cs, T* d) {            \
+        for (int i = 0; i < S; i++)                                                        \
+            for (int j = 0; j < S; j++)                                                    \
+                d[(i * S + j) * WG_CH] = src[i * rs + j * cs];                             \
+    }
+    WG_GATHER(wg_gather4_f, float, 4)
+    WG_GATHER(wg_gather4_d, double, 4)
+    WG_GATHER(wg_gather6_f, float, 6)
+    WG_GATHER(wg_gather6_d, double, 6)
+    WG_GATHER(wg_gather8_f, float, 8)
+    WG_GATHER(wg_gather8_d, double, 8)
+    """
+    enum: WG_CH
+    void wg_prefetch(const char* p, Py_ssize_t nbytes) nogil
+    void wg_gather4_f(const float* src, Py_ssize_t rs, Py_ssize_t cs, float* d) nogil
+    void wg_gather4_d(const double* src, Py_ssize_t rs, Py_ssize_t cs, double* d) nogil
+    void wg_gather6_f(const float* src, Py_ssize_t rs, Py_ssize_t cs, float* d) nogil
+    void wg_gather6_d(const double* src, Py_ssize_t rs, Py_ssize_t cs, double* d) nogil
+    void wg_gather8_f(const float* src, Py_ssize_t rs, Py_ssize_t cs, float* d) nogil
+    void wg_gather8_d(const double* src, Py_ssize_t rs, Py_ssize_t cs, double* d) nogil
+
+if WG_CH != CH:
+    raise ImportError(f"_winograd: the C gather's chunk width {WG_CH} differs from CH = {CH}")
+
+
+cdef inline bint gather_fixed(const floating* src, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t size,
+                              floating* d) noexcept nogil:
+    # One interior tile by the straight-line copy of its size; False for sizes without one.
+    if size == 6:
+        if floating is float:
+            wg_gather6_f(src, rs, cs, d)
+        else:
+            wg_gather6_d(src, rs, cs, d)
+    elif size == 4:
+        if floating is float:
+            wg_gather4_f(src, rs, cs, d)
+        else:
+            wg_gather4_d(src, rs, cs, d)
+    elif size == 8:
+        if floating is float:
+            wg_gather8_f(src, rs, cs, d)
+        else:
+            wg_gather8_d(src, rs, cs, d)
+    else:
+        return False
+    return True
+
+
 cdef inline void tx1d(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t cols,
                       const floating* s, Py_ssize_t ss, floating* o,
                       Py_ssize_t os) noexcept nogil:
@@ -290,12 +351,30 @@ cdef void tile_positions(const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssiz
         tiw[t] = ow0[tile % n_cols] - pw
 
 
+cdef void prefetch_channel(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                           Py_ssize_t c, const Py_ssize_t* tn, const Py_ssize_t* tih,
+                           Py_ssize_t nt, Py_ssize_t span) noexcept nogil:
+    # Prefetch the input rows that the tiles t < nt read in channel c (tiles in (image, row, column)
+    # order; a tile reads rows tih[t] .. tih[t] + span - 1).  The gather otherwise waits on one
+    # cache miss after another: its tile-by-tile walk zig-zags over rows, which the hardware
+    # prefetcher does not follow (a quarter of a (8,64,56,56) forward went to those stalls).
+    cdef Py_ssize_t n, r0, r1
+    if nt <= 0 or c >= C:
+        return
+    for n in range(tn[0], tn[nt - 1] + 1):
+        r0 = max(tih[0], 0) if n == tn[0] else 0
+        r1 = min(tih[nt - 1] + span, H) if n == tn[nt - 1] else H
+        if r1 > r0:
+            wg_prefetch(<const char*> (x + ((n * C + c) * H + r0) * W),
+                        (r1 - r0) * W * <Py_ssize_t> sizeof(floating))
+
+
 cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                        Py_ssize_t c, const Py_ssize_t* tn, const Py_ssize_t* tih,
                        const Py_ssize_t* tiw, Py_ssize_t nt, Py_ssize_t size, Py_ssize_t dh,
                        Py_ssize_t dw, floating* d) noexcept nogil:
     # d[(i*size + j)*CH + t] = x[tn[t], c, tih[t] + i*dh, tiw[t] + j*dw] (0 outside), t < nt
-    cdef Py_ssize_t t, ih, iw, i, j, h, w
+    cdef Py_ssize_t t, ih, iw, i, j, j0, j1
     cdef const floating* plane
     cdef const floating* row
     for t in range(nt):
@@ -303,19 +382,30 @@ cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
         iw = tiw[t]
         plane = x + (tn[t] * C + c) * H * W
         if ih >= 0 and iw >= 0 and ih + (size - 1) * dh < H and iw + (size - 1) * dw < W:
+            if gather_fixed(plane + ih * W + iw, dh * W, dw, size, d + t):
+                continue
             for i in range(size):
                 row = plane + (ih + i * dh) * W + iw
                 for j in range(size):
                     d[(i * size + j) * CH + t] = row[j * dw]
-        else:
-            for i in range(size):
-                h = ih + i * dh
+            continue
+        # a tile over the edge: its columns j0 <= j < j1 lie inside the image (one test per tile
+        # and row, not per element: per-element tests mispredicted on the padded border)
+        j0 = 0 if iw >= 0 else min(size, (-iw + dw - 1) // dw)
+        j1 = 0 if iw >= W else min(size, (W - 1 - iw) // dw + 1)
+        j1 = max(j0, j1)
+        for i in range(size):
+            if 0 <= ih + i * dh < H:
+                row = plane + (ih + i * dh) * W + iw
+                for j in range(j0):
+                    d[(i * size + j) * CH + t] = 0
+                for j in range(j0, j1):
+                    d[(i * size + j) * CH + t] = row[j * dw]
+                for j in range(j1, size):
+                    d[(i * size + j) * CH + t] = 0
+            else:
                 for j in range(size):
-                    w = iw + j * dw
-                    if 0 <= h < H and 0 <= w < W:
-                        d[(i * size + j) * CH + t] = plane[h * W + w]
-                    else:
-                        d[(i * size + j) * CH + t] = 0
+                    d[(i * size + j) * CH + t] = 0
 
 
 cdef inline void chunk_epilogue(floating* d, Py_ssize_t n, floating bias, bint relu) noexcept nogil:
@@ -383,7 +473,9 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef floating[CHUNK] d              # one chunk: raw tiles, then output tiles
     cdef Py_ssize_t[MAXTB] tn, tih, tiw
     tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, ph, pw, tn, tih, tiw)
+    prefetch_channel(x, C, H, W, 0, tn, tih, nt, (alpha - 1) * dh + 1)
     for c in range(C):
+        prefetch_channel(x, C, H, W, c + 1, tn, tih, nt, (alpha - 1) * dh + 1)
         for t in range(0, nt, 16):  # CH
             gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
                          d)
