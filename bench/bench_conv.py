@@ -22,7 +22,7 @@ IMPLS = ("cnncore", "torch")
     "shape", CONV_SHAPES, ids=[conv_config(s).replace(" ", "_") for s in CONV_SHAPES]
 )
 @pytest.mark.parametrize("direction", PASSES)
-@pytest.mark.benchmark(min_rounds=3, max_time=1.0, warmup=True, warmup_iterations=1)
+@pytest.mark.benchmark(min_rounds=3, max_time=0.5, warmup=True, warmup_iterations=1)
 def test_conv2d(benchmark, throughput, request, direction, shape, impl):
     torch = request.getfixturevalue("torch_peer") if impl == "torch" else None
     case = conv_case(shape, direction, impl, torch)

@@ -3,15 +3,18 @@
 For every convolution of the d-sparse ``pixel65`` and ``toy15`` on a 256x256 image (the shapes it
 really sees: the block with its halo, shrinking layer by layer), forward and backward (dx, dW, db):
 
+- ``cnncore``: ``conv2d`` as it chooses (the auto rule; ``extra_info["algorithm"]`` names what ran),
+  and ``torch``: PyTorch CPU's dilated ``conv2d`` (2 threads), the peer;
 - ``im2col``: direct dilated im2col on chunks of output rows + one GEMM (``algorithm="im2col"``),
 - ``shifted``: one GEMM per kernel tap over a shifted view, no column buffer
   (``algorithm="shifted"``),
-- ``space_to_batch``: the ``d*d`` interleaved sub-images as an ordinary convolution
-  (``bench.space_to_batch``, over ``conv2d`` with its default path),
-- ``cnncore``: ``conv2d`` as it chooses (the auto rule), and ``torch``: PyTorch CPU's dilated
-  ``conv2d`` (2 threads), the peer.
+- ``winograd``: Winograd tiles gathered with step d (``algorithm="winograd"``; 3x3 and 5x5 only),
+- ``space_to_batch`` (opt-in, ``CNNCORE_BENCH_DILATED_STRATEGIES``): the ``d*d`` interleaved
+  sub-images as an ordinary convolution (``bench.space_to_batch``, over ``conv2d``).
 
 One benchmark group per (layer, pass); ``extra_info`` has GFLOP/s beside the sgemm peak.
+``test_strategy_table`` (opt-in, ``CNNCORE_BENCH_STRATEGY_TABLE=1``: about a minute on 2 cores)
+times every strategy round-robin and prints the fastest per layer beside what "auto" picks.
 """
 
 from __future__ import annotations
@@ -25,11 +28,19 @@ import pytest
 
 from bench.space_to_batch import conv2d_s2b, conv2d_s2b_backward
 from cnncore import dense, models
-from cnncore.functional import conv2d, conv2d_backward
-from cnncore_kernels import _conv
+from cnncore.functional import conv2d, conv2d_backward, conv_algorithm
 from cnncore_kernels.geometry import out_size
 
-STRATEGIES = ("cnncore", "im2col", "shifted", "space_to_batch", "torch")
+ALL_STRATEGIES = ("cnncore", "torch", "im2col", "shifted", "winograd", "space_to_batch")
+# space_to_batch (a bench-only technique the engine does not use) is opt-in, e.g.
+# CNNCORE_BENCH_DILATED_STRATEGIES=cnncore,torch,space_to_batch
+STRATEGIES = tuple(
+    s.strip()
+    for s in os.environ.get(
+        "CNNCORE_BENCH_DILATED_STRATEGIES", "cnncore,torch,im2col,shifted,winograd"
+    ).split(",")
+)
+OURS = ("im2col", "shifted", "winograd", "space_to_batch")  # the strategies the table compares
 SIZE = 256
 
 
@@ -71,9 +82,13 @@ def flops(shape: tuple[int, ...], direction: str) -> float:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("direction", ("forward", "backward"))
-@pytest.mark.benchmark(min_rounds=2, max_time=1.0, warmup=True, warmup_iterations=1)
+@pytest.mark.benchmark(min_rounds=2, max_time=0.5, warmup=True, warmup_iterations=1)
 def test_dilated_conv(benchmark, throughput, request, direction, case, strategy):
     name, shape = case
+    if strategy not in ALL_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}: choose from {ALL_STRATEGIES}")
+    if strategy == "winograd" and not _winograd_applies(shape):
+        pytest.skip("winograd: 3x3 and 5x5 kernels only")
     torch = request.getfixturevalue("torch_peer") if strategy == "torch" else None
     run = _runner(strategy, direction, shape, torch)
 
@@ -87,6 +102,19 @@ def test_dilated_conv(benchmark, throughput, request, direction, case, strategy)
         impl=strategy,
         flops=flops(shape, direction),
     )
+    if strategy == "cnncore":
+        benchmark.extra_info["algorithm"] = auto_pick(shape, direction)
+
+
+def _winograd_applies(shape: tuple[int, ...]) -> bool:
+    _, _, kh, kw, _, _, _ = shape
+    return kh == kw and kh in (3, 5)
+
+
+def auto_pick(shape: tuple[int, ...], direction: str) -> str:
+    """The algorithm ``algorithm="auto"`` runs for this layer and pass."""
+    C, K, kh, kw, d, H, W = shape
+    return conv_algorithm((1, C, H, W), (K, C, kh, kw), 1, 0, d, backward=direction == "backward")
 
 
 def _runner(strategy: str, direction: str, shape: tuple[int, ...], torch: Any):
@@ -113,7 +141,7 @@ def _runner(strategy: str, direction: str, shape: tuple[int, ...], torch: Any):
             if fwd
             else (lambda: conv2d_s2b_backward(dy, x, w, (d, d)))
         )
-    alg = strategy if strategy in ("im2col", "shifted") else "auto"
+    alg = "auto" if strategy == "cnncore" else strategy
     return (
         (lambda: conv2d(x, w, b, 1, 0, d, algorithm=alg))
         if fwd
@@ -121,38 +149,38 @@ def _runner(strategy: str, direction: str, shape: tuple[int, ...], torch: Any):
     )
 
 
+@pytest.mark.skipif(
+    os.environ.get("CNNCORE_BENCH_STRATEGY_TABLE") != "1",
+    reason="opt-in (about a minute on 2 cores): CNNCORE_BENCH_STRATEGY_TABLE=1",
+)
 def test_strategy_table(benchmark, request):
-    """All strategies of every layer measured round-robin (the machine is shared and its speed
-    drifts; interleaving keeps the comparison fair): the fastest per (layer, pass), as a table.
-    The 'rule' column is what the current auto rule picks."""
+    """Every strategy of every layer measured round-robin (the machine is shared and its speed
+    drifts; interleaving keeps the comparison fair): the fastest of ours per (layer, pass) beside
+    what "auto" picks, as a table."""
     torch = request.getfixturevalue("torch_peer")
     rounds = int(os.environ.get("CNNCORE_BENCH_ROUNDS", "3"))
+    ours_all = [s for s in OURS if s != "space_to_batch" or s in STRATEGIES]
     lines = [
-        "| pass | layer | im2col ms | shifted ms | space_to_batch ms | torch ms | fastest "
-        "| auto picks | torch / fastest ours |",
-        "|---|---|---:|---:|---:|---:|---|---|---:|",
+        "| pass | layer | "
+        + " | ".join(f"{s} ms" for s in ours_all)
+        + " | torch ms | fastest | auto picks | torch / fastest ours |",
+        "|---|---|" + "---:|" * (len(ours_all) + 1) + "---|---|---:|",
     ]
     table = []
 
     def measure():
         for direction in ("forward", "backward"):
             for name, shape in CASES:
-                runs = {s: _runner(s, direction, shape, torch) for s in STRATEGIES[1:]}
+                names = [s for s in ours_all if s != "winograd" or _winograd_applies(shape)]
+                runs = {s: _runner(s, direction, shape, torch) for s in [*names, "torch"]}
                 best = dict.fromkeys(runs, float("inf"))
                 for _ in range(rounds):
                     for s, fn in runs.items():
                         t0 = time.perf_counter()
                         fn()
                         best[s] = min(best[s], time.perf_counter() - t0)
-                C, K, kh, kw, d, H, W = shape
-                auto = (
-                    "shifted"
-                    if _conv.use_shifted(
-                        C, K, (kh, kw), (1, 1), (0, 0), (d, d), out_size(W, kw, 1, 0, d)
-                    )
-                    else "im2col"
-                )
-                ours = min(("im2col", "shifted", "space_to_batch"), key=best.get)
+                auto = auto_pick(shape, direction)
+                ours = min(names, key=best.get)
                 table.append(
                     {
                         "direction": direction,
@@ -162,10 +190,12 @@ def test_strategy_table(benchmark, request):
                         **{k: v for k, v in best.items()},
                     }
                 )
+                cells = [f"{best[s] * 1e3:.1f}" if s in best else "-" for s in ours_all]
                 lines.append(
                     f"| {direction} | {config(name, shape)} | "
-                    + " | ".join(f"{best[s] * 1e3:.1f}" for s in STRATEGIES[1:])
-                    + f" | {ours} | {auto} | {best['torch'] / best[ours]:.2f} |"
+                    + " | ".join(cells)
+                    + f" | {best['torch'] * 1e3:.1f} | {ours} | {auto} "
+                    f"| {best['torch'] / best[ours]:.2f} |"
                 )
 
     benchmark.pedantic(measure, rounds=1, iterations=1)

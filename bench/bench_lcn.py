@@ -107,7 +107,7 @@ def _torch_lcn(torch, impl, shape):
 
 @pytest.mark.parametrize("impl", IMPLS_LCN)
 @pytest.mark.parametrize("direction", ("forward", "backward"))
-@pytest.mark.benchmark(min_rounds=5, max_time=2.0, warmup=True, warmup_iterations=1)
+@pytest.mark.benchmark(min_rounds=5, max_time=1.0, warmup=True, warmup_iterations=1)
 def test_lcn(benchmark, throughput, request, lcn_data, direction, impl):
     x, dy = lcn_data
     benchmark.group = f"lcn {direction} {LCN_SHAPE} size {LCN_SIZE} float32"
@@ -148,7 +148,7 @@ def test_lcn(benchmark, throughput, request, lcn_data, direction, impl):
 
 @pytest.mark.parametrize("impl", IMPLS_LRN)
 @pytest.mark.parametrize("direction", ("forward", "backward"))
-@pytest.mark.benchmark(min_rounds=5, max_time=2.0, warmup=True, warmup_iterations=1)
+@pytest.mark.benchmark(min_rounds=5, max_time=1.0, warmup=True, warmup_iterations=1)
 def test_lrn(benchmark, throughput, request, lrn_data, direction, impl):
     x, dy = lrn_data
     benchmark.group = f"lrn {direction} {LRN_SHAPE} size {LRN_ARGS[0]} float32"

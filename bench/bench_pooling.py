@@ -36,7 +36,7 @@ BACKWARD_SHAPES = (MAX_SHAPES[1], MAX_SHAPES[3], MAX_SHAPES[4])
 # (N, C, H, W, k, stride, padding) for average pooling.
 AVG_SHAPES = ((1, 64, 256, 256, 3, 1, 1), (8, 64, 112, 112, 3, 2, 1))
 IMPLS = ("cnncore", "torch")
-ROUNDS = {"min_rounds": 5, "max_time": 1.0, "warmup": True, "warmup_iterations": 1}
+ROUNDS = {"min_rounds": 5, "max_time": 0.5, "warmup": True, "warmup_iterations": 1}
 
 
 def _max_config(shape):
@@ -189,7 +189,7 @@ def test_avg_pool2d(benchmark, throughput, request, direction, shape, impl):
     )
 
 
-@pytest.mark.benchmark(min_rounds=5, max_time=1.0, warmup=True, warmup_iterations=1)
+@pytest.mark.benchmark(min_rounds=5, max_time=0.5, warmup=True, warmup_iterations=1)
 def test_copy_reference(benchmark, throughput):
     """The memory ceiling: np.copyto of a 256 MB float32 array (bytes read plus written)."""
     src = np.ones(64 * 2**20, np.float32)
