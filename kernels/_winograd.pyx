@@ -228,17 +228,12 @@ cdef extern from *:
 
 
 cdef extern from *:
-    # wg_prefetch: touch nbytes from p into the cache (a hint: no fault, no effect on results).
     # wg_gather<S>_<f|d>: one S x S tile into a chunk, d[(i*S + j)*WG_CH] = src[i*rs + j*cs]; with
-    # S fixed the copy is 2*S^2 straight-line moves (a loop over a run-time size cost a quarter of a
-    # (8,64,56,56) forward: loop control and a mispredicted exit per row).  WG_CH must equal CH
-    # (checked at import).
+    # S fixed the copy is 2*S^2 straight-line moves, no loop over a run-time size (with the
+    # per-row edge ranges below, the gather's share of a (8,64,56,56) forward fell from 25% to
+    # 20% under perf).  WG_CH must equal CH (checked at import).
     """
     #define WG_CH 16
-    static inline void wg_prefetch(const char* p, Py_ssize_t nbytes) {
-        for (Py_ssize_t i = 0; i < nbytes; i += 64)
-            __builtin_prefetch(p + i, 0, 3);
-    }
     #define WG_GATHER(NAME, T, S)                                                          \
     static inline void NAME(const T* src, Py_ssize_t rs, Py_ssize_t cs, T* d) {            \
         for (int i = 0; i < S; i++)                                                        \
@@ -253,7 +248,6 @@ cdef extern from *:
     WG_GATHER(wg_gather8_d, double, 8)
     """
     enum: WG_CH
-    void wg_prefetch(const char* p, Py_ssize_t nbytes) nogil
     void wg_gather4_f(const float* src, Py_ssize_t rs, Py_ssize_t cs, float* d) nogil
     void wg_gather4_d(const double* src, Py_ssize_t rs, Py_ssize_t cs, double* d) nogil
     void wg_gather6_f(const float* src, Py_ssize_t rs, Py_ssize_t cs, float* d) nogil
@@ -349,24 +343,6 @@ cdef void tile_positions(const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssiz
         tn[t] = tile // (n_rows * n_cols)
         tih[t] = oh0[(tile // n_cols) % n_rows] - ph
         tiw[t] = ow0[tile % n_cols] - pw
-
-
-cdef void prefetch_channel(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                           Py_ssize_t c, const Py_ssize_t* tn, const Py_ssize_t* tih,
-                           Py_ssize_t nt, Py_ssize_t span) noexcept nogil:
-    # Prefetch the input rows that the tiles t < nt read in channel c (tiles in (image, row, column)
-    # order; a tile reads rows tih[t] .. tih[t] + span - 1).  The gather otherwise waits on one
-    # cache miss after another: its tile-by-tile walk zig-zags over rows, which the hardware
-    # prefetcher does not follow (a quarter of a (8,64,56,56) forward went to those stalls).
-    cdef Py_ssize_t n, r0, r1
-    if nt <= 0 or c >= C:
-        return
-    for n in range(tn[0], tn[nt - 1] + 1):
-        r0 = max(tih[0], 0) if n == tn[0] else 0
-        r1 = min(tih[nt - 1] + span, H) if n == tn[nt - 1] else H
-        if r1 > r0:
-            wg_prefetch(<const char*> (x + ((n * C + c) * H + r0) * W),
-                        (r1 - r0) * W * <Py_ssize_t> sizeof(floating))
 
 
 cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -473,9 +449,7 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef floating[CHUNK] d              # one chunk: raw tiles, then output tiles
     cdef Py_ssize_t[MAXTB] tn, tih, tiw
     tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, ph, pw, tn, tih, tiw)
-    prefetch_channel(x, C, H, W, 0, tn, tih, nt, (alpha - 1) * dh + 1)
     for c in range(C):
-        prefetch_channel(x, C, H, W, c + 1, tn, tih, nt, (alpha - 1) * dh + 1)
         for t in range(0, nt, 16):  # CH
             gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
                          d)
