@@ -29,6 +29,7 @@ import pytest
 from bench.space_to_batch import conv2d_s2b, conv2d_s2b_backward
 from cnncore import dense, models
 from cnncore.functional import conv2d, conv2d_backward, conv_algorithm
+from cnncore.functional.conv_selection import inapplicable
 from cnncore_kernels.geometry import out_size
 
 ALL_STRATEGIES = ("cnncore", "torch", "im2col", "shifted", "winograd", "space_to_batch")
@@ -40,6 +41,10 @@ STRATEGIES = tuple(
         "CNNCORE_BENCH_DILATED_STRATEGIES", "cnncore,torch,im2col,shifted,winograd"
     ).split(",")
 )
+if unknown := [s for s in STRATEGIES if s not in ALL_STRATEGIES]:
+    raise ValueError(
+        f"CNNCORE_BENCH_DILATED_STRATEGIES: unknown {unknown}, choose from {ALL_STRATEGIES}"
+    )
 OURS = ("im2col", "shifted", "winograd", "space_to_batch")  # the strategies the table compares
 SIZE = 256
 
@@ -85,8 +90,6 @@ def flops(shape: tuple[int, ...], direction: str) -> float:
 @pytest.mark.benchmark(min_rounds=2, max_time=0.5, warmup=True, warmup_iterations=1)
 def test_dilated_conv(benchmark, throughput, request, direction, case, strategy):
     name, shape = case
-    if strategy not in ALL_STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}: choose from {ALL_STRATEGIES}")
     if strategy == "winograd" and not _winograd_applies(shape):
         pytest.skip("winograd: 3x3 and 5x5 kernels only")
     torch = request.getfixturevalue("torch_peer") if strategy == "torch" else None
@@ -107,8 +110,8 @@ def test_dilated_conv(benchmark, throughput, request, direction, case, strategy)
 
 
 def _winograd_applies(shape: tuple[int, ...]) -> bool:
-    _, _, kh, kw, _, _, _ = shape
-    return kh == kw and kh in (3, 5)
+    C, K, kh, kw, _, _, _ = shape
+    return inapplicable("winograd", (K, C, kh, kw), (1, 1)) is None
 
 
 def auto_pick(shape: tuple[int, ...], direction: str) -> str:
