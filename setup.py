@@ -77,20 +77,14 @@ def arch_flags() -> tuple[list[str], dict[str, str]]:
 
 
 class build_ext_per_isa(build_ext):
-    """Compiles each variant in its own temporary folder (they share one C source), and removes
-    variant builds of the extensions built here without variants (a native rebuild), so that a
-    stale AVX-512 build is never loaded in place of a fresh one."""
+    """Compiles the extensions in parallel (one job per CPU unless ``-j`` says otherwise), and
+    removes variant builds of the extensions built here without variants (a native rebuild), so
+    that a stale AVX-512 build is never loaded in place of a fresh one."""
 
-    def build_extension(self, ext):
-        tag = getattr(ext, "isa_variant", None)
-        if tag is None:
-            return super().build_extension(ext)
-        temp = self.build_temp
-        self.build_temp = os.path.join(temp, tag)
-        try:
-            return super().build_extension(ext)
-        finally:
-            self.build_temp = temp
+    def finalize_options(self):
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+        super().finalize_options()
 
     def run(self):
         # build/ may hold extensions built with other flags (a CNNCORE_NATIVE=1 build, say) that
@@ -179,19 +173,33 @@ def extensions() -> list[Extension]:
             "initializedcheck": False,
         },
     )
-    # The variants compile the same generated C file (same module, same PyInit) with one more
-    # -march flag (the last one wins), into cnncore_kernels/_isa/<tag>/.
-    for ext in list(exts):
+    # The variants compile the same generated C code (same module, same PyInit) with one more
+    # -march flag (the last one wins), into cnncore_kernels/_isa/<tag>/.  Each compiles its own
+    # copy of the C file (build/isa_src/<tag>/), so that its object file has a path of its own and
+    # the parallel build never writes one object from two threads.
+    variant_exts = []
+    for ext in exts:
         package, _, name = ext.name.rpartition(".")
         if name in BASELINE_ONLY:
             continue
         for tag, flag in variants.items():
             variant = copy.copy(ext)
             variant.name = f"{package}._isa.{tag}.{name}"
+            variant.sources = [_variant_source(source, tag) for source in ext.sources]
             variant.extra_compile_args = [*ext.extra_compile_args, flag]
             variant.isa_variant = tag
-            exts.append(variant)
-    return exts
+            variant_exts.append(variant)
+    # Largest first: the slowest compiles start at once instead of last.
+    return sorted(exts + variant_exts, key=lambda e: -os.path.getsize(e.sources[0]))
+
+
+def _variant_source(source: str, tag: str) -> str:
+    """A copy of the generated C file ``source`` under ``build/isa_src/<tag>/``."""
+    folder = os.path.join("build", "isa_src", tag)
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, os.path.basename(source))
+    shutil.copy2(source, target)
+    return target
 
 
 if _flag("CNNCORE_PORTABLE"):
