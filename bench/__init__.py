@@ -1,14 +1,15 @@
 """Benchmarks of cnncore (see bench/report.py for the numbers' conventions).
 
-``CNNCORE_BENCH_IMPORT_FIRST`` chooses which library loads first (the first to load libgomp fixes
-its wait policy for both, see ``bench.peer``): ``cnncore`` (default: our passive policy) or
-``torch`` (libgomp's default; cnncore then warns).  The peer process of the sweep uses ``torch``.
+``CNNCORE_BENCH_IMPORT_FIRST`` chooses which library loads first: ``cnncore`` (default) or
+``torch`` (the peer process of the sweep; see ``bench.peer`` for its libgomp settings).
 """
 
 import os
 
-# the wait policy in the environment before anything here loaded libgomp (see machine.py)
-OMP_WAIT_POLICY_AT_START = os.environ.get("OMP_WAIT_POLICY")
+# libgomp's settings in the environment before anything here loaded libgomp (see machine.py)
+LIBGOMP_SETTINGS_AT_START = {
+    k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ
+}
 if os.environ.get("CNNCORE_BENCH_IMPORT_FIRST", "cnncore") == "torch":
     try:
         import torch  # noqa: F401

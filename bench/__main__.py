@@ -86,7 +86,7 @@ def _add_sweep_args(p: argparse.ArgumentParser, sizes: tuple, networks: tuple, o
         default="best",
         help="best (default): PyTorch in two processes of its own, libgomp's default and the "
         "passive wait policy, the faster kept per case; own: one process, libgomp's default; "
-        "shared: in this process, under cnncore's passive policy",
+        "shared: in this process, under cnncore's throttled spinning",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

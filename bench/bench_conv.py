@@ -3,8 +3,8 @@
 Each (pass, shape) is one benchmark group holding the two implementations, so they read together;
 ``extra_info`` carries GFLOP/s and the sgemm peak measured in the same session (see
 ``bench/conftest.py``) and, for ours, the algorithm conv2d's "auto" ran; a throughput table is
-printed at the end of the run.  PyTorch runs in this process, under cnncore's passive OpenMP wait
-policy (see ``bench.peer``); ``python -m bench`` gives it a process of its own.
+printed at the end of the run.  PyTorch runs in this process, under cnncore's throttled OpenMP
+spinning (see ``bench.peer``); ``python -m bench`` gives it a process of its own.
 """
 
 from __future__ import annotations

@@ -1,17 +1,14 @@
 """Python code in a fresh process, started as a user's process starts, in either import order.
 
 The import-order studies (``bench.import_order``, ``bench.openmp_idle``) need processes in which
-nothing is loaded yet: whichever of torch and cnncore is imported first loads libgomp and fixes its
-wait policy for the whole process.  ``run(code, order)`` runs ``code`` with ``{imports}`` replaced
-by that order's imports, in a fresh interpreter, in the temporary folder (not the repository root,
-so the installed packages are what gets imported), without the ``OMP_WAIT_POLICY`` that importing
-``bench`` here set (``cnncore_kernels`` sets PASSIVE when imported first), and returns its
-standard output.
+nothing is loaded yet: whichever of torch and cnncore is imported first loads libgomp, which reads
+its settings then.  ``run(code, order)`` runs ``code`` with ``{imports}`` replaced by that order's
+imports, in a fresh interpreter, in the temporary folder (not the repository root, so the
+installed packages are what gets imported), and returns its standard output.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,12 +19,6 @@ ORDERS = {
 }
 
 
-def clean_env() -> dict[str, str]:
-    """This environment without OMP_WAIT_POLICY: importing ``bench`` imported cnncore_kernels,
-    which set it to PASSIVE here, and the children must start as a user's process does."""
-    return {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-
-
 def run(code: str, order: str, timeout: float | None = 600, **fmt: object) -> str:
     """Standard output of ``code.format(imports=..., **fmt)`` in a fresh interpreter."""
     out = subprocess.run(
@@ -36,7 +27,6 @@ def run(code: str, order: str, timeout: float | None = 600, **fmt: object) -> st
         text=True,
         check=True,
         cwd=tempfile.gettempdir(),
-        env=clean_env(),
         timeout=timeout,
     )
     return out.stdout

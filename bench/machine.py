@@ -282,18 +282,18 @@ def thread_settings() -> dict[str, Any]:
 
 
 def libgomp_wait_policy() -> str:
-    """The wait policy libgomp runs with in this process: it reads ``OMP_WAIT_POLICY`` once, when
-    the first library using it loads (cnncore_kernels sets PASSIVE unless the user set a value;
-    torch loaded first keeps libgomp's default: spin a while, then sleep)."""
+    """The wait policy libgomp runs with in this process: the user's ``OMP_WAIT_POLICY`` and
+    ``GOMP_SPINCOUNT`` if any were set (cnncore_kernels then leaves libgomp alone), else cnncore's
+    throttle (``cnncore_kernels/_openmp.py``), whichever library was imported first."""
     import bench
+    from cnncore_kernels import _openmp
 
-    given = bench.OMP_WAIT_POLICY_AT_START
-    if given:
-        return f"{given} (set by the user)"
-    order = import_order(("cnncore_kernels", "torch"))
-    if order and order[0] == "torch":
+    if _openmp.throttle_thread() is not None:
+        return "throttled by cnncore (100 spins, then sleep)"
+    given = bench.LIBGOMP_SETTINGS_AT_START
+    if not given:
         return "default (spin, then sleep)"
-    return "PASSIVE (set by cnncore)"
+    return ", ".join(f"{k}={v}" for k, v in given.items()) + " (set by the user)"
 
 
 def load_average() -> float | None:

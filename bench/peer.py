@@ -2,14 +2,16 @@
 
 Why a process of its own: cnncore and PyTorch share one OpenMP runtime (torch's bundled
 ``libgomp.so.1`` and ours have the same soname, so the loader maps one copy), and libgomp reads
-``OMP_WAIT_POLICY`` once, when the first of them loads it.  Importing cnncore first sets the
-passive policy that our BLAS-plus-OpenMP kernels need; PyTorch's oneDNN then pays a wake-up after
-every parallel region.  On a quiet 2-core machine that alone made its conv2d forward 25-50% slower
-((8,64,56,56) k3: 118-141 GFLOP/s passive against 220-290 with libgomp's default), which is what
-the earlier sweep showed against standalone measurements.  Running the peer in a process that
-imports torch first, with ``OMP_WAIT_POLICY`` unset, gives each side its own best settings; the
-sweep still alternates them round by round (``bench.rounds``).  ``--peer-process shared`` keeps
-the old behaviour (same process, cnncore's policy) for comparison.
+``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` once, when the first of them loads it.  Importing
+cnncore throttles libgomp's spinning (``cnncore_kernels/_openmp.py``), which our BLAS-plus-OpenMP
+kernels need; PyTorch's oneDNN then pays a wake-up after every parallel region.  On a quiet 2-core
+machine that alone made its conv2d forward 25-50% slower ((8,64,56,56) k3: 118-141 GFLOP/s passive
+against 220-290 with libgomp's default).  The peer's process sees torch as a PyTorch user does:
+it sets ``GOMP_SPINCOUNT`` to libgomp's own default for an unset policy (300,000), so that
+cnncore_kernels, which ``bench`` imports for the workloads, leaves libgomp alone there (a user's
+setting turns cnncore's throttle off); the sweep still alternates the two sides round by round
+(``bench.rounds``).  ``--peer-process shared`` runs PyTorch in our process, under our throttle, for
+comparison.
 
 Protocol: the parent writes pickled requests to the worker's stdin and reads pickled replies from
 its stdout: ``("prepare", spec)`` builds a case (``bench.workloads.build_case``) and runs it once;
@@ -65,6 +67,10 @@ class InProcess:
         self.case = None
 
 
+# libgomp's spin count when OMP_WAIT_POLICY is unset ("3 msec blocking", env.c), said explicitly
+DEFAULT_SPINCOUNT = "300000"
+
+
 class PeerProcess:
     """The peer in a worker process that imports torch first, with ``policy`` as libgomp's wait
     policy (None: libgomp's default, spin a while then sleep)."""
@@ -73,11 +79,13 @@ class PeerProcess:
 
     def __init__(self, threads: int, policy: str | None = None) -> None:
         env = dict(os.environ)
-        env.pop("OMP_WAIT_POLICY", None)  # set by cnncore_kernels in this process, not the user's
+        for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+            env.pop(key, None)
         if policy:
             env["OMP_WAIT_POLICY"] = policy
+        else:  # libgomp's default, and cnncore's throttle off (see the module's docstring)
+            env["GOMP_SPINCOUNT"] = DEFAULT_SPINCOUNT
         self.policy = policy or "default"
-        env["PYTHONWARNINGS"] = "ignore:an OpenMP runtime was loaded before cnncore:RuntimeWarning"
         env["OMP_NUM_THREADS"] = str(threads)
         env["CNNCORE_BENCH_IMPORT_FIRST"] = "torch"  # bench/__init__ then loads torch first
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -200,13 +208,10 @@ def _serve() -> None:  # pragma: no cover - runs in the worker process (tested t
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to stderr, not into the protocol
     inp = sys.stdin.buffer
-    import warnings
-
-    import torch  # first: libgomp keeps its default wait policy
+    import torch  # first, as a PyTorch user's process
 
     from bench import machine
 
-    warnings.filterwarnings("ignore", message="an OpenMP runtime was loaded before cnncore")
     machine.set_torch_threads(torch)
     peer = InProcess(torch)
     while True:

@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING
 
 from cnncore._version import __version__
 
-# cnncore.device imports cnncore_kernels, which sets OMP_WAIT_POLICY=PASSIVE before any OpenMP
-# runtime loads (see cnncore_kernels/__init__.py): keep it eager, so `import cnncore` first is
-# all a user needs before importing torch or scikit-learn.
+# cnncore.device imports cnncore_kernels, which throttles libgomp's spinning (see
+# cnncore_kernels/_openmp.py): keep it eager, so that it is in place before the first kernel.
 from cnncore.device import cuda_available
 
 # Subpackages and modules reached as attributes, imported on first access.

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import os
 
-# cnncore first: it sets OMP_WAIT_POLICY=PASSIVE before any other library loads OpenMP
-import cnncore  # isort: skip
+import cnncore
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -13,9 +13,6 @@ sampled pixels per crop: exactly the gradients of training on those pixels' patc
 at the cost of one dense pass.
 """
 
-# cnncore first: it sets OMP_WAIT_POLICY=PASSIVE before any other library loads OpenMP
-import cnncore  # noqa: F401  # isort: skip
-
 import time
 
 import matplotlib.pyplot as plt

@@ -8,12 +8,11 @@ local standard deviation (or by its mean over the image, where the neighbourhood
 Shadows and highlights end up with the same contrast; the sky, nearly flat, stays flat.
 """
 
-# cnncore first: it sets OMP_WAIT_POLICY=PASSIVE before any other library loads OpenMP
-import cnncore  # isort: skip
-
 import matplotlib.pyplot as plt
 import numpy as np
 from skimage import data
+
+import cnncore
 
 image = data.camera().astype(np.float32) / 255.0  # (512, 512) in [0, 1]
 x = image[None, None]  # (N, C, H, W) = (1, 1, 512, 512)

@@ -22,9 +22,6 @@ import shutil
 import time
 from pathlib import Path
 
-# cnncore first: it sets OMP_WAIT_POLICY=PASSIVE before any other library loads OpenMP
-import cnncore  # noqa: F401  # isort: skip
-
 import numpy as np
 
 
@@ -39,7 +36,6 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=512)
     args = parser.parse_args()
 
-    # cnncore first: it sets OpenMP's passive wait policy before another library loads OpenMP
     from cnncore.distributed import predict_zarr
     from cnncore.models import pixel65
 

@@ -36,20 +36,13 @@ reductions) and ``cuda/_ptxcheck``.
 
 import os
 
-from cnncore_kernels._openmp import openmp_already_loaded, settle_wait_policy
-
-# Our OpenMP loops (im2col, pooling, ...) alternate with GEMMs and Python glue; OpenMP threads that
-# spin after each parallel region steal the cores the work needs (see _openmp.py), whichever of
-# torch or cnncore is imported first.  The policy must be in the environment before any of our
-# extensions loads libgomp; the throttle (when torch loaded libgomp first) is an extension itself,
-# so it starts once the import hook below can find it.
-_openmp_first = openmp_already_loaded()
-if not _openmp_first:
-    settle_wait_policy(os.environ)
-
 # Load each Cython extension from the build for this CPU's instruction-set level (see isa.py).
-from cnncore_kernels import isa as _isa  # noqa: E402
+from cnncore_kernels import isa as _isa
+from cnncore_kernels._openmp import settle_wait_policy
 
 _isa.install()
-if _openmp_first:
-    settle_wait_policy(os.environ)
+# Our OpenMP loops (im2col, pooling, ...) alternate with GEMMs and Python glue; OpenMP threads that
+# spin after each parallel region steal the cores the work needs.  One scheme, whichever of torch
+# and cnncore is imported first: libgomp's throttled spin count (see _openmp.py).  It runs an
+# extension, so it starts once the import hook can find it.
+settle_wait_policy(os.environ)

@@ -10,6 +10,8 @@ import tempfile
 
 import pytest
 
+from cnncore_kernels import _openmp
+
 REPORT = r"""
 import os, threading
 {imports}
@@ -23,10 +25,8 @@ print(os.environ.get("OMP_WAIT_POLICY"), t is not None and t.is_alive(), tasks)
 """
 
 
-def report(imports: str, env_policy: str | None = None) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if env_policy is not None:
-        env["OMP_WAIT_POLICY"] = env_policy
+def report(imports: str, env: dict[str, str] | None = None) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k not in _openmp.USER_SETTINGS} | (env or {})
     out = subprocess.run(
         [sys.executable, "-c", REPORT.format(imports=imports)],
         capture_output=True,
@@ -43,23 +43,28 @@ def cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def test_cnncore_first_sets_passive_before_libgomp_loads():
-    policy, throttled, _ = report("import cnncore\nimport torch")
-    assert policy == "PASSIVE" and throttled == "False"
+ORDERS = ["import cnncore\nimport torch", "import torch\nimport cnncore"]
 
 
-def test_torch_first_throttles_spinning_with_docked_threads():
+@pytest.mark.parametrize("imports", ORDERS)
+def test_either_import_order_throttles_spinning_with_docked_threads(imports):
     pytest.importorskip("torch")
-    policy, throttled, threads = report("import torch\nimport cnncore")
+    policy, throttled, threads = report(imports)
     assert policy == "None" and throttled == "True"
     # the docked workers exist: the main thread, the helper and its cpus docked workers at least
     assert int(threads) >= 2 + cpus()
 
 
-def test_a_policy_set_by_the_user_is_kept():
-    pytest.importorskip("torch")
-    policy, throttled, _ = report("import torch\nimport cnncore", env_policy="ACTIVE")
-    assert policy == "ACTIVE" and throttled == "False"
+def test_without_torch_the_same_scheme_runs():
+    policy, throttled, _ = report("import cnncore")
+    assert policy == "None" and throttled == "True"
+
+
+@pytest.mark.parametrize("setting", [("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "1000")])
+def test_libgomp_settings_of_the_user_are_kept(setting):
+    policy, throttled, _ = report("import cnncore", env=dict([setting]))
+    assert throttled == "False"
+    assert policy == ("ACTIVE" if setting[0] == "OMP_WAIT_POLICY" else "None")
 
 
 def test_helper_region_runs_with_the_threads_asked_for():
