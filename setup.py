@@ -39,6 +39,14 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "0") not in ("", "0")
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; the whole machine's count elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def _compiler() -> str | None:
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
     cc = cc.split()[0]
@@ -83,7 +91,7 @@ class build_ext_per_isa(build_ext):
 
     def finalize_options(self):
         if self.parallel is None:
-            self.parallel = os.cpu_count() or 1
+            self.parallel = _usable_cpus()
         super().finalize_options()
 
     def run(self):
