@@ -6,10 +6,6 @@
 
 import os
 
-# libgomp's settings in the environment before anything here loaded libgomp (see machine.py)
-LIBGOMP_SETTINGS_AT_START = {
-    k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ
-}
 if os.environ.get("CNNCORE_BENCH_IMPORT_FIRST", "cnncore") == "torch":
     try:
         import torch  # noqa: F401

@@ -284,13 +284,13 @@ def thread_settings() -> dict[str, Any]:
 def libgomp_wait_policy() -> str:
     """The wait policy libgomp runs with in this process: the user's ``OMP_WAIT_POLICY`` and
     ``GOMP_SPINCOUNT`` if any were set (cnncore_kernels then leaves libgomp alone), else cnncore's
-    throttle (``cnncore_kernels/_openmp.py``), whichever library was imported first."""
-    import bench
+    throttle (``cnncore_kernels/_openmp.py``), whichever library was imported first.  (Neither
+    library writes these variables, so the environment now is the one libgomp read.)"""
     from cnncore_kernels import _openmp
 
     if _openmp.throttle_thread() is not None:
         return "throttled by cnncore (100 spins, then sleep)"
-    given = bench.LIBGOMP_SETTINGS_AT_START
+    given = {k: os.environ[k] for k in sorted(_openmp.USER_SETTINGS) if k in os.environ}
     if not given:
         return "default (spin, then sleep)"
     return ", ".join(f"{k}={v}" for k, v in given.items()) + " (set by the user)"

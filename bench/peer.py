@@ -28,6 +28,8 @@ import sys
 import time
 from typing import Any
 
+from cnncore_kernels._openmp import USER_SETTINGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -79,7 +81,7 @@ class PeerProcess:
 
     def __init__(self, threads: int, policy: str | None = None) -> None:
         env = dict(os.environ)
-        for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        for key in USER_SETTINGS:
             env.pop(key, None)
         if policy:
             env["OMP_WAIT_POLICY"] = policy
