@@ -21,12 +21,18 @@ are spread over the OpenMP threads; each GEMM is single-threaded.  The transform
 of CH tiles: gathered into a local array, both 1-D passes in L1 (straight-line vector code for
 the matrices of the default tiles, one load per input and one store per output; a
 coefficient-by-coefficient pass for the others).  Tile positions are computed once per block.
+The gather and the scatter move four tiles at a time with 4-lane vectors where all four lie
+inside the map: a 4x4 transpose for dilation 1, a plain copy for tiles on neighbouring sub-grids
+(column dilation >= 4, where consecutive tiles start on consecutive columns); while it gathers a
+channel, the gather prefetches the same rows of the next one.  With few input channels
+(``fused``) the element-wise stage runs per chunk and filter as vector loops straight into the
+output transform, instead of the alpha^2 thin GEMMs and the M buffer.
 
 The weight gradient (``winograd_weight_grad``) runs the same blocks with F(r x r, m x m): the x
 tiles transformed by B^T, the m x m dy tiles by G, and per point a GEMM (K, tb) @ (tb, C) added to
 the thread's (alpha^2, K, C) accumulator.
 
-Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (tb = 128: 1.2 MB in
+Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (tb = 128: 2.4 MB in
 float32 for C = K = 64 and alpha = 6), plus U (alpha^2 * K * C) once; the weight gradient adds
 ``threads * alpha^2 * K * C`` accumulator elements.  Nothing scales with the image or the batch.
 """
@@ -129,6 +135,7 @@ cdef extern from *:
     # loop and vectorized it in one of four inlined copies only.  The vector types are unaligned
     # (aligned(4)/(8)) and may_alias, because they read and write float/double buffers.
     """
+    #define WG_CH 16  /* tiles per chunk: CH below (checked at import) */
     typedef float wg_vf __attribute__((vector_size(32), aligned(4), may_alias));
     typedef double wg_vd __attribute__((vector_size(32), aligned(8), may_alias));
     #define WG_LD(V, p) (*(const V*)(p))
@@ -212,6 +219,118 @@ cdef extern from *:
     WG_AT48(wg_at48_d, double, wg_vd)
     WG_DENSE4(wg_dense4_f, float, wg_vf)
     WG_DENSE4(wg_dense4_d, double, wg_vd)
+    /* The element-wise stage of one chunk without a GEMM (for few input channels):
+       o[p*WG_CH + s] = sum_c u[p*us + c] * v[c*vs + p*ps + s] for the alpha^2 points p < P and
+       the WG_CH tiles s of a chunk.  PU points at a time, so 2*PU (float) or 4*PU (double)
+       independent vector accumulators. */
+    #define WG_POINTWISE(NAME, T, V, PU)                                                         \
+    static void NAME(const T* u, Py_ssize_t us, const T* v, Py_ssize_t vs, Py_ssize_t ps,       \
+                     Py_ssize_t C, Py_ssize_t P, T* o) {                                         \
+        enum { L = (int)(sizeof(V) / sizeof(T)), NV = WG_CH / L };                               \
+        Py_ssize_t p = 0;                                                                        \
+        for (; p + PU <= P; p += PU) {                                                           \
+            V acc[PU][NV];                                                                       \
+            for (int q = 0; q < PU; q++)                                                         \
+                for (int h = 0; h < NV; h++)                                                     \
+                    acc[q][h] = u[(p + q) * us] * WG_LD(V, v + (p + q) * ps + h * L);            \
+            for (Py_ssize_t c = 1; c < C; c++)                                                   \
+                for (int q = 0; q < PU; q++)                                                     \
+                    for (int h = 0; h < NV; h++)                                                 \
+                        acc[q][h] += u[(p + q) * us + c]                                         \
+                                     * WG_LD(V, v + c * vs + (p + q) * ps + h * L);              \
+            for (int q = 0; q < PU; q++)                                                         \
+                for (int h = 0; h < NV; h++)                                                     \
+                    WG_ST(V, o + (p + q) * WG_CH + h * L, acc[q][h]);                    \
+        }                                                                                        \
+        for (; p < P; p++) {                                                                     \
+            V acc[NV];                                                                           \
+            for (int h = 0; h < NV; h++)                                                         \
+                acc[h] = u[p * us] * WG_LD(V, v + p * ps + h * L);                               \
+            for (Py_ssize_t c = 1; c < C; c++)                                                   \
+                for (int h = 0; h < NV; h++)                                                     \
+                    acc[h] += u[p * us + c] * WG_LD(V, v + c * vs + p * ps + h * L);             \
+            for (int h = 0; h < NV; h++)                                                         \
+                WG_ST(V, o + p * WG_CH + h * L, acc[h]);                                 \
+        }                                                                                        \
+    }
+    WG_POINTWISE(wg_pointwise_f, float, wg_vf, 4)
+    WG_POINTWISE(wg_pointwise_d, double, wg_vd, 2)
+    /* Four tiles of a chunk at a time, between the chunk (tile index innermost) and the image
+       (tile columns contiguous): four 4-lane vectors transposed, or, for tiles whose columns
+       are consecutive in the image (dilation >= 4: neighbouring tiles sit on neighbouring
+       sub-grids), copied as they are.  Instead of scalar moves with their address arithmetic
+       (the scalar scatter took 40% of a 3-channel 5x5 forward, the scalar gather 18% of a
+       (8,64,56,56) 3x3 forward). */
+    typedef float wg_v4f __attribute__((vector_size(16), aligned(4), may_alias));
+    typedef double wg_v4d __attribute__((vector_size(32), aligned(8), may_alias));
+    typedef int wg_m4i __attribute__((vector_size(16)));
+    typedef long long wg_m4l __attribute__((vector_size(32)));
+    /* r_q[u] = b_u[q] */
+    #define WG_T4(V, MASK, b0, b1, b2, b3, r0, r1, r2, r3) do {                                  \
+            V t0_ = __builtin_shuffle(b0, b1, (MASK){0, 4, 1, 5});                               \
+            V t1_ = __builtin_shuffle(b0, b1, (MASK){2, 6, 3, 7});                               \
+            V t2_ = __builtin_shuffle(b2, b3, (MASK){0, 4, 1, 5});                               \
+            V t3_ = __builtin_shuffle(b2, b3, (MASK){2, 6, 3, 7});                               \
+            r0 = __builtin_shuffle(t0_, t2_, (MASK){0, 1, 4, 5});                                \
+            r1 = __builtin_shuffle(t0_, t2_, (MASK){2, 3, 6, 7});                                \
+            r2 = __builtin_shuffle(t1_, t3_, (MASK){0, 1, 4, 5});                                \
+            r3 = __builtin_shuffle(t1_, t3_, (MASK){2, 3, 6, 7});                                \
+        } while (0)
+    /* 4x4 output tiles (dilation 1): row a of tile u, out[(4a + b)*WG_CH + u] (b < 4), to
+       y0[u] + a*rs .. + 3 */
+    #define WG_SCATTER4T(NAME, T, V, MASK)                                                       \
+    static inline void NAME(const T* out, T* const* y0, Py_ssize_t rs) {                        \
+        for (int a = 0; a < 4; a++) {                                                            \
+            V b0 = WG_LD(V, out + (4 * a) * WG_CH), b1 = WG_LD(V, out + (4 * a + 1) * WG_CH);    \
+            V b2 = WG_LD(V, out + (4 * a + 2) * WG_CH), b3 = WG_LD(V, out + (4 * a + 3) * WG_CH);\
+            V r0, r1, r2, r3;                                                                    \
+            WG_T4(V, MASK, b0, b1, b2, b3, r0, r1, r2, r3);                                      \
+            WG_ST(V, y0[0] + a * rs, r0); WG_ST(V, y0[1] + a * rs, r1);                          \
+            WG_ST(V, y0[2] + a * rs, r2); WG_ST(V, y0[3] + a * rs, r3);                          \
+        }                                                                                        \
+    }
+    /* S x S input tiles (S >= 4, dilation 1): d[(i*S + j)*WG_CH + u] = src[u][i*rs + j] */
+    #define WG_GATHER4T(NAME, T, V, MASK)                                                        \
+    static inline void NAME(const T* const* src, Py_ssize_t rs, int S, T* d) {                  \
+        for (int i = 0; i < S; i++)                                                              \
+            for (int j0 = 0; j0 < S; j0 += 4) {                                                  \
+                int j = j0 + 4 <= S ? j0 : S - 4;  /* S = 6: columns 0-3, then 2-5 */            \
+                V b0 = WG_LD(V, src[0] + i * rs + j), b1 = WG_LD(V, src[1] + i * rs + j);        \
+                V b2 = WG_LD(V, src[2] + i * rs + j), b3 = WG_LD(V, src[3] + i * rs + j);        \
+                V r0, r1, r2, r3;                                                                \
+                WG_T4(V, MASK, b0, b1, b2, b3, r0, r1, r2, r3);                                  \
+                WG_ST(V, d + (i * S + j) * WG_CH, r0);                                           \
+                WG_ST(V, d + (i * S + j + 1) * WG_CH, r1);                                       \
+                WG_ST(V, d + (i * S + j + 2) * WG_CH, r2);                                       \
+                WG_ST(V, d + (i * S + j + 3) * WG_CH, r3);                                       \
+            }                                                                                    \
+    }
+    /* S x S tiles u < 4 whose columns are consecutive in the image (tile u at src + u):
+       d[(i*S + j)*WG_CH + u] = src[i*rs + j*cs + u] */
+    #define WG_GATHER4C(NAME, T, V)                                                              \
+    static inline void NAME(const T* src, Py_ssize_t rs, Py_ssize_t cs, int S, T* d) {          \
+        for (int i = 0; i < S; i++)                                                              \
+            for (int j = 0; j < S; j++)                                                          \
+                WG_ST(V, d + (i * S + j) * WG_CH, WG_LD(V, src + i * rs + j * cs));              \
+    }
+    /* m x m output tiles u < 4 whose columns are consecutive in the image (tile u at y0 + u):
+       y0[a*rs + b*cs + u] = out[(a*m + b)*WG_CH + u] */
+    #define WG_SCATTER4C(NAME, T, V)                                                             \
+    static inline void NAME(const T* out, int m, T* y0, Py_ssize_t rs, Py_ssize_t cs) {         \
+        for (int a = 0; a < m; a++)                                                              \
+            for (int b = 0; b < m; b++)                                                          \
+                WG_ST(V, y0 + a * rs + b * cs, WG_LD(V, out + (a * m + b) * WG_CH));             \
+    }
+    WG_SCATTER4T(wg_scatter4t_f, float, wg_v4f, wg_m4i)
+    WG_SCATTER4T(wg_scatter4t_d, double, wg_v4d, wg_m4l)
+    WG_GATHER4T(wg_gather4t_f, float, wg_v4f, wg_m4i)
+    WG_GATHER4T(wg_gather4t_d, double, wg_v4d, wg_m4l)
+    WG_GATHER4C(wg_gather4c_f, float, wg_v4f)
+    WG_GATHER4C(wg_gather4c_d, double, wg_v4d)
+    WG_SCATTER4C(wg_scatter4c_f, float, wg_v4f)
+    WG_SCATTER4C(wg_scatter4c_d, double, wg_v4d)
+    /* a hint to load the line at p (never faults, even past the end of an array) */
+    #define wg_prefetch(p) __builtin_prefetch((const void*)(p))
     """
     void wg_bt6_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_bt6_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
@@ -225,6 +344,19 @@ cdef extern from *:
                      Py_ssize_t os, Py_ssize_t n) nogil
     void wg_dense4_d(const double* g, Py_ssize_t rows, const double* s, Py_ssize_t ss, double* o,
                      Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_pointwise_f(const float* u, Py_ssize_t us, const float* v, Py_ssize_t vs,
+                        Py_ssize_t ps, Py_ssize_t C, Py_ssize_t P, float* o) nogil
+    void wg_pointwise_d(const double* u, Py_ssize_t us, const double* v, Py_ssize_t vs,
+                        Py_ssize_t ps, Py_ssize_t C, Py_ssize_t P, double* o) nogil
+    void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
+    void wg_scatter4t_d(const double* out, double* const* y0, Py_ssize_t rs) nogil
+    void wg_gather4t_f(const float* const* src, Py_ssize_t rs, int S, float* d) nogil
+    void wg_gather4t_d(const double* const* src, Py_ssize_t rs, int S, double* d) nogil
+    void wg_gather4c_f(const float* src, Py_ssize_t rs, Py_ssize_t cs, int S, float* d) nogil
+    void wg_gather4c_d(const double* src, Py_ssize_t rs, Py_ssize_t cs, int S, double* d) nogil
+    void wg_scatter4c_f(const float* out, int m, float* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
+    void wg_scatter4c_d(const double* out, int m, double* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
+    void wg_prefetch(const void* p) nogil
 
 
 cdef extern from *:
@@ -233,7 +365,6 @@ cdef extern from *:
     # per-row edge ranges below, the gather's share of a (8,64,56,56) forward fell from 25% to
     # 20% under perf).  WG_CH must equal CH (checked at import).
     """
-    #define WG_CH 16
     #define WG_GATHER(NAME, T, S)                                                          \
     static inline void NAME(const T* src, Py_ssize_t rs, Py_ssize_t cs, T* d) {            \
         for (int i = 0; i < S; i++)                                                        \
@@ -317,6 +448,16 @@ cdef inline void tx1d(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t c
             lincomb(o + a * os, T + a * cols, cols, s, ss, CH)
 
 
+cdef inline void pointwise_chunk(const floating* u, Py_ssize_t us, const floating* v,
+                                 Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, Py_ssize_t P,
+                                 floating* o) noexcept nogil:
+    # o[p*CH + s] = sum_c u[p*us + c] * v[c*vs + p*ps + s], p < P, s < CH
+    if floating is float:
+        wg_pointwise_f(u, us, v, vs, ps, C, P, o)
+    else:
+        wg_pointwise_d(u, us, v, vs, ps, C, P, o)
+
+
 cdef void transform_chunk(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t cols,
                           const floating* d, Py_ssize_t d_stride, floating* out,
                           Py_ssize_t out_stride) noexcept nogil:
@@ -345,43 +486,100 @@ cdef void tile_positions(const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssiz
         tiw[t] = ow0[tile % n_cols] - pw
 
 
+cdef inline bint tile_inside(Py_ssize_t ih, Py_ssize_t iw, Py_ssize_t size, Py_ssize_t dh,
+                             Py_ssize_t dw, Py_ssize_t H, Py_ssize_t W) noexcept nogil:
+    # the size x size tile from (ih, iw) with steps (dh, dw) lies wholly inside an H x W map
+    return ih >= 0 and iw >= 0 and ih + (size - 1) * dh < H and iw + (size - 1) * dw < W
+
+
+cdef inline void gather_tile(const floating* plane, Py_ssize_t H, Py_ssize_t W,
+                             Py_ssize_t ih, Py_ssize_t iw, Py_ssize_t size, Py_ssize_t dh,
+                             Py_ssize_t dw, floating* d) noexcept nogil:
+    # d[(i*size + j)*CH] = plane[ih + i*dh, iw + j*dw] (0 outside the H x W plane)
+    cdef Py_ssize_t i, j, j0, j1
+    cdef const floating* row
+    if tile_inside(ih, iw, size, dh, dw, H, W):
+        for i in range(size):  # the tile's rows in the next plane (see gather_tiles)
+            row = plane + H * W + (ih + i * dh) * W + iw
+            wg_prefetch(row)
+            wg_prefetch(row + (size - 1) * dw)
+        if gather_fixed(plane + ih * W + iw, dh * W, dw, size, d):
+            return
+        for i in range(size):
+            row = plane + (ih + i * dh) * W + iw
+            for j in range(size):
+                d[(i * size + j) * CH] = row[j * dw]
+        return
+    # a tile over the edge: its columns j0 <= j < j1 lie inside the image (one test per tile
+    # and row, not per element: per-element tests mispredicted on the padded border)
+    j0 = 0 if iw >= 0 else min(size, (-iw + dw - 1) // dw)
+    j1 = 0 if iw >= W else min(size, (W - 1 - iw) // dw + 1)
+    j1 = max(j0, j1)
+    for i in range(size):
+        if 0 <= ih + i * dh < H:
+            row = plane + (ih + i * dh) * W + iw
+            for j in range(j0):
+                d[(i * size + j) * CH] = 0
+            for j in range(j0, j1):
+                d[(i * size + j) * CH] = row[j * dw]
+            for j in range(j1, size):
+                d[(i * size + j) * CH] = 0
+        else:
+            for j in range(size):
+                d[(i * size + j) * CH] = 0
+
+
 cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                        Py_ssize_t c, const Py_ssize_t* tn, const Py_ssize_t* tih,
                        const Py_ssize_t* tiw, Py_ssize_t nt, Py_ssize_t size, Py_ssize_t dh,
                        Py_ssize_t dw, floating* d) noexcept nogil:
-    # d[(i*size + j)*CH + t] = x[tn[t], c, tih[t] + i*dh, tiw[t] + j*dw] (0 outside), t < nt
-    cdef Py_ssize_t t, ih, iw, i, j, j0, j1
-    cdef const floating* plane
-    cdef const floating* row
-    for t in range(nt):
-        ih = tih[t]
-        iw = tiw[t]
-        plane = x + (tn[t] * C + c) * H * W
-        if ih >= 0 and iw >= 0 and ih + (size - 1) * dh < H and iw + (size - 1) * dw < W:
-            if gather_fixed(plane + ih * W + iw, dh * W, dw, size, d + t):
-                continue
-            for i in range(size):
-                row = plane + (ih + i * dh) * W + iw
-                for j in range(size):
-                    d[(i * size + j) * CH + t] = row[j * dw]
-            continue
-        # a tile over the edge: its columns j0 <= j < j1 lie inside the image (one test per tile
-        # and row, not per element: per-element tests mispredicted on the padded border)
-        j0 = 0 if iw >= 0 else min(size, (-iw + dw - 1) // dw)
-        j1 = 0 if iw >= W else min(size, (W - 1 - iw) // dw + 1)
-        j1 = max(j0, j1)
-        for i in range(size):
-            if 0 <= ih + i * dh < H:
-                row = plane + (ih + i * dh) * W + iw
-                for j in range(j0):
-                    d[(i * size + j) * CH + t] = 0
-                for j in range(j0, j1):
-                    d[(i * size + j) * CH + t] = row[j * dw]
-                for j in range(j1, size):
-                    d[(i * size + j) * CH + t] = 0
+    # d[(i*size + j)*CH + t] = x[tn[t], c, tih[t] + i*dh, tiw[t] + j*dw] (0 outside), t < nt.
+    # Four tiles at a time by vector moves when all four lie inside the image: transposed for
+    # dilation 1 (size >= 4), copied for tiles on consecutive columns (column dilation >= 4);
+    # the others tile by tile.
+    cdef Py_ssize_t t, u, i, j, t4 = 0
+    cdef Py_ssize_t off[4]
+    cdef const floating* src[4]
+    cdef bint inside, transpose = dw == 1 and size >= 4
+    if transpose or dw >= 4:
+        t4 = nt - nt % 4
+    for t in range(0, t4, 4):
+        inside = True
+        for u in range(4):
+            if not tile_inside(tih[t + u], tiw[t + u], size, dh, dw, H, W):
+                inside = False
+                break
+            off[u] = ((tn[t + u] * C + c) * H + tih[t + u]) * W + tiw[t + u]
+        if inside and transpose:
+            for u in range(4):
+                src[u] = x + off[u]
+            if floating is float:
+                wg_gather4t_f(src, dh * W, <int> size, d + t)
             else:
-                for j in range(size):
-                    d[(i * size + j) * CH + t] = 0
+                wg_gather4t_d(src, dh * W, <int> size, d + t)
+            # the same rows of the next channel, which the block gathers next: the planes are
+            # H*W apart, beyond the reach of the hardware prefetchers
+            for i in range(size):
+                wg_prefetch(src[0] + H * W + i * dh * W)
+                wg_prefetch(src[3] + H * W + i * dh * W + size - 1)
+        elif (inside and off[1] == off[0] + 1 and off[2] == off[0] + 2
+                and off[3] == off[0] + 3):
+            if floating is float:
+                wg_gather4c_f(x + off[0], dh * W, dw, <int> size, d + t)
+            else:
+                wg_gather4c_d(x + off[0], dh * W, dw, <int> size, d + t)
+            for i in range(size):  # as above, every 64-byte line of the rows
+                j = 0
+                while j < (size - 1) * dw + 4:
+                    wg_prefetch(x + off[0] + H * W + i * dh * W + j)
+                    j += 64 // sizeof(floating)
+                wg_prefetch(x + off[0] + H * W + i * dh * W + (size - 1) * dw + 3)
+        else:
+            for u in range(t, t + 4):
+                gather_tile(x + (tn[u] * C + c) * H * W, H, W, tih[u], tiw[u], size, dh, dw,
+                            d + u)
+    for t in range(t4, nt):
+        gather_tile(x + (tn[t] * C + c) * H * W, H, W, tih[t], tiw[t], size, dh, dw, d + t)
 
 
 cdef inline void chunk_epilogue(floating* d, Py_ssize_t n, floating bias, bint relu) noexcept nogil:
@@ -399,24 +597,65 @@ cdef inline void chunk_epilogue(floating* d, Py_ssize_t n, floating bias, bint r
             d[e] = d[e] + bias
 
 
+cdef inline void scatter_tile(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
+                              Py_ssize_t k, Py_ssize_t n, Py_ssize_t oh, Py_ssize_t ow,
+                              Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw,
+                              floating* y) noexcept nogil:
+    # y[n, k, oh + a*dh, ow + b*dw] = out[(a*m + b)*CH] for the outputs inside y
+    cdef Py_ssize_t a, b
+    cdef Py_ssize_t nb = min(m, (Wo - ow + dw - 1) // dw)  # columns of the tile inside y
+    cdef floating* row
+    for a in range(m):
+        if oh + a * dh >= Ho:
+            break
+        row = y + ((n * K + k) * Ho + oh + a * dh) * Wo + ow
+        for b in range(nb):
+            row[b * dw] = out[(a * m + b) * CH]
+
+
 cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
                         Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tih,
                         const Py_ssize_t* tiw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t nt,
                         Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, floating* y) noexcept nogil:
     # y[n, k, oh + a*dh, ow + b*dw] = out[(a*m + b)*CH + t] (inside the output only) for the
-    # tiles t < nt of a chunk, oh = tih[t] + ph, ow = tiw[t] + pw their output origins
-    cdef Py_ssize_t t, oh, ow, a, b, nb
-    cdef floating* row
-    for t in range(nt):
-        oh = tih[t] + ph
-        ow = tiw[t] + pw
-        nb = min(m, (Wo - ow + dw - 1) // dw)  # columns of the tile inside the output
-        for a in range(m):
-            if oh + a * dh >= Ho:
+    # tiles t < nt of a chunk, oh = tih[t] + ph, ow = tiw[t] + pw their output origins.  Four
+    # tiles at a time by vector moves when all four lie inside the output: transposed for 4x4
+    # tiles of dilation 1, copied for tiles on consecutive columns (column dilation >= 4); the
+    # others tile by tile.
+    cdef Py_ssize_t t, u, oh, ow, t4 = 0
+    cdef Py_ssize_t off[4]
+    cdef floating* y0[4]
+    cdef bint inside, transpose = m == 4 and dw == 1
+    if transpose or dw >= 4:
+        t4 = nt - nt % 4
+    for t in range(0, t4, 4):
+        inside = True
+        for u in range(4):
+            oh = tih[t + u] + ph
+            ow = tiw[t + u] + pw
+            if not tile_inside(oh, ow, m, dh, dw, Ho, Wo):
+                inside = False
                 break
-            row = y + ((tn[t] * K + k) * Ho + oh + a * dh) * Wo + ow
-            for b in range(nb):
-                row[b * dw] = out[(a * m + b) * CH + t]
+            off[u] = ((tn[t + u] * K + k) * Ho + oh) * Wo + ow
+        if inside and transpose:
+            for u in range(4):
+                y0[u] = y + off[u]
+            if floating is float:
+                wg_scatter4t_f(out + t, y0, dh * Wo)
+            else:
+                wg_scatter4t_d(out + t, y0, dh * Wo)
+        elif (inside and off[1] == off[0] + 1 and off[2] == off[0] + 2
+                and off[3] == off[0] + 3):
+            if floating is float:
+                wg_scatter4c_f(out + t, <int> m, y + off[0], dh * Wo, dw)
+            else:
+                wg_scatter4c_d(out + t, <int> m, y + off[0], dh * Wo, dw)
+        else:
+            for u in range(t, t + 4):
+                scatter_tile(out + u, K, Ho, Wo, k, tn[u], tih[u] + ph, tiw[u] + pw, m, dh, dw,
+                             y)
+    for t in range(t4, nt):
+        scatter_tile(out + t, K, Ho, Wo, k, tn[t], tih[t] + ph, tiw[t] + pw, m, dh, dw, y)
 
 
 cdef void gather_chunk(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -440,13 +679,16 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                          const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssize_t* ow0,
                          Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ph,
                          Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, const floating* bias,
-                         bint relu, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tb,
+                         bint relu, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tb, bint fused,
                          floating* scratch, floating* y) noexcept nogil:
     # One block of nt <= tb tiles, single-threaded.  scratch: alpha^2 * (C + K) * tb elements.
+    # fused: the element-wise stage per chunk and filter (``pointwise_chunk``) instead of the
+    # alpha^2 GEMMs, so M is never written.
     cdef Py_ssize_t P = alpha * alpha, c, k, p, t
     cdef floating* V = scratch                     # (C, P, tb)
     cdef floating* M = V + P * C * tb              # (K, P, tb)
     cdef floating[CHUNK] d              # one chunk: raw tiles, then output tiles
+    cdef floating[CHUNK] e              # fused: one chunk's transformed outputs of one filter
     cdef Py_ssize_t[MAXTB] tn, tih, tiw
     tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, ph, pw, tn, tih, tiw)
     for c in range(C):
@@ -454,14 +696,19 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
             gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
                          d)
             transform_chunk(bt_kind, BT, alpha, alpha, d, CH, V + c * P * tb + t, tb)
-    for p in range(P):
-        gemm_rm(False, False, <int> K, <int> nt, <int> C, 1, U + p * K * C, <int> C,
-                V + p * tb, <int> (P * tb), 0, M + p * tb, <int> (P * tb))
+    if not fused:
+        for p in range(P):
+            gemm_rm(False, False, <int> K, <int> nt, <int> C, 1, U + p * K * C, <int> C,
+                    V + p * tb, <int> (P * tb), 0, M + p * tb, <int> (P * tb))
     for k in range(K):
         # output transform of filter k: M[:, k, chunk] (alpha x alpha tiles) -> d (m x m tiles);
         # the columns of M past nt (at most up to tb) hold stale finite values
         for t in range(0, nt, 16):  # CH
-            transform_chunk(at_kind, AT, m, alpha, M + k * P * tb + t, tb, d, CH)
+            if fused:
+                pointwise_chunk(U + k * C, K * C, V + t, P * tb, tb, C, P, e)
+                transform_chunk(at_kind, AT, m, alpha, e, CH, d, CH)
+            else:
+                transform_chunk(at_kind, AT, m, alpha, M + k * P * tb + t, tb, d, CH)
             chunk_epilogue(d, m * m * CH, bias[k] if bias != NULL else 0, relu)
             scatter_tiles(d, K, Ho, Wo, k, tn + t, tih + t, tiw + t, ph, pw, min(CH, nt - t), m,
                           dh, dw, y)
@@ -479,7 +726,7 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
                   const floating[:, ::1] BT, const floating[:, ::1] AT, const Py_ssize_t[::1] oh0,
                   const Py_ssize_t[::1] ow0, offset, dilation,
                   floating[:, :, :, ::1] y, bias, Py_ssize_t tb, floating[::1] scratch,
-                  bint relu=False, bint specialise=True):
+                  bint relu=False, bint specialise=True, bint fused=False):
     """y[n, k] = act(sum_c conv(x[n, c], w[k, c]) + bias[k]), stride 1, by Winograd tiles (in
     place); act: ReLU if ``relu`` (applied where y is written), else identity.
 
@@ -489,7 +736,8 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     y: (N, K, Ho, Wo), written fully by the tiles; bias: (K,) or None; tb: tiles per block, a
     multiple of VEC; scratch: at least ``scratch_size(...)`` elements, finite values (the vector
     chunks compute on the unused tail of a block); specialise: False runs the generic transforms
-    (tests compare them with the specialised ones).
+    (tests compare them with the specialised ones); fused: the element-wise stage by vector loops
+    per chunk and filter instead of alpha^2 GEMMs per block (faster for few channels or filters).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = U.shape[1], alpha = BT.shape[0], m = AT.shape[0]
@@ -515,7 +763,7 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
             winograd_block(&x[0, 0, 0, 0], C, H, W, &U[0, 0, 0], K, &BT[0, 0], bt_kind,
                            &AT[0, 0], at_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
                            blk * per_block, min(per_block, tiles - blk * per_block),
-                           ph, pw, dh, dw, bp, relu, Ho, Wo, tb,
+                           ph, pw, dh, dw, bp, relu, Ho, Wo, tb, fused,
                            &scratch[threadid() * per_thread], &y[0, 0, 0, 0])
     return y
 

@@ -76,6 +76,17 @@ DEFAULT_TILE = {3: "F(4,3)", 5: "F(4,5)"}
 # Tiles per block: the element-wise GEMMs are (K, C) @ (C, TILES_PER_BLOCK).
 TILES_PER_BLOCK = 128
 
+# The element-wise stage without GEMMs (``fused``): when the convolution has at most this many
+# input channels, per chunk of 16 tiles and per filter the alpha^2 dot products over the channels
+# run as vector loops straight into the output transform.  (K, C) @ (C, tiles) GEMMs that thin
+# are mostly OpenBLAS's call, packing and beta overhead, and their (K, alpha^2, tiles) result
+# leaves the cache before the output transform reads it.  Blocks are then smaller: nothing gains
+# from long GEMMs, and the transformed inputs of a block (C alpha^2 tiles) stay in L1/L2.  (Not
+# for few filters and many channels: the plain sums over 512 channels raised the float32 error
+# of F(2,5) from 3e-6 to 5e-6.)
+FUSED_MAX_CHANNELS = 8
+FUSED_TILES_PER_BLOCK = 32
+
 
 def _inverse(a):
     """Inverse of a square matrix of Fractions (Gauss-Jordan, exact)."""
@@ -167,13 +178,16 @@ def _scratch_buffer(n, dtype):
     return buf
 
 
-def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False):
+def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False, fused=None):
     m, _, _ = TILES[tile]
     AT, _, BT = tile_matrices(tile)
     dt = x.dtype
     N = x.shape[0]
     K = U.shape[1]
     Ho, Wo = out_hw
+    if fused is None:
+        fused = x.shape[1] <= FUSED_MAX_CHANNELS
+    tb = FUSED_TILES_PER_BLOCK if fused else TILES_PER_BLOCK
     y = np.empty((N, K, Ho, Wo), dtype=dt)
     _winograd.winograd_conv(
         np.ascontiguousarray(x),
@@ -186,28 +200,32 @@ def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False):
         dilation,
         y,
         bias,
-        TILES_PER_BLOCK,
-        _scratch_buffer(_winograd.scratch_size(x.shape[1], K, BT.shape[0], TILES_PER_BLOCK), dt),
+        tb,
+        _scratch_buffer(_winograd.scratch_size(x.shape[1], K, BT.shape[0], tb), dt),
         relu,
+        True,
+        fused,
     )
     return y
 
 
-def conv2d_forward(x, weight, bias, padding, dilation, tile, relu=False):
+def conv2d_forward(x, weight, bias, padding, dilation, tile, relu=False, fused=None):
     """Stride-1 conv2d by Winograd.  x (N, C, H, W), weight (K, C, r, r), bias (K,) or None ->
     y (N, K, Ho, Wo), with ReLU applied where y is written if ``relu``.  ``tile`` names an entry
-    of ``TILES`` whose r matches the kernel."""
+    of ``TILES`` whose r matches the kernel.  ``fused``: the element-wise stage without GEMMs
+    (None: for at most ``FUSED_MAX_CHANNELS`` input channels)."""
     _, G, _ = tile_matrices(tile)
     r = weight.shape[2]
     Ho = out_size(x.shape[2], r, 1, padding[0], dilation[0])
     Wo = out_size(x.shape[3], r, 1, padding[1], dilation[1])
     U = transform_weight(weight, G)
     b = None if bias is None else np.ascontiguousarray(bias)
-    return _run(x, U, tile, padding, dilation, (Ho, Wo), b, relu)
+    return _run(x, U, tile, padding, dilation, (Ho, Wo), b, relu, fused)
 
 
-def conv2d_backward_input(dy, weight, input_hw, padding, dilation, tile):
-    """dx (N, C, H, W) of a stride-1 conv2d from dy (N, K, Ho, Wo), by Winograd.
+def conv2d_backward_input(dy, weight, input_hw, padding, dilation, tile, fused=None):
+    """dx (N, C, H, W) of a stride-1 conv2d from dy (N, K, Ho, Wo), by Winograd (``fused`` as
+    in ``conv2d_forward``).
 
     dx[n, c, h, w] = sum_{k,i,j} dy[n, k, h + p - i d, w + p - j d] w[k, c, i, j]: a stride-1
     convolution of dy with the kernel rotated by 180 degrees and transposed to (C, K, r, r), same
@@ -218,7 +236,7 @@ def conv2d_backward_input(dy, weight, input_hw, padding, dilation, tile):
     w_rot = np.ascontiguousarray(np.asarray(weight)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     U = transform_weight(w_rot, G)
     offset = ((r - 1) * dilation[0] - padding[0], (r - 1) * dilation[1] - padding[1])
-    return _run(dy, U, tile, offset, dilation, input_hw, None)
+    return _run(dy, U, tile, offset, dilation, input_hw, None, fused=fused)
 
 
 def conv2d_backward_weight(x, dy, weight_shape, padding, dilation, tile):

@@ -26,7 +26,11 @@ of im2col and shifted (pixel65's fc4 (1,128,288,288)->256 5x5 dilation 8: 2.9x f
 outputs of a 3x3 layer (saving 1.0) still ran faster: 20 ms against 29 ms per CPU for
 (128,256,2,2) padding 1.  On the 3-channel first layer (64,3,32,32) 5x5 it was level with shifted
 and slower than im2col forward: below 16 channels the per-point GEMMs (K, C) @ (C, tiles) are too
-thin, so the GEMM kernel keeps them.  A 1x1 output (a fully connected layer as a 3x3 convolution)
+thin, so the GEMM kernel keeps them.  Re-checked with Winograd's fused element-wise stage for at
+most 8 channels (2026-12, Zen 3, 7 interleaved rounds, forward ms, im2col against winograd):
+(64,3,32,32)->64 5x5 9.1 / 9.9, 3x3 5.9 / 7.3; (8,3,224,224)->64 3x3 40 / 67 (writing the 103 MB
+output tile by tile); (8,8,56,56)->64 3x3 3.3 / 4.6; (16,8,32,32)->32 5x5 3.6 / 2.2.  One win in
+five, so the threshold stays.  A 1x1 output (a fully connected layer as a 3x3 convolution)
 would waste 15 of 16 outputs of an F(4x4,3x3) tile: saving 0.25.
 
 Autotuning (``set_conv_autotune(True)``, like ``torch.backends.cudnn.benchmark``): the first "auto"

@@ -73,8 +73,9 @@ def test_forward_matches_float64_loops(case):
     np.testing.assert_allclose(y, want, rtol=rtol, atol=atol * (1 + np.abs(want).max()))
 
 
-@given(winograd_cases(), st.sampled_from(sorted(wg.TILES)))
-def test_every_tile_matches_float64_loops(case, tile):
+@given(winograd_cases(), st.sampled_from(sorted(wg.TILES)), st.booleans())
+def test_every_tile_matches_float64_loops(case, tile, fused):
+    # fused: the element-wise stage by vector loops instead of GEMMs (forward and dx)
     m, r, _ = wg.TILES[tile]
     case = case[:5] + (r,) + case[6:8] + (1, np.float64)
     x, w, b = _make(case)
@@ -83,10 +84,10 @@ def test_every_tile_matches_float64_loops(case, tile):
     if H + 2 * p[0] < d[0] * (r - 1) + 1 or W + 2 * p[1] < d[1] * (r - 1) + 1:
         return  # the kernel drawn for the other size does not fit this input
     want = conv2d_ref(x, w, b, (1, 1), p, d)
-    y = wg.conv2d_forward(x, w, b, p, d, tile)
+    y = wg.conv2d_forward(x, w, b, p, d, tile, fused=fused)
     np.testing.assert_allclose(y, want, atol=1e-11 * (1 + np.abs(want).max()))
     dy = np.random.default_rng(1).standard_normal(want.shape)
-    dx = wg.conv2d_backward_input(dy, w, (H, W), p, d, tile)
+    dx = wg.conv2d_backward_input(dy, w, (H, W), p, d, tile, fused=fused)
     dw = wg.conv2d_backward_weight(x, dy, w.shape, p, d, tile)
     _, dxt, dwt, _ = _torch(x, w, b, p, d, 1, dy)
     np.testing.assert_allclose(dx, dxt, atol=1e-11 * (1 + np.abs(dxt).max()))
@@ -281,6 +282,59 @@ def test_fused_relu_in_the_output_transform_equals_relu_after(dtype, r, with_bia
     assert np.isnan(want).any() and (want == 0).any()
     np.testing.assert_array_equal(fused, want)
     assert not np.signbit(fused[fused == 0]).any()  # +0, never -0, as relu
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "r,p,d",
+    [
+        (3, (1, 1), (1, 1)),
+        (3, (0, 2), (1, 1)),
+        (5, (2, 0), (1, 1)),
+        (3, (4, 5), (4, 5)),
+        (5, (8, 3), (2, 8)),
+        (3, (0, 0), (6, 4)),
+    ],
+)
+def test_four_tile_vector_moves_match_float64_loops(dtype, r, p, d):
+    # maps wide enough for groups of four tiles wholly inside the image and the output, so the
+    # gather and the scatter move them by vector transposes (dilation 1) or copies (column
+    # dilation >= 4, tiles on neighbouring sub-grids), beside edge tiles and partial groups; with
+    # and without the fused element-wise stage; forward, dx and dweight
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 45, 51)).astype(dtype)
+    w = rng.standard_normal((5, 3, r, r)).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    xd, wd, bd = (a.astype(np.float64) for a in (x, w, b))
+    want = conv2d_ref(xd, wd, bd, (1, 1), p, d)
+    dy = rng.standard_normal(want.shape).astype(dtype)
+    _, dx_want, dw_want, _ = _torch(xd, wd, bd, p, d, 1, dy)
+    rtol, atol = tol(dtype)
+    tile = wg.DEFAULT_TILE[r]
+    for fused in (False, True):
+        y = wg.conv2d_forward(x, w, b, p, d, tile, fused=fused)
+        dx = wg.conv2d_backward_input(dy, w, x.shape[2:], p, d, tile, fused=fused)
+        for got, ref in ((y, want), (dx, dx_want)):
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * (1 + np.abs(ref).max()))
+    dw = wg.conv2d_backward_weight(x, dy, w.shape, p, d, tile)
+    np.testing.assert_allclose(dw, dw_want, rtol=rtol, atol=atol * (1 + np.abs(dw_want).max()))
+
+
+def test_small_inputs_take_the_fused_element_wise_stage():
+    # the rule, and that its result equals the GEMM stage's (float64: up to summation order)
+    rng = np.random.default_rng(12)
+    w = rng.standard_normal((6, wg.FUSED_MAX_CHANNELS, 3, 3))
+    x = rng.standard_normal((2, wg.FUSED_MAX_CHANNELS, 19, 18))
+    auto = wg.conv2d_forward(x, w, None, (1, 1), (1, 1), "F(4,3)")
+    fused = wg.conv2d_forward(x, w, None, (1, 1), (1, 1), "F(4,3)", fused=True)
+    gemm = wg.conv2d_forward(x, w, None, (1, 1), (1, 1), "F(4,3)", fused=False)
+    np.testing.assert_array_equal(auto, fused)
+    np.testing.assert_allclose(fused, gemm, rtol=1e-12, atol=1e-12)
+    wide = np.concatenate([w, w[:, :1]], axis=1), np.concatenate([x, x[:, :1]], axis=1)
+    auto = wg.conv2d_forward(wide[1], wide[0], None, (1, 1), (1, 1), "F(4,3)")
+    gemm = wg.conv2d_forward(wide[1], wide[0], None, (1, 1), (1, 1), "F(4,3)", fused=False)
+    np.testing.assert_array_equal(auto, gemm)
 
 
 def test_tile_and_block_size_are_checked():
