@@ -1,7 +1,10 @@
 # cython: language_level=3
 """The one BLAS of the CPU kernels: GEMM through OpenBLAS (never a hand-written CPU GEMM),
-parallelised by the kernels with OpenMP.  Other extensions ``cimport`` ``gemm_rm``, ``pgemm_rm`` and
-``_gemm_parts`` from here (``_blas.pxd``), so the process holds one BLAS state, found once.
+parallelised by the kernels with OpenMP.  (One product runs as plain vector loops instead:
+Winograd's element-wise stage for at most 8 input channels, ``_winograd``'s ``fused``, where the
+per-point products are dot products of 8 or fewer terms.)  Other extensions ``cimport``
+``gemm_rm``, ``pgemm_rm`` and ``_gemm_parts`` from here (``_blas.pxd``), so the process holds one
+BLAS state, found once.
 
 Which OpenBLAS (``CNNCORE_BLAS``; ``blas_info()`` says which one runs):
 
