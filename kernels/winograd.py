@@ -205,9 +205,8 @@ def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False, fused=None):
         bias,
         tb,
         _scratch_buffer(_winograd.scratch_size(x.shape[1], K, BT.shape[0], tb), dt),
-        relu,
-        True,
-        fused,
+        relu=relu,
+        fused=fused,
     )
     return y
 
