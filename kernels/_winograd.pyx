@@ -753,6 +753,7 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     cdef const floating[::1] b
     cdef const floating* bp = NULL
     check_tile(alpha, tb)
+    check_scratch(scratch.shape[0], C, K, alpha, tb)
     if bias is not None:
         b = bias
         bp = &b[0]
@@ -778,9 +779,47 @@ def check_tile(Py_ssize_t alpha, Py_ssize_t tb):
                          f"got {tb}")
 
 
-def scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha, Py_ssize_t tb):
-    """Elements of scratch ``winograd_conv`` needs: alpha^2 * (C + K) * tb per thread."""
-    return alpha * alpha * (C + K) * tb * max(_gemm_parts, 1)
+def scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha, Py_ssize_t tb,
+                 bint weight_grad=False):
+    """Elements of scratch ``winograd_conv`` needs: alpha^2 * (C + K) * tb per thread;
+    ``winograd_weight_grad`` (``weight_grad``) also an (alpha^2, K, C) accumulator per thread."""
+    cdef Py_ssize_t per_thread = alpha * alpha * (C + K) * tb
+    if weight_grad:
+        per_thread += alpha * alpha * K * C
+    return per_thread * max(_gemm_parts, 1)
+
+
+def check_scratch(Py_ssize_t size, Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha, Py_ssize_t tb,
+                  bint weight_grad=False):
+    """ValueError unless a scratch buffer of ``size`` elements is large enough."""
+    cdef Py_ssize_t need = scratch_size(C, K, alpha, tb, weight_grad)
+    if size < need:
+        raise ValueError(f"scratch has {size} elements, needs {need} (C={C}, K={K}, "
+                         f"alpha={alpha}, tb={tb})")
+
+
+cdef inline void wsum(floating* out, const double* g, Py_ssize_t n, const double* src,
+                      Py_ssize_t ss, Py_ssize_t C) noexcept nogil:
+    # out[c] = sum_{i < n} g[i] src[i*ss + c] for c < C, summed in float64 in the order of i: one
+    # vector pass, the sum in registers (straight-line for n = 3 and 5, the kernel sizes of the
+    # default tiles; a pass per term read and wrote the row n times and took 4x longer)
+    cdef Py_ssize_t c, i
+    cdef double g0, g1, g2, g3, g4, v
+    if n == 3:
+        g0, g1, g2 = g[0], g[1], g[2]
+        for c in range(C):
+            out[c] = <floating> (g0 * src[c] + g1 * src[ss + c] + g2 * src[2 * ss + c])
+    elif n == 5:
+        g0, g1, g2, g3, g4 = g[0], g[1], g[2], g[3], g[4]
+        for c in range(C):
+            out[c] = <floating> (g0 * src[c] + g1 * src[ss + c] + g2 * src[2 * ss + c]
+                                 + g3 * src[3 * ss + c] + g4 * src[4 * ss + c])
+    else:
+        for c in range(C):
+            v = 0
+            for i in range(n):
+                v = v + g[i] * src[i * ss + c]
+            out[c] = <floating> v
 
 
 @cython.boundscheck(False)
@@ -788,45 +827,38 @@ def scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha, Py_ssize_t tb):
 def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
                      floating[:, :, ::1] U):
     """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r),
-    G: (alpha, r), U: (alpha^2, K, C).  Per filter k: first G w (alpha x r) for every channel,
-    then the rows U[a*alpha + b, k, :] written contiguously (writing all alpha^2 planes per channel
-    instead took 25% of a (8,128,28,28) forward)."""
+    G: (alpha, r), U: (alpha^2, K, C).  Per filter k: w[k] copied to float64 with the channel
+    innermost, then G w (alpha x r) and the rows U[a*alpha + b, k, :], all as vector loops over
+    the channels (``wsum``: one pass per output row), each row written contiguously.  (Scalar
+    loops per channel took 2.1 ms for K = C = 128, a sixth of a (8,128,28,28) forward; writing
+    all alpha^2 planes per channel instead of row by row took 25%.)"""
     cdef Py_ssize_t K = w.shape[0], C = w.shape[1], r = w.shape[2], alpha = G.shape[0]
-    cdef Py_ssize_t k, c, a, b, i, j
-    cdef double s
+    cdef Py_ssize_t k, c, a, b, j, ij
+    cdef Py_ssize_t rr = r * r
     if (w.shape[3] != r or G.shape[1] != r or U.shape[0] != alpha * alpha or U.shape[1] != K
             or U.shape[2] != C):
         raise ValueError(f"transform_weight: w {tuple(w.shape)[:4]}, G {tuple(G.shape)[:2]} and "
                          f"U {tuple(U.shape)[:3]} do not match (U must be (alpha^2, K, C))")
-    tmp_arr = np.empty((_gemm_parts, alpha * r + 1, C), dtype=np.float64)
-    cdef double[:, :, ::1] tmp = tmp_arr
+    # per thread: wk (r*r, C), tm (alpha*r, C)
+    tmp_arr = np.empty((_gemm_parts, (r * r + alpha * r) * C), dtype=np.float64)
+    cdef double[:, ::1] tmp = tmp_arr
+    cdef double* wk
     cdef double* tm
-    cdef floating* u
-    cdef double* row
-    cdef double g
+    cdef const floating* wkc
     with nogil:
         for k in prange(K, schedule="static", num_threads=_gemm_parts):
-            tm = &tmp[threadid(), 0, 0]
-            for c in range(C):              # tm[a, j, c] = sum_i G[a, i] w[k, c, i, j]
-                for a in range(alpha):
-                    for j in range(r):
-                        s = 0
-                        for i in range(r):
-                            s = s + G[a, i] * w[k, c, i, j]
-                        tm[(a * r + j) * C + c] = s
-            row = tm + alpha * r * C
-            for a in range(alpha):          # U[a, b, k, c] = sum_j tm[a, j, c] G[b, j]
+            wk = &tmp[threadid(), 0]
+            tm = wk + rr * C
+            for c in range(C):              # wk[i*r + j, c] = w[k, c, i, j]
+                wkc = &w[k, c, 0, 0]
+                for ij in range(rr):
+                    wk[ij * C + c] = wkc[ij]
+            for a in range(alpha):          # tm[a, j, :] = sum_i G[a, i] wk[i, j, :]
+                for j in range(r):
+                    wsum(tm + (a * r + j) * C, &G[a, 0], r, wk + j * C, r * C, C)
+            for a in range(alpha):          # U[a, b, k, :] = sum_j G[b, j] tm[a, j, :]
                 for b in range(alpha):
-                    g = G[b, 0]
-                    for c in range(C):
-                        row[c] = g * tm[a * r * C + c]
-                    for j in range(1, r):
-                        g = G[b, j]
-                        for c in range(C):
-                            row[c] = row[c] + g * tm[(a * r + j) * C + c]
-                    u = &U[a * alpha + b, k, 0]
-                    for c in range(C):
-                        u[c] = <floating> row[c]
+                    wsum(&U[a * alpha + b, k, 0], &G[b, 0], r, tm + a * r * C, C, C)
 
 
 cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -873,9 +905,10 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
 
     x: (N, C, H, W); dy: (N, K, Ho, Wo); BT: (alpha, alpha), G: (alpha, m), AT: (r, alpha) the
     matrices of F(r, m); oh0, ow0, offset, dilation, tb, scratch as in ``winograd_conv`` (tiles of
-    m x m outputs); dw_out: (K, C, r, r), overwritten.  Each thread sums its own (alpha^2, K, C)
-    accumulator over a static share of the blocks; the shares are added in thread order, so the
-    result is repeatable for a given thread count.
+    m x m outputs; ``scratch_size(..., weight_grad=True)`` elements, any values); dw_out: (K, C, r,
+    r), overwritten.  Each thread sums its own (alpha^2, K, C) accumulator (in scratch) over a
+    static share of the blocks; the shares are added in thread order, so the result is repeatable
+    for a given thread count.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = dy.shape[1], Ho = dy.shape[2], Wo = dy.shape[3]
@@ -897,25 +930,31 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
         raise ValueError(f"winograd_weight_grad: x {tuple(x.shape)[:4]}, dy {tuple(dy.shape)[:4]}, "
                          f"BT {tuple(BT.shape)[:2]}, G {tuple(G.shape)[:2]}, AT "
                          f"{tuple(AT.shape)[:2]} and dw_out {tuple(dw_out.shape)[:4]} do not match")
+    check_scratch(scratch.shape[0], C, K, alpha, tb, True)
     if parts > nblocks:
         parts = nblocks
-    acc_arr = np.zeros((parts, P, K, C), dtype=np.asarray(x).dtype)
-    cdef floating[:, :, :, ::1] acc = acc_arr
+    # the threads' accumulators (alpha^2, K, C) after the blocks' buffers, in the scratch kept by
+    # the caller: a fresh array per call cost a page fault per 4 KB and, freed, a TLB shootdown
+    # (8% of an (8,128,28,28) backward)
+    cdef floating* acc = &scratch[0] + P * (C + K) * tb * max(_gemm_parts, 1)
+    cdef Py_ssize_t KC = K * C
     tmp_arr = np.empty((_gemm_parts, r * alpha, C), dtype=np.float64)
     cdef double[:, :, ::1] tmp = tmp_arr
     cdef double* tm
     cdef double* row
     cdef const floating* src
     with nogil:
+        for e in prange(parts * P * KC, schedule="static", num_threads=parts):
+            acc[e] = 0
         for blk in prange(nblocks, schedule="static", num_threads=parts):
             wgrad_block(&x[0, 0, 0, 0], C, H, W, &dy[0, 0, 0, 0], K, Ho, Wo, &BT[0, 0], bt_kind,
                         &G[0, 0], g_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
                         blk * per_block, min(per_block, tiles - blk * per_block), ph, pw, dh, dw,
                         tb,
-                        &scratch[threadid() * per_thread], &acc[threadid(), 0, 0, 0])
-        for e in prange(P * K * C, schedule="static"):
+                        &scratch[threadid() * per_thread], acc + threadid() * P * KC)
+        for e in prange(P * KC, schedule="static"):
             for t in range(1, parts):
-                (&acc[0, 0, 0, 0])[e] += (&acc[t, 0, 0, 0])[e]
+                acc[e] += acc[t * P * KC + e]
         # dW[k, c] = AT S[:, k, c] AT^T in float64, vector loops over c (reading S[:, k, c] per
         # (k, c) across the alpha^2 planes took 38% of a (64,64,15,15) weight gradient)
         for k in prange(K, schedule="static", num_threads=parts):
@@ -928,7 +967,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                     for a in range(alpha):
                         u = AT[i, a]
                         if u != 0:
-                            src = &acc[0, a * alpha + b, k, 0]
+                            src = acc + (a * alpha + b) * KC + k * C
                             for c in range(C):
                                 row[c] = row[c] + u * src[c]
             for i in range(r):          # dW[k, c, i, j] = sum_b tm[i, b, c] AT[j, b]

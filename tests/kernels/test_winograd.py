@@ -210,6 +210,9 @@ def test_specialised_and_generic_transforms_agree_over_many_blocks(tile, dtype):
     U = wg.transform_weight(w, G)
     oh0, ow0 = wg.tile_origins(Ho, m, d[0]), wg.tile_origins(Wo, m, d[1])
     scratch = np.zeros(_winograd.scratch_size(5, 7, BT.shape[0], 32), dtype)
+    # the weight gradient's scratch holds its accumulators too: filled with garbage, which the
+    # kernel must clear
+    wscratch = np.full(_winograd.scratch_size(5, 7, BT.shape[0], 32, True), 1e30, dtype)
     ys = []
     for specialise in (True, False):
         y = np.full((3, 7, Ho, Wo), np.nan, dtype)
@@ -254,7 +257,7 @@ def test_specialised_and_generic_transforms_agree_over_many_blocks(tile, dtype):
             p,
             d,
             32,
-            scratch,
+            wscratch,
             dwv,
             specialise,
         )
@@ -363,4 +366,28 @@ def test_unchecked_kernels_refuse_mismatched_shapes():
     with pytest.raises(ValueError, match="do not match"):
         _winograd.winograd_weight_grad(
             x, dy, BT, Gw, AT, o, o, (1, 1), (1, 1), 16, np.zeros(10**5), np.zeros((4, 3, 5, 5))
+        )
+    # a scratch buffer too small for the blocks (or, for the weight gradient, the accumulators)
+    need = _winograd.scratch_size(3, 4, 6, 16, True)
+    with pytest.raises(ValueError, match=f"needs {need}"):
+        _winograd.winograd_weight_grad(
+            x, dy, BT, Gw, AT, o, o, (1, 1), (1, 1), 16, np.zeros(need - 1), np.zeros((4, 3, 3, 3))
+        )
+    ATf, _, BTf = wg.tile_matrices("F(4,3)")
+    U = wg.transform_weight(np.zeros((4, 3, 3, 3)), G)
+    need = _winograd.scratch_size(3, 4, 6, 16)
+    with pytest.raises(ValueError, match=f"needs {need}"):
+        _winograd.winograd_conv(
+            x,
+            U,
+            BTf,
+            ATf,
+            o,
+            o,
+            (1, 1),
+            (1, 1),
+            np.zeros((1, 4, 8, 8)),
+            None,
+            16,
+            np.zeros(need - 1),
         )
