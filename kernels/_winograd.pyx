@@ -32,9 +32,10 @@ The weight gradient (``winograd_weight_grad``) runs the same blocks with F(r x r
 tiles transformed by B^T, the m x m dy tiles by G, and per point a GEMM (K, tb) @ (tb, C) added to
 the thread's (alpha^2, K, C) accumulator.
 
-Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (tb = 128: 2.4 MB in
-float32 for C = K = 64 and alpha = 6), plus U (alpha^2 * K * C) once; the weight gradient adds
-``threads * alpha^2 * K * C`` accumulator elements.  Nothing scales with the image or the batch.
+Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (``winograd.py`` picks tb
+from 64 to 256 tiles by channel count: 1.2 MB in float32 for C = K = 64 and alpha = 6, 19 MB for
+C = K = 256), plus U (alpha^2 * K * C) once; the weight gradient adds ``threads * alpha^2 * K * C``
+accumulator elements.  Nothing scales with the image or the batch.
 """
 
 import numpy as np

@@ -340,6 +340,37 @@ def test_small_inputs_take_the_fused_element_wise_stage():
     np.testing.assert_array_equal(auto, gemm)
 
 
+def test_block_size_follows_the_channel_count():
+    assert [wg.tiles_per_block(c, 3) for c in (1, 64, 65, 96, 128, 256, 2048)] == [
+        64,
+        64,
+        80,
+        96,
+        128,
+        256,
+        256,
+    ]
+    assert wg.tiles_per_block(3, 200) == wg.tiles_per_block(200, 3) == 208
+
+
+@pytest.mark.parametrize("C,K", [(256, 24), (20, 300)])
+def test_long_blocks_of_wide_layers_match_torch(C, K):
+    # wide layers run 208-256 tiles per block: 7 x 11 x 10 tiles of 4x4 make blocks of 193
+    # (not a whole number of chunks) on two threads; forward, dx and dweight
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((7, C, 41, 38)).astype(np.float32)
+    w = (rng.standard_normal((K, C, 3, 3)) / np.sqrt(9 * C)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    assert wg.tiles_per_block(C, K) >= 208
+    y = conv2d(x, w, b, 1, 1, 1, algorithm="winograd")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    grads = conv2d_backward(dy, x, w, 1, 1, 1, algorithm="winograd")
+    want = _torch(x, w, b, 1, 1, 1, dy)
+    rtol, atol = tol(np.float32)
+    for got, ref in zip((y, *grads), want, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * (1 + np.abs(ref).max()))
+
+
 def test_tile_and_block_size_are_checked():
     from cnncore_kernels import _winograd
 
