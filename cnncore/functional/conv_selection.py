@@ -11,11 +11,13 @@ Algorithms (all give the same result within their error bounds; see ``cnncore_ke
   and 7e-6, measured up to 2048 channels; the GEMM algorithms: about 3e-7).  Backward: dx and
   dweight by Winograd too.
 
-The rule of "auto": Winograd when it applies, each group has at least ``WINOGRAD_MIN_CHANNELS``
-input channels and filters, and the tile's multiplications, counting the outputs wasted by partial
-tiles at the map's edges, are at most those of the direct convolution (``winograd_saving >= 1``);
-otherwise the GEMM kernel's own choice: batched for more than one image with small output maps
-(``Ho*Wo`` at most ``cnncore_kernels._conv.BATCH_MAX_P_FORWARD`` forward,
+The rule of "auto": Winograd when it applies, the tile's multiplications, counting the outputs
+wasted by partial tiles at the map's edges, are at most those of the direct convolution
+(``winograd_saving >= 1``), and either each group has at least ``WINOGRAD_MIN_CHANNELS`` input
+channels and filters, or (forward only) the kernel is 5x5 with 2 to
+``cnncore_kernels.winograd.FUSED_MAX_CHANNELS`` input channels per group (Winograd's fused
+element-wise stage); otherwise the GEMM kernel's own choice: batched for more than one image with
+small output maps (``Ho*Wo`` at most ``cnncore_kernels._conv.BATCH_MAX_P_FORWARD`` forward,
 ``BATCH_MAX_P_BACKWARD`` backward), else shifted for stride 1 and >= 16 channels when the padded
 width wastes at most 25%, else im2col.
 
@@ -30,7 +32,15 @@ thin, so the GEMM kernel keeps them.  Re-checked with Winograd's fused element-w
 most 8 channels (2026-12, Zen 3, 7 interleaved rounds, forward ms, im2col against winograd):
 (64,3,32,32)->64 5x5 9.1 / 9.9, 3x3 5.9 / 7.3; (8,3,224,224)->64 3x3 40 / 67 (writing the 103 MB
 output tile by tile); (8,8,56,56)->64 3x3 3.3 / 4.6; (16,8,32,32)->32 5x5 3.6 / 2.2.  One win in
-five, so the threshold stays.  A 1x1 output (a fully connected layer as a 3x3 convolution)
+five, so the threshold stays for 3x3.  For 5x5 (F(4,5) saves 6.25x the multiplies, F(4,3) 4x)
+the fused stage wins (later, same machine, 9 interleaved rounds, forward ms, im2col / winograd):
+(32,8,28,28)->16 5.0 / 2.5; (1,8,256,256)->32 pad 4 17.9 / 7.5; (4,8,100,100)->64 10.9 / 7.7;
+(128,3,32,32)->32 13.0 / 10.5; pixel65's conv1 dense, (1,3,320,320)->32 10.9 / 8.1 and
+(1,3,576,576)->32 36 / 23; (8,3,224,224)->64 63 / 57; level on (64,3,32,32)->64 11.0 / 11.4 and
+(64,3,65,65)->32 15.6 / 16.4; slower with one channel, (16,1,28,28)->20 0.42 / 0.62 (nothing to
+sum).  Hence 5x5 with 2 to 8 channels.  Not in the backward: the input gradient is then a
+convolution with K inputs and C outputs by the GEMM stage, 26 against im2col's 16 ms for
+(64,3,32,32)->64.  A 1x1 output (a fully connected layer as a 3x3 convolution)
 would waste 15 of 16 outputs of an F(4x4,3x3) tile: saving 0.25.
 
 Autotuning (``set_conv_autotune(True)``, like ``torch.backends.cudnn.benchmark``): the first "auto"
@@ -53,6 +63,9 @@ from cnncore_kernels import winograd as _wg
 ALGORITHMS = ("auto", "im2col", "shifted", "batched", "winograd")
 WINOGRAD_KERNELS = (3, 5)
 WINOGRAD_MIN_CHANNELS = 16
+# forward with few channels (the fused element-wise stage): these kernel sizes, at least 2 channels
+WINOGRAD_FUSED_KERNELS = (5,)
+WINOGRAD_FUSED_MIN_CHANNELS = 2
 # Bound on the measured float32 relative Frobenius error of the tiles "winograd" runs (C up to
 # 2048, standard-normal data; cnncore_kernels.winograd.ERROR_BOUND per tile): below 1e-5.
 WINOGRAD_ERROR_BOUND = max(_wg.ERROR_BOUND[t] for t in _wg.DEFAULT_TILE.values())
@@ -137,9 +150,14 @@ def rule(x_shape, weight_shape, stride, padding, dilation, groups, backward=Fals
     C, K = int(x_shape[1]) // groups, int(weight_shape[0]) // groups
     kernel = (int(weight_shape[2]), int(weight_shape[3]))
     out_hw = v.output_hw(x_shape[2:], kernel, stride, padding, dilation)
+    few_channels = (
+        not backward
+        and kernel[0] in WINOGRAD_FUSED_KERNELS
+        and WINOGRAD_FUSED_MIN_CHANNELS <= C <= _wg.FUSED_MAX_CHANNELS
+    )
     if (
         inapplicable("winograd", weight_shape, stride) is None
-        and min(C, K) >= WINOGRAD_MIN_CHANNELS
+        and (min(C, K) >= WINOGRAD_MIN_CHANNELS or few_channels)
         and winograd_saving(out_hw, kernel[0], dilation) >= 1
     ):
         return "winograd"
