@@ -715,7 +715,7 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                           dh, dw, y)
 
 
-cdef Py_ssize_t tiles_per_block(Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t parts) noexcept nogil:
+cdef Py_ssize_t even_block_tiles(Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t parts) noexcept nogil:
     # Tiles per block (at most tb, the buffers' stride): the fewest blocks that is a multiple of
     # the thread count, sized evenly, so no thread waits on a short last block (392 tiles on 2
     # threads: 4 blocks of 98, not 128, 128, 128, 8).
@@ -747,7 +747,7 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
     cdef Py_ssize_t tiles = N * n_rows * n_cols
     cdef Py_ssize_t parts = _gemm_parts, blk
-    cdef Py_ssize_t per_block = tiles_per_block(tiles, tb, parts)
+    cdef Py_ssize_t per_block = even_block_tiles(tiles, tb, parts)
     cdef Py_ssize_t nblocks = (tiles + per_block - 1) // per_block
     cdef Py_ssize_t per_thread = alpha * alpha * (C + K) * tb
     cdef int bt_kind = transform_kind(BT, specialise), at_kind = transform_kind(AT, specialise)
@@ -918,7 +918,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
     cdef Py_ssize_t tiles = N * n_rows * n_cols, P = alpha * alpha
     cdef Py_ssize_t parts = _gemm_parts, blk, t, e
-    cdef Py_ssize_t per_block = tiles_per_block(tiles, tb, parts)
+    cdef Py_ssize_t per_block = even_block_tiles(tiles, tb, parts)
     cdef Py_ssize_t nblocks = (tiles + per_block - 1) // per_block
     cdef Py_ssize_t per_thread = P * (C + K) * tb
     cdef int bt_kind = transform_kind(BT, specialise), g_kind = transform_kind(G, specialise)
@@ -937,7 +937,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     # the threads' accumulators (alpha^2, K, C) after the blocks' buffers, in the scratch kept by
     # the caller: a fresh array per call cost a page fault per 4 KB and, freed, a TLB shootdown
     # (8% of an (8,128,28,28) backward)
-    cdef floating* acc = &scratch[0] + P * (C + K) * tb * max(_gemm_parts, 1)
+    cdef floating* acc = &scratch[0] + <Py_ssize_t> scratch_size(C, K, alpha, tb)
     cdef Py_ssize_t KC = K * C
     tmp_arr = np.empty((_gemm_parts, r * alpha, C), dtype=np.float64)
     cdef double[:, :, ::1] tmp = tmp_arr

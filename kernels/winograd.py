@@ -180,8 +180,8 @@ def transform_weight(weight, G, reuse=False):
     K, C = weight.shape[:2]
     shape = (G.shape[0] ** 2, K, C)
     if reuse:
-        U = _scratch_buffer(shape[0] * K * C, weight.dtype, "filters")[: shape[0] * K * C]
-        U = U.reshape(shape)
+        n = shape[0] * K * C
+        U = _scratch_buffer(n, weight.dtype, "filters")[:n].reshape(shape)
     else:
         U = np.empty(shape, dtype=weight.dtype)
     _winograd.transform_weight(np.ascontiguousarray(weight), G, U)
