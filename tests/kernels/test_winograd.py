@@ -324,6 +324,45 @@ def test_four_tile_vector_moves_match_float64_loops(dtype, r, p, d):
     np.testing.assert_allclose(dw, dw_want, rtol=rtol, atol=atol * (1 + np.abs(dw_want).max()))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape,r,p,d",
+    [
+        ((2, 3, 32, 32), 5, (2, 2), (1, 1)),  # every chunk has edge tiles: all from strips
+        ((3, 2, 9, 7), 3, (3, 1), (1, 1)),  # small maps: a chunk's segments span images
+        ((1, 2, 21, 90), 3, (1, 9), (1, 9)),  # column dilation >= 4: sub-grid copies from strips
+        ((1, 2, 12, 210), 3, (2, 100), (1, 100)),  # strips beyond STRIP: tile by tile
+        ((1, 2, 12, 200), 5, (3, 40), (2, 48)),
+    ],
+)
+def test_edge_chunks_gathered_from_padded_strips_match_float64_loops(dtype, shape, r, p, d):
+    # a chunk with tiles over the image's edge is gathered from zero-padded copies of its input
+    # rows (``gather_strips``), unless they exceed its 3072-element buffer (dilation 100: 16
+    # tiles on one row span 6 rows of 516 columns): then tile by tile; forward (GEMM and fused
+    # stage), dx and dweight
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((4, shape[1], r, r)).astype(dtype)
+    xd, wd = x.astype(np.float64), w.astype(np.float64)
+    bd = np.zeros(4)
+    want = conv2d_ref(xd, wd, bd, (1, 1), p, d)
+    dy = rng.standard_normal(want.shape).astype(dtype)
+    _, dx_want, dw_want, _ = _torch(xd, wd, bd, p, d, 1, dy)
+    rtol, atol = tol(dtype)
+    tile = wg.DEFAULT_TILE[r]
+    got = [wg.conv2d_backward_weight(x, dy, w.shape, p, d, tile)]
+    refs = [dw_want]
+    for fused in (False, True):
+        got += [
+            wg.conv2d_forward(x, w, None, p, d, tile, fused=fused),
+            wg.conv2d_backward_input(dy, w, shape[2:], p, d, tile, fused=fused),
+        ]
+        refs += [want, dx_want]
+    for g, ref in zip(got, refs, strict=True):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, ref, rtol=rtol, atol=atol * (1 + np.abs(ref).max()))
+
+
 def test_small_inputs_take_the_fused_element_wise_stage():
     # the rule, and that its result equals the GEMM stage's (float64: up to summation order)
     rng = np.random.default_rng(12)
