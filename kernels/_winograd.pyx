@@ -909,13 +909,21 @@ def check_scratch(Py_ssize_t size, Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha,
                          f"alpha={alpha}, tb={tb})")
 
 
-cdef inline void wsum(floating* out, const double* g, Py_ssize_t n, const double* src,
+ctypedef fused source_t:
+    # the sources of ``wsum``: float64 (the filter transform's copies) or the kernels' dtype (the
+    # weight gradient's accumulators)
+    float
+    double
+
+
+cdef inline void wsum(floating* out, const double* g, Py_ssize_t n, const source_t* src,
                       Py_ssize_t ss, Py_ssize_t C) noexcept nogil:
     # out[c] = sum_{i < n} g[i] src[i*ss + c] for c < C, summed in float64 in the order of i: one
-    # vector pass, the sum in registers (straight-line for n = 3 and 5, the kernel sizes of the
-    # default tiles; a pass per term read and wrote the row n times and took 4x longer)
+    # vector pass, the sum in registers (straight-line for n = 3, 5, 6 and 8, the kernel sizes
+    # and tile sizes of the default tiles; a pass per term read and wrote the row n times and
+    # took 4x longer)
     cdef Py_ssize_t c, i
-    cdef double g0, g1, g2, g3, g4, v
+    cdef double g0, g1, g2, g3, g4, g5, g6, g7, v
     if n == 3:
         g0, g1, g2 = g[0], g[1], g[2]
         for c in range(C):
@@ -925,6 +933,19 @@ cdef inline void wsum(floating* out, const double* g, Py_ssize_t n, const double
         for c in range(C):
             out[c] = <floating> (g0 * src[c] + g1 * src[ss + c] + g2 * src[2 * ss + c]
                                  + g3 * src[3 * ss + c] + g4 * src[4 * ss + c])
+    elif n == 6:
+        g0, g1, g2, g3, g4, g5 = g[0], g[1], g[2], g[3], g[4], g[5]
+        for c in range(C):
+            out[c] = <floating> (g0 * src[c] + g1 * src[ss + c] + g2 * src[2 * ss + c]
+                                 + g3 * src[3 * ss + c] + g4 * src[4 * ss + c]
+                                 + g5 * src[5 * ss + c])
+    elif n == 8:
+        g0, g1, g2, g3, g4, g5, g6, g7 = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]
+        for c in range(C):
+            out[c] = <floating> (g0 * src[c] + g1 * src[ss + c] + g2 * src[2 * ss + c]
+                                 + g3 * src[3 * ss + c] + g4 * src[4 * ss + c]
+                                 + g5 * src[5 * ss + c] + g6 * src[6 * ss + c]
+                                 + g7 * src[7 * ss + c])
     else:
         for c in range(C):
             v = 0
@@ -1032,8 +1053,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef Py_ssize_t nblocks = (tiles + per_block - 1) // per_block
     cdef Py_ssize_t per_thread = P * (C + K) * tb
     cdef int bt_kind = transform_kind(BT, specialise), g_kind = transform_kind(G, specialise)
-    cdef Py_ssize_t k, c, a, b, i, j
-    cdef double s, u
+    cdef Py_ssize_t k, c, b, i, j
     check_tile(alpha, tb)
     if (AT.shape[1] != alpha or G.shape[0] != alpha or BT.shape[1] != alpha
             or dw_out.shape[0] != K or dw_out.shape[1] != C or dw_out.shape[2] != r
@@ -1049,11 +1069,11 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     # (8% of an (8,128,28,28) backward)
     cdef floating* acc = &scratch[0] + <Py_ssize_t> scratch_size(C, K, alpha, tb)
     cdef Py_ssize_t KC = K * C
-    tmp_arr = np.empty((_gemm_parts, r * alpha, C), dtype=np.float64)
-    cdef double[:, :, ::1] tmp = tmp_arr
+    # per thread: tm (r*alpha, C), then one row (C) of dW
+    tmp_arr = np.empty((_gemm_parts, (r * alpha + 1) * C), dtype=np.float64)
+    cdef double[:, ::1] tmp = tmp_arr
     cdef double* tm
     cdef double* row
-    cdef const floating* src
     with nogil:
         for e in prange(parts * P * KC, schedule="static", num_threads=parts):
             acc[e] = 0
@@ -1066,26 +1086,19 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
         for e in prange(P * KC, schedule="static"):
             for t in range(1, parts):
                 acc[e] += acc[t * P * KC + e]
-        # dW[k, c] = AT S[:, k, c] AT^T in float64, vector loops over c (reading S[:, k, c] per
-        # (k, c) across the alpha^2 planes took 38% of a (64,64,15,15) weight gradient)
+        # dW[k, c] = AT S[:, k, c] AT^T in float64, vector passes over c (``wsum``; reading
+        # S[:, k, c] per (k, c) across the alpha^2 planes took 38% of a (64,64,15,15) weight
+        # gradient, and a pass per term 5% of an (8,128,28,28) one)
         for k in prange(K, schedule="static", num_threads=parts):
-            tm = &tmp[threadid(), 0, 0]
+            tm = &tmp[threadid(), 0]
+            row = tm + r * alpha * C
             for i in range(r):          # tm[i, b, c] = sum_a AT[i, a] S[a, b, k, c]
                 for b in range(alpha):
-                    row = tm + (i * alpha + b) * C
-                    for c in range(C):
-                        row[c] = 0
-                    for a in range(alpha):
-                        u = AT[i, a]
-                        if u != 0:
-                            src = acc + (a * alpha + b) * KC + k * C
-                            for c in range(C):
-                                row[c] = row[c] + u * src[c]
-            for i in range(r):          # dW[k, c, i, j] = sum_b tm[i, b, c] AT[j, b]
+                    wsum(tm + (i * alpha + b) * C, &AT[i, 0], alpha, acc + b * KC + k * C,
+                         alpha * KC, C)
+            for i in range(r):          # dW[k, c, i, j] = sum_b AT[j, b] tm[i, b, c]
                 for j in range(r):
+                    wsum(row, &AT[j, 0], alpha, tm + i * alpha * C, C, C)
                     for c in range(C):
-                        s = 0
-                        for b in range(alpha):
-                            s = s + tm[(i * alpha + b) * C + c] * AT[j, b]
-                        dw_out[k, c, i, j] = s
+                        dw_out[k, c, i, j] = <floating> row[c]
     return dw_out
