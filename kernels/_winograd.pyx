@@ -36,8 +36,9 @@ the thread's (alpha^2, K, C) accumulator.
 
 Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (``winograd.py`` picks tb
 from 64 to 256 tiles by channel count: 1.2 MB in float32 for C = K = 64 and alpha = 6, 19 MB for
-C = K = 256), plus U (alpha^2 * K * C) once; the weight gradient adds ``threads * alpha^2 * K * C``
-accumulator elements.  Nothing scales with the image or the batch.
+C = K = 256; the weight gradient 256 from 128 channels up: 9.4 MB for C = K = 128), plus U
+(alpha^2 * K * C) once; the weight gradient adds ``threads * alpha^2 * K * C`` accumulator
+elements.  Nothing scales with the image or the batch.
 """
 
 import numpy as np

@@ -99,9 +99,25 @@ FUSED_MAX_CHANNELS = 8
 FUSED_TILES_PER_BLOCK = 16
 
 
-def tiles_per_block(C: int, K: int) -> int:
+# The weight gradient's GEMMs are (K, tiles) @ (tiles, C), summed into the thread's (alpha^2, K, C)
+# accumulator, which every block reads and writes once: 2.4 MB for K = C = 128 and alpha = 6,
+# beyond L2.  From this many channels it takes the longest blocks, halving that traffic.
+# Measured (2026-12, Zen 3, 2 threads, medians of 15-21 interleaved rounds, ms, 128 against 256
+# tiles): (8,128,28,28)->128 3x3 14.5 / 12.9, 14.6 / 13.3, 11.5 / 11.2; (128,128,16,16) 56.1 /
+# 49.4; (32,128,14,14) 18.0 / 15.3; (16,128,28,28) 5x5 41.6 / 34.4; (4,128,64,64) 27.7 / 24.1;
+# (16,128,56,56) 81.3 / 79.3; (16,64,28,28)->128 15.1 / 14.5; (64,128,8,8) 9.2 / 9.8.  The
+# forward, whose GEMMs sum over the channels, measured level (0.96-1.09x).  With 64 channels
+# the shorter blocks stay faster (128x64x32x32: 52.3 ms with 64 tiles, 58.2 with 128).
+WEIGHT_GRAD_LONG_BLOCK_CHANNELS = 128
+
+
+def tiles_per_block(C: int, K: int, weight_grad: bool = False) -> int:
     """Tiles per block of the GEMM element-wise stage: max(C, K) rounded up to a multiple of 16,
-    clipped to [MIN_TILES_PER_BLOCK, MAX_TILES_PER_BLOCK] (see the measurements above)."""
+    clipped to [MIN_TILES_PER_BLOCK, MAX_TILES_PER_BLOCK]; for the weight gradient
+    (``weight_grad``) MAX_TILES_PER_BLOCK from WEIGHT_GRAD_LONG_BLOCK_CHANNELS channels up (see
+    the measurements above)."""
+    if weight_grad and max(C, K) >= WEIGHT_GRAD_LONG_BLOCK_CHANNELS:
+        return MAX_TILES_PER_BLOCK
     return min(MAX_TILES_PER_BLOCK, max(MIN_TILES_PER_BLOCK, -(-max(C, K) // 16) * 16))
 
 
@@ -279,7 +295,7 @@ def conv2d_backward_weight(x, dy, weight_shape, padding, dilation, tile):
     dt = x.dtype
     K, C = int(weight_shape[0]), int(weight_shape[1])
     Ho, Wo = dy.shape[2:]
-    tb = tiles_per_block(C, K)
+    tb = tiles_per_block(C, K, weight_grad=True)
     dw = np.empty((K, C, r, r), dtype=dt)
     _winograd.winograd_weight_grad(
         np.ascontiguousarray(x),

@@ -390,6 +390,16 @@ def test_block_size_follows_the_channel_count():
         256,
     ]
     assert wg.tiles_per_block(3, 200) == wg.tiles_per_block(200, 3) == 208
+    # the weight gradient: the longest blocks from 128 channels up
+    assert [wg.tiles_per_block(c, 3, weight_grad=True) for c in (1, 64, 112, 127, 128, 2048)] == [
+        64,
+        64,
+        112,
+        128,
+        256,
+        256,
+    ]
+    assert wg.tiles_per_block(3, 128, weight_grad=True) == 256
 
 
 @pytest.mark.parametrize("C,K", [(256, 24), (20, 300)])
