@@ -31,8 +31,11 @@ from setuptools.command.build_ext import build_ext
 
 # Per-level builds beside the baseline: folder under cnncore_kernels/_isa/ -> compiler flag.
 ISA_VARIANTS = {"x86_64_v3": "-march=x86-64-v3", "x86_64_v4": "-march=x86-64-v4"}
-# Extensions that must load on every CPU (they decide which level to load).
-BASELINE_ONLY = {"_cpu_features"}
+# Extensions built for the baseline only: _cpu_features must load on every CPU (it decides which
+# level to load); _blas (the BLAS binding: pointers and thread counts, no loops over data) and
+# _threads (OpenMP thread control) gain nothing from wider vectors, and each variant build costs
+# compile time (the variants load them from the baseline, as the finder falls through).
+BASELINE_ONLY = {"_cpu_features", "_blas", "_threads"}
 
 
 def _flag(name: str) -> bool:
@@ -172,6 +175,7 @@ def extensions() -> list[Extension]:
         )
     exts = cythonize(
         exts,
+        nthreads=_usable_cpus(),  # the Cython step, 30 s for all on one core, in parallel too
         include_path=cython_include_path(),
         compiler_directives={
             "language_level": 3,
