@@ -130,7 +130,7 @@ def cnncore_step(batch: int, mode: str, seed: int = 0):
     def step():
         opt.zero_grad()
         value = loss(model(x), y)
-        model.backward(loss.backward())
+        model.backward_params(loss.backward())  # as torch: the input needs no gradient
         opt.step()
         return value
 

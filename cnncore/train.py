@@ -136,7 +136,8 @@ class Trainer:
                 self.optimizer.zero_grad()
                 scores = self.model(self._prepare(xb))
                 loss = self.loss(scores, self._prepare_targets(yb))
-                self.model.backward(self.loss.backward())
+                # the images need no gradient: the first layer skips it
+                self.model.backward_params(self.loss.backward())
                 self.optimizer.step()
                 total_loss += loss * len(idx)
                 seen += len(idx)

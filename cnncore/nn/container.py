@@ -80,6 +80,16 @@ class Sequential(Module):
             dy = m.backward(dy)
         return dy
 
+    def backward_params(self, dy) -> None:
+        # the input's gradient is not needed, so neither is any gradient before the first child
+        # with a trainable parameter: that child runs backward_params, those before it nothing
+        children = list(self)
+        first = next((i for i, m in enumerate(children) if m.trainable()), len(children))
+        for m in reversed(children[first + 1 :]):
+            dy = m.backward(dy)
+        if first < len(children):
+            children[first].backward_params(dy)
+
 
 class Concat(Module):
     """Runs every branch on the same input and concatenates the outputs along channels (axis 1).
@@ -121,14 +131,24 @@ class Concat(Module):
         return y
 
     def backward(self, dy):
+        return self._backward(dy, True)
+
+    def backward_params(self, dy) -> None:
+        self._backward(dy, False)
+
+    def _backward(self, dy, need_dx):
         if self._channels is None:
             raise RuntimeError("Concat.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)
         dx = None
         start = 0
         for b, c in zip(self.branches(), self._channels, strict=True):
-            g = b.backward(_device.take(dy, start, start + c, axis=1))
-            dx = g if dx is None else _device.add(dx, g)
+            part = _device.take(dy, start, start + c, axis=1)
+            if need_dx:
+                g = b.backward(part)
+                dx = g if dx is None else _device.add(dx, g)
+            elif b.trainable():
+                b.backward_params(part)
             start += c
         return dx
 

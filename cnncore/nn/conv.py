@@ -80,6 +80,13 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy):
+        return self._backward(dy, True)
+
+    def backward_params(self, dy) -> None:
+        # the weight and bias gradients only: the input's gradient is not computed
+        self._backward(dy, False)
+
+    def _backward(self, dy, need_dx):
         if self._x is None:
             raise RuntimeError("Conv2d.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)
@@ -92,6 +99,7 @@ class Conv2d(Module):
             self.dilation,
             self.groups,
             self.algorithm,
+            need_dx=need_dx,
             need_dweight=self.weight.requires_grad,
             need_dbias=self.bias is not None and self.bias.requires_grad,
         )

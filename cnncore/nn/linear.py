@@ -41,6 +41,13 @@ class Linear(Module):
         return y
 
     def backward(self, dy):
+        return self._backward(dy, True)
+
+    def backward_params(self, dy) -> None:
+        # the weight and bias gradients only: the input's gradient is not computed
+        self._backward(dy, False)
+
+    def _backward(self, dy, need_dx):
         if self._x is None:
             raise RuntimeError("Linear.backward needs a forward pass with gradients enabled first")
         self._check_dy(dy)
@@ -48,7 +55,7 @@ class Linear(Module):
             dy,
             self._x,
             self.weight.data,
-            need_dx=True,
+            need_dx=need_dx,
             need_dweight=self.weight.requires_grad,
             need_dbias=self.bias is not None and self.bias.requires_grad,
         )

@@ -117,6 +117,21 @@ class Module:
     def backward(self, dy):
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
+    def backward_params(self, dy) -> None:
+        """``backward`` for when the input's gradient is not needed (a network's input images, as
+        a ``torch`` input without ``requires_grad``): adds into each trainable parameter's
+        ``.grad`` exactly as ``backward`` does and returns None.  ``Conv2d`` and ``Linear`` skip
+        computing the input's gradient; containers run nothing before their first child with a
+        trainable parameter (frozen or parameter-free layers at the front) and that child's
+        ``backward_params``.  Here: nothing without a trainable parameter, else ``backward`` with
+        its result dropped."""
+        if self.trainable():
+            self.backward(dy)
+
+    def trainable(self) -> bool:
+        """Whether any parameter of this module (children included) has ``requires_grad``."""
+        return any(p.requires_grad for p in self.parameters())
+
     def __call__(self, x):
         return self.forward(x)
 

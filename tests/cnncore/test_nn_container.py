@@ -110,3 +110,64 @@ def test_inception_loads_torch_weights_and_matches():
     for name, p in ours.named_parameters():
         t = dict(theirs.named_parameters())[name]
         np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def _grads(model):
+    return {n: None if p.grad is None else p.grad.copy() for n, p in model.named_parameters()}
+
+
+def _head(name):
+    # a network on (2, 3, 6, 6) inputs with 5 outputs; the kernels' need_dx flags backward_params
+    # must ask for, in call order (the last layer first)
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(144, 5))
+    if name == "conv":
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), flat), [True, False]
+    if name == "linear":
+        lin = nn.Sequential(nn.Flatten(), nn.Linear(108, 144))
+        return nn.Sequential(lin, nn.ReLU(), nn.Linear(144, 5)), [True, False]
+    if name == "inception":
+        cat = nn.Concat(nn.Conv2d(3, 2, 1), nn.Conv2d(3, 2, 3, padding=1))
+        return nn.Sequential(cat, nn.ReLU(), flat), [True, False, False]
+    if name == "parameter-free front":
+        front = nn.Sequential(nn.ReLU(), nn.MaxPool2d(3, 1, 1))
+        return nn.Sequential(front, nn.Flatten(), nn.Linear(108, 5)), [False]
+    frozen = nn.freeze_all(nn.Conv2d(3, 4, 3, padding=1))  # transfer learning: never run
+    return nn.Sequential(frozen, nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), flat), [True, False]
+
+
+@pytest.mark.parametrize("name", ["conv", "linear", "inception", "parameter-free front", "frozen"])
+def test_backward_params_gives_backward_s_parameter_gradients_without_the_input_s(
+    name, monkeypatch
+):
+    # the same parameter gradients as backward, None returned, and no gradient computed that only
+    # the input's would need (torch skips them for inputs without requires_grad)
+    from cnncore_kernels import conv as kconv
+    from cnncore_kernels import linear as klinear
+
+    model, flags = _head(name)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    dy = rng.standard_normal((2, 5)).astype(np.float32)
+    model(x)
+    assert model.backward(dy).shape == x.shape
+    want = _grads(model)
+    asked = []
+    for mod, name_, at in ((kconv, "conv2d_backward", -4), (klinear, "linear_backward", 3)):
+        real = getattr(mod, name_)
+
+        def spy(*args, _real=real, _at=at):
+            asked.append(args[_at])
+            return _real(*args)
+
+        monkeypatch.setattr(mod, name_, spy)
+    model.zero_grad()
+    model(x)
+    assert model.backward_params(dy) is None
+    assert asked == flags
+    got = _grads(model)
+    assert got.keys() == want.keys()
+    for n in want:
+        if want[n] is None:
+            assert got[n] is None, n
+        else:
+            np.testing.assert_allclose(got[n], want[n], rtol=1e-6, atol=1e-6, err_msg=n)
