@@ -57,6 +57,8 @@ class DenseNet(Sequential):
     every pixel.  ``backward(dscores) -> dimages`` adds the parameter gradients into the shared
     Parameters; with a masked loss they equal the summed gradients of patch-by-patch training on
     the counted pixels, and the cost does not depend on how many pixels count.
+    ``backward_params(dscores)`` adds the same parameter gradients without computing the images'
+    (training: the first layer skips its input gradient).
     ``forward_valid(block)`` runs the layers on a block that already holds its halo.
     """
 
@@ -78,17 +80,25 @@ class DenseNet(Sequential):
         return y
 
     def backward(self, dy):
+        dy, (shape, rows, cols) = self._take_dy(dy)
+        return window_adjoint(Sequential.backward(self, dy), shape[2:], rows, cols)
+
+    def backward_params(self, dy) -> None:
+        # training: the parameter gradients only, the first layer computes no image gradient
+        dy, _ = self._take_dy(dy)
+        self._chain_backward_params(dy)
+
+    def _take_dy(self, dy):
+        """dy checked against the forward's scores, and the forward's geometry (used up)."""
         if self._geometry is None:
             raise RuntimeError(
                 "DenseNet.backward needs a forward pass with gradients enabled first"
             )
-        shape, rows, cols = self._geometry
+        geometry, self._geometry = self._geometry, None
         dy = v.any_float_array(dy, "dy", 4)
-        if tuple(dy.shape) != shape:
-            raise ValueError(f"dy must have the scores' shape {shape}, got {tuple(dy.shape)}")
-        dblock = Sequential.backward(self, dy)
-        self._geometry = None
-        return window_adjoint(dblock, shape[2:], rows, cols)
+        if tuple(dy.shape) != geometry[0]:
+            raise ValueError(f"dy must have the scores' shape {geometry[0]}, got {tuple(dy.shape)}")
+        return dy, geometry
 
     def extra_repr(self) -> str:
         P, R, S = self.plan.patch, self.plan.receptive_field, self.plan.stride

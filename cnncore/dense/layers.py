@@ -65,6 +65,13 @@ class SharedConv(Module):
         return y
 
     def backward(self, dy):
+        return self._backward(dy, True)
+
+    def backward_params(self, dy) -> None:
+        # the weight and bias gradients only: the input's gradient is not computed
+        self._backward(dy, False)
+
+    def _backward(self, dy, need_dx):
         if self._x is None:
             raise RuntimeError(
                 f"{self.source}: backward needs a forward pass with gradients enabled"
@@ -78,6 +85,7 @@ class SharedConv(Module):
             0,
             self.dilation,
             self.groups,
+            need_dx=need_dx,
             need_dweight=self.weight.requires_grad,
             need_dbias=self.bias is not None and self.bias.requires_grad,
         )

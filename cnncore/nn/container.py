@@ -81,6 +81,14 @@ class Sequential(Module):
         return dy
 
     def backward_params(self, dy) -> None:
+        if type(self).backward is not Sequential.backward:
+            # a subclass with a backward of its own: run that (Module's default), unless it
+            # overrides this method too (the dense networks)
+            super().backward_params(dy)
+            return
+        self._chain_backward_params(dy)
+
+    def _chain_backward_params(self, dy) -> None:
         # the input's gradient is not needed, so neither is any gradient before the first child
         # with a trainable parameter: that child runs backward_params, those before it nothing
         children = list(self)
@@ -134,6 +142,9 @@ class Concat(Module):
         return self._backward(dy, True)
 
     def backward_params(self, dy) -> None:
+        if type(self).backward is not Concat.backward:  # a backward of its own: run that
+            super().backward_params(dy)
+            return
         self._backward(dy, False)
 
     def _backward(self, dy, need_dx):

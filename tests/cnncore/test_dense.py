@@ -309,6 +309,41 @@ def test_masked_backward_equals_patch_by_patch(net, fraction):
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("method", ["dsparse", "fcn"])
+def test_backward_params_equals_backward_s_parameter_gradients(method, monkeypatch):
+    # training without the images' gradient: the d-sparse network's first layer asks its kernel
+    # for none; the FCN (a backward of its own, no override) runs its backward
+    from cnncore_kernels import conv as kconv
+
+    model = models.toy15().double()
+    net = (dense.to_dense if method == "dsparse" else dense.to_fcn)(model, 15)
+    x = image((2, 3, 20, 23), seed=8)
+    y = net(x)
+    dy = np.random.default_rng(9).standard_normal(y.shape)
+    model.zero_grad()
+    net(x)
+    net.backward(dy)
+    want = {k: p.grad.copy() for k, p in model.named_parameters()}
+    asked = []
+    real = kconv.conv2d_backward
+
+    def spy(*args):
+        asked.append(args[-4])
+        return real(*args)
+
+    monkeypatch.setattr(kconv, "conv2d_backward", spy)
+    model.zero_grad()
+    net(x)
+    assert net.backward_params(dy) is None
+    got = {k: p.grad.copy() for k, p in model.named_parameters()}
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-12, err_msg=k)
+    assert asked[-1] is (method != "dsparse") and all(asked[:-1])
+    with pytest.raises(RuntimeError, match="forward pass"):
+        net.backward_params(dy)  # the forward's state is used up, as by backward
+
+
 def test_masked_cross_entropy_trains_like_patch_by_patch():
     """The dense network with CrossEntropyLoss(ignore_index) on sampled pixels: the loss and the
     gradients of patch-by-patch training on those pixels (mean over the counted pixels)."""
