@@ -80,25 +80,29 @@ class DenseNet(Sequential):
         return y
 
     def backward(self, dy):
-        dy, (shape, rows, cols) = self._take_dy(dy)
-        return window_adjoint(Sequential.backward(self, dy), shape[2:], rows, cols)
+        dy, (shape, rows, cols) = self._checked_dy(dy)
+        dblock = Sequential.backward(self, dy)
+        self._geometry = None
+        return window_adjoint(dblock, shape[2:], rows, cols)
 
     def backward_params(self, dy) -> None:
         # training: the parameter gradients only, the first layer computes no image gradient
-        dy, _ = self._take_dy(dy)
+        dy, _ = self._checked_dy(dy)
         self._chain_backward_params(dy)
+        self._geometry = None
 
-    def _take_dy(self, dy):
-        """dy checked against the forward's scores, and the forward's geometry (used up)."""
+    def _checked_dy(self, dy):
+        """dy checked against the forward's scores, and the forward's geometry (kept until the
+        backward has run, so a refused dy can be given again)."""
         if self._geometry is None:
             raise RuntimeError(
                 "DenseNet.backward needs a forward pass with gradients enabled first"
             )
-        geometry, self._geometry = self._geometry, None
+        shape = self._geometry[0]
         dy = v.any_float_array(dy, "dy", 4)
-        if tuple(dy.shape) != geometry[0]:
-            raise ValueError(f"dy must have the scores' shape {geometry[0]}, got {tuple(dy.shape)}")
-        return dy, geometry
+        if tuple(dy.shape) != shape:
+            raise ValueError(f"dy must have the scores' shape {shape}, got {tuple(dy.shape)}")
+        return dy, self._geometry
 
     def extra_repr(self) -> str:
         P, R, S = self.plan.patch, self.plan.receptive_field, self.plan.stride

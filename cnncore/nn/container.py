@@ -154,12 +154,11 @@ class Concat(Module):
         dx = None
         start = 0
         for b, c in zip(self.branches(), self._channels, strict=True):
-            part = _device.take(dy, start, start + c, axis=1)
             if need_dx:
-                g = b.backward(part)
+                g = b.backward(_device.take(dy, start, start + c, axis=1))
                 dx = g if dx is None else _device.add(dx, g)
-            elif b.trainable():
-                b.backward_params(part)
+            elif b.trainable():  # no input gradient asked: untrainable branches need nothing
+                b.backward_params(_device.take(dy, start, start + c, axis=1))
             start += c
         return dx
 

@@ -334,6 +334,8 @@ def test_backward_params_equals_backward_s_parameter_gradients(method, monkeypat
     monkeypatch.setattr(kconv, "conv2d_backward", spy)
     model.zero_grad()
     net(x)
+    with pytest.raises(ValueError, match="scores' shape"):
+        net.backward_params(dy[:, :, 1:])  # refused: the forward's state stays for a retry
     assert net.backward_params(dy) is None
     got = {k: p.grad.copy() for k, p in model.named_parameters()}
     assert got.keys() == want.keys()
