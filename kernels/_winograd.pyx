@@ -26,9 +26,11 @@ inside the map: a 4x4 transpose for dilation 1, a plain copy for tiles on neighb
 (column dilation >= 4, where consecutive tiles start on consecutive columns); a chunk with tiles
 over the image's edge first copies the input rows it reads into zero-padded local strips, so that
 its edge tiles move the same way; while it gathers a channel, the gather prefetches the same rows
-of the next one.  With few input channels
-(``fused``) the element-wise stage runs per chunk and filter as vector loops straight into the
-output transform, instead of the alpha^2 thin GEMMs and the M buffer.
+of the next one; while it computes one filter, the output loop asks for the lines the next
+filter's scatter will write.  With few input channels (``fused``) the element-wise stage runs per
+chunk and filter as vector loops straight into the output transform, instead of the alpha^2 thin
+GEMMs and the M buffer (for F(4,3) and F(4,5) and up to 8 channels into its first pass, the
+products never stored), with the filters' weights as (K, alpha^2, C).
 
 The weight gradient (``winograd_weight_grad``) runs the same blocks with F(r x r, m x m): the x
 tiles transformed by B^T, the m x m dy tiles by G, and per point a GEMM (K, tb) @ (tb, C) added to
@@ -37,8 +39,9 @@ the thread's (alpha^2, K, C) accumulator.
 Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (``winograd.py`` picks tb
 from 64 to 256 tiles by channel count: 1.2 MB in float32 for C = K = 64 and alpha = 6, 19 MB for
 C = K = 256; the weight gradient 256 from 128 channels up: 9.4 MB for C = K = 128), plus U
-(alpha^2 * K * C) once; the weight gradient adds ``threads * alpha^2 * K * C`` accumulator
-elements.  Nothing scales with the image or the batch.
+(alpha^2 * K * C) once (twice with the fused stage, which copies it to (K, alpha^2, C)); the
+weight gradient adds ``threads * alpha^2 * K * C`` accumulator elements.  Nothing scales with the
+image or the batch.
 """
 
 import numpy as np
@@ -227,41 +230,139 @@ cdef extern from *:
     WG_DENSE4(wg_dense4_f, float, wg_vf)
     WG_DENSE4(wg_dense4_d, double, wg_vd)
     /* The element-wise stage of one chunk without a GEMM (for few input channels):
-       o[p*WG_CH + s] = sum_c u[p*us + c] * v[c*vs + p*ps + s] for the alpha^2 points p < P and
-       the WG_CH tiles s of a chunk.  PU points at a time, so 2*PU (float) or 4*PU (double)
-       independent vector accumulators. */
+       o[p*WG_CH + s] = sum_c u[p*C + c] * v[c*vs + p*ps + s] for the alpha^2 points p < P and
+       the WG_CH tiles s of a chunk; u holds one filter's transformed weights, points by channels
+       (contiguous: with U's (P, K, C) layout the 64 points of one filter lay on 64 cache lines,
+       which the loop over 64 filters evicted from L1 before their next use).  PU points at a
+       time, so 2*PU (float) or 4*PU (double) independent vector accumulators.  Instantiated for
+       each channel count up to WG_FUSED_C, so that the loop over the channels unrolls (C = 3 ran
+       2 iterations of a loop whose set-up spilled its pointers to the stack). */
+    #define WG_FUSED_C 8
     #define WG_POINTWISE(NAME, T, V, PU)                                                         \
-    static void NAME(const T* u, Py_ssize_t us, const T* v, Py_ssize_t vs, Py_ssize_t ps,       \
-                     Py_ssize_t C, Py_ssize_t P, T* o) {                                         \
+    static inline __attribute__((always_inline)) void NAME##_c(                                 \
+            const T* u, const T* v, Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, Py_ssize_t P,   \
+            T* o) {                                                                              \
         enum { L = (int)(sizeof(V) / sizeof(T)), NV = WG_CH / L };                               \
         Py_ssize_t p = 0;                                                                        \
         for (; p + PU <= P; p += PU) {                                                           \
             V acc[PU][NV];                                                                       \
             for (int q = 0; q < PU; q++)                                                         \
                 for (int h = 0; h < NV; h++)                                                     \
-                    acc[q][h] = u[(p + q) * us] * WG_LD(V, v + (p + q) * ps + h * L);            \
+                    acc[q][h] = u[(p + q) * C] * WG_LD(V, v + (p + q) * ps + h * L);             \
             for (Py_ssize_t c = 1; c < C; c++)                                                   \
                 for (int q = 0; q < PU; q++)                                                     \
                     for (int h = 0; h < NV; h++)                                                 \
-                        acc[q][h] += u[(p + q) * us + c]                                         \
+                        acc[q][h] += u[(p + q) * C + c]                                          \
                                      * WG_LD(V, v + c * vs + (p + q) * ps + h * L);              \
             for (int q = 0; q < PU; q++)                                                         \
                 for (int h = 0; h < NV; h++)                                                     \
-                    WG_ST(V, o + (p + q) * WG_CH + h * L, acc[q][h]);                    \
+                    WG_ST(V, o + (p + q) * WG_CH + h * L, acc[q][h]);                            \
         }                                                                                        \
         for (; p < P; p++) {                                                                     \
             V acc[NV];                                                                           \
             for (int h = 0; h < NV; h++)                                                         \
-                acc[h] = u[p * us] * WG_LD(V, v + p * ps + h * L);                               \
+                acc[h] = u[p * C] * WG_LD(V, v + p * ps + h * L);                                \
             for (Py_ssize_t c = 1; c < C; c++)                                                   \
                 for (int h = 0; h < NV; h++)                                                     \
-                    acc[h] += u[p * us + c] * WG_LD(V, v + c * vs + p * ps + h * L);             \
+                    acc[h] += u[p * C + c] * WG_LD(V, v + c * vs + p * ps + h * L);              \
             for (int h = 0; h < NV; h++)                                                         \
-                WG_ST(V, o + p * WG_CH + h * L, acc[h]);                                 \
+                WG_ST(V, o + p * WG_CH + h * L, acc[h]);                                         \
+        }                                                                                        \
+    }                                                                                            \
+    static void NAME(const T* u, const T* v, Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C,        \
+                     Py_ssize_t P, T* o) {                                                       \
+        switch (C) {                                                                             \
+        case 1: NAME##_c(u, v, vs, ps, 1, P, o); break;                                          \
+        case 2: NAME##_c(u, v, vs, ps, 2, P, o); break;                                          \
+        case 3: NAME##_c(u, v, vs, ps, 3, P, o); break;                                          \
+        case 4: NAME##_c(u, v, vs, ps, 4, P, o); break;                                          \
+        case 5: NAME##_c(u, v, vs, ps, 5, P, o); break;                                          \
+        case 6: NAME##_c(u, v, vs, ps, 6, P, o); break;                                          \
+        case 7: NAME##_c(u, v, vs, ps, 7, P, o); break;                                          \
+        case 8: NAME##_c(u, v, vs, ps, 8, P, o); break;                                          \
+        default: NAME##_c(u, v, vs, ps, C, P, o);                                                \
         }                                                                                        \
     }
     WG_POINTWISE(wg_pointwise_f, float, wg_vf, 4)
     WG_POINTWISE(wg_pointwise_d, double, wg_vd, 2)
+    /* The fused element-wise stage and the first pass of the output transform A^T of F(4,3)
+       (alpha 6) or F(4,5) (alpha 8), for one chunk and one filter, with the alpha^2 products
+       never stored: per column j of the alpha x alpha tiles, the products of rows i
+       (m_i = sum_c u[(i*alpha + j)*C + c] v[c*vs + (i*alpha + j)*ps + s]) are summed in
+       registers straight into the four output rows, pair by pair of symmetric points:
+       tmp[(a*alpha + j)*WG_CH + s] = sum_i AT[a, i] m_i, the same operations in the same order as
+       WG_AT46 / WG_AT48 on the products.  HV vectors of tiles at a time (4 HV output accumulators
+       + 2 HV products in registers).  Instantiated for 1 to 6 channels (8 unrolled ran 1.1x
+       slower than the loop, on (32,8,28,28)->16 5x5). */
+    #define WG_FUSED_ROW(V, HV, i)                                                               \
+        for (int hv = 0; hv < HV; hv++)                                                          \
+            r[hv] = u[((i) * A + j) * C] * WG_LD(V, v + ((i) * A + j) * ps + (h + hv) * L);      \
+        for (Py_ssize_t c = 1; c < C; c++)                                                       \
+            for (int hv = 0; hv < HV; hv++)                                                      \
+                r[hv] += u[((i) * A + j) * C + c]                                                \
+                         * WG_LD(V, v + c * vs + ((i) * A + j) * ps + (h + hv) * L);
+    #define WG_FUSED_PAIR(T, V, HV, i, c1, c2, c3)                                               \
+        WG_FUSED_ROW(V, HV, i) for (int hv = 0; hv < HV; hv++) q[hv] = r[hv];                    \
+        WG_FUSED_ROW(V, HV, i + 1)                                                               \
+        for (int hv = 0; hv < HV; hv++) {                                                        \
+            V pl = q[hv] + r[hv], mi = q[hv] - r[hv];                                            \
+            o0[hv] += pl; o1[hv] += (T)(c1) * mi; o2[hv] += (T)(c2) * pl; o3[hv] += (T)(c3) * mi;\
+        }
+    #define WG_FUSED_AT(NAME, T, V, HV)                                                          \
+    static inline __attribute__((always_inline)) void NAME##_c(                                  \
+            const T* u, const T* v, Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, int A, T* tmp) { \
+        enum { L = (int)(sizeof(V) / sizeof(T)), NV = WG_CH / L };                               \
+        for (int j = 0; j < A; j++)                                                              \
+            for (int h = 0; h < NV; h += HV) {                                                   \
+                V o0[HV], o1[HV], o2[HV], o3[HV], q[HV], r[HV];                                  \
+                WG_FUSED_ROW(V, HV, 0)                                                           \
+                for (int hv = 0; hv < HV; hv++) o0[hv] = r[hv];                                  \
+                WG_FUSED_ROW(V, HV, 1) for (int hv = 0; hv < HV; hv++) q[hv] = r[hv];            \
+                WG_FUSED_ROW(V, HV, 2)                                                           \
+                for (int hv = 0; hv < HV; hv++) {                                                \
+                    V pl = q[hv] + r[hv], mi = q[hv] - r[hv];                                    \
+                    o0[hv] += pl; o1[hv] = mi; o2[hv] = pl; o3[hv] = mi;                         \
+                }                                                                                \
+                WG_FUSED_PAIR(T, V, HV, 3, 2, 4, 8)                                              \
+                if (A == 8) {                                                                    \
+                    WG_FUSED_PAIR(T, V, HV, 5, 0.5, 0.25, 0.125)                                 \
+                }                                                                                \
+                WG_FUSED_ROW(V, HV, A - 1)                                                       \
+                for (int hv = 0; hv < HV; hv++) {                                                \
+                    o3[hv] += r[hv];                                                             \
+                    WG_ST(V, tmp + (0 * A + j) * WG_CH + (h + hv) * L, o0[hv]);                  \
+                    WG_ST(V, tmp + (1 * A + j) * WG_CH + (h + hv) * L, o1[hv]);                  \
+                    WG_ST(V, tmp + (2 * A + j) * WG_CH + (h + hv) * L, o2[hv]);                  \
+                    WG_ST(V, tmp + (3 * A + j) * WG_CH + (h + hv) * L, o3[hv]);                  \
+                }                                                                                \
+            }                                                                                    \
+    }                                                                                            \
+    static void NAME(const T* u, const T* v, Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, int A,  \
+                     T* tmp) {                                                                   \
+        if (A == 8) {                                                                            \
+            switch (C) {                                                                         \
+            case 1: NAME##_c(u, v, vs, ps, 1, 8, tmp); break;                                    \
+            case 2: NAME##_c(u, v, vs, ps, 2, 8, tmp); break;                                    \
+            case 3: NAME##_c(u, v, vs, ps, 3, 8, tmp); break;                                    \
+            case 4: NAME##_c(u, v, vs, ps, 4, 8, tmp); break;                                    \
+            case 5: NAME##_c(u, v, vs, ps, 5, 8, tmp); break;                                    \
+            case 6: NAME##_c(u, v, vs, ps, 6, 8, tmp); break;                                    \
+            default: NAME##_c(u, v, vs, ps, C, 8, tmp);                                          \
+            }                                                                                    \
+        } else {                                                                                 \
+            switch (C) {                                                                         \
+            case 1: NAME##_c(u, v, vs, ps, 1, 6, tmp); break;                                    \
+            case 2: NAME##_c(u, v, vs, ps, 2, 6, tmp); break;                                    \
+            case 3: NAME##_c(u, v, vs, ps, 3, 6, tmp); break;                                    \
+            case 4: NAME##_c(u, v, vs, ps, 4, 6, tmp); break;                                    \
+            case 5: NAME##_c(u, v, vs, ps, 5, 6, tmp); break;                                    \
+            case 6: NAME##_c(u, v, vs, ps, 6, 6, tmp); break;                                    \
+            default: NAME##_c(u, v, vs, ps, C, 6, tmp);                                          \
+            }                                                                                    \
+        }                                                                                        \
+    }
+    WG_FUSED_AT(wg_fused_at_f, float, wg_vf, 2)
+    WG_FUSED_AT(wg_fused_at_d, double, wg_vd, 2)
     /* Four tiles of a chunk at a time, between the chunk (tile index innermost) and the image
        (tile columns contiguous): four 4-lane vectors transposed, or, for tiles whose columns
        are consecutive in the image (dilation >= 4: neighbouring tiles sit on neighbouring
@@ -338,6 +439,8 @@ cdef extern from *:
     WG_SCATTER4C(wg_scatter4c_d, double, wg_v4d)
     /* a hint to load the line at p (never faults, even past the end of an array) */
     #define wg_prefetch(p) __builtin_prefetch((const void*)(p))
+    /* the same, for a line about to be written (prefetchw: fetched for ownership) */
+    #define wg_prefetchw(p) __builtin_prefetch((const void*)(p), 1)
     """
     void wg_bt6_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_bt6_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
@@ -351,10 +454,15 @@ cdef extern from *:
                      Py_ssize_t os, Py_ssize_t n) nogil
     void wg_dense4_d(const double* g, Py_ssize_t rows, const double* s, Py_ssize_t ss, double* o,
                      Py_ssize_t os, Py_ssize_t n) nogil
-    void wg_pointwise_f(const float* u, Py_ssize_t us, const float* v, Py_ssize_t vs,
-                        Py_ssize_t ps, Py_ssize_t C, Py_ssize_t P, float* o) nogil
-    void wg_pointwise_d(const double* u, Py_ssize_t us, const double* v, Py_ssize_t vs,
-                        Py_ssize_t ps, Py_ssize_t C, Py_ssize_t P, double* o) nogil
+    void wg_pointwise_f(const float* u, const float* v, Py_ssize_t vs, Py_ssize_t ps,
+                        Py_ssize_t C, Py_ssize_t P, float* o) nogil
+    void wg_pointwise_d(const double* u, const double* v, Py_ssize_t vs, Py_ssize_t ps,
+                        Py_ssize_t C, Py_ssize_t P, double* o) nogil
+    void wg_fused_at_f(const float* u, const float* v, Py_ssize_t vs, Py_ssize_t ps,
+                       Py_ssize_t C, int A, float* tmp) nogil
+    void wg_fused_at_d(const double* u, const double* v, Py_ssize_t vs, Py_ssize_t ps,
+                       Py_ssize_t C, int A, double* tmp) nogil
+    enum: WG_FUSED_C
     void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_d(const double* out, double* const* y0, Py_ssize_t rs) nogil
     void wg_gather4t_f(const float* const* src, Py_ssize_t rs, int S, float* d) nogil
@@ -364,6 +472,7 @@ cdef extern from *:
     void wg_scatter4c_f(const float* out, int m, float* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
     void wg_scatter4c_d(const double* out, int m, double* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
     void wg_prefetch(const void* p) nogil
+    void wg_prefetchw(const void* p) nogil
 
 
 cdef extern from *:
@@ -455,14 +564,14 @@ cdef inline void tx1d(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t c
             lincomb(o + a * os, T + a * cols, cols, s, ss, CH)
 
 
-cdef inline void pointwise_chunk(const floating* u, Py_ssize_t us, const floating* v,
-                                 Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, Py_ssize_t P,
+cdef inline void pointwise_chunk(const floating* u, const floating* v, Py_ssize_t vs,
+                                 Py_ssize_t ps, Py_ssize_t C, Py_ssize_t P,
                                  floating* o) noexcept nogil:
-    # o[p*CH + s] = sum_c u[p*us + c] * v[c*vs + p*ps + s], p < P, s < CH
+    # o[p*CH + s] = sum_c u[p*C + c] * v[c*vs + p*ps + s], p < P, s < CH
     if floating is float:
-        wg_pointwise_f(u, us, v, vs, ps, C, P, o)
+        wg_pointwise_f(u, v, vs, ps, C, P, o)
     else:
-        wg_pointwise_d(u, us, v, vs, ps, C, P, o)
+        wg_pointwise_d(u, v, vs, ps, C, P, o)
 
 
 cdef void transform_chunk(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t cols,
@@ -477,6 +586,30 @@ cdef void transform_chunk(int kind, const floating* T, Py_ssize_t rows, Py_ssize
     for a in range(rows):       # out[a, b] = sum_j T[b, j] tmp[a, j]
         tx1d(kind, T, rows, cols, tmp + a * cols * CH, CH, out + a * rows * out_stride,
              out_stride)
+
+
+cdef void fused_output_chunk(int kind, const floating* AT, Py_ssize_t m, Py_ssize_t alpha,
+                             const floating* u, const floating* v, Py_ssize_t vs, Py_ssize_t ps,
+                             Py_ssize_t C, floating* e, floating* out) noexcept nogil:
+    # out[(a*m + b)*CH + s] = (A^T M A)[a, b] for one filter (weights u, (alpha^2, C)) and the CH
+    # tiles s of a chunk, where M[p] = sum_c u[p*C + c] v[c*vs + p*ps + s] (the fused stage).  For
+    # A^T of F(4,3) and F(4,5) and at most WG_FUSED_C channels the products go straight into the
+    # first pass (``wg_fused_at``: each product a chain of C dependent FMAs, and only 2 * HV
+    # products in flight; with 64 channels the input gradient of a (64,3,32,32)->64 layer ran
+    # 1.5x slower than through e); otherwise through e (alpha^2 * CH elements) and
+    # ``transform_chunk``.
+    cdef floating[CHUNK] tmp
+    cdef Py_ssize_t a
+    if (kind == AT46 or kind == AT48) and C <= WG_FUSED_C:
+        if floating is float:
+            wg_fused_at_f(u, v, vs, ps, C, <int> alpha, tmp)
+        else:
+            wg_fused_at_d(u, v, vs, ps, C, <int> alpha, tmp)
+        for a in range(m):      # out[a, b] = sum_j AT[b, j] tmp[a, j]
+            tx1d(kind, AT, m, alpha, tmp + a * alpha * CH, CH, out + a * m * CH, CH)
+    else:
+        pointwise_chunk(u, v, vs, ps, C, alpha * alpha, e)
+        transform_chunk(kind, AT, m, alpha, e, CH, out, CH)
 
 
 cdef void tile_positions(const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssize_t* ow0,
@@ -770,6 +903,22 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
         scatter_tile(out + t, K, Ho, Wo, k, tn[t], tih[t] + ph, tiw[t] + pw, m, dh, dw, y)
 
 
+cdef inline void prefetch_outputs(floating* y, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
+                                  Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tih,
+                                  const Py_ssize_t* tiw, Py_ssize_t ph, Py_ssize_t pw,
+                                  Py_ssize_t nt, Py_ssize_t m, Py_ssize_t dh) noexcept nogil:
+    # Ask for the output rows that ``scatter_tiles`` will write for filter k and the chunk's
+    # tiles, so that their lines arrive while the filter before is computed: the first column of
+    # every fourth tile (four 4x4 tiles of dilation 1 fill 64 bytes of a row; asking for both
+    # ends of each group ran 6% slower on (64,3,32,32)->64 5x5).
+    cdef Py_ssize_t t, a, oh
+    for t in range(0, nt, 4):
+        for a in range(m):
+            oh = tih[t] + ph + a * dh
+            if oh < Ho:
+                wg_prefetchw(y + ((tn[t] * K + k) * Ho + oh) * Wo + tiw[t] + pw)
+
+
 cdef void gather_chunk(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                        Py_ssize_t c, const Py_ssize_t* tn, const Py_ssize_t* tih,
                        const Py_ssize_t* tiw, Py_ssize_t nt, Py_ssize_t size, Py_ssize_t dh,
@@ -795,7 +944,7 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                          floating* scratch, floating* y) noexcept nogil:
     # One block of nt <= tb tiles, single-threaded.  scratch: alpha^2 * (C + K) * tb elements.
     # fused: the element-wise stage per chunk and filter (``pointwise_chunk``) instead of the
-    # alpha^2 GEMMs, so M is never written.
+    # alpha^2 GEMMs, so M is never written; U then holds the filters as (K, alpha^2, C).
     cdef Py_ssize_t P = alpha * alpha, c, k, p, t
     cdef floating* V = scratch                     # (C, P, tb)
     cdef floating* M = V + P * C * tb              # (K, P, tb)
@@ -816,9 +965,12 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
         # output transform of filter k: M[:, k, chunk] (alpha x alpha tiles) -> d (m x m tiles);
         # the columns of M past nt (at most up to tb) hold stale finite values
         for t in range(0, nt, 16):  # CH
+            if k + 1 < K:
+                prefetch_outputs(y, K, Ho, Wo, k + 1, tn + t, tih + t, tiw + t, ph, pw,
+                                 min(CH, nt - t), m, dh)
             if fused:
-                pointwise_chunk(U + k * C, K * C, V + t, P * tb, tb, C, P, e)
-                transform_chunk(at_kind, AT, m, alpha, e, CH, d, CH)
+                fused_output_chunk(at_kind, AT, m, alpha, U + k * P * C, V + t, P * tb, tb, C, e,
+                                   d)
             else:
                 transform_chunk(at_kind, AT, m, alpha, M + k * P * tb + t, tb, d, CH)
             chunk_epilogue(d, m * m * CH, bias[k] if bias != NULL else 0, relu)
@@ -864,8 +1016,11 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     cdef int bt_kind = transform_kind(BT, specialise), at_kind = transform_kind(AT, specialise)
     cdef const floating[::1] b
     cdef const floating* bp = NULL
+    cdef const floating[:, :, ::1] Uk = U
     check_tile(alpha, tb)
     check_scratch(scratch.shape[0], C, K, alpha, tb)
+    if fused:  # the fused stage reads one filter's alpha^2 x C weights contiguously
+        Uk = np.ascontiguousarray(np.asarray(U).transpose(1, 0, 2))
     if bias is not None:
         b = bias
         bp = &b[0]
@@ -873,7 +1028,7 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
         parts = nblocks
     with nogil:
         for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
-            winograd_block(&x[0, 0, 0, 0], C, H, W, &U[0, 0, 0], K, &BT[0, 0], bt_kind,
+            winograd_block(&x[0, 0, 0, 0], C, H, W, &Uk[0, 0, 0], K, &BT[0, 0], bt_kind,
                            &AT[0, 0], at_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
                            blk * per_block, min(per_block, tiles - blk * per_block),
                            ph, pw, dh, dw, bp, relu, Ho, Wo, tb, fused,

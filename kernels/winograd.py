@@ -94,7 +94,12 @@ MAX_TILES_PER_BLOCK = 256
 # (8,8,56,56)->64 3x3: 16 tiles per block ran 8.9 / 5.9 / 2.6 ms, 32 tiles 9.1 / 5.3 / 3.1,
 # 128 tiles 10.4 / 6.1 / 3.7; the GEMM stage (128 tiles) 12.8 / 6.3 / 3.2: 1.07-1.44x slower.
 # (Not for few filters and many channels: the plain sums over 512 channels raised the float32
-# error of F(2,5) from 3e-6 to 5e-6.)
+# error of F(2,5) from 3e-6 to 5e-6.)  Later (same machine, 15 interleaved rounds, A/B in one
+# process), on (64,3,32,32)->64 5x5: the filters' weights laid out (K, alpha^2, C) and the loop
+# over the channels unrolled, 0.85x the time; the next filter's output lines fetched ahead
+# (``prefetch_outputs``), 0.83x; the products summed straight into the output transform's first
+# pass for F(4,3) and F(4,5), 0.78-0.85x; together about 8 ms -> 4 ms, bit-identical results.
+# 16 tiles per block still ran as fast as 32 and faster than 64 (5.3 / 5.3 / 6.6 ms).
 FUSED_MAX_CHANNELS = 8
 FUSED_TILES_PER_BLOCK = 16
 

@@ -14,12 +14,12 @@ Algorithms (all give the same result within their error bounds; see ``cnncore_ke
 The rule of "auto": Winograd when it applies, the tile's multiplications, counting the outputs
 wasted by partial tiles at the map's edges, are at most those of the direct convolution
 (``winograd_saving >= 1``), and either each group has at least ``WINOGRAD_MIN_CHANNELS`` input
-channels and filters, or (forward only) the kernel is 5x5 with 2 to
+channels and filters, or (forward only) the layer has 2 to
 ``cnncore_kernels.winograd.FUSED_MAX_CHANNELS`` input channels per group (Winograd's fused
-element-wise stage); otherwise the GEMM kernel's own choice: batched for more than one image with
-small output maps (``Ho*Wo`` at most ``cnncore_kernels._conv.BATCH_MAX_P_FORWARD`` forward,
-``BATCH_MAX_P_BACKWARD`` backward), else shifted for stride 1 and >= 16 channels when the padded
-width wastes at most 25%, else im2col.
+element-wise stage) and a 5x5 kernel, or a 3x3 kernel without groups; otherwise the GEMM
+kernel's own choice: batched for more than one image with small output maps (``Ho*Wo`` at most
+``cnncore_kernels._conv.BATCH_MAX_P_FORWARD`` forward, ``BATCH_MAX_P_BACKWARD`` backward), else
+shifted for stride 1 and >= 16 channels when the padded width wastes at most 25%, else im2col.
 
 Why (provisional: 2026-12, shared 2-core Zen 4 under load 5-6, 5 interleaved rounds with PyTorch
 on 2 threads, medians of wall time).  On the 11 stride-1 3x3/5x5 layers with >= 32 channels of the
@@ -38,7 +38,14 @@ the fused stage wins (later, same machine, 9 interleaved rounds, forward ms, im2
 (128,3,32,32)->32 13.0 / 10.5; pixel65's conv1 dense, (1,3,320,320)->32 10.9 / 8.1 and
 (1,3,576,576)->32 36 / 23; (8,3,224,224)->64 63 / 57; level on (64,3,32,32)->64 11.0 / 11.4 and
 (64,3,65,65)->32 15.6 / 16.4; slower with one channel, (16,1,28,28)->20 0.42 / 0.62 (nothing to
-sum).  Hence 5x5 with 2 to 8 channels.  Not in the backward: the input gradient is then a
+sum).  Hence 5x5 with 2 to 8 channels.  After the fused stage summed its products straight into
+the output transform and the filters' weights were laid out contiguously (2026-12, Zen 3, 9
+interleaved rounds, forward ms, im2col / winograd, medians): 3x3 (64,3,32,32)->64 8.3 / 5.4,
+(8,3,224,224)->64 41 / 34, (16,8,32,32)->32 1.75 / 1.38, (32,3,64,64)->32 5.5 / 4.6, level on
+(8,8,56,56)->64 3.4 / 3.5; one channel still slower (16,1,28,28)->20 0.29 / 0.39; grouped 3x3
+slower, (2,64,16,16)->64 in 8 groups 1.2 / 2.0, (8,16,56,56)->32 in 4 groups 4.2 / 4.8 (per
+group a weight transform and a call); 5x5 (64,3,32,32)->64 10.8 / 6.1.  Hence also 3x3 with 2
+to 8 channels, without groups.  Not in the backward: the input gradient is then a
 convolution with K inputs and C outputs by the GEMM stage, 26 against im2col's 16 ms for
 (64,3,32,32)->64.  A 1x1 output (a fully connected layer as a 3x3 convolution)
 would waste 15 of 16 outputs of an F(4x4,3x3) tile: saving 0.25.
@@ -63,8 +70,10 @@ from cnncore_kernels import winograd as _wg
 ALGORITHMS = ("auto", "im2col", "shifted", "batched", "winograd")
 WINOGRAD_KERNELS = (3, 5)
 WINOGRAD_MIN_CHANNELS = 16
-# forward with few channels (the fused element-wise stage): these kernel sizes, at least 2 channels
-WINOGRAD_FUSED_KERNELS = (5,)
+# forward with few channels (the fused element-wise stage): these kernel sizes, at least 2 channels;
+# 3x3 only without groups
+WINOGRAD_FUSED_KERNELS = (3, 5)
+WINOGRAD_FUSED_GROUPED_KERNELS = (5,)
 WINOGRAD_FUSED_MIN_CHANNELS = 2
 # Bound on the measured float32 relative Frobenius error of the tiles "winograd" runs (C up to
 # 2048, standard-normal data; cnncore_kernels.winograd.ERROR_BOUND per tile): below 1e-5.
@@ -152,7 +161,7 @@ def rule(x_shape, weight_shape, stride, padding, dilation, groups, backward=Fals
     out_hw = v.output_hw(x_shape[2:], kernel, stride, padding, dilation)
     few_channels = (
         not backward
-        and kernel[0] in WINOGRAD_FUSED_KERNELS
+        and kernel[0] in (WINOGRAD_FUSED_KERNELS if groups == 1 else WINOGRAD_FUSED_GROUPED_KERNELS)
         and WINOGRAD_FUSED_MIN_CHANNELS <= C <= _wg.FUSED_MAX_CHANNELS
     )
     if (

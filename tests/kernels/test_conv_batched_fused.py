@@ -93,7 +93,7 @@ def test_batched_backward_repeats_bit_for_bit():
 PATHS = ["auto", "im2col", "shifted", "batched"]
 LAYERS = [
     # (N, C, H, K, k, stride, padding, dilation): every path of conv2d_forward
-    (3, 3, 9, 4, 3, 1, 1, 1),  # im2col / batched
+    (3, 1, 9, 4, 3, 1, 1, 1),  # im2col / batched (one channel: "auto" keeps the GEMM kernel)
     (2, 20, 11, 6, 3, 1, 2, 2),  # shifted GEMM, padded
     (2, 5, 7, 6, 1, 1, 0, 1),  # 1x1 one-GEMM path
     (1, 4, 10, 3, 2, 2, 1, 1),  # strided, one image

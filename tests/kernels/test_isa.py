@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from cnncore.functional.conv_selection import WINOGRAD_ERROR_BOUND
 from cnncore_kernels import isa
 
 BUILT = ["x86_64_v3", "x86_64_v4"]
@@ -58,15 +59,17 @@ _RUN = """
 import json, sys
 import numpy as np
 from cnncore.functional import conv2d, local_contrast_norm, max_pool2d
+from cnncore.functional.conv_selection import WINOGRAD_ERROR_BOUND
 from cnncore_kernels import isa
 rng = np.random.default_rng(0)
 x = rng.standard_normal((2, 5, 11, 13)).astype(np.float32)
 w = rng.standard_normal((6, 5, 3, 3)).astype(np.float32)
-y = conv2d(x, w, padding=1)
+y = conv2d(x, w, padding=1, algorithm="im2col")
+yw = conv2d(x, w, padding=1, algorithm="winograd")
 p, i = max_pool2d(y, 3, 2, 1)
 z = local_contrast_norm(x)
-print(json.dumps({"isa": isa.info()["selected"], "y": y.tolist(), "p": p.tolist(),
-                  "i": i.tolist(), "z": z.tolist()}))
+print(json.dumps({"isa": isa.info()["selected"], "y": y.tolist(), "yw": yw.tolist(),
+                  "p": p.tolist(), "i": i.tolist(), "z": z.tolist()}))
 """
 
 
@@ -91,4 +94,7 @@ def test_every_runnable_build_gives_the_same_results():
         # FMA contraction in the AVX2/AVX-512 builds changes the last bits only
         for key in ("y", "p", "z"):
             np.testing.assert_allclose(got[key], base[key], rtol=1e-5, atol=1e-5, err_msg=key)
+        # Winograd's transforms amplify those bits: within twice its error bound (Frobenius)
+        yw, base_yw = np.array(got["yw"]), np.array(base["yw"])
+        assert np.linalg.norm(yw - base_yw) <= 2 * WINOGRAD_ERROR_BOUND * np.linalg.norm(base_yw)
         assert got["i"] == base["i"]  # no near-ties in this seeded input

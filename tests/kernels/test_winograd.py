@@ -379,6 +379,31 @@ def test_small_inputs_take_the_fused_element_wise_stage():
     np.testing.assert_array_equal(auto, gemm)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tile", ["F(4,3)", "F(4,5)", "F(2,3)", "F(3,5)"])
+@pytest.mark.parametrize("C", [1, 2, 3, 4, 5, 6, 7, 8, 9])
+def test_fused_stage_matches_float64_loops_for_every_channel_count(dtype, tile, C):
+    # the fused element-wise stage: code unrolled for 1-8 channels, a loop beyond; for F(4,3) and
+    # F(4,5) the products summed straight into the output transform (up to 8 channels), through
+    # the products' buffer otherwise (other tiles, 9 channels); forward and dx (whose
+    # input channels are the forward's filters)
+    m, r, _ = wg.TILES[tile]
+    rng = np.random.default_rng(C)
+    x = rng.standard_normal((2, C, 13, 14)).astype(dtype)
+    w = rng.standard_normal((C + 1, C, r, r)).astype(dtype)
+    b = rng.standard_normal(C + 1).astype(dtype)
+    xd, wd, bd = (a.astype(np.float64) for a in (x, w, b))
+    want = conv2d_ref(xd, wd, bd, (1, 1), (2, 1), (1, 1))
+    dy = rng.standard_normal(want.shape).astype(dtype)
+    _, dx_want, _, _ = _torch(xd, wd, bd, (2, 1), (1, 1), 1, dy)
+    y = wg.conv2d_forward(x, w, b, (2, 1), (1, 1), tile, fused=True)
+    dx = wg.conv2d_backward_input(dy, w, x.shape[2:], (2, 1), (1, 1), tile, fused=True)
+    scale = 10 * wg.ERROR_BOUND[tile] if dtype == np.float32 else 1e-12
+    for got, ref in ((y, want), (dx, dx_want)):
+        assert got.dtype == dtype
+        assert np.linalg.norm(got - ref) <= scale * np.linalg.norm(ref)
+
+
 def test_block_size_follows_the_channel_count():
     assert [wg.tiles_per_block(c, 3) for c in (1, 64, 65, 96, 128, 256, 2048)] == [
         64,
