@@ -308,6 +308,17 @@ cdef extern from *:
             V pl = q[hv] + r[hv], mi = q[hv] - r[hv];                                            \
             o0[hv] += pl; o1[hv] += (T)(c1) * mi; o2[hv] += (T)(c2) * pl; o3[hv] += (T)(c3) * mi;\
         }
+    /* NAME##_c with the channel count C (a variable in scope) made a constant up to 6 */
+    #define WG_FUSED_AT_CASES(NAME, A)                                                           \
+        switch (C) {                                                                             \
+        case 1: NAME##_c(u, v, vs, ps, 1, A, tmp); break;                                        \
+        case 2: NAME##_c(u, v, vs, ps, 2, A, tmp); break;                                        \
+        case 3: NAME##_c(u, v, vs, ps, 3, A, tmp); break;                                        \
+        case 4: NAME##_c(u, v, vs, ps, 4, A, tmp); break;                                        \
+        case 5: NAME##_c(u, v, vs, ps, 5, A, tmp); break;                                        \
+        case 6: NAME##_c(u, v, vs, ps, 6, A, tmp); break;                                        \
+        default: NAME##_c(u, v, vs, ps, C, A, tmp);                                              \
+        }
     #define WG_FUSED_AT(NAME, T, V, HV)                                                          \
     static inline __attribute__((always_inline)) void NAME##_c(                                  \
             const T* u, const T* v, Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, int A, T* tmp) { \
@@ -339,27 +350,10 @@ cdef extern from *:
     }                                                                                            \
     static void NAME(const T* u, const T* v, Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, int A,  \
                      T* tmp) {                                                                   \
-        if (A == 8) {                                                                            \
-            switch (C) {                                                                         \
-            case 1: NAME##_c(u, v, vs, ps, 1, 8, tmp); break;                                    \
-            case 2: NAME##_c(u, v, vs, ps, 2, 8, tmp); break;                                    \
-            case 3: NAME##_c(u, v, vs, ps, 3, 8, tmp); break;                                    \
-            case 4: NAME##_c(u, v, vs, ps, 4, 8, tmp); break;                                    \
-            case 5: NAME##_c(u, v, vs, ps, 5, 8, tmp); break;                                    \
-            case 6: NAME##_c(u, v, vs, ps, 6, 8, tmp); break;                                    \
-            default: NAME##_c(u, v, vs, ps, C, 8, tmp);                                          \
-            }                                                                                    \
-        } else {                                                                                 \
-            switch (C) {                                                                         \
-            case 1: NAME##_c(u, v, vs, ps, 1, 6, tmp); break;                                    \
-            case 2: NAME##_c(u, v, vs, ps, 2, 6, tmp); break;                                    \
-            case 3: NAME##_c(u, v, vs, ps, 3, 6, tmp); break;                                    \
-            case 4: NAME##_c(u, v, vs, ps, 4, 6, tmp); break;                                    \
-            case 5: NAME##_c(u, v, vs, ps, 5, 6, tmp); break;                                    \
-            case 6: NAME##_c(u, v, vs, ps, 6, 6, tmp); break;                                    \
-            default: NAME##_c(u, v, vs, ps, C, 6, tmp);                                          \
-            }                                                                                    \
-        }                                                                                        \
+        if (A == 8)                                                                              \
+            WG_FUSED_AT_CASES(NAME, 8)                                                           \
+        else                                                                                     \
+            WG_FUSED_AT_CASES(NAME, 6)                                                           \
     }
     WG_FUSED_AT(wg_fused_at_f, float, wg_vf, 2)
     WG_FUSED_AT(wg_fused_at_d, double, wg_vd, 2)
