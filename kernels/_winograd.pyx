@@ -34,7 +34,9 @@ products never stored), with the filters' weights as (K, alpha^2, C).
 
 The weight gradient (``winograd_weight_grad``) runs the same blocks with F(r x r, m x m): the x
 tiles transformed by B^T, the m x m dy tiles by G, and per point a GEMM (K, tb) @ (tb, C) added to
-the thread's (alpha^2, K, C) accumulator.
+the thread's (alpha^2, K, C) accumulator.  With few input channels the backward instead runs as
+the adjoint of the forward's tiles, dx, dweight and dbias from one pass over dy
+(``winograd_backward_fused``, in ``_winograd_backward.pxi``).
 
 Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (``winograd.py`` picks tb
 from 64 to 256 tiles by channel count: 1.2 MB in float32 for C = K = 64 and alpha = 6, 19 MB for
@@ -79,6 +81,10 @@ cdef enum:
     AT46 = 3    # A^T of F(4,3)
     AT48 = 4    # A^T of F(4,5)
     DENSE4 = 5  # any matrix of 4 columns (the weight gradient's G of F(3,4) and F(5,4))
+    BT6T = 6    # (B^T)^T of alpha 6 and 8: the fused backward's transform of dx tiles
+    BT8T = 7
+    AT46T = 8   # (A^T)^T of F(4,3) and F(4,5): the fused backward's transform of dy tiles
+    AT48T = 9
 
 _KIND_MATRICES = {
     BT6: np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -92,6 +98,8 @@ _KIND_MATRICES = {
     AT48: np.array([[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0.5, -0.5, 0],
                     [0, 1, 1, 4, 4, 0.25, 0.25, 0], [0, 1, -1, 8, -8, 0.125, -0.125, 1]]),
 }
+_KIND_MATRICES.update({BT6T: _KIND_MATRICES[BT6].T, BT8T: _KIND_MATRICES[BT8].T,
+                       AT46T: _KIND_MATRICES[AT46].T, AT48T: _KIND_MATRICES[AT48].T})
 
 
 def transform_kind(T, bint specialise=True):
@@ -229,6 +237,78 @@ cdef extern from *:
     WG_AT48(wg_at48_d, double, wg_vd)
     WG_DENSE4(wg_dense4_f, float, wg_vf)
     WG_DENSE4(wg_dense4_d, double, wg_vd)
+    /* The transposes, for the fused backward, by pair sums of the symmetric points:
+       s1 +- s2, s3 +- s4 (and s5 +- s6 for alpha 8) */
+    #define WG_BT6T(NAME, T, V)                                                                  \
+    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
+        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
+            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);    \
+            V d3 = WG_LD(V, s + 3 * ss + t), d4 = WG_LD(V, s + 4 * ss + t);                      \
+            V d5 = WG_LD(V, s + 5 * ss + t);                                                     \
+            V p1 = d1 + d2, m1 = d1 - d2, p2 = d3 + d4, m2 = d3 - d4;                            \
+            WG_ST(V, o + t, (T)4 * d0);                                                          \
+            WG_ST(V, o + os + t, (T)4 * (d5 - m1) - (T)2 * m2);                                  \
+            WG_ST(V, o + 2 * os + t, (T)-5 * d0 - (T)4 * p1 - p2);                               \
+            WG_ST(V, o + 3 * os + t, m1 + (T)2 * m2 - (T)5 * d5);                                \
+            WG_ST(V, o + 4 * os + t, d0 + p1 + p2);                                              \
+            WG_ST(V, o + 5 * os + t, d5);                                                        \
+        }                                                                                        \
+    }
+    #define WG_BT8T(NAME, T, V)                                                                  \
+    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
+        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
+            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);    \
+            V d3 = WG_LD(V, s + 3 * ss + t), d4 = WG_LD(V, s + 4 * ss + t);                      \
+            V d5 = WG_LD(V, s + 5 * ss + t), d6 = WG_LD(V, s + 6 * ss + t);                      \
+            V d7 = WG_LD(V, s + 7 * ss + t);                                                     \
+            V p1 = d1 + d2, m1 = d1 - d2, p2 = d3 + d4, m2 = d3 - d4, p3 = d5 + d6, m3 = d5 - d6;\
+            WG_ST(V, o + t, -d0);                                                                \
+            WG_ST(V, o + os + t, m1 + (T)0.5 * m2 + (T)2 * m3 - d7);                             \
+            WG_ST(V, o + 2 * os + t, (T)5.25 * d0 + p1 + (T)0.25 * p2 + (T)4 * p3);              \
+            WG_ST(V, o + 3 * os + t, (T)5.25 * d7 - (T)4.25 * m1 - (T)2.5 * (m2 + m3));          \
+            WG_ST(V, o + 4 * os + t, (T)-5.25 * d0 - (T)4.25 * p1 - (T)1.25 * p2 - (T)5 * p3);   \
+            WG_ST(V, o + 5 * os + t, m1 + (T)2 * m2 + (T)0.5 * m3 - (T)5.25 * d7);               \
+            WG_ST(V, o + 6 * os + t, d0 + p1 + p2 + p3);                                         \
+            WG_ST(V, o + 7 * os + t, d7);                                                        \
+        }                                                                                        \
+    }
+    /* alpha outputs from 4 inputs: the rows [1, x, x^2, x^3] of the points, pair by pair */
+    #define WG_ATT_PAIR(T, V, j, x)                                                                \
+            e = d0 + (T)((x) * (x)) * d2; f = (T)(x) * d1 + (T)((x) * (x) * (x)) * d3;           \
+            WG_ST(V, o + (j) * os + t, e + f); WG_ST(V, o + ((j) + 1) * os + t, e - f);
+    #define WG_AT46T(NAME, T, V)                                                                 \
+    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
+        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
+            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);    \
+            V d3 = WG_LD(V, s + 3 * ss + t), e, f;                                               \
+            WG_ST(V, o + t, d0);                                                                 \
+            e = d0 + d2; f = d1 + d3;                                                            \
+            WG_ST(V, o + os + t, e + f); WG_ST(V, o + 2 * os + t, e - f);                        \
+            WG_ATT_PAIR(T, V, 3, 2)                                                                \
+            WG_ST(V, o + 5 * os + t, d3);                                                        \
+        }                                                                                        \
+    }
+    #define WG_AT48T(NAME, T, V)                                                                 \
+    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
+        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
+            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);    \
+            V d3 = WG_LD(V, s + 3 * ss + t), e, f;                                               \
+            WG_ST(V, o + t, d0);                                                                 \
+            e = d0 + d2; f = d1 + d3;                                                            \
+            WG_ST(V, o + os + t, e + f); WG_ST(V, o + 2 * os + t, e - f);                        \
+            WG_ATT_PAIR(T, V, 3, 2)                                                                \
+            WG_ATT_PAIR(T, V, 5, 0.5)                                                              \
+            WG_ST(V, o + 7 * os + t, d3);                                                        \
+        }                                                                                        \
+    }
+    WG_BT6T(wg_bt6t_f, float, wg_vf)
+    WG_BT6T(wg_bt6t_d, double, wg_vd)
+    WG_BT8T(wg_bt8t_f, float, wg_vf)
+    WG_BT8T(wg_bt8t_d, double, wg_vd)
+    WG_AT46T(wg_at46t_f, float, wg_vf)
+    WG_AT46T(wg_at46t_d, double, wg_vd)
+    WG_AT48T(wg_at48t_f, float, wg_vf)
+    WG_AT48T(wg_at48t_d, double, wg_vd)
     /* The element-wise stage of one chunk without a GEMM (for few input channels):
        o[p*WG_CH + s] = sum_c u[p*C + c] * v[c*vs + p*ps + s] for the alpha^2 points p < P and
        the WG_CH tiles s of a chunk; u holds one filter's transformed weights, points by channels
@@ -431,6 +511,31 @@ cdef extern from *:
     WG_GATHER4C(wg_gather4c_d, double, wg_v4d)
     WG_SCATTER4C(wg_scatter4c_f, float, wg_v4f)
     WG_SCATTER4C(wg_scatter4c_d, double, wg_v4d)
+    /* Eight 4x4 tiles side by side (dilation 1, tile u at src + 4u), float32:
+       d[(i*4 + j)*WG_CH + u] = src[i*rs + 4u + j].  Per row, the 32 floats in four vectors (two
+       tiles each, one per 128-bit half), a 4x4 transpose within the halves, and one permute that
+       puts the tiles in order (t0 t2 t4 t6 t1 t3 t5 t7 -> t0 .. t7): 20 vector operations per row
+       against 32 for two four-tile transposes (the weight gradients' dy tiles). */
+    typedef int wg_m8i __attribute__((vector_size(32)));
+    static inline void wg_gather8t4_f(const float* src, Py_ssize_t rs, float* d) {
+        for (int i = 0; i < 4; i++) {
+            const float* s = src + i * rs;
+            wg_vf a = WG_LD(wg_vf, s), b = WG_LD(wg_vf, s + 8);
+            wg_vf c = WG_LD(wg_vf, s + 16), e = WG_LD(wg_vf, s + 24);
+            wg_vf t0 = __builtin_shuffle(a, b, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
+            wg_vf t1 = __builtin_shuffle(a, b, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
+            wg_vf t2 = __builtin_shuffle(c, e, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
+            wg_vf t3 = __builtin_shuffle(c, e, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
+            wg_vf r[4];
+            r[0] = __builtin_shuffle(t0, t2, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
+            r[1] = __builtin_shuffle(t0, t2, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
+            r[2] = __builtin_shuffle(t1, t3, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
+            r[3] = __builtin_shuffle(t1, t3, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
+            for (int j = 0; j < 4; j++)
+                WG_ST(wg_vf, d + (i * 4 + j) * WG_CH,
+                      __builtin_shuffle(r[j], (wg_m8i){0, 4, 1, 5, 2, 6, 3, 7}));
+        }
+    }
     /* a hint to load the line at p (never faults, even past the end of an array) */
     #define wg_prefetch(p) __builtin_prefetch((const void*)(p))
     /* the same, for a line about to be written (prefetchw: fetched for ownership) */
@@ -448,6 +553,14 @@ cdef extern from *:
                      Py_ssize_t os, Py_ssize_t n) nogil
     void wg_dense4_d(const double* g, Py_ssize_t rows, const double* s, Py_ssize_t ss, double* o,
                      Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_bt6t_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_bt6t_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_bt8t_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_bt8t_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_at46t_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_at46t_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_at48t_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_at48t_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_pointwise_f(const float* u, const float* v, Py_ssize_t vs, Py_ssize_t ps,
                         Py_ssize_t C, Py_ssize_t P, float* o) nogil
     void wg_pointwise_d(const double* u, const double* v, Py_ssize_t vs, Py_ssize_t ps,
@@ -465,6 +578,7 @@ cdef extern from *:
     void wg_gather4c_d(const double* src, Py_ssize_t rs, Py_ssize_t cs, int S, double* d) nogil
     void wg_scatter4c_f(const float* out, int m, float* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
     void wg_scatter4c_d(const double* out, int m, double* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
+    void wg_gather8t4_f(const float* src, Py_ssize_t rs, float* d) nogil
     void wg_prefetch(const void* p) nogil
     void wg_prefetchw(const void* p) nogil
 
@@ -548,6 +662,26 @@ cdef inline void tx1d(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t c
             wg_at48_f(s, ss, o, os, CH)
         else:
             wg_at48_d(s, ss, o, os, CH)
+    elif kind == AT48T:
+        if floating is float:
+            wg_at48t_f(s, ss, o, os, CH)
+        else:
+            wg_at48t_d(s, ss, o, os, CH)
+    elif kind == AT46T:
+        if floating is float:
+            wg_at46t_f(s, ss, o, os, CH)
+        else:
+            wg_at46t_d(s, ss, o, os, CH)
+    elif kind == BT8T:
+        if floating is float:
+            wg_bt8t_f(s, ss, o, os, CH)
+        else:
+            wg_bt8t_d(s, ss, o, os, CH)
+    elif kind == BT6T:
+        if floating is float:
+            wg_bt6t_f(s, ss, o, os, CH)
+        else:
+            wg_bt6t_d(s, ss, o, os, CH)
     elif kind == DENSE4:
         if floating is float:
             wg_dense4_f(T, rows, s, ss, o, os, CH)
@@ -771,7 +905,7 @@ cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
     # dilation 1 (size >= 4), copied for tiles on consecutive columns (column dilation >= 4);
     # the others tile by tile.  For those two kinds of moves, a chunk with a tile over the edge
     # is gathered from padded strips (``gather_strips``) when they fit.
-    cdef Py_ssize_t t, u, i, j, t4 = 0
+    cdef Py_ssize_t t, u, i, j, t4 = 0, t8 = 0
     cdef Py_ssize_t off[4]
     cdef const floating* src[4]
     cdef bint inside, transpose = dw == 1 and size >= 4
@@ -782,7 +916,18 @@ cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
                     return
                 break
         t4 = nt - nt % 4
-    for t in range(0, t4, 4):
+    if floating is float:
+        if size == 4 and dw == 1:  # eight 4x4 tiles side by side at a time (wg_gather8t4)
+            while t8 + 8 <= t4 and tn[t8 + 7] == tn[t8] and tih[t8 + 7] == tih[t8] \
+                    and tiw[t8 + 7] == tiw[t8] + 28 \
+                    and tile_inside(tih[t8], tiw[t8], 4, dh, 1, H, W) and tiw[t8] + 31 < W:
+                off[0] = ((tn[t8] * C + c) * H + tih[t8]) * W + tiw[t8]
+                wg_gather8t4_f(x + off[0], dh * W, d + t8)
+                for i in range(4):  # the same rows of the next channel (see below)
+                    wg_prefetch(x + off[0] + H * W + i * dh * W)
+                    wg_prefetch(x + off[0] + H * W + i * dh * W + 31)
+                t8 += 8
+    for t in range(t8, t4, 4):
         inside = True
         for u in range(4):
             if not tile_inside(tih[t + u], tiw[t + u], size, dh, dw, H, W):
@@ -1143,6 +1288,30 @@ def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
                     wsum(&U[a * alpha + b, k, 0], &G[b, 0], r, tm + a * r * C, C, C)
 
 
+cdef void weight_grad_from_points(const floating* S, Py_ssize_t K, Py_ssize_t C,
+                                  const double[:, ::1] AT, double[:, ::1] tmp, Py_ssize_t parts,
+                                  floating[:, :, :, ::1] dw_out) noexcept nogil:
+    # dW[k, c] = AT S[:, k, c] AT^T in float64 for S (alpha^2, K, C) and AT (r, alpha), vector
+    # passes over c (``wsum``; reading S[:, k, c] per (k, c) across the alpha^2 planes took 38%
+    # of a (64,64,15,15) weight gradient, and a pass per term 5% of an (8,128,28,28) one).
+    # tmp: (threads, (r*alpha + 1) * C) float64.
+    cdef Py_ssize_t r = AT.shape[0], alpha = AT.shape[1], KC = K * C, k, c, b, i, j
+    cdef double* tm
+    cdef double* row
+    for k in prange(K, schedule="static", num_threads=parts):
+        tm = &tmp[threadid(), 0]
+        row = tm + r * alpha * C
+        for i in range(r):          # tm[i, b, c] = sum_a AT[i, a] S[a, b, k, c]
+            for b in range(alpha):
+                wsum(tm + (i * alpha + b) * C, &AT[i, 0], alpha, S + b * KC + k * C,
+                     alpha * KC, C)
+        for i in range(r):          # dW[k, c, i, j] = sum_b AT[j, b] tm[i, b, c]
+            for j in range(r):
+                wsum(row, &AT[j, 0], alpha, tm + i * alpha * C, C, C)
+                for c in range(C):
+                    dw_out[k, c, i, j] = <floating> row[c]
+
+
 cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                       const floating* dy, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
                       const floating* BT, int bt_kind, const floating* G, int g_kind,
@@ -1203,7 +1372,6 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef Py_ssize_t nblocks = (tiles + per_block - 1) // per_block
     cdef Py_ssize_t per_thread = P * (C + K) * tb
     cdef int bt_kind = transform_kind(BT, specialise), g_kind = transform_kind(G, specialise)
-    cdef Py_ssize_t k, c, b, i, j
     check_tile(alpha, tb)
     if (AT.shape[1] != alpha or G.shape[0] != alpha or BT.shape[1] != alpha
             or dw_out.shape[0] != K or dw_out.shape[1] != C or dw_out.shape[2] != r
@@ -1222,8 +1390,6 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     # per thread: tm (r*alpha, C), then one row (C) of dW
     tmp_arr = np.empty((_gemm_parts, (r * alpha + 1) * C), dtype=np.float64)
     cdef double[:, ::1] tmp = tmp_arr
-    cdef double* tm
-    cdef double* row
     with nogil:
         for e in prange(parts * P * KC, schedule="static", num_threads=parts):
             acc[e] = 0
@@ -1236,19 +1402,9 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
         for e in prange(P * KC, schedule="static"):
             for t in range(1, parts):
                 acc[e] += acc[t * P * KC + e]
-        # dW[k, c] = AT S[:, k, c] AT^T in float64, vector passes over c (``wsum``; reading
-        # S[:, k, c] per (k, c) across the alpha^2 planes took 38% of a (64,64,15,15) weight
-        # gradient, and a pass per term 5% of an (8,128,28,28) one)
-        for k in prange(K, schedule="static", num_threads=parts):
-            tm = &tmp[threadid(), 0]
-            row = tm + r * alpha * C
-            for i in range(r):          # tm[i, b, c] = sum_a AT[i, a] S[a, b, k, c]
-                for b in range(alpha):
-                    wsum(tm + (i * alpha + b) * C, &AT[i, 0], alpha, acc + b * KC + k * C,
-                         alpha * KC, C)
-            for i in range(r):          # dW[k, c, i, j] = sum_b AT[j, b] tm[i, b, c]
-                for j in range(r):
-                    wsum(row, &AT[j, 0], alpha, tm + i * alpha * C, C, C)
-                    for c in range(C):
-                        dw_out[k, c, i, j] = <floating> row[c]
+        weight_grad_from_points(acc, K, C, AT, tmp, parts, dw_out)
     return dw_out
+
+
+# the fused backward for few input channels (dx and dweight in one pass over dy)
+include "_winograd_backward.pxi"

@@ -8,7 +8,9 @@ CPU algorithms (chosen by ``cnncore.functional``; inputs validated there):
 - ``"shifted"``: stride 1, one GEMM per kernel tap over a shifted view of the padded image;
 - ``"batched"``: im2col columns over blocks of whole images (N*Ho*Wo columns) for small maps;
 - ``"winograd"``: stride 1, square 3x3 or 5x5 kernels, Winograd tiles
-  (``cnncore_kernels.winograd``), forward, dx and dweight (dbias: a plain sum);
+  (``cnncore_kernels.winograd``), forward, dx and dweight (dbias: a plain sum); with at most
+  ``winograd.FUSED_MAX_CHANNELS`` input channels the backward is the adjoint of the forward's
+  tiles, dx, dweight and dbias from one pass over dy (``winograd.conv2d_backward_fused``);
 - ``"auto"``: the GEMM kernel's own choice between batched, im2col and shifted (for callers
   below the public API).
 
@@ -96,6 +98,11 @@ def conv2d_backward(
         from cnncore_kernels import winograd
 
         tile = winograd.DEFAULT_TILE[int(weight.shape[2])]
+        if int(x.shape[1]) <= winograd.FUSED_MAX_CHANNELS:
+            # few input channels: dx, dweight and dbias from one pass over dy
+            return winograd.conv2d_backward_fused(
+                dy, x, weight, padding, dilation, tile, need_dx, need_dweight, need_dbias
+            )
         dx = dw = db = None
         if need_dx:
             dx = winograd.conv2d_backward_input(dy, weight, x.shape[2:], padding, dilation, tile)

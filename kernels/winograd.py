@@ -1,4 +1,4 @@
-"""Winograd convolution (CPU): the transform matrices, the tile grid, forward and input gradient.
+"""Winograd convolution (CPU): the transform matrices, the tile grid, forward and gradients.
 
 F(m x m, r x r) computes an m x m output tile of an r x r convolution from an alpha x alpha input
 tile (alpha = m + r - 1) with alpha^2 multiplications instead of m^2 r^2:
@@ -102,6 +102,10 @@ MAX_TILES_PER_BLOCK = 256
 # 16 tiles per block still ran as fast as 32 and faster than 64 (5.3 / 5.3 / 6.6 ms).
 FUSED_MAX_CHANNELS = 8
 FUSED_TILES_PER_BLOCK = 16
+
+# The fused backward (``conv2d_backward_fused``) runs blocks of whole tile rows of at least this
+# many tiles (the block is only the unit of the threads' work; the kernel runs it chunk by chunk).
+FUSED_BACKWARD_BLOCK_TILES = 64
 
 
 # The weight gradient's GEMMs are (K, tiles) @ (tiles, C), summed into the thread's (alpha^2, K, C)
@@ -317,3 +321,67 @@ def conv2d_backward_weight(x, dy, weight_shape, padding, dilation, tile):
         dw,
     )
     return dw
+
+
+def backward_rows_per_block(oh0, alpha: int, dh: int, n_cols: int) -> int:
+    """Tile rows per block of ``conv2d_backward_fused``: the fewest that give a block at least
+    FUSED_BACKWARD_BLOCK_TILES tiles (or the whole image) and keep blocks two apart in one image
+    off each other's input rows (its input gradient adds overlapping tiles onto dx, and blocks of
+    one phase run at the same time).  oh0: the tiles' row origins (``tile_origins``)."""
+    n = len(oh0)
+    R = max(1, min(n, -(-FUSED_BACKWARD_BLOCK_TILES // n_cols)))
+    while R < n and any(
+        oh0[s + R - 1] + (alpha - 1) * dh >= oh0[s + 2 * R] for s in range(0, n - 2 * R, R)
+    ):
+        R += 1
+    return R
+
+
+def conv2d_backward_fused(
+    dy, x, weight, padding, dilation, tile, need_dx=True, need_dweight=True, need_dbias=True
+):
+    """(dx, dweight, dbias) of a stride-1 conv2d with few input channels by the adjoint of
+    Winograd ``tile`` (each may be skipped: None).  x (N, C, H, W), dy (N, K, Ho, Wo), weight
+    (K, C, r, r).
+
+    dy is transformed once per tile, Z = A dy A^T, and both gradients come from it (see
+    ``_winograd_backward.pxi``): dweight = G^T [sum over tiles Z * (B^T x B)] G, and
+    dx += B [sum_k U_k * Z_k] B^T over each tile's inputs; dbias from Z's point (1, 1), the
+    tile's sum of dy (no separate pass over dy).  Per point the products are C-long vector
+    updates, so this is for C up to FUSED_MAX_CHANNELS; the GEMM-stage Winograd handles more
+    channels."""
+    m, r, _ = TILES[tile]
+    AT, G, BT = tile_matrices(tile)
+    dt = x.dtype
+    K, C = int(weight.shape[0]), int(weight.shape[1])
+    Ho, Wo = dy.shape[2:]
+    alpha = BT.shape[0]
+    oh0 = tile_origins(Ho, m, dilation[0])
+    ow0 = tile_origins(Wo, m, dilation[1])
+    U = transform_weight(weight, G, reuse=True) if need_dx else None
+    dx = np.zeros(x.shape, dtype=dt) if need_dx else None
+    dw = np.empty((K, C, r, r), dtype=dt) if need_dweight else None
+    db = np.empty(K, dtype=dt) if need_dbias else None
+    A = np.ascontiguousarray(AT.T, dtype=dt)
+    ones = [i for i in range(alpha) if (A[i] == 1).all()]  # the point 1: Z's tile sums
+    n = _winograd.fused_backward_scratch_size(C, K, alpha, np.dtype(dt).itemsize)
+    _winograd.winograd_backward_fused(
+        np.ascontiguousarray(x),
+        np.ascontiguousarray(dy),
+        U,
+        np.ascontiguousarray(BT, dtype=dt),
+        A,
+        np.ascontiguousarray(BT.T, dtype=dt),
+        np.ascontiguousarray(G.T),
+        oh0,
+        ow0,
+        padding,
+        dilation,
+        backward_rows_per_block(oh0, alpha, dilation[0], len(ow0)),
+        _scratch_buffer(n, dt),
+        dx,
+        dw,
+        db,
+        ones[0],
+    )
+    return dx, dw, db

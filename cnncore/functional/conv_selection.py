@@ -14,9 +14,10 @@ Algorithms (all give the same result within their error bounds; see ``cnncore_ke
 The rule of "auto": Winograd when it applies, the tile's multiplications, counting the outputs
 wasted by partial tiles at the map's edges, are at most those of the direct convolution
 (``winograd_saving >= 1``), and either each group has at least ``WINOGRAD_MIN_CHANNELS`` input
-channels and filters, or (forward only) the layer has 2 to
-``cnncore_kernels.winograd.FUSED_MAX_CHANNELS`` input channels per group (Winograd's fused
-element-wise stage) and a 5x5 kernel, or a 3x3 kernel without groups; otherwise the GEMM
+channels and filters, or the layer has 2 to ``cnncore_kernels.winograd.FUSED_MAX_CHANNELS``
+input channels per group (Winograd's fused element-wise stage forward, its adjoint backward)
+and, forward, a 5x5 kernel, or a 3x3 kernel without groups, backward, no groups; otherwise the
+GEMM
 kernel's own choice: batched for more than one image with small output maps (``Ho*Wo`` at most
 ``cnncore_kernels._conv.BATCH_MAX_P_FORWARD`` forward, ``BATCH_MAX_P_BACKWARD`` backward), else
 shifted for stride 1 and >= 16 channels when the padded width wastes at most 25%, else im2col.
@@ -45,9 +46,18 @@ interleaved rounds, forward ms, im2col / winograd, medians): 3x3 (64,3,32,32)->6
 (8,8,56,56)->64 3.4 / 3.5; one channel still slower (16,1,28,28)->20 0.29 / 0.39; grouped 3x3
 slower, (2,64,16,16)->64 in 8 groups 1.2 / 2.0, (8,16,56,56)->32 in 4 groups 4.2 / 4.8 (per
 group a weight transform and a call); 5x5 (64,3,32,32)->64 10.8 / 6.1.  Hence also 3x3 with 2
-to 8 channels, without groups.  Not in the backward: the input gradient is then a
-convolution with K inputs and C outputs by the GEMM stage, 26 against im2col's 16 ms for
-(64,3,32,32)->64.  A 1x1 output (a fully connected layer as a 3x3 convolution)
+to 8 channels, without groups.  The backward of these layers ran the input gradient as a
+convolution with K inputs and C outputs by the GEMM stage (26 against im2col's 16 ms for
+(64,3,32,32)->64) until it became the adjoint of the forward's tiles, dx, dweight and dbias
+from one pass over dy (``winograd.conv2d_backward_fused``; 2026-12, Zen 3, 7 interleaved rounds,
+ms, the GEMM kernel's choice / winograd, full backward and without dx): 5x5 (64,3,32,32)->64
+28.0 / 11.1 and 14.0 / 6.3, (16,8,32,32)->32 8.8 / 3.7 and 4.5 / 2.1, (128,3,32,32)->32 23.0 /
+7.5 and 12.8 / 5.0, (1,3,320,320)->32 26.7 / 8.4 and 9.8 / 3.9; 3x3 (64,3,32,32)->64 11.2 / 5.7
+and 8.6 / 4.6, (8,3,224,224)->64 72 / 45 and 45 / 36, (32,3,64,64)->32 15.6 / 8.6 and 10.2 /
+6.0, (8,8,56,56)->64 10.2 / 7.3 and 5.5 / 4.6; one channel, (16,1,28,28)->20 5x5 1.0 / 0.8 but
+without dx 0.41 / 0.49 (a first layer's case); grouped, (2,64,16,16)->64 in 8 groups 1.1 / 2.0,
+(8,16,56,56)->32 in 4 groups 6.0 / 4.1 and 2.7 / 2.5.  Hence the backward too for 2 to 8
+channels, without groups.  A 1x1 output (a fully connected layer as a 3x3 convolution)
 would waste 15 of 16 outputs of an F(4x4,3x3) tile: saving 0.25.
 
 Autotuning (``set_conv_autotune(True)``, like ``torch.backends.cudnn.benchmark``): the first "auto"
@@ -70,8 +80,8 @@ from cnncore_kernels import winograd as _wg
 ALGORITHMS = ("auto", "im2col", "shifted", "batched", "winograd")
 WINOGRAD_KERNELS = (3, 5)
 WINOGRAD_MIN_CHANNELS = 16
-# forward with few channels (the fused element-wise stage): these kernel sizes, at least 2 channels;
-# 3x3 only without groups
+# few channels (the fused element-wise stage forward, its adjoint backward): these kernel sizes,
+# at least 2 channels; forward 3x3 only without groups, backward none with groups
 WINOGRAD_FUSED_KERNELS = (3, 5)
 WINOGRAD_FUSED_GROUPED_KERNELS = (5,)
 WINOGRAD_FUSED_MIN_CHANNELS = 2
@@ -159,10 +169,12 @@ def rule(x_shape, weight_shape, stride, padding, dilation, groups, backward=Fals
     C, K = int(x_shape[1]) // groups, int(weight_shape[0]) // groups
     kernel = (int(weight_shape[2]), int(weight_shape[3]))
     out_hw = v.output_hw(x_shape[2:], kernel, stride, padding, dilation)
+    if groups == 1:
+        fused_kernels = WINOGRAD_FUSED_KERNELS
+    else:
+        fused_kernels = () if backward else WINOGRAD_FUSED_GROUPED_KERNELS
     few_channels = (
-        not backward
-        and kernel[0] in (WINOGRAD_FUSED_KERNELS if groups == 1 else WINOGRAD_FUSED_GROUPED_KERNELS)
-        and WINOGRAD_FUSED_MIN_CHANNELS <= C <= _wg.FUSED_MAX_CHANNELS
+        kernel[0] in fused_kernels and WINOGRAD_FUSED_MIN_CHANNELS <= C <= _wg.FUSED_MAX_CHANNELS
     )
     if (
         inapplicable("winograd", weight_shape, stride) is None

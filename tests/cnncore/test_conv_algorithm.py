@@ -36,12 +36,12 @@ def _data(N=2, C=16, H=9, W=8, K=16, k=3, dtype=np.float64, seed=0):
         ((1, 128, 288, 288), (256, 128, 5, 5), dict(dilation=8), "winograd"),
         ((8, 3, 227, 227), (96, 3, 11, 11), dict(stride=4), "im2col"),
         # 2-8 channels: the forward by the fused stage (3x3 only without groups), the backward by
-        # GEMMs
-        ((64, 3, 32, 32), (64, 3, 5, 5), dict(padding=2), ("winograd", "im2col")),
-        ((32, 8, 28, 28), (16, 8, 5, 5), dict(padding=2), ("winograd", "im2col")),
+        # its adjoint (without groups)
+        ((64, 3, 32, 32), (64, 3, 5, 5), dict(padding=2), "winograd"),
+        ((32, 8, 28, 28), (16, 8, 5, 5), dict(padding=2), "winograd"),
         ((32, 9, 28, 28), (16, 9, 5, 5), dict(padding=2), "im2col"),
         ((16, 1, 28, 28), (20, 1, 5, 5), dict(), "im2col"),
-        ((64, 3, 32, 32), (64, 3, 3, 3), dict(padding=1), ("winograd", "im2col")),
+        ((64, 3, 32, 32), (64, 3, 3, 3), dict(padding=1), "winograd"),
         ((16, 1, 28, 28), (20, 1, 3, 3), dict(), "im2col"),
         ((2, 6, 16, 16), (12, 3, 5, 5), dict(padding=2, groups=2), ("winograd", "batched")),
         # 14x14 outputs: columns over the batch in the backward (Ho*Wo <= 256), not the forward

@@ -1,0 +1,369 @@
+# Included by _winograd.pyx (one extension only): the backward of a convolution with few input
+# channels, dx, dweight and dbias from one pass over dy.  Inputs are trusted (built and checked
+# by ``cnncore_kernels.winograd.conv2d_backward_fused``).
+#
+# The forward F(m x m, r x r) computes y_k = A^T [sum_c U_kc * V_c] A per tile, with
+# U_kc = G w_kc G^T and V_c = B^T x_c B.  Its adjoint, per output tile, with the same matrices:
+#   Z_k = A dy_k A^T                      (alpha x alpha, from the tile's m x m outputs of dy)
+#   dW_kc += G^T [Z_k * V_c] G            (summed over all tiles, in the transformed domain)
+#   dx_c  += B [sum_k U_kc * Z_k] B^T     (added onto the tile's alpha x alpha inputs)
+#   db_k  += Z_k[1, 1]                    (the point 1: A's row of ones, the tile's sum of dy)
+# So dy is read and transformed once, by the cheap A (4 columns: pair sums of the symmetric
+# points), and the three gradients share it; with few input channels (C) the products per
+# point are C-long updates, run as vector loops over the tiles (``wg_bwd_products``), no GEMMs.
+#
+# Order of work, per block of whole tile rows of one image (the threads' unit) and sub-block of
+# SB = 64 tiles: V of the sub-block's x tiles; then four filters at a time, their Z (transformed
+# chunk by chunk of 16 tiles), and the products: the weight gradient's 4 x 3 per-lane sums kept
+# in registers over the sub-block's tiles and added to the thread's (K', alpha^2, C, lanes)
+# accumulator (reduced over lanes and threads once, at the end, and transformed by G^T in
+# float64: ``weight_grad_from_points``), and E = sum_k U_k * Z_k for the sub-block, summed 64
+# filters at a time into its total; then B E B^T added onto dx.  Overlapping tiles add onto
+# the same inputs, so the blocks of each image run in two phases (even, then odd blocks), with
+# enough rows per block (chosen by the caller) that blocks two apart never touch the same input
+# row.  The results are repeatable for a given thread count (static schedules; thread shares
+# summed in thread order).
+#
+# Memory bound, per thread: (3 C + 4) * (64 alpha^2 + 64) elements (V, E, E's total and Z of a
+# sub-block) and K' * (alpha^2 * C + 1) * lanes accumulator elements (K' = K rounded up to a
+# multiple of 4; lanes: 8 float32 / 4 float64); plus alpha^2 * K * C for the reduced sums: for
+# K = 64, C = 3, alpha = 8 in float32, 0.22 + 0.4 MB per thread.  Nothing scales with the image
+# or the batch.
+
+cdef extern from *:
+    """
+    /* The element-wise stage of the fused backward for four filters k_q (q < 4) and a sub-block
+       of nt tiles (a multiple of the vector width), for the P = alpha^2 points p and the C input
+       channels c.  z: Z_{k_q} as (4, P, zs); v, e: (C, P, zs); u[q][p*us + c] = U[p, k_q, c];
+       acc[q]: (P, C, lanes).
+         dweight (dw): acc[q][p, c, l] += sum_t z[q, p, t] * v[c, p, t]  (t = l mod lanes)
+         dx (dx):      e[c, p, t] += sum_q u[q][p*us + c] * z[q, p, t]  (pairwise over q: the
+                       plain running sum over 512 filters raised F(2,5)'s float32 error of dx
+                       above its bound)
+       For the weight gradient, per point and group of up to three channels, the 4 x 3 per-lane
+       sums stay in registers over the sub-block's tiles and are added to acc once (per chunk of
+       16 tiles instead, the accumulators' loads and stores bound the loop, and at 0.4 MB per
+       thread they did not stay in L1 or L2).  Instantiated for each channel count up to 8 (the
+       loops over c unroll) and each pair of flags. */
+    #define WG_BWD_PRODUCTS(NAME, T, V)                                                          \
+    static inline __attribute__((always_inline)) void NAME##_c(                                 \
+            const T* z, Py_ssize_t P, Py_ssize_t zs, Py_ssize_t vs, Py_ssize_t nt, const T* v,  \
+            T* e, const T* const* u, Py_ssize_t us, Py_ssize_t C, T* const* acc, int dw,         \
+            int dx) {                                                                            \
+        enum { L = (int)(sizeof(V) / sizeof(T)) };                                               \
+        const Py_ssize_t qs = vs;                                                                \
+        for (Py_ssize_t p = 0; p < P; p++) {                                                     \
+            const T* zp = z + p * zs;                                                            \
+            if (dw)                                                                              \
+                for (Py_ssize_t c0 = 0; c0 < C; c0 += 3) {                                       \
+                    V a[4][3];                                                                   \
+                    for (int q = 0; q < 4; q++)                                                  \
+                        for (int j = 0; j < 3; j++)                                              \
+                            a[q][j] = (V){0};                                                    \
+                    for (Py_ssize_t t = 0; t < nt; t += L) {                                     \
+                        V z0 = WG_LD(V, zp + t), z1 = WG_LD(V, zp + qs + t);                     \
+                        V z2 = WG_LD(V, zp + 2 * qs + t), z3 = WG_LD(V, zp + 3 * qs + t);        \
+                        for (int j = 0; j < 3; j++)                                              \
+                            if (c0 + j < C) {                                                    \
+                                V w = WG_LD(V, v + (c0 + j) * vs + p * zs + t);                  \
+                                a[0][j] += z0 * w; a[1][j] += z1 * w;                            \
+                                a[2][j] += z2 * w; a[3][j] += z3 * w;                            \
+                            }                                                                    \
+                    }                                                                            \
+                    for (int q = 0; q < 4; q++)                                                  \
+                        for (int j = 0; j < 3; j++)                                              \
+                            if (c0 + j < C) {                                                    \
+                                T* o = acc[q] + (p * C + c0 + j) * L;                            \
+                                WG_ST(V, o, WG_LD(V, o) + a[q][j]);                              \
+                            }                                                                    \
+                }                                                                                \
+            if (dx)                                                                              \
+                for (Py_ssize_t c = 0; c < C; c++) {                                             \
+                    T u0 = u[0][p * us + c], u1 = u[1][p * us + c];                              \
+                    T u2 = u[2][p * us + c], u3 = u[3][p * us + c];                              \
+                    T* ep = e + c * vs + p * zs;                                                 \
+                    for (Py_ssize_t t = 0; t < nt; t += L)                                       \
+                        WG_ST(V, ep + t, WG_LD(V, ep + t)                                        \
+                                         + ((u0 * WG_LD(V, zp + t) + u1 * WG_LD(V, zp + qs + t)) \
+                                            + (u2 * WG_LD(V, zp + 2 * qs + t)                    \
+                                               + u3 * WG_LD(V, zp + 3 * qs + t))));              \
+                }                                                                                \
+        }                                                                                        \
+    }                                                                                            \
+    static void NAME(const T* z, Py_ssize_t P, Py_ssize_t zs, Py_ssize_t vs, Py_ssize_t nt,     \
+                     const T* v, T* e, const T* const* u, Py_ssize_t us, Py_ssize_t C,           \
+                     T* const* acc, int dw, int dx) {                                            \
+        int mode = (dw ? 1 : 0) + (dx ? 2 : 0);                                                  \
+        switch (C * 4 + mode) {                                                                  \
+        WG_BWD_CASES(NAME, 1) WG_BWD_CASES(NAME, 2) WG_BWD_CASES(NAME, 3)                        \
+        WG_BWD_CASES(NAME, 4) WG_BWD_CASES(NAME, 5) WG_BWD_CASES(NAME, 6)                        \
+        WG_BWD_CASES(NAME, 7) WG_BWD_CASES(NAME, 8)                                              \
+        default: NAME##_c(z, P, zs, vs, nt, v, e, u, us, C, acc, dw, dx);                        \
+        }                                                                                        \
+    }
+    #define WG_BWD_CASES(NAME, CC)                                                               \
+        case CC * 4 + 1: NAME##_c(z, P, zs, vs, nt, v, e, u, us, CC, acc, 1, 0); break;          \
+        case CC * 4 + 2: NAME##_c(z, P, zs, vs, nt, v, e, u, us, CC, acc, 0, 1); break;          \
+        case CC * 4 + 3: NAME##_c(z, P, zs, vs, nt, v, e, u, us, CC, acc, 1, 1); break;
+    WG_BWD_PRODUCTS(wg_bwd_products_f, float, wg_vf)
+    WG_BWD_PRODUCTS(wg_bwd_products_d, double, wg_vd)
+    """
+    void wg_bwd_products_f(const float* z, Py_ssize_t P, Py_ssize_t zs, Py_ssize_t vs,
+                           Py_ssize_t nt, const float* v, float* e, const float* const* u,
+                           Py_ssize_t us, Py_ssize_t C, float* const* acc, int dw, int dx) nogil
+    void wg_bwd_products_d(const double* z, Py_ssize_t P, Py_ssize_t zs, Py_ssize_t vs,
+                           Py_ssize_t nt, const double* v, double* e, const double* const* u,
+                           Py_ssize_t us, Py_ssize_t C, double* const* acc, int dw,
+                           int dx) nogil
+
+
+cdef enum:
+    KB = 4   # filters per call of wg_bwd_products
+    SB = 64  # tiles per sub-block (a multiple of CH): the products' run over the tiles
+    # Gap between the channels' and filters' parts of V, E and Z: P * SB elements is a multiple
+    # of 4 KB, so the products' 10 streams (C = 3) fell on the same L1 sets (8 ways)
+    BS_PAD = 64
+    # E sums KSUM filters at a time, then adds them to its total (a running sum over 2048
+    # filters raised F(4,5)'s float32 error of dx to 9.3e-6, above its bound 7e-6)
+    KSUM = 64
+
+
+cdef inline Py_ssize_t bwd_lanes(Py_ssize_t itemsize) noexcept nogil:
+    # vector lanes of the accumulators: one 32-byte vector
+    return 32 // itemsize
+
+
+cdef inline Py_ssize_t padded_filters(Py_ssize_t K) noexcept nogil:
+    # K rounded up to a multiple of KB: the accumulators of the last call's unused slots
+    return (K + KB - 1) // KB * KB
+
+
+cdef inline Py_ssize_t bwd_per_thread(Py_ssize_t C, Py_ssize_t K, Py_ssize_t P,
+                                      Py_ssize_t itemsize) noexcept nogil:
+    # a thread's scratch: V, E and its running total of a sub-block (C, P, SB each), Z of KB
+    # filters (KB, P, SB), each channel's and filter's P * SB elements BS_PAD apart, then the
+    # weight gradient's per-lane sums (K', P, C, lanes), then the bias gradient's (K', lanes)
+    return ((3 * C + KB) * (P * SB + BS_PAD)
+            + padded_filters(K) * (P * C + 1) * bwd_lanes(itemsize))
+
+
+def fused_backward_scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha,
+                                Py_ssize_t itemsize):
+    """Elements of scratch ``winograd_backward_fused`` needs: per thread (3 C + 4) (64 alpha^2 +
+    64) (a sub-block's V, E, E's total and Z of four filters) + K' (alpha^2 C + 1) lanes (the
+    weight and bias gradients' per-lane sums; K' = K rounded up to a multiple of 4, lanes 8 for
+    float32 and 4 for float64), then alpha^2 K C (the weight gradient's total)."""
+    cdef Py_ssize_t P = alpha * alpha
+    return bwd_per_thread(C, K, P, itemsize) * max(_gemm_parts, 1) + P * K * C
+
+
+cdef void scatter_add_tiles(const floating* d, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                            Py_ssize_t c, const Py_ssize_t* tn, const Py_ssize_t* tih,
+                            const Py_ssize_t* tiw, Py_ssize_t nt, Py_ssize_t size, Py_ssize_t dh,
+                            Py_ssize_t dw, floating* dx) noexcept nogil:
+    # dx[tn[t], c, tih[t] + i*dh, tiw[t] + j*dw] += d[(i*size + j)*CH + t] where inside the
+    # H x W map (outside is padding), t < nt; the inverse of ``gather_tiles``
+    cdef Py_ssize_t t, i, j, j0, j1, ih, iw
+    cdef floating* row
+    for t in range(nt):
+        iw = tiw[t]
+        j0 = 0 if iw >= 0 else min(size, (-iw + dw - 1) // dw)
+        j1 = 0 if iw >= W else min(size, (W - 1 - iw) // dw + 1)
+        for i in range(size):
+            ih = tih[t] + i * dh
+            if 0 <= ih < H:
+                row = dx + ((tn[t] * C + c) * H + ih) * W + iw
+                for j in range(j0, j1):
+                    row[j * dw] += d[(i * size + j) * CH + t]
+
+
+cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                         const floating* dy, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
+                         const floating* U, const floating* BT, int bt_kind, const floating* A,
+                         int a_kind, const floating* BTt, int btt_kind, Py_ssize_t m,
+                         Py_ssize_t alpha, const Py_ssize_t* oh0, Py_ssize_t n_rows,
+                         const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
+                         Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                         Py_ssize_t ones, floating* scratch, floating* acc, floating* db,
+                         floating* dx) noexcept nogil:
+    # The tiles t0 .. t0 + nt - 1, by sub-blocks of SB tiles: V = B^T x B (if acc: the weight
+    # gradient); per KB filters Z_k = A dy_k A^T and the products; then (if dx) E (summed by
+    # KSUM filters into its total) -> B E B^T added onto dx.  The transforms run chunk by chunk.
+    # scratch: ``bwd_per_thread`` elements
+    # (the per-lane sums, acc, are the last part); acc: (K', alpha^2, C, lanes) or NULL; db:
+    # (K', lanes) or NULL, the per-lane sums of Z_k's point (ones, ones), the row of A that is
+    # all ones (the point 1), where Z holds the tile's sum of dy: the bias gradient.
+    cdef Py_ssize_t P = alpha * alpha, c, k, k0, q, s, t, e, ns, nsv
+    cdef Py_ssize_t L = bwd_lanes(sizeof(floating))
+    cdef Py_ssize_t bs = P * SB + BS_PAD           # stride of the channels and filters
+    cdef floating* zp
+    cdef floating* V = scratch                     # (C, P, SB), channels bs apart
+    cdef floating* E = V + C * bs                  # (C, P, SB)
+    cdef floating* Z = E + C * bs                  # (KB, P, SB)
+    cdef floating* Et = Z + KB * bs                # (C, P, SB): E's total over the filters
+    cdef floating[CHUNK] d              # one chunk of raw tiles; then of dx tiles
+    cdef const floating* uq[KB]
+    cdef floating* accq[KB]
+    cdef Py_ssize_t[SB] tn, tih, tiw, tod, tow
+    for s in range(t0, t0 + nt, 64):  # SB
+        ns = min(SB, t0 + nt - s)
+        nsv = (ns + CH - 1) // CH * CH             # the chunks' tiles (zeros past ns)
+        tile_positions(oh0, n_rows, ow0, n_cols, s, ns, ph, pw, tn, tih, tiw)
+        tile_positions(oh0, n_rows, ow0, n_cols, s, ns, 0, 0, tn, tod, tow)
+        if acc != NULL:
+            for c in range(C):
+                for t in range(0, ns, 16):  # CH
+                    gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, ns - t), alpha,
+                                 dh, dw, d)
+                    transform_chunk(bt_kind, BT, alpha, alpha, d, CH, V + c * bs + t, SB)
+        if dx != NULL:
+            for e in range(C * bs):
+                E[e] = 0
+                Et[e] = 0
+        for k0 in range(0, K, 4):  # KB
+            if dx != NULL and k0 % KSUM == 0 and k0 > 0:
+                for e in range(C * bs):
+                    Et[e] += E[e]
+                    E[e] = 0
+            for q in range(KB):
+                # filter k0 + q's m x m dy tiles: outputs oh0 + a*dh, ow0 + b*dw (zero past the
+                # output's edge); past the last filter, zeros, the last filter's weights and an
+                # unused accumulator slot
+                k = min(k0 + q, K - 1)
+                if k0 + q < K:
+                    for t in range(0, ns, 16):  # CH
+                        gather_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t, min(CH, ns - t),
+                                     m, dh, dw, d)
+                        transform_chunk(a_kind, A, alpha, m, d, CH, Z + q * bs + t, SB)
+                    if db != NULL:
+                        zp = Z + q * bs + (ones * alpha + ones) * SB
+                        for t in range(nsv // L):
+                            for e in range(L):
+                                db[k * L + e] += zp[t * L + e]
+                else:
+                    for e in range(P * SB):
+                        Z[q * bs + e] = 0
+                uq[q] = U + k * C if U != NULL else NULL
+                accq[q] = acc + (k0 + q) * P * C * L if acc != NULL else NULL
+            if floating is float:
+                wg_bwd_products_f(Z, P, SB, bs, nsv, V, E, uq, K * C, C, accq, acc != NULL,
+                                  dx != NULL)
+            else:
+                wg_bwd_products_d(Z, P, SB, bs, nsv, V, E, uq, K * C, C, accq, acc != NULL,
+                                  dx != NULL)
+        if dx != NULL:
+            for e in range(C * bs):
+                Et[e] += E[e]
+            for c in range(C):
+                for t in range(0, ns, 16):  # CH
+                    transform_chunk(btt_kind, BTt, alpha, alpha, Et + c * bs + t, SB, d, CH)
+                    scatter_add_tiles(d, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, ns - t),
+                                      alpha, dh, dw, dx)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def winograd_backward_fused(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
+                            const floating[:, :, ::1] U, const floating[:, ::1] BT,
+                            const floating[:, ::1] A, const floating[:, ::1] BTt,
+                            const double[:, ::1] GT, const Py_ssize_t[::1] oh0,
+                            const Py_ssize_t[::1] ow0, offset, dilation,
+                            Py_ssize_t rows_per_block, floating[::1] scratch,
+                            floating[:, :, :, ::1] dx_out, floating[:, :, :, ::1] dw_out,
+                            floating[::1] db_out=None, Py_ssize_t ones=1,
+                            bint specialise=True):
+    """dx and dweight of a stride-1 convolution by the adjoint of Winograd F(m x m, r x r), for
+    few input channels (see the comment at the top of this file).
+
+    x: (N, C, H, W); dy: (N, K, Ho, Wo); U: (alpha^2, K, C) = G w G^T (``transform_weight``; used
+    only for dx); BT: (alpha, alpha) = B^T; A: (alpha, m) = the forward's A^T transposed;
+    BTt: (alpha, alpha) = B; GT: (r, alpha) = G^T; oh0, ow0, offset, dilation as in
+    ``winograd_conv``; rows_per_block: tile rows per block, such that blocks two apart in one
+    image read no common input row; scratch: ``fused_backward_scratch_size(...)`` elements, any
+    values; dx_out: (N, C, H, W), zeros (the tiles add onto it), or None; dw_out: (K, C, r, r),
+    overwritten, or None; db_out: (K,), overwritten (the sums of dy per filter), or None; ones:
+    the row of A that is all ones (the point 1), whose point (ones, ones) of A dy A^T is the
+    tile's sum of dy.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t K = dy.shape[1], Ho = dy.shape[2], Wo = dy.shape[3]
+    cdef Py_ssize_t alpha = BT.shape[0], m = A.shape[1], r = GT.shape[0], P = alpha * alpha
+    cdef Py_ssize_t ph = offset[0], pw = offset[1], dh = dilation[0], dw = dilation[1]
+    cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
+    cdef Py_ssize_t R = rows_per_block, per_image = (n_rows + R - 1) // R
+    cdef Py_ssize_t parts = max(_gemm_parts, 1), L = bwd_lanes(sizeof(floating))
+    cdef Py_ssize_t per_thread = bwd_per_thread(C, K, P, sizeof(floating))
+    cdef Py_ssize_t acc_at = (3 * C + KB) * (P * SB + BS_PAD)  # the per-lane sums' offset
+    cdef Py_ssize_t phase, i, nb, n, j, blk, e, t, l, KC = K * C
+    cdef int bt_kind = transform_kind(BT, specialise), a_kind = transform_kind(A, specialise)
+    cdef int btt_kind = transform_kind(BTt, specialise)
+    cdef bint want_dx = dx_out is not None, want_dw = dw_out is not None
+    cdef bint want_db = db_out is not None
+    cdef Py_ssize_t db_at = acc_at + padded_filters(K) * P * C * L  # the bias's per-lane sums
+    cdef floating* acc = NULL
+    cdef floating* dbacc = NULL
+    cdef double sd
+    cdef floating* dxp = NULL
+    cdef floating* S
+    cdef const floating* Up = NULL
+    cdef floating s
+    check_tile(alpha, CH)
+    if (A.shape[0] != alpha or BTt.shape[0] != alpha or BTt.shape[1] != alpha
+            or BT.shape[1] != alpha or GT.shape[1] != alpha or dy.shape[0] != N or R < 1
+            or (want_dx and (U is None or U.shape[0] != P or U.shape[1] != K or U.shape[2] != C
+                             or tuple(dx_out.shape)[:4] != tuple(x.shape)[:4]))
+            or (want_dw and tuple(dw_out.shape)[:4] != (K, C, r, r))
+            or (want_db and (db_out.shape[0] != K or not 0 <= ones < alpha
+                             or np.any(np.asarray(A)[ones] != 1)))):
+        raise ValueError(f"winograd_backward_fused: x {tuple(x.shape)[:4]}, dy "
+                         f"{tuple(dy.shape)[:4]}, BT {tuple(BT.shape)[:2]}, A "
+                         f"{tuple(A.shape)[:2]}, GT {tuple(GT.shape)[:2]} or the outputs do not "
+                         f"match")
+    if scratch.shape[0] < fused_backward_scratch_size(C, K, alpha, sizeof(floating)):
+        raise ValueError(f"scratch has {scratch.shape[0]} elements, needs "
+                         f"{fused_backward_scratch_size(C, K, alpha, sizeof(floating))}")
+    if not (want_dx or want_dw or want_db):
+        return
+    if want_dx:
+        dxp = &dx_out[0, 0, 0, 0]
+        Up = &U[0, 0, 0]
+    S = &scratch[0] + parts * per_thread           # (P, K, C): the summed accumulators
+    tmp_arr = np.empty((parts, (r * alpha + 1) * C), dtype=np.float64)
+    cdef double[:, ::1] tmp = tmp_arr
+    with nogil:
+        if want_dw or want_db:
+            for e in prange(parts * per_thread, schedule="static", num_threads=parts):
+                scratch[e] = 0
+        for phase in range(2):  # even blocks of each image, then odd ones
+            nb = (per_image - phase + 1) // 2      # blocks of this phase per image
+            for i in prange(N * nb, schedule="static", num_threads=parts):
+                n = i // nb
+                j = 2 * (i % nb) + phase
+                blk = min(R, n_rows - j * R)       # tile rows of the block
+                acc = (&scratch[0] + threadid() * per_thread + acc_at) if want_dw else NULL
+                dbacc = (&scratch[0] + threadid() * per_thread + db_at) if want_db else NULL
+                backward_block(&x[0, 0, 0, 0], C, H, W, &dy[0, 0, 0, 0], K, Ho, Wo, Up,
+                               &BT[0, 0], bt_kind, &A[0, 0], a_kind, &BTt[0, 0], btt_kind, m,
+                               alpha, &oh0[0], n_rows, &ow0[0], n_cols,
+                               (n * n_rows + j * R) * n_cols, blk * n_cols, ph, pw, dh, dw,
+                               ones, &scratch[threadid() * per_thread], acc, dbacc, dxp)
+        if want_dw:
+            # S[p, k, c] = sum over threads and lanes of acc[k, p, c, lane], in that order
+            for e in prange(P * KC, schedule="static", num_threads=parts):
+                i = e // KC
+                j = e % KC
+                s = 0
+                for t in range(parts):
+                    for l in range(L):
+                        s = s + scratch[t * per_thread + acc_at
+                                        + (((j // C) * P + i) * C + j % C) * L + l]
+                S[e] = s
+            weight_grad_from_points(S, K, C, GT, tmp, parts, dw_out)
+        if want_db:
+            # db[k] = sum over threads and lanes of the per-lane sums, in float64
+            for i in prange(K, schedule="static", num_threads=parts):
+                sd = 0
+                for t in range(parts):
+                    for l in range(L):
+                        sd = sd + scratch[t * per_thread + db_at + i * L + l]
+                db_out[i] = <floating> sd
