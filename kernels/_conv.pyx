@@ -22,6 +22,7 @@ from libc.string cimport memcpy, memset
 
 from ._blas cimport _gemm_parts, gemm_rm, pgemm_rm
 from ._geometry cimport out_size
+from ._sums cimport plane_sum
 from ._blas import blas_info  # no-cython-lint  (the BLAS in use; kept importable here)
 
 cdef enum:
@@ -550,7 +551,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef Py_ssize_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1]
     cdef Py_ssize_t dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t Ho = dy.shape[2], Wo = dy.shape[3]
-    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, p, blk, nblocks, tid
+    cdef Py_ssize_t R = C * kh * kw, P = Ho * Wo, n, row0, nr, chunk, k, blk, nblocks, tid
     cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, acc_rows, plane, nb
     cdef Py_ssize_t parts = _gemm_parts
     check_path(path)
@@ -565,8 +566,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef floating[:, :, ::1] col3, dcol3, dw3, xpad, dyb3
     cdef floating[:, :, :, ::1] dx4, dyw4
     cdef const floating* xp
-    cdef floating s
-    cdef const floating* dyp
+    cdef double sd
     if need_dx:
         dx = dx_arr
     if need_dweight:
@@ -575,12 +575,10 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
         db = db_arr
         with nogil:
             for k in prange(K, schedule="static"):
-                s = 0
+                sd = 0
                 for n in range(N):
-                    dyp = &dy[n, k, 0, 0]
-                    for p in range(P):
-                        s = s + dyp[p]
-                db[k] = s
+                    sd = sd + plane_sum(&dy[n, k, 0, 0], P)
+                db[k] = <floating> sd
     if not (need_dx or need_dweight):
         return dx_arr, dw_arr, db_arr
     if use_batched(N, P, True, path):

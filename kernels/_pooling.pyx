@@ -22,12 +22,11 @@ from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 
 from ._geometry cimport out_size
+from ._sums cimport plane_sum
 
 cdef enum:
     # Outputs of one row processed at a time (per-call stack buffers of CHUNK elements, <= 8 KB).
     CHUNK = 1024
-    # Elements per partial-sum lane group of the global average (vectorizable reduction).
-    LANES = 16
 
 
 cdef struct Geom:
@@ -648,25 +647,6 @@ def channel_max_pool_backward(const floating[:, :, :, ::1] dy, const int64_t[:, 
 
 # ----------------------------------------------------------------------------------------------
 # global average pooling (NIN)
-
-cdef double plane_sum(const floating* x, Py_ssize_t n) noexcept nogil:
-    # sum in float64 over LANES interleaved partial sums (vectorizable, and accurate for float32)
-    cdef double acc[LANES]
-    cdef double s = 0
-    cdef Py_ssize_t i, l, m = n - n % LANES
-    for l in range(LANES):
-        acc[l] = 0
-    i = 0
-    while i < m:
-        for l in range(LANES):
-            acc[l] += x[i + l]
-        i += LANES
-    for i in range(m, n):
-        s += x[i]
-    for l in range(LANES):
-        s += acc[l]
-    return s
-
 
 def global_avg_pool2d(const floating[:, :, :, ::1] x):
     """x: (N, C, H, W) -> y (N, C, 1, 1), the mean of each plane (summed in float64)."""
