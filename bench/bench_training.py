@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.cifar import conv_algorithms
 from bench.workloads import cifar_case
 
 BATCHES = (64, 128)
@@ -30,5 +31,6 @@ def test_cifar_net(benchmark, throughput, request, mode, batch, impl):
         direction=case.direction,
         config=case.config,
         impl=impl,
+        **({"algorithm": conv_algorithms(batch, mode)} if impl == "cnncore" else {}),
         **case.work(),
     )

@@ -50,6 +50,17 @@ def flops(batch: int, mode: str) -> float:
     return fwd if mode == "inference" else 3.0 * fwd
 
 
+def conv_algorithms(batch: int, mode: str) -> str:
+    """The algorithms conv2d's "auto" runs on the two convolutions (forward, and for a training
+    step the backward too): "winograd" when all do, else the distinct names joined by "+"."""
+    from bench.workloads import conv_algorithm
+
+    shapes = ((batch, 3, 32, 32, 64, 5, 1, 2, 1), (batch, 64, 15, 15, 64, 5, 1, 2, 1))
+    directions = ("forward",) if mode == "inference" else ("forward", "backward")
+    names = {conv_algorithm(s, d) for s in shapes for d in directions}
+    return "+".join(sorted(names))
+
+
 def data(batch: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)

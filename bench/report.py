@@ -191,9 +191,10 @@ def _row_name(r: dict[str, Any]) -> str:
 
 def above_ceiling(res: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The throughput rows above their ceiling, by reason: ``winograd`` (effective GFLOP/s of an
-    algorithm doing fewer multiplies), ``below_fma`` (above OpenBLAS's sgemm rate but not above
-    the FMA peak), ``cache`` (a byte row faster than the copy bandwidth: data kept in cache) and
-    ``unexplained`` (a FLOP row above the FMA peak too, or above sgemm with no FMA peak known)."""
+    algorithm doing fewer multiplies, or of a network with Winograd layers), ``below_fma`` (above
+    OpenBLAS's sgemm rate but not above the FMA peak), ``cache`` (a byte row faster than the copy
+    bandwidth: data kept in cache) and ``unexplained`` (a FLOP row above the FMA peak too, or
+    above sgemm with no FMA peak known)."""
     fma = (res.get("reference") or {}).get("fma_gflops")
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in res.get("throughput", []):
@@ -202,7 +203,7 @@ def above_ceiling(res: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         value, unit = rate(r)
         if unit == "GB/s":
             out["cache"].append(r)
-        elif r.get("algorithm") == "winograd":
+        elif "winograd" in (r.get("algorithm") or "").split("+"):  # a network: any layer
             out["winograd"].append(r)
         elif fma and value <= fma:
             out["below_fma"].append(r)

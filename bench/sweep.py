@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bench import dense_cases, fma, machine, report, rounds, workloads
+from bench import cifar, dense_cases, fma, machine, report, rounds, workloads
 from bench import peer as peer_mod
 
 NETWORKS = ("toy15", "pixel65", "pixel129", "pixel193")
@@ -148,6 +148,8 @@ def run_kernels(res: dict[str, Any], opt: Options, peer: Any) -> None:
             extra = {}
             if spec["kind"] == "conv":
                 extra["algorithm"] = workloads.conv_algorithm(spec["shape"], spec["direction"])
+            elif spec["kind"] == "cifar":
+                extra["algorithm"] = cifar.conv_algorithms(spec["batch"], spec["mode"])
             for impl, t in timed.items():
                 res["throughput"].append(
                     report.throughput_info(
