@@ -760,6 +760,14 @@ cdef inline bint tile_inside(Py_ssize_t ih, Py_ssize_t iw, Py_ssize_t size, Py_s
     return ih >= 0 and iw >= 0 and ih + (size - 1) * dh < H and iw + (size - 1) * dw < W
 
 
+cdef inline void inside_columns(Py_ssize_t iw, Py_ssize_t size, Py_ssize_t dw, Py_ssize_t W,
+                                Py_ssize_t* j0, Py_ssize_t* j1) noexcept nogil:
+    # the columns j0 <= j < j1 (j0 <= j1) of a tile from column iw with step dw that lie inside
+    # a map of width W
+    j0[0] = 0 if iw >= 0 else min(size, (-iw + dw - 1) // dw)
+    j1[0] = max(j0[0], 0 if iw >= W else min(size, (W - 1 - iw) // dw + 1))
+
+
 cdef inline void gather_tile(const floating* plane, Py_ssize_t H, Py_ssize_t W,
                              Py_ssize_t ih, Py_ssize_t iw, Py_ssize_t size, Py_ssize_t dh,
                              Py_ssize_t dw, floating* d) noexcept nogil:
@@ -780,9 +788,7 @@ cdef inline void gather_tile(const floating* plane, Py_ssize_t H, Py_ssize_t W,
         return
     # a tile over the edge: its columns j0 <= j < j1 lie inside the image (one test per tile
     # and row, not per element: per-element tests mispredicted on the padded border)
-    j0 = 0 if iw >= 0 else min(size, (-iw + dw - 1) // dw)
-    j1 = 0 if iw >= W else min(size, (W - 1 - iw) // dw + 1)
-    j1 = max(j0, j1)
+    inside_columns(iw, size, dw, W, &j0, &j1)
     for i in range(size):
         if 0 <= ih + i * dh < H:
             row = plane + (ih + i * dh) * W + iw

@@ -167,8 +167,7 @@ cdef void scatter_add_tiles(const floating* d, Py_ssize_t C, Py_ssize_t H, Py_ss
     cdef floating* row
     for t in range(nt):
         iw = tiw[t]
-        j0 = 0 if iw >= 0 else min(size, (-iw + dw - 1) // dw)
-        j1 = 0 if iw >= W else min(size, (W - 1 - iw) // dw + 1)
+        inside_columns(iw, size, dw, W, &j0, &j1)
         for i in range(size):
             ih = tih[t] + i * dh
             if 0 <= ih < H:
