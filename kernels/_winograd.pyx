@@ -27,10 +27,12 @@ inside the map: a 4x4 transpose for dilation 1, a plain copy for tiles on neighb
 over the image's edge first copies the input rows it reads into zero-padded local strips, so that
 its edge tiles move the same way; while it gathers a channel, the gather prefetches the same rows
 of the next one; while it computes one filter, the output loop asks for the lines the next
-filter's scatter will write.  With few input channels (``fused``) the element-wise stage runs per
-chunk and filter as vector loops straight into the output transform, instead of the alpha^2 thin
-GEMMs and the M buffer (for F(4,3) and F(4,5) and up to 8 channels into its first pass, the
-products never stored), with the filters' weights as (K, alpha^2, C).
+filter's scatter will write, unless the output is streamed: for large float32 outputs, four 4x4
+tiles side by side whose rows start on cache lines are written by non-temporal stores, whole
+lines without reading them first (``stream``).  With few input channels (``fused``) the
+element-wise stage runs per chunk and filter as vector loops straight into the output transform,
+instead of the alpha^2 thin GEMMs and the M buffer (for F(4,3) and F(4,5) and up to 8 channels
+into its first pass, the products never stored), with the filters' weights as (K, alpha^2, C).
 
 The weight gradient (``winograd_weight_grad``) runs the same blocks with F(r x r, m x m): the x
 tiles transformed by B^T, the m x m dy tiles by G, and per point a GEMM (K, tb) @ (tb, C) added to
@@ -69,6 +71,12 @@ cdef enum:
     # A chunk with tiles over the image's edge is gathered from zero-padded copies of its rows
     # (``gather_strips``) of at most STRIP elements; longer ones (large dilations) tile by tile.
     STRIP = 3072
+    # The element-wise GEMMs sum at most SUMC channels per call, adding the calls' results: the
+    # float32 error of a sum over C channels then does not depend on how the BLAS kernel blocks
+    # its inner dimension.  (OpenBLAS's AVX-512 small-matrix sgemm summed all 512 or 2048
+    # channels in one running sum, where its AVX2 kernels add blocks of a few hundred: F(2,5)'s
+    # forward error at C = 512 / 2048 was 5.3e-6 / 1.1e-5 on AVX-512, 2.9e-6 / 3.1e-6 on AVX2.)
+    SUMC = 256
 
 
 # Kinds of 1-D transform (``transform_kind``): GENERIC runs ``lincomb`` per row of any matrix; the
@@ -147,15 +155,25 @@ cdef inline void lincomb(floating* out, const floating* coef, Py_ssize_t ncoef,
 
 
 cdef extern from *:
-    # The specialised 1-D transforms in C with GCC vector types (8 float32 or 4 float64 lanes, one
-    # AVX2 register; two SSE2 halves in the baseline build): o[a*os + t] = sum_i T[a, i] s[i*ss + t]
-    # for t < n (n a multiple of 8) and the rows a of T.  Written in Cython, GCC unrolled the tile
-    # loop and vectorized it in one of four inlined copies only.  The vector types are unaligned
-    # (aligned(4)/(8)) and may_alias, because they read and write float/double buffers.
+    # The specialised 1-D transforms in C with GCC vector types of WG_VBYTES bytes (one AVX2
+    # register, 8 float32 or 4 float64 lanes; one AVX-512 register, 16 or 8 lanes, in the
+    # x86-64-v4 build; two SSE2 halves in the baseline build): o[a*os + t] =
+    # sum_i T[a, i] s[i*ss + t] for t < n (n a multiple of 16) and the rows a of T.  Written in
+    # Cython, GCC unrolled the tile loop and vectorized it in one of four inlined copies only.
+    # The vector types are unaligned (aligned(4)/(8)) and may_alias, because they read and write
+    # float/double buffers.
     """
     #define WG_CH 16  /* tiles per chunk: CH below (checked at import) */
-    typedef float wg_vf __attribute__((vector_size(32), aligned(4), may_alias));
-    typedef double wg_vd __attribute__((vector_size(32), aligned(8), may_alias));
+    #ifndef WG_VBYTES  /* (-DWG_VBYTES=32 builds the narrow vectors anywhere, to compare) */
+    #if defined(__AVX512F__)
+    #define WG_VBYTES 64
+    #else
+    #define WG_VBYTES 32
+    #endif
+    #endif
+    typedef float wg_vf __attribute__((vector_size(WG_VBYTES), aligned(4), may_alias));
+    typedef double wg_vd __attribute__((vector_size(WG_VBYTES), aligned(8), may_alias));
+    typedef float wg_v8f __attribute__((vector_size(32), aligned(4), may_alias));  /* 8 lanes */
     #define WG_LD(V, p) (*(const V*)(p))
     #define WG_ST(V, p, v) (*(V*)(p) = (v))
     #define WG_BT6(NAME, T, V)                                                                   \
@@ -435,8 +453,10 @@ cdef extern from *:
         else                                                                                     \
             WG_FUSED_AT_CASES(NAME, 6)                                                           \
     }
-    WG_FUSED_AT(wg_fused_at_f, float, wg_vf, 2)
-    WG_FUSED_AT(wg_fused_at_d, double, wg_vd, 2)
+    /* two vectors of tiles at a time where a chunk holds two or more */
+    #define WG_FUSED_HV(T) (WG_CH * (int)sizeof(T) >= 2 * WG_VBYTES ? 2 : 1)
+    WG_FUSED_AT(wg_fused_at_f, float, wg_vf, WG_FUSED_HV(float))
+    WG_FUSED_AT(wg_fused_at_d, double, wg_vd, WG_FUSED_HV(double))
     /* Four tiles of a chunk at a time, between the chunk (tile index innermost) and the image
        (tile columns contiguous): four 4-lane vectors transposed, or, for tiles whose columns
        are consecutive in the image (dilation >= 4: neighbouring tiles sit on neighbouring
@@ -504,6 +524,24 @@ cdef extern from *:
                 WG_ST(V, y0 + a * rs + b * cs, WG_LD(V, out + (a * m + b) * WG_CH));             \
     }
     WG_SCATTER4T(wg_scatter4t_f, float, wg_v4f, wg_m4i)
+    /* wg_scatter4t_f for four tiles side by side (tile u at y0 + 4u) whose rows start on a
+       64-byte line: each row's 16 outputs fill one line, written by non-temporal stores (no read
+       for ownership of a line about to be overwritten whole); the caller ends with wg_sfence */
+    #include <immintrin.h>
+    static inline void wg_scatter4t_nt_f(const float* out, float* y0, Py_ssize_t rs) {
+        for (int a = 0; a < 4; a++) {
+            wg_v4f b0 = WG_LD(wg_v4f, out + (4 * a) * WG_CH);
+            wg_v4f b1 = WG_LD(wg_v4f, out + (4 * a + 1) * WG_CH);
+            wg_v4f b2 = WG_LD(wg_v4f, out + (4 * a + 2) * WG_CH);
+            wg_v4f b3 = WG_LD(wg_v4f, out + (4 * a + 3) * WG_CH);
+            wg_v4f r0, r1, r2, r3;
+            WG_T4(wg_v4f, wg_m4i, b0, b1, b2, b3, r0, r1, r2, r3);
+            float* row = y0 + a * rs;
+            _mm_stream_ps(row, (__m128)r0); _mm_stream_ps(row + 4, (__m128)r1);
+            _mm_stream_ps(row + 8, (__m128)r2); _mm_stream_ps(row + 12, (__m128)r3);
+        }
+    }
+    #define wg_sfence() _mm_sfence()
     WG_SCATTER4T(wg_scatter4t_d, double, wg_v4d, wg_m4l)
     WG_GATHER4T(wg_gather4t_f, float, wg_v4f, wg_m4i)
     WG_GATHER4T(wg_gather4t_d, double, wg_v4d, wg_m4l)
@@ -520,19 +558,19 @@ cdef extern from *:
     static inline void wg_gather8t4_f(const float* src, Py_ssize_t rs, float* d) {
         for (int i = 0; i < 4; i++) {
             const float* s = src + i * rs;
-            wg_vf a = WG_LD(wg_vf, s), b = WG_LD(wg_vf, s + 8);
-            wg_vf c = WG_LD(wg_vf, s + 16), e = WG_LD(wg_vf, s + 24);
-            wg_vf t0 = __builtin_shuffle(a, b, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
-            wg_vf t1 = __builtin_shuffle(a, b, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
-            wg_vf t2 = __builtin_shuffle(c, e, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
-            wg_vf t3 = __builtin_shuffle(c, e, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
-            wg_vf r[4];
+            wg_v8f a = WG_LD(wg_v8f, s), b = WG_LD(wg_v8f, s + 8);
+            wg_v8f c = WG_LD(wg_v8f, s + 16), e = WG_LD(wg_v8f, s + 24);
+            wg_v8f t0 = __builtin_shuffle(a, b, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
+            wg_v8f t1 = __builtin_shuffle(a, b, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
+            wg_v8f t2 = __builtin_shuffle(c, e, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
+            wg_v8f t3 = __builtin_shuffle(c, e, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
+            wg_v8f r[4];
             r[0] = __builtin_shuffle(t0, t2, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
             r[1] = __builtin_shuffle(t0, t2, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
             r[2] = __builtin_shuffle(t1, t3, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
             r[3] = __builtin_shuffle(t1, t3, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
             for (int j = 0; j < 4; j++)
-                WG_ST(wg_vf, d + (i * 4 + j) * WG_CH,
+                WG_ST(wg_v8f, d + (i * 4 + j) * WG_CH,
                       __builtin_shuffle(r[j], (wg_m8i){0, 4, 1, 5, 2, 6, 3, 7}));
         }
     }
@@ -570,8 +608,11 @@ cdef extern from *:
     void wg_fused_at_d(const double* u, const double* v, Py_ssize_t vs, Py_ssize_t ps,
                        Py_ssize_t C, int A, double* tmp) nogil
     enum: WG_FUSED_C
+    enum: WG_VBYTES
     void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_d(const double* out, double* const* y0, Py_ssize_t rs) nogil
+    void wg_scatter4t_nt_f(const float* out, float* y0, Py_ssize_t rs) nogil
+    void wg_sfence() nogil
     void wg_gather4t_f(const float* const* src, Py_ssize_t rs, int S, float* d) nogil
     void wg_gather4t_d(const double* const* src, Py_ssize_t rs, int S, double* d) nogil
     void wg_gather4c_f(const float* src, Py_ssize_t rs, Py_ssize_t cs, int S, float* d) nogil
@@ -1006,12 +1047,14 @@ cdef inline void scatter_tile(const floating* out, Py_ssize_t K, Py_ssize_t Ho, 
 cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
                         Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tih,
                         const Py_ssize_t* tiw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t nt,
-                        Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, floating* y) noexcept nogil:
+                        Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, bint stream,
+                        floating* y) noexcept nogil:
     # y[n, k, oh + a*dh, ow + b*dw] = out[(a*m + b)*CH + t] (inside the output only) for the
     # tiles t < nt of a chunk, oh = tih[t] + ph, ow = tiw[t] + pw their output origins.  Four
     # tiles at a time by vector moves when all four lie inside the output: transposed for 4x4
     # tiles of dilation 1, copied for tiles on consecutive columns (column dilation >= 4); the
-    # others tile by tile.
+    # others tile by tile.  stream (float32): four 4x4 tiles side by side whose rows start on
+    # 64-byte lines are written by non-temporal stores, whole lines (the caller then fences).
     cdef Py_ssize_t t, u, oh, ow, t4 = 0
     cdef Py_ssize_t off[4]
     cdef floating* y0[4]
@@ -1027,7 +1070,11 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
                 inside = False
                 break
             off[u] = ((tn[t + u] * K + k) * Ho + oh) * Wo + ow
-        if inside and transpose:
+        if (floating is float and stream and inside and transpose and off[1] == off[0] + 4
+                and off[2] == off[0] + 8 and off[3] == off[0] + 12
+                and (dh * Wo) % 16 == 0 and (<size_t> (y + off[0])) % 64 == 0):
+            wg_scatter4t_nt_f(<const float*> (out + t), <float*> (y + off[0]), dh * Wo)
+        elif inside and transpose:
             for u in range(4):
                 y0[u] = y + off[u]
             if floating is float:
@@ -1086,11 +1133,11 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                          Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ph,
                          Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, const floating* bias,
                          bint relu, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tb, bint fused,
-                         floating* scratch, floating* y) noexcept nogil:
+                         bint stream, floating* scratch, floating* y) noexcept nogil:
     # One block of nt <= tb tiles, single-threaded.  scratch: alpha^2 * (C + K) * tb elements.
     # fused: the element-wise stage per chunk and filter (``pointwise_chunk``) instead of the
     # alpha^2 GEMMs, so M is never written; U then holds the filters as (K, alpha^2, C).
-    cdef Py_ssize_t P = alpha * alpha, c, k, p, t
+    cdef Py_ssize_t P = alpha * alpha, c, c0, k, p, t
     cdef floating* V = scratch                     # (C, P, tb)
     cdef floating* M = V + P * C * tb              # (K, P, tb)
     cdef floating[CHUNK] d              # one chunk: raw tiles, then output tiles
@@ -1104,13 +1151,15 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
             transform_chunk(bt_kind, BT, alpha, alpha, d, CH, V + c * P * tb + t, tb)
     if not fused:
         for p in range(P):
-            gemm_rm(False, False, <int> K, <int> nt, <int> C, 1, U + p * K * C, <int> C,
-                    V + p * tb, <int> (P * tb), 0, M + p * tb, <int> (P * tb))
+            for c0 in range(0, C, 256):  # SUMC
+                gemm_rm(False, False, <int> K, <int> nt, <int> min(SUMC, C - c0), 1,
+                        U + p * K * C + c0, <int> C, V + (c0 * P + p) * tb, <int> (P * tb),
+                        0 if c0 == 0 else 1, M + p * tb, <int> (P * tb))
     for k in range(K):
         # output transform of filter k: M[:, k, chunk] (alpha x alpha tiles) -> d (m x m tiles);
         # the columns of M past nt (at most up to tb) hold stale finite values
         for t in range(0, nt, 16):  # CH
-            if k + 1 < K:
+            if k + 1 < K and not stream:
                 prefetch_outputs(y, K, Ho, Wo, k + 1, tn + t, tih + t, tiw + t, ph, pw,
                                  min(CH, nt - t), m, dh)
             if fused:
@@ -1120,7 +1169,9 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                 transform_chunk(at_kind, AT, m, alpha, M + k * P * tb + t, tb, d, CH)
             chunk_epilogue(d, m * m * CH, bias[k] if bias != NULL else 0, relu)
             scatter_tiles(d, K, Ho, Wo, k, tn + t, tih + t, tiw + t, ph, pw, min(CH, nt - t), m,
-                          dh, dw, y)
+                          dh, dw, stream, y)
+    if stream:
+        wg_sfence()
 
 
 cdef Py_ssize_t even_block_tiles(Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t parts) noexcept nogil:
@@ -1135,7 +1186,7 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
                   const floating[:, ::1] BT, const floating[:, ::1] AT, const Py_ssize_t[::1] oh0,
                   const Py_ssize_t[::1] ow0, offset, dilation,
                   floating[:, :, :, ::1] y, bias, Py_ssize_t tb, floating[::1] scratch,
-                  bint relu=False, bint specialise=True, bint fused=False):
+                  bint relu=False, bint specialise=True, bint fused=False, bint stream=False):
     """y[n, k] = act(sum_c conv(x[n, c], w[k, c]) + bias[k]), stride 1, by Winograd tiles (in
     place); act: ReLU if ``relu`` (applied where y is written), else identity.
 
@@ -1146,7 +1197,10 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     multiple of VEC; scratch: at least ``scratch_size(...)`` elements, finite values (the vector
     chunks compute on the unused tail of a block); specialise: False runs the generic transforms
     (tests compare them with the specialised ones); fused: the element-wise stage by vector loops
-    per chunk and filter instead of alpha^2 GEMMs per block (faster for few channels or filters).
+    per chunk and filter instead of alpha^2 GEMMs per block (faster for few channels or filters);
+    stream: write float32 4x4 tiles of column dilation 1 by non-temporal stores where four side
+    by side fill a 64-byte line of each row (same values; for outputs larger than the caches,
+    see ``winograd.streams_output``), without asking for the output lines ahead.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = U.shape[1], alpha = BT.shape[0], m = AT.shape[0]
@@ -1176,7 +1230,7 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
             winograd_block(&x[0, 0, 0, 0], C, H, W, &Uk[0, 0, 0], K, &BT[0, 0], bt_kind,
                            &AT[0, 0], at_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
                            blk * per_block, min(per_block, tiles - blk * per_block),
-                           ph, pw, dh, dw, bp, relu, Ho, Wo, tb, fused,
+                           ph, pw, dh, dw, bp, relu, Ho, Wo, tb, fused, stream,
                            &scratch[threadid() * per_thread], &y[0, 0, 0, 0])
     return y
 

@@ -22,6 +22,13 @@ F(3,5)   7      4.59x fewer  0, +-1, +-2, 1/2             1.7e-6  2.1e-6  3.7e-6
 F(4,5)   8      6.25x fewer  0, +-1, +-2, +-1/2           1.8e-6  2.6e-6  4.5e-6  4.8e-6
 =======  =====  ===========  ===========================  ======================================
 
+Measured again on an Intel Xeon with AVX-512 (2026-12), with the element-wise GEMMs summing at
+most 256 channels per call (``SUMC`` in _winograd.pyx; before, OpenBLAS's AVX-512 kernel summed
+all channels in one running sum: F(2,5) 5.3e-6 at C = 512, 1.1e-5 at 2048), C = 16 / 64 / 512 /
+2048: F(2,3) 1.7e-7 2.7e-7 4.8e-7 5.2e-7; F(4,3) 1.1e-6 1.0e-6 1.3e-6 1.4e-6; F(6,3) 2.4e-6
+2.2e-6 2.7e-6 2.8e-6; F(2,5) 1.1e-6 2.0e-6 4.1e-6 3.9e-6; F(3,5) 1.7e-6 1.5e-6 2.2e-6 2.2e-6;
+F(4,5) 1.9e-6 1.9e-6 2.3e-6 2.5e-6.
+
 (float32 im2col: about 1.5e-7 .. 3e-7.)  In float64 every tile stays below 1e-13 relative.  The
 points 0, +-1, +-1/2 instead of 0, +-1, +-2 for F(4,3) and F(2,5) measured the same error.
 
@@ -102,6 +109,16 @@ MAX_TILES_PER_BLOCK = 256
 # 16 tiles per block still ran as fast as 32 and faster than 64 (5.3 / 5.3 / 6.6 ms).
 FUSED_MAX_CHANNELS = 8
 FUSED_TILES_PER_BLOCK = 16
+
+# Output tiles written by non-temporal stores (``streams_output``): four neighbouring 4x4 tiles
+# fill 64 bytes of each of their rows, so where the rows start on cache lines every such group
+# overwrites whole lines, and reading each line first (an ordinary store's read for ownership)
+# only doubles the memory traffic of an output too large to stay in the caches anyway.  Measured
+# (2026-12, Intel Xeon with AVX-512, 2 threads, medians of 7 interleaved rounds, ms, ordinary
+# against non-temporal stores): (64,3,32,32)->64 5x5 (16.8 MB out) 4.99 / 3.63;
+# (128,64,32,32)->64 3x3 (33.6 MB) 47.5 / 42.8.  Smaller outputs keep ordinary stores (the next
+# layer reads them from the cache).
+STREAM_MIN_BYTES = 8 << 20
 
 # The fused backward (``conv2d_backward_fused``) runs blocks of whole tile rows of at least this
 # many tiles (the block is only the unit of the threads' work; the kernel runs it chunk by chunk).
@@ -223,9 +240,33 @@ def _scratch_buffer(n, dtype, use="blocks"):
     key = f"{use}_{np.dtype(dtype).char}"
     buf = getattr(_scratch, key, None)
     if buf is None or buf.size < n:
-        buf = np.zeros(n, dtype=dtype)
+        buf = _aligned(np.zeros, n, dtype)
         setattr(_scratch, key, buf)
     return buf
+
+
+def _aligned(make, n, dtype, align=64):
+    """``make(n, dtype)`` (np.empty or np.zeros) starting on an ``align``-byte boundary, a cache
+    line: NumPy's large arrays start 16 bytes past a page, so that every 64-byte vector of a
+    scratch buffer straddled two lines, and no output row could be written as whole lines."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = make(n * itemsize + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + n * itemsize].view(dtype)
+
+
+def streams_output(shape, dtype, m, dilation):
+    """Whether the forward writes its output tiles by non-temporal stores (``stream`` of
+    ``winograd_conv``): float32 4x4 tiles of column dilation 1 on rows that start on 64-byte
+    lines, for an output of at least STREAM_MIN_BYTES."""
+    N, K, Ho, Wo = shape
+    return (
+        np.dtype(dtype) == np.float32
+        and m == 4
+        and dilation[1] == 1
+        and (dilation[0] * Wo) % 16 == 0
+        and N * K * Ho * Wo * 4 >= STREAM_MIN_BYTES
+    )
 
 
 def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False, fused=None):
@@ -238,7 +279,7 @@ def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False, fused=None):
     if fused is None:
         fused = x.shape[1] <= FUSED_MAX_CHANNELS
     tb = FUSED_TILES_PER_BLOCK if fused else tiles_per_block(x.shape[1], K)
-    y = np.empty((N, K, Ho, Wo), dtype=dt)
+    y = _aligned(np.empty, N * K * Ho * Wo, dt).reshape(N, K, Ho, Wo)
     _winograd.winograd_conv(
         np.ascontiguousarray(x),
         U,
@@ -254,6 +295,7 @@ def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False, fused=None):
         _scratch_buffer(_winograd.scratch_size(x.shape[1], K, BT.shape[0], tb), dt),
         relu=relu,
         fused=fused,
+        stream=streams_output(y.shape, dt, m, dilation),
     )
     return y
 

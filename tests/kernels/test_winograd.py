@@ -160,7 +160,7 @@ def _relative_errors(tile, C, K, size, seed):
 
 
 @pytest.mark.parametrize("tile", sorted(wg.TILES))
-@pytest.mark.parametrize("C", [64, 512])
+@pytest.mark.parametrize("C", [64, 512, 2048])
 def test_measured_float32_error_within_documented_bound(tile, C):
     errs = _relative_errors(tile, C, 8, 12, seed=C)
     assert max(errs) < wg.ERROR_BOUND[tile], (tile, C, errs)
@@ -322,6 +322,59 @@ def test_four_tile_vector_moves_match_float64_loops(dtype, r, p, d):
             np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * (1 + np.abs(ref).max()))
     dw = wg.conv2d_backward_weight(x, dy, w.shape, p, d, tile)
     np.testing.assert_allclose(dw, dw_want, rtol=rtol, atol=atol * (1 + np.abs(dw_want).max()))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize(
+    "shape,r",
+    [
+        ((2, 3, 32, 32), 5),  # every group of four tiles on whole lines
+        ((1, 3, 20, 32), 3),  # blocks of 10 tiles: groups off the lines or across tile rows
+        ((1, 16, 24, 64), 3),
+        ((2, 3, 30, 30), 5),  # rows not on lines: ordinary stores only
+    ],
+)
+def test_streamed_output_tiles_equal_ordinary_stores(monkeypatch, fused, shape, r):
+    # with STREAM_MIN_BYTES 0, the float32 4x4 tiles of dilation 1 are written by non-temporal
+    # stores where four side by side fill a 64-byte line of each row (the others as before): the
+    # same values bit for bit, and the float64 loops' within float32 tolerance
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((6, shape[1], r, r)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    p = (r // 2, r // 2)
+    tile = wg.DEFAULT_TILE[r]
+    plain = wg.conv2d_forward(x, w, b, p, (1, 1), tile, fused=fused)
+    monkeypatch.setattr(wg, "STREAM_MIN_BYTES", 0)
+    assert wg.streams_output(plain.shape, np.float32, 4, (1, 1)) == (shape[3] % 16 == 0)
+    streamed = wg.conv2d_forward(x, w, b, p, (1, 1), tile, fused=fused)
+    assert streamed.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(streamed, plain)
+    want = conv2d_ref(*(a.astype(np.float64) for a in (x, w, b)), (1, 1), p, (1, 1))
+    rtol, atol = tol(np.float32)
+    np.testing.assert_allclose(streamed, want, rtol=rtol, atol=atol * (1 + np.abs(want).max()))
+
+
+def test_outputs_stream_only_where_whole_lines_are_written():
+    big = (64, 64, 32, 32)  # 16.8 MB
+    assert wg.STREAM_MIN_BYTES <= 64 * 64 * 32 * 32 * 4
+    assert wg.streams_output(big, np.float32, 4, (1, 1))
+    assert wg.streams_output((64, 64, 32, 48), np.float32, 4, (2, 1))
+    assert not wg.streams_output(big, np.float64, 4, (1, 1))  # float32 only
+    assert not wg.streams_output(big, np.float32, 2, (1, 1))  # 2x2 tiles: half lines
+    assert not wg.streams_output(big, np.float32, 4, (1, 2))  # columns apart
+    assert not wg.streams_output((64, 64, 32, 56), np.float32, 4, (1, 1))  # rows off the lines
+    assert not wg.streams_output((1, 8, 32, 32), np.float32, 4, (1, 1))  # stays in the caches
+
+
+def test_scratch_and_outputs_start_on_cache_lines():
+    for n in (10, 100_000, 3_000_000):
+        for dt in (np.float32, np.float64):
+            assert wg._aligned(np.zeros, n, dt).ctypes.data % 64 == 0
+            assert wg._aligned(np.empty, n, dt).shape == (n,)
+    x = np.ones((1, 64, 40, 40), np.float32)
+    y = wg.conv2d_forward(x, np.ones((64, 64, 3, 3), np.float32), None, (1, 1), (1, 1), "F(4,3)")
+    assert y.ctypes.data % 64 == 0 and y.flags.c_contiguous and y.shape == (1, 64, 40, 40)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
