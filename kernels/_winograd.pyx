@@ -155,25 +155,18 @@ cdef inline void lincomb(floating* out, const floating* coef, Py_ssize_t ncoef,
 
 
 cdef extern from *:
-    # The specialised 1-D transforms in C with GCC vector types of WG_VBYTES bytes (one AVX2
-    # register, 8 float32 or 4 float64 lanes; one AVX-512 register, 16 or 8 lanes, in the
-    # x86-64-v4 build; two SSE2 halves in the baseline build): o[a*os + t] =
-    # sum_i T[a, i] s[i*ss + t] for t < n (n a multiple of 16) and the rows a of T.  Written in
-    # Cython, GCC unrolled the tile loop and vectorized it in one of four inlined copies only.
-    # The vector types are unaligned (aligned(4)/(8)) and may_alias, because they read and write
-    # float/double buffers.
+    # The specialised 1-D transforms in C with GCC vector types (8 float32 or 4 float64 lanes, one
+    # AVX2 register; two SSE2 halves in the baseline build): o[a*os + t] = sum_i T[a, i] s[i*ss + t]
+    # for t < n (n a multiple of 8) and the rows a of T.  Written in Cython, GCC unrolled the tile
+    # loop and vectorized it in one of four inlined copies only.  The vector types are unaligned
+    # (aligned(4)/(8)) and may_alias, because they read and write float/double buffers.  (One
+    # AVX-512 register, 16 float32 lanes, in the x86-64-v4 build ran 0.86-0.93x as fast on most
+    # GEMM-stage layers on an Intel Xeon, 2026-12, 5 interleaved rounds, and 1.02-1.10x on the
+    # 3-channel 5x5 layer; so every build keeps 32-byte vectors.)
     """
     #define WG_CH 16  /* tiles per chunk: CH below (checked at import) */
-    #ifndef WG_VBYTES  /* (-DWG_VBYTES=32 builds the narrow vectors anywhere, to compare) */
-    #if defined(__AVX512F__)
-    #define WG_VBYTES 64
-    #else
-    #define WG_VBYTES 32
-    #endif
-    #endif
-    typedef float wg_vf __attribute__((vector_size(WG_VBYTES), aligned(4), may_alias));
-    typedef double wg_vd __attribute__((vector_size(WG_VBYTES), aligned(8), may_alias));
-    typedef float wg_v8f __attribute__((vector_size(32), aligned(4), may_alias));  /* 8 lanes */
+    typedef float wg_vf __attribute__((vector_size(32), aligned(4), may_alias));
+    typedef double wg_vd __attribute__((vector_size(32), aligned(8), may_alias));
     #define WG_LD(V, p) (*(const V*)(p))
     #define WG_ST(V, p, v) (*(V*)(p) = (v))
     #define WG_BT6(NAME, T, V)                                                                   \
@@ -453,10 +446,8 @@ cdef extern from *:
         else                                                                                     \
             WG_FUSED_AT_CASES(NAME, 6)                                                           \
     }
-    /* two vectors of tiles at a time where a chunk holds two or more */
-    #define WG_FUSED_HV(T) (WG_CH * (int)sizeof(T) >= 2 * WG_VBYTES ? 2 : 1)
-    WG_FUSED_AT(wg_fused_at_f, float, wg_vf, WG_FUSED_HV(float))
-    WG_FUSED_AT(wg_fused_at_d, double, wg_vd, WG_FUSED_HV(double))
+    WG_FUSED_AT(wg_fused_at_f, float, wg_vf, 2)
+    WG_FUSED_AT(wg_fused_at_d, double, wg_vd, 2)
     /* Four tiles of a chunk at a time, between the chunk (tile index innermost) and the image
        (tile columns contiguous): four 4-lane vectors transposed, or, for tiles whose columns
        are consecutive in the image (dilation >= 4: neighbouring tiles sit on neighbouring
@@ -558,19 +549,19 @@ cdef extern from *:
     static inline void wg_gather8t4_f(const float* src, Py_ssize_t rs, float* d) {
         for (int i = 0; i < 4; i++) {
             const float* s = src + i * rs;
-            wg_v8f a = WG_LD(wg_v8f, s), b = WG_LD(wg_v8f, s + 8);
-            wg_v8f c = WG_LD(wg_v8f, s + 16), e = WG_LD(wg_v8f, s + 24);
-            wg_v8f t0 = __builtin_shuffle(a, b, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
-            wg_v8f t1 = __builtin_shuffle(a, b, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
-            wg_v8f t2 = __builtin_shuffle(c, e, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
-            wg_v8f t3 = __builtin_shuffle(c, e, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
-            wg_v8f r[4];
+            wg_vf a = WG_LD(wg_vf, s), b = WG_LD(wg_vf, s + 8);
+            wg_vf c = WG_LD(wg_vf, s + 16), e = WG_LD(wg_vf, s + 24);
+            wg_vf t0 = __builtin_shuffle(a, b, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
+            wg_vf t1 = __builtin_shuffle(a, b, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
+            wg_vf t2 = __builtin_shuffle(c, e, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
+            wg_vf t3 = __builtin_shuffle(c, e, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
+            wg_vf r[4];
             r[0] = __builtin_shuffle(t0, t2, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
             r[1] = __builtin_shuffle(t0, t2, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
             r[2] = __builtin_shuffle(t1, t3, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
             r[3] = __builtin_shuffle(t1, t3, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
             for (int j = 0; j < 4; j++)
-                WG_ST(wg_v8f, d + (i * 4 + j) * WG_CH,
+                WG_ST(wg_vf, d + (i * 4 + j) * WG_CH,
                       __builtin_shuffle(r[j], (wg_m8i){0, 4, 1, 5, 2, 6, 3, 7}));
         }
     }
@@ -608,7 +599,6 @@ cdef extern from *:
     void wg_fused_at_d(const double* u, const double* v, Py_ssize_t vs, Py_ssize_t ps,
                        Py_ssize_t C, int A, double* tmp) nogil
     enum: WG_FUSED_C
-    enum: WG_VBYTES
     void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_d(const double* out, double* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_nt_f(const float* out, float* y0, Py_ssize_t rs) nogil

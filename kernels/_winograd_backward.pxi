@@ -26,9 +26,9 @@
 #
 # Memory bound, per thread: (3 C + 4) * (64 alpha^2 + 64) elements (V, E, E's total and Z of a
 # sub-block) and K' * (alpha^2 * C + 1) * lanes accumulator elements (K' = K rounded up to a
-# multiple of 4; lanes: 8 float32 / 4 float64, 16 / 8 in the AVX-512 build); plus
-# alpha^2 * K * C for the reduced sums: for K = 64, C = 3, alpha = 8 in float32, 0.22 + 0.4 MB
-# per thread (0.22 + 0.8 MB with AVX-512).  Nothing scales with the image or the batch.
+# multiple of 4; lanes: 8 float32 / 4 float64); plus alpha^2 * K * C for the reduced sums: for
+# K = 64, C = 3, alpha = 8 in float32, 0.22 + 0.4 MB per thread.  Nothing scales with the image
+# or the batch.
 
 cdef extern from *:
     """
@@ -129,8 +129,8 @@ cdef enum:
 
 
 cdef inline Py_ssize_t bwd_lanes(Py_ssize_t itemsize) noexcept nogil:
-    # vector lanes of the accumulators: one vector (32 bytes, 64 in the AVX-512 build)
-    return WG_VBYTES // itemsize
+    # vector lanes of the accumulators: one 32-byte vector
+    return 32 // itemsize
 
 
 cdef inline Py_ssize_t padded_filters(Py_ssize_t K) noexcept nogil:
@@ -152,8 +152,7 @@ def fused_backward_scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha,
     """Elements of scratch ``winograd_backward_fused`` needs: per thread (3 C + 4) (64 alpha^2 +
     64) (a sub-block's V, E, E's total and Z of four filters) + K' (alpha^2 C + 1) lanes (the
     weight and bias gradients' per-lane sums; K' = K rounded up to a multiple of 4, lanes 8 for
-    float32 and 4 for float64, 16 and 8 in the AVX-512 build), then alpha^2 K C (the weight
-    gradient's total)."""
+    float32 and 4 for float64), then alpha^2 K C (the weight gradient's total)."""
     cdef Py_ssize_t P = alpha * alpha
     return bwd_per_thread(C, K, P, itemsize) * max(_gemm_parts, 1) + P * K * C
 
