@@ -247,8 +247,8 @@ def _scratch_buffer(n, dtype, use="blocks"):
 
 def _aligned(make, n, dtype, align=64):
     """``make(n, dtype)`` (np.empty or np.zeros) starting on an ``align``-byte boundary, a cache
-    line: NumPy's large arrays start 16 bytes past a page, so that every 64-byte vector of a
-    scratch buffer straddled two lines, and no output row could be written as whole lines."""
+    line: NumPy's large arrays start 16 bytes past a page, so that every other 32-byte vector of
+    a scratch buffer straddled two lines, and no output row could be written as whole lines."""
     itemsize = np.dtype(dtype).itemsize
     raw = make(n * itemsize + align, dtype=np.uint8)
     start = -raw.ctypes.data % align
