@@ -470,16 +470,16 @@ cdef extern from *:
             r3 = __builtin_shuffle(t1_, t3_, (MASK){2, 3, 6, 7});                                \
         } while (0)
     /* 4x4 output tiles (dilation 1): row a of tile u, out[(4a + b)*WG_CH + u] (b < 4), to
-       y0[u] + a*rs .. + 3 */
-    #define WG_SCATTER4T(NAME, T, V, MASK)                                                       \
+       y0[u] + a*rs .. + 3, each 4-lane vector written by STORE */
+    #define WG_SCATTER4T(NAME, T, V, MASK, STORE)                                                 \
     static inline void NAME(const T* out, T* const* y0, Py_ssize_t rs) {                        \
         for (int a = 0; a < 4; a++) {                                                            \
             V b0 = WG_LD(V, out + (4 * a) * WG_CH), b1 = WG_LD(V, out + (4 * a + 1) * WG_CH);    \
             V b2 = WG_LD(V, out + (4 * a + 2) * WG_CH), b3 = WG_LD(V, out + (4 * a + 3) * WG_CH);\
             V r0, r1, r2, r3;                                                                    \
             WG_T4(V, MASK, b0, b1, b2, b3, r0, r1, r2, r3);                                      \
-            WG_ST(V, y0[0] + a * rs, r0); WG_ST(V, y0[1] + a * rs, r1);                          \
-            WG_ST(V, y0[2] + a * rs, r2); WG_ST(V, y0[3] + a * rs, r3);                          \
+            STORE(V, y0[0] + a * rs, r0); STORE(V, y0[1] + a * rs, r1);                          \
+            STORE(V, y0[2] + a * rs, r2); STORE(V, y0[3] + a * rs, r3);                          \
         }                                                                                        \
     }
     /* S x S input tiles (S >= 4, dilation 1): d[(i*S + j)*WG_CH + u] = src[u][i*rs + j] */
@@ -514,26 +514,15 @@ cdef extern from *:
             for (int b = 0; b < m; b++)                                                          \
                 WG_ST(V, y0 + a * rs + b * cs, WG_LD(V, out + (a * m + b) * WG_CH));             \
     }
-    WG_SCATTER4T(wg_scatter4t_f, float, wg_v4f, wg_m4i)
-    /* wg_scatter4t_f for four tiles side by side (tile u at y0 + 4u) whose rows start on a
-       64-byte line: each row's 16 outputs fill one line, written by non-temporal stores (no read
-       for ownership of a line about to be overwritten whole); the caller ends with wg_sfence */
+    WG_SCATTER4T(wg_scatter4t_f, float, wg_v4f, wg_m4i, WG_ST)
+    WG_SCATTER4T(wg_scatter4t_d, double, wg_v4d, wg_m4l, WG_ST)
+    /* The same by non-temporal stores (no read for ownership of the lines), for four tiles side
+       by side whose rows start on a 64-byte line, so that each row's 16 outputs fill one line;
+       the caller ends with wg_sfence */
     #include <immintrin.h>
-    static inline void wg_scatter4t_nt_f(const float* out, float* y0, Py_ssize_t rs) {
-        for (int a = 0; a < 4; a++) {
-            wg_v4f b0 = WG_LD(wg_v4f, out + (4 * a) * WG_CH);
-            wg_v4f b1 = WG_LD(wg_v4f, out + (4 * a + 1) * WG_CH);
-            wg_v4f b2 = WG_LD(wg_v4f, out + (4 * a + 2) * WG_CH);
-            wg_v4f b3 = WG_LD(wg_v4f, out + (4 * a + 3) * WG_CH);
-            wg_v4f r0, r1, r2, r3;
-            WG_T4(wg_v4f, wg_m4i, b0, b1, b2, b3, r0, r1, r2, r3);
-            float* row = y0 + a * rs;
-            _mm_stream_ps(row, (__m128)r0); _mm_stream_ps(row + 4, (__m128)r1);
-            _mm_stream_ps(row + 8, (__m128)r2); _mm_stream_ps(row + 12, (__m128)r3);
-        }
-    }
+    #define WG_ST_NT(V, p, v) _mm_stream_ps((p), (__m128)(v))
+    WG_SCATTER4T(wg_scatter4t_nt_f, float, wg_v4f, wg_m4i, WG_ST_NT)
     #define wg_sfence() _mm_sfence()
-    WG_SCATTER4T(wg_scatter4t_d, double, wg_v4d, wg_m4l)
     WG_GATHER4T(wg_gather4t_f, float, wg_v4f, wg_m4i)
     WG_GATHER4T(wg_gather4t_d, double, wg_v4d, wg_m4l)
     WG_GATHER4C(wg_gather4c_f, float, wg_v4f)
@@ -601,7 +590,7 @@ cdef extern from *:
     enum: WG_FUSED_C
     void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_d(const double* out, double* const* y0, Py_ssize_t rs) nogil
-    void wg_scatter4t_nt_f(const float* out, float* y0, Py_ssize_t rs) nogil
+    void wg_scatter4t_nt_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
     void wg_sfence() nogil
     void wg_gather4t_f(const float* const* src, Py_ssize_t rs, int S, float* d) nogil
     void wg_gather4t_d(const double* const* src, Py_ssize_t rs, int S, double* d) nogil
@@ -1060,14 +1049,14 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
                 inside = False
                 break
             off[u] = ((tn[t + u] * K + k) * Ho + oh) * Wo + ow
-        if (floating is float and stream and inside and transpose and off[1] == off[0] + 4
-                and off[2] == off[0] + 8 and off[3] == off[0] + 12
-                and (dh * Wo) % 16 == 0 and (<size_t> (y + off[0])) % 64 == 0):
-            wg_scatter4t_nt_f(<const float*> (out + t), <float*> (y + off[0]), dh * Wo)
-        elif inside and transpose:
+        if inside and transpose:
             for u in range(4):
                 y0[u] = y + off[u]
-            if floating is float:
+            if (floating is float and stream and off[1] == off[0] + 4 and off[2] == off[0] + 8
+                    and off[3] == off[0] + 12 and (dh * Wo) % 16 == 0
+                    and (<size_t> y0[0]) % 64 == 0):
+                wg_scatter4t_nt_f(out + t, y0, dh * Wo)  # four tiles side by side on lines
+            elif floating is float:
                 wg_scatter4t_f(out + t, y0, dh * Wo)
             else:
                 wg_scatter4t_d(out + t, y0, dh * Wo)
