@@ -28,6 +28,9 @@ SHAPES = (
     ("fc5.weight", (10, 192)),
     ("fc5.bias", (10,)),
 )
+# The two convolutions as bench.workloads' conv shapes without the batch: (C, H, W, K, k, stride,
+# padding, dilation); both keep their map size (5x5, padding 2, stride 1)
+CONVS = ((3, 32, 32, 64, 5, 1, 2, 1), (64, 15, 15, 64, 5, 1, 2, 1))
 
 
 def weights(seed: int = 0) -> dict[str, np.ndarray]:
@@ -45,7 +48,8 @@ def weights(seed: int = 0) -> dict[str, np.ndarray]:
 def flops(batch: int, mode: str) -> float:
     """Multiply-add FLOPs (2 per MAC) of the conv and linear layers: the forward for inference,
     three times it (forward, dx, dweight) for a training step."""
-    macs = 64 * 32 * 32 * 3 * 25 + 64 * 15 * 15 * 64 * 25 + 3136 * 384 + 384 * 192 + 192 * 10
+    conv = sum(K * H * W * C * k * k for C, H, W, K, k, *_ in CONVS)
+    macs = conv + 3136 * 384 + 384 * 192 + 192 * 10
     fwd = 2.0 * batch * macs
     return fwd if mode == "inference" else 3.0 * fwd
 
@@ -55,7 +59,7 @@ def conv_algorithms(batch: int, mode: str) -> str:
     step the backward too): "winograd" when all do, else the distinct names joined by "+"."""
     from bench.workloads import conv_algorithm
 
-    shapes = ((batch, 3, 32, 32, 64, 5, 1, 2, 1), (batch, 64, 15, 15, 64, 5, 1, 2, 1))
+    shapes = [(batch, *c) for c in CONVS]
     directions = ("forward",) if mode == "inference" else ("forward", "backward")
     names = {conv_algorithm(s, d) for s in shapes for d in directions}
     return "+".join(sorted(names))
