@@ -32,10 +32,11 @@ from setuptools.command.build_ext import build_ext
 # Per-level builds beside the baseline: folder under cnncore_kernels/_isa/ -> compiler flag.
 ISA_VARIANTS = {"x86_64_v3": "-march=x86-64-v3", "x86_64_v4": "-march=x86-64-v4"}
 # Extensions built for the baseline only: _cpu_features must load on every CPU (it decides which
-# level to load); _blas (the BLAS binding: pointers and thread counts, no loops over data) and
-# _threads (OpenMP thread control) gain nothing from wider vectors, and each variant build costs
-# compile time (the variants load them from the baseline, as the finder falls through).
-BASELINE_ONLY = {"_cpu_features", "_blas", "_threads"}
+# level to load); _blas (the BLAS binding: pointers and thread counts, no loops over data),
+# _buffers (the memory handler of buffers.py) and _threads (OpenMP thread control) gain nothing
+# from wider vectors, and each variant build costs compile time (the variants load them from the
+# baseline, as the finder falls through).
+BASELINE_ONLY = {"_buffers", "_cpu_features", "_blas", "_threads"}
 
 
 def _flag(name: str) -> bool:

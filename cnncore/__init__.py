@@ -9,6 +9,7 @@ itself stays light (NumPy only; no SciPy, Numba, Dask, matplotlib or PyTorch).
 - ``cnncore.models``: the lecture's architectures and the patch classifiers.
 - ``cnncore.dense``: exact pixelwise classification (patch scanning, FCN, d-sparse kernels).
 - ``cnncore.distributed``: the same on Dask (optional extra ``[distributed]``).
+- ``cnncore.memory``: the freed blocks the CPU kernels keep for reuse (limit, state, emptying).
 - ``cnncore.summary(model, input_shape=None)``: the per-layer table (rows), ``print_summary``
   prints it.
 """
@@ -32,6 +33,7 @@ _SUBMODULES = (
     "device",
     "distributed",
     "functional",
+    "memory",
     "models",
     "nn",
     "optim",
@@ -56,6 +58,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         device,
         distributed,
         functional,
+        memory,
         models,
         nn,
         optim,

@@ -26,6 +26,8 @@ elementwise    NumPy                        cuda/elementwise    add, scale, axpy
 =============  ===========================  ==================  ==================================
 
 Shared pieces, no family of their own: ``arrays`` (``is_cuda_array``, ``twin``, ``empty``),
+``buffers`` and ``_buffers`` (the memory handler every dispatcher runs under: freed large blocks
+kept for reuse),
 ``geometry`` and ``_geometry.pxd`` (the one output-size rule, for Python and for Cython),
 ``_blas`` (the one BLAS extension, cimported by ``_conv``, ``_linear``, ``_winograd``),
 ``_softmax.pxi`` and ``_ranges.pxi`` (included by the twins that share them), ``_threads``,

@@ -19,48 +19,58 @@ from __future__ import annotations
 
 from cnncore_kernels import _activation
 from cnncore_kernels.arrays import twin
+from cnncore_kernels.buffers import pooled
 
 
+@pooled
 def relu(x):
     # inputs validated by cnncore.functional.relu
     return twin(x, _activation, "activation").relu(x)
 
 
+@pooled
 def relu_backward(dy, x):
     # inputs validated by cnncore.functional.relu_backward
     return twin(x, _activation, "activation").relu_backward(dy, x)
 
 
+@pooled
 def tanh(x):
     # inputs validated by cnncore.functional.tanh
     return twin(x, _activation, "activation").tanh(x)
 
 
+@pooled
 def tanh_backward(dy, y):
     # inputs validated by cnncore.functional.tanh_backward
     return twin(y, _activation, "activation").tanh_backward(dy, y)
 
 
+@pooled
 def softmax(x, axis):
     # inputs validated by cnncore.functional.softmax
     return twin(x, _activation, "activation").softmax(x, axis)
 
 
+@pooled
 def log_softmax(x, axis):
     # inputs validated by cnncore.functional.log_softmax
     return twin(x, _activation, "activation").log_softmax(x, axis)
 
 
+@pooled
 def softmax_backward(dy, y, axis):
     # inputs validated by cnncore.functional.softmax_backward
     return twin(y, _activation, "activation").softmax_backward(dy, y, axis)
 
 
+@pooled
 def log_softmax_backward(dy, y, axis):
     # inputs validated by cnncore.functional.log_softmax_backward
     return twin(y, _activation, "activation").log_softmax_backward(dy, y, axis)
 
 
+@pooled
 def dropout(x, key, thr, scale):
     # inputs validated by cnncore.functional.dropout; the same op serves the backward
     return twin(x, _activation, "activation").dropout(x, key, thr, scale)

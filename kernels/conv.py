@@ -22,6 +22,7 @@ GPU arrays always run the CUDA twin (one algorithm); ``algorithm`` must then be 
 from __future__ import annotations
 
 from cnncore_kernels.arrays import is_cuda_array, twin
+from cnncore_kernels.buffers import pooled
 
 
 def gemm_choice(N, C, K, kernel, stride, padding, dilation, out_hw, backward=False):
@@ -36,6 +37,7 @@ def gemm_choice(N, C, K, kernel, stride, padding, dilation, out_hw, backward=Fal
     return "im2col"
 
 
+@pooled
 def im2col(x, kernel, stride, padding, dilation):
     """Column matrix of one image. x: (C, H, W) -> (C*kh*kw, Ho*Wo), zero padded."""
     from cnncore_kernels import _conv
@@ -43,6 +45,7 @@ def im2col(x, kernel, stride, padding, dilation):
     return twin(x, _conv, "conv").im2col(x, kernel, stride, padding, dilation)
 
 
+@pooled
 def col2im(col, input_shape, kernel, stride, padding, dilation):
     """Adjoint of ``im2col``: col (C*kh*kw, Ho*Wo) -> (C, H, W), overlapping entries summed."""
     from cnncore_kernels import _conv
@@ -50,6 +53,7 @@ def col2im(col, input_shape, kernel, stride, padding, dilation):
     return twin(col, _conv, "conv").col2im(col, input_shape, kernel, stride, padding, dilation)
 
 
+@pooled
 def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto", activation=None):
     # inputs validated by cnncore.functional.conv2d; activation: None or "relu".  The GEMM and
     # Winograd paths apply bias and ReLU where they write y; the CUDA twin runs the ReLU afterwards.
@@ -73,6 +77,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, algorithm="auto",
     )
 
 
+@pooled
 def conv2d_backward(
     dy,
     x,

@@ -16,18 +16,22 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from cnncore_kernels.arrays import twin
+from cnncore_kernels.buffers import pooled
 
 
+@pooled
 def add(a, b):
     # inputs trusted (same shape, dtype and device)
     return twin(a, _CPU, "elementwise").add(a, b)
 
 
+@pooled
 def scale(alpha, x):
     # inputs trusted
     return twin(x, _CPU, "elementwise").scale(alpha, x)
 
 
+@pooled
 def axpy(alpha, x, y):
     # inputs trusted (same shape, dtype and device)
     return twin(y, _CPU, "elementwise").axpy(alpha, x, y)

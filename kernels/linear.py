@@ -20,13 +20,16 @@ from types import SimpleNamespace
 
 from cnncore_kernels import _linear
 from cnncore_kernels.arrays import twin
+from cnncore_kernels.buffers import pooled
 
 
+@pooled
 def linear(x, weight, bias):
     # inputs validated by cnncore.functional.linear
     return twin(x, _CPU, "linear").linear(x, weight, bias)
 
 
+@pooled
 def linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias):
     # inputs validated by cnncore.functional.linear_backward
     return twin(x, _CPU, "linear").linear_backward(dy, x, weight, need_dx, need_dweight, need_dbias)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from cnncore_kernels import _loss
 from cnncore_kernels.arrays import twin
+from cnncore_kernels.buffers import pooled
 
 
+@pooled
 def cross_entropy(logits, targets, ignore_index):
     # inputs validated by cnncore.functional.cross_entropy
     return twin(logits, _loss, "loss").cross_entropy(logits, targets, ignore_index)

@@ -19,6 +19,7 @@ import numpy as np
 
 from cnncore_kernels import _normalization
 from cnncore_kernels.arrays import twin
+from cnncore_kernels.buffers import pooled
 
 
 def lcn_window(size: int, sigma: float, extent: int) -> tuple[np.ndarray, int]:
@@ -43,11 +44,13 @@ def lcn_window(size: int, sigma: float, extent: int) -> tuple[np.ndarray, int]:
     return taps, pb - lo
 
 
+@pooled
 def local_response_norm(x, size, alpha, beta, k):
     # inputs validated by cnncore.functional.local_response_norm
     return twin(x, _normalization, "normalization").local_response_norm(x, size, alpha, beta, k)
 
 
+@pooled
 def local_response_norm_backward(dy, x, size, alpha, beta, k):
     # inputs validated by cnncore.functional.local_response_norm_backward
     return twin(x, _normalization, "normalization").local_response_norm_backward(
@@ -55,6 +58,7 @@ def local_response_norm_backward(dy, x, size, alpha, beta, k):
     )
 
 
+@pooled
 def local_contrast_norm(x, size, sigma, threshold, divisor):
     # inputs validated by cnncore.functional.local_contrast_norm
     return twin(x, _normalization, "normalization").local_contrast_norm(
@@ -62,6 +66,7 @@ def local_contrast_norm(x, size, sigma, threshold, divisor):
     )
 
 
+@pooled
 def local_contrast_norm_backward(dy, x, size, sigma, threshold, divisor):
     # inputs validated by cnncore.functional.local_contrast_norm_backward
     return twin(x, _normalization, "normalization").local_contrast_norm_backward(

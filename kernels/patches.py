@@ -25,18 +25,22 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cnncore_kernels.arrays import twin
+from cnncore_kernels.buffers import pooled
 
 
+@pooled
 def prepare(block, pixels):
     # inputs validated by cnncore.dense.patchwise.scan_patches
     return twin(block, _CPU, "patches").prepare(block, pixels)
 
 
+@pooled
 def gather_patches(block, hw, patch, start, count, pixels):
     # inputs validated by cnncore.dense.patchwise.scan_patches
     return twin(block, _CPU, "patches").gather_patches(block, hw, patch, start, count, pixels)
 
 
+@pooled
 def scatter_scores(scores, start, out):
     # inputs validated by cnncore.dense.patchwise.scan_patches (scores' shape checked)
     return twin(out, _CPU, "patches").scatter_scores(scores, start, out)

@@ -34,23 +34,28 @@ from __future__ import annotations
 
 from cnncore_kernels import _pooling
 from cnncore_kernels.arrays import twin
+from cnncore_kernels.buffers import pooled
 
 
+@pooled
 def max_pool2d(x, kernel, stride, padding, dilation):
     # inputs validated by cnncore.functional.max_pool2d
     return twin(x, _pooling, "pooling").max_pool2d(x, kernel, stride, padding, dilation)
 
 
+@pooled
 def max_pool2d_values(x, kernel, stride, padding, dilation):
     # inputs validated by cnncore.functional.max_pool2d_values
     return twin(x, _pooling, "pooling").max_pool2d_values(x, kernel, stride, padding, dilation)
 
 
+@pooled
 def max_pool2d_backward(dy, indices, input_shape):
     # inputs validated by cnncore.functional.max_pool2d_backward
     return twin(dy, _pooling, "pooling").max_pool2d_backward(dy, indices, input_shape)
 
 
+@pooled
 def avg_pool2d(x, kernel, stride, padding, dilation, count_include_pad):
     # inputs validated by cnncore.functional.avg_pool2d
     return twin(x, _pooling, "pooling").avg_pool2d(
@@ -58,6 +63,7 @@ def avg_pool2d(x, kernel, stride, padding, dilation, count_include_pad):
     )
 
 
+@pooled
 def avg_pool2d_backward(dy, input_shape, kernel, stride, padding, dilation, count_include_pad):
     # inputs validated by cnncore.functional.avg_pool2d_backward
     return twin(dy, _pooling, "pooling").avg_pool2d_backward(
@@ -65,21 +71,25 @@ def avg_pool2d_backward(dy, input_shape, kernel, stride, padding, dilation, coun
     )
 
 
+@pooled
 def channel_max_pool(x, pool_size):
     # inputs validated by cnncore.functional.channel_max_pool
     return twin(x, _pooling, "pooling").channel_max_pool(x, pool_size)
 
 
+@pooled
 def channel_max_pool_backward(dy, indices, input_shape):
     # inputs validated by cnncore.functional.channel_max_pool_backward
     return twin(dy, _pooling, "pooling").channel_max_pool_backward(dy, indices, input_shape)
 
 
+@pooled
 def global_avg_pool2d(x):
     # inputs validated by cnncore.functional.global_avg_pool2d
     return twin(x, _pooling, "pooling").global_avg_pool2d(x)
 
 
+@pooled
 def global_avg_pool2d_backward(dy, input_shape):
     # inputs validated by cnncore.functional.global_avg_pool2d_backward
     return twin(dy, _pooling, "pooling").global_avg_pool2d_backward(dy, input_shape)

@@ -21,13 +21,16 @@ from types import SimpleNamespace
 import numpy as np
 
 from cnncore_kernels.arrays import twin
+from cnncore_kernels.buffers import pooled
 
 
+@pooled
 def window(x, rows, cols):
     # inputs trusted (validated by cnncore.dense)
     return twin(x, _CPU, "window").window(x, rows, cols)
 
 
+@pooled
 def paste(dst, src, r0, c0, step=(1, 1)):
     # inputs trusted (the caller checked src's shape)
     return twin(dst, _CPU, "window").paste(dst, src, r0, c0, step)
