@@ -103,8 +103,9 @@ def conv2d_backward(
         from cnncore_kernels import winograd
 
         tile = winograd.DEFAULT_TILE[int(weight.shape[2])]
-        if int(x.shape[1]) <= winograd.FUSED_MAX_CHANNELS:
-            # few input channels: dx, dweight and dbias from one pass over dy
+        if int(x.shape[1]) <= winograd.FUSED_MAX_CHANNELS and (need_dx or need_dweight):
+            # few input channels: dx, dweight and dbias from one pass over dy (dbias alone is a
+            # plain sum, below: the pass transforms every tile of dy)
             return winograd.conv2d_backward_fused(
                 dy, x, weight, padding, dilation, tile, need_dx, need_dweight, need_dbias
             )

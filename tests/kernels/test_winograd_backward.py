@@ -131,6 +131,18 @@ def test_public_backward_runs_it_for_few_channels():
         np.testing.assert_array_equal(a, b)
 
 
+def test_public_backward_sums_dy_for_dbias_alone():
+    # dbias alone skips the fused pass (it would transform every tile of dy for a plain sum)
+    x, w, dy = _case(2, 3, 11, 12, 5, 3, (1, 1), (1, 1), np.float64)
+    full = conv2d_backward(dy, x, w, 1, 1, 1, algorithm="winograd")
+    got = conv2d_backward(
+        dy, x, w, 1, 1, 1, need_dx=False, need_dweight=False, algorithm="winograd"
+    )
+    assert got[0] is None and got[1] is None
+    np.testing.assert_allclose(got[2], dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(got[2], full[2], rtol=1e-12)
+
+
 def test_unchecked_kernel_refuses_mismatched_shapes_and_small_scratch():
     x, w, dy = _case(1, 2, 8, 8, 3, 3, (1, 1), (1, 1), np.float64)
     AT, G, BT = wg.tile_matrices("F(4,3)")
