@@ -6,9 +6,10 @@ Imports every module of ``cnncore`` and ``cnncore_kernels`` (modules that need a
 dependency that is not installed, numba for the CUDA twins, dask/zarr for ``distributed`` and
 torch for ``to_torch``'s layers, are listed as skipped; any other ImportError fails), then runs
 tiny versions of the main paths against NumPy float64 references: conv2d, max_pool2d with
-indices, ``dense.predict`` of ``models.toy15`` against patch scanning, ``cnncore.summary``, a
-training step (nn + optim.SGD + CrossEntropyLoss) and a checkpoint round trip.  Shapes are tiny
-so that it also runs under an emulated CPU (``qemu-x86_64 -cpu Haswell``) in seconds to minutes.
+indices, the reuse of a freed output block, ``dense.predict`` of ``models.toy15`` against patch
+scanning, ``cnncore.summary``, a training step (nn + optim.SGD + CrossEntropyLoss) and a
+checkpoint round trip.  Shapes are tiny so that it also runs under an emulated CPU
+(``qemu-x86_64 -cpu Haswell``) in seconds to minutes.
 Not collected by pytest (no ``test_`` prefix): it must import the installed package, not the
 checkout.
 """
@@ -67,6 +68,22 @@ def check_conv_and_pool(np) -> None:
     flat = y.reshape(2, 4, -1)
     picked = np.take_along_axis(flat, idx.reshape(2, 4, -1), 2)
     np.testing.assert_array_equal(picked, p.reshape(2, 4, -1))
+
+
+def check_kept_memory(np) -> None:
+    from cnncore import memory
+    from cnncore.functional import conv2d
+
+    x = np.ones((1, 3, 128, 128), np.float32)
+    w = np.ones((16, 3, 3, 3), np.float32)  # a 1 MiB output: a mapped block
+    first = conv2d(x, w, padding=1)
+    ref = first.copy()
+    del first
+    before = memory.buffer_cache_info()
+    second = conv2d(x, w, padding=1)
+    after = memory.buffer_cache_info()
+    assert after["hits"] > before["hits"], (before, after)  # the freed output block came back
+    np.testing.assert_array_equal(second, ref)
 
 
 def check_dense_and_summary(np) -> None:
@@ -155,6 +172,8 @@ def main() -> None:
     print("imported every module" + (f"; skipped {skipped}" if skipped else ""))
     check_conv_and_pool(np)
     print("conv2d and max_pool2d with indices: ok")
+    check_kept_memory(np)
+    print("kernel outputs reuse kept memory: ok")
     check_dense_and_summary(np)
     print("dense.predict(toy15) == patch scanning, summary: ok")
     with tempfile.TemporaryDirectory() as folder:
