@@ -5,9 +5,10 @@ Every block starts with a 64-byte header, so the data start on a 64-byte line.  
 POOL_MIN bytes come from ``posix_memalign`` and go back to ``free``.  Larger ones are mapped
 (``mmap``, with MADV_HUGEPAGE from 4 MiB) in size classes (64 KiB steps below 4 MiB, 2 MiB steps
 above) and, when freed, kept in a most-recently-freed-first list while the kept bytes stay within
-the limit (the oldest are unmapped first); an allocation of the same class takes one back, its
-pages already faulted in.  The handler is only in force where ``enter`` put it (a context
-variable of NumPy's), and every array it allocated remembers it, so frees come back here.
+the limit (the oldest are unmapped first); an allocation takes back the smallest kept block of
+its class or up to twice its class, the pages already faulted in.  The handler is only in force
+where ``enter`` put it (a context variable of NumPy's), and every array it allocated remembers
+it, so frees come back here.
 """
 
 cimport numpy as cnp
@@ -99,8 +100,15 @@ cdef extern from *:
             return (char*)p + CB_HEADER;
         }
         pthread_mutex_lock(&cb_lock);
-        for (b = cb_head; b; b = b->next)
-            if (b->mapped == cls) break;
+        {   /* the smallest kept block of at least cls bytes, at most twice that (best fit) */
+            cb_block* c;
+            b = NULL;
+            for (c = cb_head; c; c = c->next)
+                if (c->mapped >= cls && c->mapped / 2 <= cls && (!b || c->mapped < b->mapped)) {
+                    b = c;
+                    if (c->mapped == cls) break;
+                }
+        }
         if (b) {
             cb_unlink(b);
             cb_hits += 1;
@@ -130,7 +138,7 @@ cdef extern from *:
         }
         b->size = size;
         pthread_mutex_lock(&cb_lock);
-        cb_live += cls;
+        cb_live += b->mapped;
         cb_live_blocks += 1;
         pthread_mutex_unlock(&cb_lock);
         return (char*)b + CB_HEADER;

@@ -103,6 +103,18 @@ def test_a_freed_block_is_kept_and_reused(limit):
     assert after["hits"] == kept["hits"] + 1 and after["misses"] == kept["misses"]
 
 
+def test_a_kept_block_serves_requests_down_to_half_its_size(limit):
+    a = allocate(np.empty, 8 * MIB, np.uint8)  # a 10 MiB class (2 MiB steps, header included)
+    address = a.ctypes.data
+    del a
+    too_small = allocate(np.empty, 3 * MIB, np.uint8)  # 3 MiB + 64 KiB: less than half
+    assert too_small.ctypes.data != address
+    smaller = allocate(np.empty, 6 * MIB, np.uint8)  # an 8 MiB class: the kept block fits
+    assert smaller.ctypes.data == address
+    smaller[:] = 1
+    assert int(smaller.sum()) == 6 * MIB
+
+
 def test_zeros_on_a_reused_block_are_zero(limit):
     a = allocate(np.empty, POOLED // 4, np.float32)
     a[:] = np.nan
