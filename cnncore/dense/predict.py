@@ -107,7 +107,8 @@ def predict(
         the total stride) or ``"patchwise"`` (patch scanning, ``batch_size`` patches at a time)
     tile : int or (th, tw), optional
         Compute in tiles of at most this many pixels, each with its halo: same scores, memory
-        bounded by the tile.  A ``UserWarning`` suggests a larger tile when the halo holds more
+        bounded by the tile (plus the freed blocks the kernels keep, at most the limit of
+        ``cnncore.memory``).  A ``UserWarning`` suggests a larger tile when the halo holds more
         than 4 times the tile's pixels (most of the work would be repeated).
 
     Returns
