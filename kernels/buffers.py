@@ -56,8 +56,8 @@ def default_limit(environ=os.environ) -> int:
             mib = int(value)
         except ValueError:
             mib = -1
-        if mib < 0:
-            raise ValueError(f"{ENV} must be a whole number of MiB >= 0, got {value!r}")
+        if not 0 <= mib <= 1 << 40:
+            raise ValueError(f"{ENV} must be a whole number of MiB in [0, 2**40], got {value!r}")
         return mib << 20
     try:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -231,7 +231,7 @@ def test_default_limit_from_the_environment(value, expected):
         assert got == expected
 
 
-@pytest.mark.parametrize("value", ["-1", "1.5", "lots"])
+@pytest.mark.parametrize("value", ["-1", "1.5", "lots", str(2**40 + 1), "9" * 30])
 def test_bad_environment_values_are_refused(value):
     with pytest.raises(ValueError, match=buffers.ENV):
         buffers.default_limit({buffers.ENV: value})
