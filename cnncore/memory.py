@@ -2,11 +2,11 @@
 
 Arrays of 1 MiB and more that the kernels allocate (outputs, gradients, temporaries) come from
 mapped blocks that are kept when the array is freed and handed to the next allocation of the same
-size class, so repeated calls (a training loop, a benchmark) do not pay the page faults and page
-zeroing of fresh memory; see ``cnncore_kernels.buffers``.  At most a limit of freed bytes is kept
-(by default 1 GiB or an eighth of the physical memory, whichever is less; the environment
-variable ``CNNCORE_BUFFER_CACHE_MB`` sets it at import), like the freed blocks PyTorch's CUDA
-caching allocator keeps, and these calls read and change it.
+size class or of down to half of it, so repeated calls (a training loop, a benchmark) do not pay
+the page faults and page zeroing of fresh memory; see ``cnncore_kernels.buffers``. At most a limit
+of freed bytes is kept (by default 1 GiB or an eighth of the physical memory, whichever is less;
+the environment variable ``CNNCORE_BUFFER_CACHE_MB`` sets it at import), like the freed blocks
+PyTorch's CUDA caching allocator keeps, and these calls read and change it.
 """
 
 from __future__ import annotations
