@@ -53,6 +53,7 @@ from functools import cache
 import numpy as np
 
 from cnncore_kernels import _winograd
+from cnncore_kernels.buffers import pooled
 from cnncore_kernels.geometry import out_size
 
 # name -> (m, r, finite Cook-Toom points; the point at infinity is always added)
@@ -245,14 +246,12 @@ def _scratch_buffer(n, dtype, use="blocks"):
     return buf
 
 
-def _aligned(make, n, dtype, align=64):
-    """``make(n, dtype)`` (np.empty or np.zeros) starting on an ``align``-byte boundary, a cache
-    line: NumPy's large arrays start 16 bytes past a page, so that every other 32-byte vector of
-    a scratch buffer straddled two lines, and no output row could be written as whole lines."""
-    itemsize = np.dtype(dtype).itemsize
-    raw = make(n * itemsize + align, dtype=np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start : start + n * itemsize].view(dtype)
+def _aligned(make, n, dtype):
+    """``make(n, dtype)`` (np.empty or np.zeros) starting on a 64-byte line, a cache line: made
+    through the kernels' memory handler (``buffers``), whose arrays all start on one.  NumPy's own
+    large arrays start 16 bytes past a page, so that every other 32-byte vector of a scratch
+    buffer straddled two lines, and no output row could be written as whole lines."""
+    return pooled(make)(n, dtype=dtype)
 
 
 def streams_output(shape, dtype, m, dilation):
