@@ -52,7 +52,7 @@ import numpy as np
 
 cimport cython
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 
 from ._blas cimport _gemm_parts, gemm_rm
 
@@ -161,12 +161,22 @@ cdef extern from *:
     # loop and vectorized it in one of four inlined copies only.  The vector types are unaligned
     # (aligned(4)/(8)) and may_alias, because they read and write float/double buffers.  (One
     # AVX-512 register, 16 float32 lanes, in the x86-64-v4 build ran 0.86-0.93x as fast on most
-    # GEMM-stage layers on an Intel Xeon, 2026-12, 5 interleaved rounds, and 1.02-1.10x on the
-    # 3-channel 5x5 layer; so every build keeps 32-byte vectors.)
+    # GEMM-stage layers on an Intel Xeon, 2026-12, 5 interleaved rounds, so their transforms keep
+    # 32-byte vectors.  The few-channel paths, whose loops are the whole arithmetic, use wg_vwf:
+    # 64 bytes in that build, 32 elsewhere: the fused forward's products and output transform
+    # and the fused backward's transposed transforms and products; the (64,3,32,32)->64 5x5
+    # layer ran 1.16x (forward) and 1.14x (backward) as fast with them, 10-16 interleaved
+    # rounds.)
     """
     #define WG_CH 16  /* tiles per chunk: CH below (checked at import) */
     typedef float wg_vf __attribute__((vector_size(32), aligned(4), may_alias));
     typedef double wg_vd __attribute__((vector_size(32), aligned(8), may_alias));
+    #if defined(__AVX512F__)
+    typedef float wg_vwf __attribute__((vector_size(64), aligned(4), may_alias));
+    #else
+    typedef wg_vf wg_vwf;
+    #endif
+    enum { WG_LANES_WF = (int)(sizeof(wg_vwf) / sizeof(float)) };
     #define WG_LD(V, p) (*(const V*)(p))
     #define WG_ST(V, p, v) (*(V*)(p) = (v))
     #define WG_BT6(NAME, T, V)                                                                   \
@@ -312,13 +322,13 @@ cdef extern from *:
             WG_ST(V, o + 7 * os + t, d3);                                                        \
         }                                                                                        \
     }
-    WG_BT6T(wg_bt6t_f, float, wg_vf)
+    WG_BT6T(wg_bt6t_f, float, wg_vwf)
     WG_BT6T(wg_bt6t_d, double, wg_vd)
-    WG_BT8T(wg_bt8t_f, float, wg_vf)
+    WG_BT8T(wg_bt8t_f, float, wg_vwf)
     WG_BT8T(wg_bt8t_d, double, wg_vd)
-    WG_AT46T(wg_at46t_f, float, wg_vf)
+    WG_AT46T(wg_at46t_f, float, wg_vwf)
     WG_AT46T(wg_at46t_d, double, wg_vd)
-    WG_AT48T(wg_at48t_f, float, wg_vf)
+    WG_AT48T(wg_at48t_f, float, wg_vwf)
     WG_AT48T(wg_at48t_d, double, wg_vd)
     /* The element-wise stage of one chunk without a GEMM (for few input channels):
        o[p*WG_CH + s] = sum_c u[p*C + c] * v[c*vs + p*ps + s] for the alpha^2 points p < P and
@@ -446,7 +456,9 @@ cdef extern from *:
         else                                                                                     \
             WG_FUSED_AT_CASES(NAME, 6)                                                           \
     }
-    WG_FUSED_AT(wg_fused_at_f, float, wg_vf, 2)
+    WG_FUSED_AT(wg_fused_at_f, float, wg_vwf, WG_CH / WG_LANES_WF)
+    WG_AT48(wg_at48w_f, float, wg_vwf)
+    WG_AT46(wg_at46w_f, float, wg_vwf)
     WG_FUSED_AT(wg_fused_at_d, double, wg_vd, 2)
     /* Four tiles of a chunk at a time, between the chunk (tile index innermost) and the image
        (tile columns contiguous): four 4-lane vectors transposed, or, for tiles whose columns
@@ -521,7 +533,25 @@ cdef extern from *:
        the caller ends with wg_sfence */
     #include <immintrin.h>
     #define WG_ST_NT(V, p, v) _mm_stream_ps((p), (__m128)(v))
+    #if defined(__AVX512F__)
+    /* The same with one 64-byte line per output row: the four tiles' rows a (4 x 4 values)
+       inserted into one 16-lane register, put in row order by one permutation and written by
+       one non-temporal store (instead of a 4x4 transpose in 8 shuffles and four 16-byte
+       stores per row). */
+    static inline void wg_scatter4t_nt_f(const float* out, float* const* y0, Py_ssize_t rs) {
+        const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11,
+                                              15);  /* lane 4u + b <- lane 4b + u */
+        for (int a = 0; a < 4; a++) {
+            __m512 z = _mm512_castps128_ps512(_mm_loadu_ps(out + (4 * a) * WG_CH));
+            z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 1) * WG_CH), 1);
+            z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 2) * WG_CH), 2);
+            z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 3) * WG_CH), 3);
+            _mm512_stream_ps(y0[0] + a * rs, _mm512_permutexvar_ps(idx, z));
+        }
+    }
+    #else
     WG_SCATTER4T(wg_scatter4t_nt_f, float, wg_v4f, wg_m4i, WG_ST_NT)
+    #endif
     #define wg_sfence() _mm_sfence()
     WG_GATHER4T(wg_gather4t_f, float, wg_v4f, wg_m4i)
     WG_GATHER4T(wg_gather4t_d, double, wg_v4d, wg_m4l)
@@ -585,9 +615,12 @@ cdef extern from *:
                         Py_ssize_t C, Py_ssize_t P, double* o) nogil
     void wg_fused_at_f(const float* u, const float* v, Py_ssize_t vs, Py_ssize_t ps,
                        Py_ssize_t C, int A, float* tmp) nogil
+    void wg_at48w_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
+    void wg_at46w_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_fused_at_d(const double* u, const double* v, Py_ssize_t vs, Py_ssize_t ps,
                        Py_ssize_t C, int A, double* tmp) nogil
     enum: WG_FUSED_C
+    enum: WG_LANES_WF
     void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_d(const double* out, double* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_nt_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
@@ -754,7 +787,12 @@ cdef void fused_output_chunk(int kind, const floating* AT, Py_ssize_t m, Py_ssiz
         else:
             wg_fused_at_d(u, v, vs, ps, C, <int> alpha, tmp)
         for a in range(m):      # out[a, b] = sum_j AT[b, j] tmp[a, j]
-            tx1d(kind, AT, m, alpha, tmp + a * alpha * CH, CH, out + a * m * CH, CH)
+            if floating is float and kind == AT48:
+                wg_at48w_f(tmp + a * alpha * CH, CH, out + a * m * CH, CH, CH)
+            elif floating is float:
+                wg_at46w_f(tmp + a * alpha * CH, CH, out + a * m * CH, CH, CH)
+            else:
+                tx1d(kind, AT, m, alpha, tmp + a * alpha * CH, CH, out + a * m * CH, CH)
     else:
         pointwise_chunk(u, v, vs, ps, C, alpha * alpha, e)
         transform_chunk(kind, AT, m, alpha, e, CH, out, CH)

@@ -26,9 +26,9 @@
 #
 # Memory bound, per thread: (3 C + 4) * (64 alpha^2 + 64) elements (V, E, E's total and Z of a
 # sub-block) and K' * (alpha^2 * C + 1) * lanes accumulator elements (K' = K rounded up to a
-# multiple of 4; lanes: 8 float32 / 4 float64); plus alpha^2 * K * C for the reduced sums: for
-# K = 64, C = 3, alpha = 8 in float32, 0.22 + 0.4 MB per thread.  Nothing scales with the image
-# or the batch.
+# multiple of 4; lanes: one vector, 16 float32 in the x86-64-v4 build, else 8, and 4 float64);
+# plus alpha^2 * K * C for the reduced sums: for K = 64, C = 3, alpha = 8 in float32,
+# 0.22 + 0.79 MB per thread (0.4 with 8 lanes).  Nothing scales with the image or the batch.
 
 cdef extern from *:
     """
@@ -105,7 +105,7 @@ cdef extern from *:
         case CC * 4 + 1: NAME##_c(z, P, zs, vs, nt, v, e, u, us, CC, acc, 1, 0); break;          \
         case CC * 4 + 2: NAME##_c(z, P, zs, vs, nt, v, e, u, us, CC, acc, 0, 1); break;          \
         case CC * 4 + 3: NAME##_c(z, P, zs, vs, nt, v, e, u, us, CC, acc, 1, 1); break;
-    WG_BWD_PRODUCTS(wg_bwd_products_f, float, wg_vf)
+    WG_BWD_PRODUCTS(wg_bwd_products_f, float, wg_vwf)
     WG_BWD_PRODUCTS(wg_bwd_products_d, double, wg_vd)
     """
     void wg_bwd_products_f(const float* z, Py_ssize_t P, Py_ssize_t zs, Py_ssize_t vs,
@@ -129,8 +129,8 @@ cdef enum:
 
 
 cdef inline Py_ssize_t bwd_lanes(Py_ssize_t itemsize) noexcept nogil:
-    # vector lanes of the accumulators: one 32-byte vector
-    return 32 // itemsize
+    # vector lanes of the accumulators: one vector of the products (float32: WG_LANES_WF)
+    return WG_LANES_WF if itemsize == 4 else 4
 
 
 cdef inline Py_ssize_t padded_filters(Py_ssize_t K) noexcept nogil:
@@ -151,8 +151,9 @@ def fused_backward_scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha,
                                 Py_ssize_t itemsize):
     """Elements of scratch ``winograd_backward_fused`` needs: per thread (3 C + 4) (64 alpha^2 +
     64) (a sub-block's V, E, E's total and Z of four filters) + K' (alpha^2 C + 1) lanes (the
-    weight and bias gradients' per-lane sums; K' = K rounded up to a multiple of 4, lanes 8 for
-    float32 and 4 for float64), then alpha^2 K C (the weight gradient's total)."""
+    weight and bias gradients' per-lane sums; K' = K rounded up to a multiple of 4, lanes 16 for
+    float32 in the x86-64-v4 build, else 8, and 4 for float64), then alpha^2 K C (the weight
+    gradient's total)."""
     cdef Py_ssize_t P = alpha * alpha
     return bwd_per_thread(C, K, P, itemsize) * max(_gemm_parts, 1) + P * K * C
 
@@ -293,7 +294,7 @@ def winograd_backward_fused(const floating[:, :, :, ::1] x, const floating[:, :,
     cdef Py_ssize_t parts = max(_gemm_parts, 1), L = bwd_lanes(sizeof(floating))
     cdef Py_ssize_t per_thread = bwd_per_thread(C, K, P, sizeof(floating))
     cdef Py_ssize_t acc_at = (3 * C + KB) * (P * SB + BS_PAD)  # the per-lane sums' offset
-    cdef Py_ssize_t phase, i, nb, n, j, blk, e, t, l, KC = K * C
+    cdef Py_ssize_t phase, i, nb, n, j, blk, e, t, l, k, c, KC = K * C
     cdef int bt_kind = transform_kind(BT, specialise), a_kind = transform_kind(A, specialise)
     cdef int btt_kind = transform_kind(BTt, specialise)
     cdef bint want_dx = dx_out is not None, want_dw = dw_out is not None
@@ -329,13 +330,19 @@ def winograd_backward_fused(const floating[:, :, :, ::1] x, const floating[:, :,
     S = &scratch[0] + parts * per_thread           # (P, K, C): the summed accumulators
     tmp_arr = np.empty((parts, (r * alpha + 1) * C), dtype=np.float64)
     cdef double[:, ::1] tmp = tmp_arr
-    with nogil:
+    # One team of threads for the zeroing, both phases and the reductions (each parallel region
+    # wakes the waiting threads again: in a profile of the (64,3,32,32)->64 5x5 weight gradient
+    # with the products and transforms taken out, 18% of the rest was the kernel switching
+    # threads).  The per-lane sums are reduced filter by filter, each filter's contiguous (an
+    # index of (P, K, C) with two divisions per element, and 32 strided reads, took 0.35 ms).
+    with nogil, parallel(num_threads=parts):
         if want_dw or want_db:
-            for e in prange(parts * per_thread, schedule="static", num_threads=parts):
-                scratch[e] = 0
+            for t in prange(parts, schedule="static"):   # thread t's scratch, by thread t
+                for e in range(per_thread):
+                    scratch[t * per_thread + e] = 0
         for phase in range(2):  # even blocks of each image, then odd ones
             nb = (per_image - phase + 1) // 2      # blocks of this phase per image
-            for i in prange(N * nb, schedule="static", num_threads=parts):
+            for i in prange(N * nb, schedule="static"):
                 n = i // nb
                 j = 2 * (i % nb) + phase
                 blk = min(R, n_rows - j * R)       # tile rows of the block
@@ -347,22 +354,25 @@ def winograd_backward_fused(const floating[:, :, :, ::1] x, const floating[:, :,
                                (n * n_rows + j * R) * n_cols, blk * n_cols, ph, pw, dh, dw,
                                ones, &scratch[threadid() * per_thread], acc, dbacc, dxp)
         if want_dw:
-            # S[p, k, c] = sum over threads and lanes of acc[k, p, c, lane], in that order
-            for e in prange(P * KC, schedule="static", num_threads=parts):
-                i = e // KC
-                j = e % KC
-                s = 0
-                for t in range(parts):
-                    for l in range(L):
-                        s = s + scratch[t * per_thread + acc_at
-                                        + (((j // C) * P + i) * C + j % C) * L + l]
-                S[e] = s
-            weight_grad_from_points(S, K, C, GT, tmp, parts, dw_out)
+            # S[p, k, c] = sum over threads and lanes of acc[k, p, c, lane], in that order (per
+            # filter: its sums are contiguous)
+            for k in prange(K, schedule="static"):
+                for i in range(P):
+                    for c in range(C):
+                        s = 0
+                        for t in range(parts):
+                            for l in range(L):
+                                s = s + scratch[t * per_thread + acc_at + ((k * P + i) * C + c) * L
+                                                + l]
+                        S[(i * K + k) * C + c] = s
         if want_db:
             # db[k] = sum over threads and lanes of the per-lane sums, in float64
-            for i in prange(K, schedule="static", num_threads=parts):
+            for i in prange(K, schedule="static"):
                 sd = 0
                 for t in range(parts):
                     for l in range(L):
                         sd = sd + scratch[t * per_thread + db_at + i * L + l]
                 db_out[i] = <floating> sd
+    if want_dw:
+        with nogil:
+            weight_grad_from_points(S, K, C, GT, tmp, parts, dw_out)
