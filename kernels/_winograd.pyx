@@ -91,7 +91,8 @@ cdef enum:
     DENSE4 = 5  # any matrix of 4 columns (the weight gradient's G of F(3,4) and F(5,4))
     BT6T = 6    # (B^T)^T of alpha 6 and 8: the fused backward's transform of dx tiles
     BT8T = 7
-    AT46T = 8   # (A^T)^T of F(4,3) and F(4,5): the fused backward's transform of dy tiles
+    AT46T = 8   # (A^T)^T of F(4,3) and F(4,5): the fused backward's transform of dy tiles,
+    # both passes at once (``wg_att2d`` in _winograd_backward.pxi), never through tx1d
     AT48T = 9
 
 _KIND_MATRICES = {
@@ -293,43 +294,10 @@ cdef extern from *:
             WG_ST(V, o + 7 * os + t, d7);                                                        \
         }                                                                                        \
     }
-    /* alpha outputs from 4 inputs: the rows [1, x, x^2, x^3] of the points, pair by pair */
-    #define WG_ATT_PAIR(T, V, j, x)                                                                \
-            e = d0 + (T)((x) * (x)) * d2; f = (T)(x) * d1 + (T)((x) * (x) * (x)) * d3;           \
-            WG_ST(V, o + (j) * os + t, e + f); WG_ST(V, o + ((j) + 1) * os + t, e - f);
-    #define WG_AT46T(NAME, T, V)                                                                 \
-    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
-        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
-            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);    \
-            V d3 = WG_LD(V, s + 3 * ss + t), e, f;                                               \
-            WG_ST(V, o + t, d0);                                                                 \
-            e = d0 + d2; f = d1 + d3;                                                            \
-            WG_ST(V, o + os + t, e + f); WG_ST(V, o + 2 * os + t, e - f);                        \
-            WG_ATT_PAIR(T, V, 3, 2)                                                                \
-            WG_ST(V, o + 5 * os + t, d3);                                                        \
-        }                                                                                        \
-    }
-    #define WG_AT48T(NAME, T, V)                                                                 \
-    static void NAME(const T* s, Py_ssize_t ss, T* o, Py_ssize_t os, Py_ssize_t n) {             \
-        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
-            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t), d2 = WG_LD(V, s + 2 * ss + t);    \
-            V d3 = WG_LD(V, s + 3 * ss + t), e, f;                                               \
-            WG_ST(V, o + t, d0);                                                                 \
-            e = d0 + d2; f = d1 + d3;                                                            \
-            WG_ST(V, o + os + t, e + f); WG_ST(V, o + 2 * os + t, e - f);                        \
-            WG_ATT_PAIR(T, V, 3, 2)                                                                \
-            WG_ATT_PAIR(T, V, 5, 0.5)                                                              \
-            WG_ST(V, o + 7 * os + t, d3);                                                        \
-        }                                                                                        \
-    }
     WG_BT6T(wg_bt6t_f, float, wg_vwf)
     WG_BT6T(wg_bt6t_d, double, wg_vd)
     WG_BT8T(wg_bt8t_f, float, wg_vwf)
     WG_BT8T(wg_bt8t_d, double, wg_vd)
-    WG_AT46T(wg_at46t_f, float, wg_vwf)
-    WG_AT46T(wg_at46t_d, double, wg_vd)
-    WG_AT48T(wg_at48t_f, float, wg_vwf)
-    WG_AT48T(wg_at48t_d, double, wg_vd)
     /* The element-wise stage of one chunk without a GEMM (for few input channels):
        o[p*WG_CH + s] = sum_c u[p*C + c] * v[c*vs + p*ps + s] for the alpha^2 points p < P and
        the WG_CH tiles s of a chunk; u holds one filter's transformed weights, points by channels
@@ -605,10 +573,6 @@ cdef extern from *:
     void wg_bt6t_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_bt8t_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_bt8t_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
-    void wg_at46t_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
-    void wg_at46t_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
-    void wg_at48t_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
-    void wg_at48t_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_pointwise_f(const float* u, const float* v, Py_ssize_t vs, Py_ssize_t ps,
                         Py_ssize_t C, Py_ssize_t P, float* o) nogil
     void wg_pointwise_d(const double* u, const double* v, Py_ssize_t vs, Py_ssize_t ps,
@@ -715,16 +679,6 @@ cdef inline void tx1d(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t c
             wg_at48_f(s, ss, o, os, CH)
         else:
             wg_at48_d(s, ss, o, os, CH)
-    elif kind == AT48T:
-        if floating is float:
-            wg_at48t_f(s, ss, o, os, CH)
-        else:
-            wg_at48t_d(s, ss, o, os, CH)
-    elif kind == AT46T:
-        if floating is float:
-            wg_at46t_f(s, ss, o, os, CH)
-        else:
-            wg_at46t_d(s, ss, o, os, CH)
     elif kind == BT8T:
         if floating is float:
             wg_bt8t_f(s, ss, o, os, CH)

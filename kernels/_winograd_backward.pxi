@@ -109,9 +109,10 @@ cdef extern from *:
     WG_BWD_PRODUCTS(wg_bwd_products_d, double, wg_vd)
     /* Z = A dy A^T of one chunk of m x m = 4 x 4 dy tiles, A (alpha x 4) the transpose of A^T of
        F(4,3) (alpha 6) or F(4,5) (alpha 8): d[(i*4 + j)*WG_CH + t] -> z[(a*alpha + b)*zs + t],
-       both 1-D passes in registers (the same operations in the same order as WG_AT46T /
-       WG_AT48T; transform_chunk makes twelve calls and a round trip through memory per chunk:
-       1.02-1.04x on the (64,3,32,32)->64 5x5 backward, 16 interleaved rounds). */
+       both 1-D passes in registers, each by pair sums of the symmetric points: the rows
+       [1, x, x^2, x^3] of x = +-1, +-2 (and +-1/2 for alpha 8) (through transform_chunk, twelve
+       calls of 1-D passes and a round trip through memory per chunk: 1.02-1.04x on few-channel
+       backwards, 8-16 interleaved rounds). */
     #define WG_ATT1(T, V, A, d0, d1, d2, d3, o) do {                                            \
             V e_, f_;                                                                            \
             (o)[0] = (d0);                                                                       \
