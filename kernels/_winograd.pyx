@@ -23,13 +23,15 @@ the matrices of the default tiles, one load per input and one store per output; 
 coefficient-by-coefficient pass for the others).  Tile positions are computed once per block.
 The gather and the scatter move four tiles at a time with 4-lane vectors where all four lie
 inside the map: a 4x4 transpose for dilation 1, a plain copy for tiles on neighbouring sub-grids
-(column dilation >= 4, where consecutive tiles start on consecutive columns); a chunk with tiles
+(column dilation >= 4, where consecutive tiles start on consecutive columns), two interleaved
+pairs for column dilation 2 (tiles on the two sub-grids, 2-element halves); a chunk with tiles
 over the image's edge first copies the input rows it reads into zero-padded local strips, so that
 its edge tiles move the same way; while it gathers a channel, the gather prefetches the same rows
 of the next one; while it computes one filter, the output loop asks for the lines the next
 filter's scatter will write, unless the output is streamed: for large float32 outputs, four 4x4
 tiles side by side whose rows start on cache lines are written by non-temporal stores, whole
-lines without reading them first (``stream``).  With few input channels (``fused``) the
+lines without reading them first (``stream``; with column dilation 2, two pairs of tiles 8
+columns apart fill the line).  With few input channels (``fused``) the
 element-wise stage runs per chunk and filter as vector loops straight into the output transform,
 instead of the alpha^2 thin GEMMs and the M buffer (for F(4,3) and F(4,5) and up to 8 channels
 into its first pass, the products never stored), with the filters' weights as (K, alpha^2, C).
@@ -77,6 +79,15 @@ cdef enum:
     # channels in one running sum, where its AVX2 kernels add blocks of a few hundred: F(2,5)'s
     # forward error at C = 512 / 2048 was 5.3e-6 / 1.1e-5 on AVX-512, 2.9e-6 / 3.1e-6 on AVX2.)
     SUMC = 256
+    # OpenBLAS (0.3.2x, AVX-512 and AVX2 kernels) runs GEMMs of at most 100^3 multiply-adds by
+    # its small-matrix kernels, straight from the operands, for every layout but "TN" (column-
+    # major; the weight gradient's row-major (K, tiles) @ (C, tiles)^T), which it packs.  Measured
+    # (2026-12, Intel Xeon AVX-512, one thread, beta 1, us per call, NN / TN): 64x64x64 5.7 / 6.9,
+    # 64x64x128 10.7 / 15.9, 100x100x100 19.9 / 26.1; from 101x100x100 up 1.00-1.11x.  The weight
+    # gradient transposes V's point (``wg_transpose``) to run "NN" up to this size: (8,64,56,56)
+    # 3x3 weight gradient 8.95 -> 7.71 ms (9 interleaved rounds); larger GEMMs keep "TN" (the
+    # transpose cost 0.94x on (8,128,28,28) and (128,256,8,8)).
+    SMALL_GEMM_MNK = 1000000
 
 
 # Kinds of 1-D transform (``transform_kind``): GENERIC runs ``lincomb`` per row of any matrix; the
@@ -494,6 +505,72 @@ cdef extern from *:
             for (int b = 0; b < m; b++)                                                          \
                 WG_ST(V, y0 + a * rs + b * cs, WG_LD(V, out + (a * m + b) * WG_CH));             \
     }
+    /* Column dilation 2: neighbouring tiles sit on the two neighbouring sub-grids, so four
+       tiles of a chunk are two pairs, each pair's rows interleaved in 2S consecutive columns
+       (tile u + 1 at src[u] + 1).  Moved as 2-element (8- or 16-byte) halves of 4-lane vectors:
+       tile u's element j is column 2j, its partner's 2j + 1, side by side in both layouts.
+       S x S input tiles (S even): d[(i*S + j)*WG_CH + u] = src[u / 2][i*rs + 2j + u % 2] */
+    #define WG_GATHER2P_S(V, MASK, S)                                                            \
+        for (int i = 0; i < S; i++)                                                              \
+            for (int q = 0; q < S; q += 2) {                                                     \
+                V a = WG_LD(V, src[0] + i * rs + 2 * q), b = WG_LD(V, src[1] + i * rs + 2 * q);  \
+                WG_ST(V, d + (i * S + q) * WG_CH, __builtin_shuffle(a, b, (MASK){0, 1, 4, 5}));  \
+                WG_ST(V, d + (i * S + q + 1) * WG_CH,                                            \
+                      __builtin_shuffle(a, b, (MASK){2, 3, 6, 7}));                              \
+            }
+    /* (the tile sizes of the default tiles as constants: straight-line code) */
+    #define WG_GATHER2P(NAME, T, V, MASK)                                                        \
+    static inline void NAME(const T* const* src, Py_ssize_t rs, int S, T* d) {                  \
+        if (S == 6) { WG_GATHER2P_S(V, MASK, 6) }                                                \
+        else if (S == 8) { WG_GATHER2P_S(V, MASK, 8) }                                           \
+        else if (S == 4) { WG_GATHER2P_S(V, MASK, 4) }                                           \
+        else { WG_GATHER2P_S(V, MASK, S) }                                                       \
+    }
+    /* m x m output tiles (m even), the inverse: y0[u / 2][a*rs + 2b + u % 2] =
+       out[(a*m + b)*WG_CH + u] */
+    #define WG_SCATTER2P_M(V, MASK, m)                                                           \
+        for (int a = 0; a < m; a++)                                                              \
+            for (int b = 0; b < m; b += 2) {                                                     \
+                V o0 = WG_LD(V, out + (a * m + b) * WG_CH);                                      \
+                V o1 = WG_LD(V, out + (a * m + b + 1) * WG_CH);                                  \
+                WG_ST(V, y0[0] + a * rs + 2 * b, __builtin_shuffle(o0, o1, (MASK){0, 1, 4, 5})); \
+                WG_ST(V, y0[1] + a * rs + 2 * b, __builtin_shuffle(o0, o1, (MASK){2, 3, 6, 7})); \
+            }
+    #define WG_SCATTER2P(NAME, T, V, MASK)                                                       \
+    static inline void NAME(const T* out, int m, T* const* y0, Py_ssize_t rs) {                 \
+        if (m == 4) { WG_SCATTER2P_M(V, MASK, 4) }                                               \
+        else { WG_SCATTER2P_M(V, MASK, m) }                                                      \
+    }
+    /* dst[t*ld + c] = src[c*ss + t] for c < R, t < n: 4x4 blocks transposed in registers
+       (WG_T4), scalar moves for the edges (the weight gradient's V points) */
+    #define WG_TRANSPOSE(NAME, T, V, MASK)                                                       \
+    static void NAME(const T* src, Py_ssize_t ss, Py_ssize_t R, Py_ssize_t n, T* dst,           \
+                     Py_ssize_t ld) {                                                            \
+        Py_ssize_t R4 = R - R % 4, n4 = n - n % 4;                                               \
+        for (Py_ssize_t c = 0; c < R4; c += 4) {                                                 \
+            const T* s = src + c * ss;                                                           \
+            for (Py_ssize_t t = 0; t < n4; t += 4) {                                             \
+                V b0 = WG_LD(V, s + t), b1 = WG_LD(V, s + ss + t);                               \
+                V b2 = WG_LD(V, s + 2 * ss + t), b3 = WG_LD(V, s + 3 * ss + t);                  \
+                V r0, r1, r2, r3;                                                                \
+                WG_T4(V, MASK, b0, b1, b2, b3, r0, r1, r2, r3);                                  \
+                WG_ST(V, dst + t * ld + c, r0); WG_ST(V, dst + (t + 1) * ld + c, r1);            \
+                WG_ST(V, dst + (t + 2) * ld + c, r2); WG_ST(V, dst + (t + 3) * ld + c, r3);      \
+            }                                                                                    \
+            for (Py_ssize_t t = n4; t < n; t++)                                                  \
+                for (int u = 0; u < 4; u++)                                                      \
+                    dst[t * ld + c + u] = s[u * ss + t];                                         \
+        }                                                                                        \
+        for (Py_ssize_t c = R4; c < R; c++)                                                      \
+            for (Py_ssize_t t = 0; t < n; t++)                                                   \
+                dst[t * ld + c] = src[c * ss + t];                                               \
+    }
+    WG_TRANSPOSE(wg_transpose_f, float, wg_v4f, wg_m4i)
+    WG_TRANSPOSE(wg_transpose_d, double, wg_v4d, wg_m4l)
+    WG_GATHER2P(wg_gather2p_f, float, wg_v4f, wg_m4i)
+    WG_GATHER2P(wg_gather2p_d, double, wg_v4d, wg_m4l)
+    WG_SCATTER2P(wg_scatter2p_f, float, wg_v4f, wg_m4i)
+    WG_SCATTER2P(wg_scatter2p_d, double, wg_v4d, wg_m4l)
     WG_SCATTER4T(wg_scatter4t_f, float, wg_v4f, wg_m4i, WG_ST)
     WG_SCATTER4T(wg_scatter4t_d, double, wg_v4d, wg_m4l, WG_ST)
     /* The same by non-temporal stores (no read for ownership of the lines), for four tiles side
@@ -517,8 +594,34 @@ cdef extern from *:
             _mm512_stream_ps(y0[0] + a * rs, _mm512_permutexvar_ps(idx, z));
         }
     }
+    /* Column dilation 2, four 4x4 tiles as two pairs 8 columns apart (wg_scatter2p's pairs at
+       y0 and y0 + 8): each output row's 16 values fill one line, lane 2b + u of pair 0 and
+       8 + 2b + u of pair 1 from value b of tiles u and 2 + u. */
+    static inline void wg_scatter2p_nt_f(const float* out, float* y0, Py_ssize_t rs) {
+        /* lane 2b + u <- 4b + u, lane 8 + 2b + u <- 4b + 2 + u */
+        const __m512i idx = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14,
+                                              15);
+        for (int a = 0; a < 4; a++) {
+            __m512 z = _mm512_castps128_ps512(_mm_loadu_ps(out + (4 * a) * WG_CH));
+            z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 1) * WG_CH), 1);
+            z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 2) * WG_CH), 2);
+            z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 3) * WG_CH), 3);
+            _mm512_stream_ps(y0 + a * rs, _mm512_permutexvar_ps(idx, z));
+        }
+    }
     #else
     WG_SCATTER4T(wg_scatter4t_nt_f, float, wg_v4f, wg_m4i, WG_ST_NT)
+    static inline void wg_scatter2p_nt_f(const float* out, float* y0, Py_ssize_t rs) {
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 4; b += 2) {
+                wg_v4f o0 = WG_LD(wg_v4f, out + (4 * a + b) * WG_CH);
+                wg_v4f o1 = WG_LD(wg_v4f, out + (4 * a + b + 1) * WG_CH);
+                WG_ST_NT(wg_v4f, y0 + a * rs + 2 * b,
+                         __builtin_shuffle(o0, o1, (wg_m4i){0, 1, 4, 5}));
+                WG_ST_NT(wg_v4f, y0 + a * rs + 8 + 2 * b,
+                         __builtin_shuffle(o0, o1, (wg_m4i){2, 3, 6, 7}));
+            }
+    }
     #endif
     #define wg_sfence() _mm_sfence()
     WG_GATHER4T(wg_gather4t_f, float, wg_v4f, wg_m4i)
@@ -588,6 +691,7 @@ cdef extern from *:
     void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_d(const double* out, double* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_nt_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
+    void wg_scatter2p_nt_f(const float* out, float* y0, Py_ssize_t rs) nogil
     void wg_sfence() nogil
     void wg_gather4t_f(const float* const* src, Py_ssize_t rs, int S, float* d) nogil
     void wg_gather4t_d(const double* const* src, Py_ssize_t rs, int S, double* d) nogil
@@ -596,6 +700,14 @@ cdef extern from *:
     void wg_scatter4c_f(const float* out, int m, float* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
     void wg_scatter4c_d(const double* out, int m, double* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
     void wg_gather8t4_f(const float* src, Py_ssize_t rs, float* d) nogil
+    void wg_transpose_f(const float* src, Py_ssize_t ss, Py_ssize_t R, Py_ssize_t n, float* dst,
+                        Py_ssize_t ld) nogil
+    void wg_transpose_d(const double* src, Py_ssize_t ss, Py_ssize_t R, Py_ssize_t n,
+                        double* dst, Py_ssize_t ld) nogil
+    void wg_gather2p_f(const float* const* src, Py_ssize_t rs, int S, float* d) nogil
+    void wg_gather2p_d(const double* const* src, Py_ssize_t rs, int S, double* d) nogil
+    void wg_scatter2p_f(const float* out, int m, float* const* y0, Py_ssize_t rs) nogil
+    void wg_scatter2p_d(const double* out, int m, double* const* y0, Py_ssize_t rs) nogil
     void wg_prefetch(const void* p) nogil
     void wg_prefetchw(const void* p) nogil
 
@@ -921,18 +1033,20 @@ cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
     # d[(i*size + j)*CH + t] = x[tn[t], c, tih[t] + i*dh, tiw[t] + j*dw] (0 outside), t < nt.
     # Four tiles at a time by vector moves when all four lie inside the image: transposed for
     # dilation 1 (size >= 4), copied for tiles on consecutive columns (column dilation >= 4);
-    # the others tile by tile.  For those two kinds of moves, a chunk with a tile over the edge
-    # is gathered from padded strips (``gather_strips``) when they fit.
+    # as two interleaved pairs for column dilation 2 (``wg_gather2p``, even sizes); the others
+    # tile by tile.  For the first two kinds of moves, a chunk with a tile over the edge is
+    # gathered from padded strips (``gather_strips``) when they fit.
     cdef Py_ssize_t t, u, i, j, t4 = 0, t8 = 0
     cdef Py_ssize_t off[4]
     cdef const floating* src[4]
-    cdef bint inside, transpose = dw == 1 and size >= 4
+    cdef bint inside, transpose = dw == 1 and size >= 4, pairs = dw == 2 and size % 2 == 0
     if transpose or dw >= 4:
         for t in range(nt):
             if not tile_inside(tih[t], tiw[t], size, dh, dw, H, W):
                 if gather_strips(x, C, H, W, c, tn, tih, tiw, nt, size, dh, dw, d):
                     return
                 break
+    if transpose or dw >= 4 or pairs:
         t4 = nt - nt % 4
     if floating is float:
         if size == 4 and dw == 1:  # eight 4x4 tiles side by side at a time (wg_gather8t4)
@@ -964,6 +1078,18 @@ cdef void gather_tiles(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
             for i in range(size):
                 wg_prefetch(src[0] + H * W + i * dh * W)
                 wg_prefetch(src[3] + H * W + i * dh * W + size - 1)
+        elif inside and pairs and off[1] == off[0] + 1 and off[3] == off[2] + 1:
+            src[0] = x + off[0]
+            src[1] = x + off[2]
+            if floating is float:
+                wg_gather2p_f(src, dh * W, <int> size, d + t)
+            else:
+                wg_gather2p_d(src, dh * W, <int> size, d + t)
+            for i in range(size):  # as above: both pairs' rows, one line or two each
+                wg_prefetch(src[0] + H * W + i * dh * W)
+                wg_prefetch(src[0] + H * W + i * dh * W + 2 * size - 1)
+                wg_prefetch(src[1] + H * W + i * dh * W)
+                wg_prefetch(src[1] + H * W + i * dh * W + 2 * size - 1)
         elif (inside and off[1] == off[0] + 1 and off[2] == off[0] + 2
                 and off[3] == off[0] + 3):
             if floating is float:
@@ -1023,14 +1149,15 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
     # y[n, k, oh + a*dh, ow + b*dw] = out[(a*m + b)*CH + t] (inside the output only) for the
     # tiles t < nt of a chunk, oh = tih[t] + ph, ow = tiw[t] + pw their output origins.  Four
     # tiles at a time by vector moves when all four lie inside the output: transposed for 4x4
-    # tiles of dilation 1, copied for tiles on consecutive columns (column dilation >= 4); the
-    # others tile by tile.  stream (float32): four 4x4 tiles side by side whose rows start on
-    # 64-byte lines are written by non-temporal stores, whole lines (the caller then fences).
+    # tiles of dilation 1, copied for tiles on consecutive columns (column dilation >= 4), as
+    # two interleaved pairs for column dilation 2 (``wg_scatter2p``, even m); the others tile by
+    # tile.  stream (float32): four 4x4 tiles side by side whose rows start on 64-byte lines are
+    # written by non-temporal stores, whole lines (the caller then fences).
     cdef Py_ssize_t t, u, oh, ow, t4 = 0
     cdef Py_ssize_t off[4]
     cdef floating* y0[4]
-    cdef bint inside, transpose = m == 4 and dw == 1
-    if transpose or dw >= 4:
+    cdef bint inside, transpose = m == 4 and dw == 1, pairs = dw == 2 and m % 2 == 0
+    if transpose or dw >= 4 or pairs:
         t4 = nt - nt % 4
     for t in range(0, t4, 4):
         inside = True
@@ -1052,6 +1179,16 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
                 wg_scatter4t_f(out + t, y0, dh * Wo)
             else:
                 wg_scatter4t_d(out + t, y0, dh * Wo)
+        elif inside and pairs and off[1] == off[0] + 1 and off[3] == off[2] + 1:
+            y0[0] = y + off[0]
+            y0[1] = y + off[2]
+            if (floating is float and stream and m == 4 and off[2] == off[0] + 8
+                    and (dh * Wo) % 16 == 0 and (<size_t> y0[0]) % 64 == 0):
+                wg_scatter2p_nt_f(out + t, y0[0], dh * Wo)  # two pairs side by side on lines
+            elif floating is float:
+                wg_scatter2p_f(out + t, <int> m, y0, dh * Wo)
+            else:
+                wg_scatter2p_d(out + t, <int> m, y0, dh * Wo)
         elif (inside and off[1] == off[0] + 1 and off[2] == off[0] + 2
                 and off[3] == off[0] + 3):
             if floating is float:
@@ -1169,8 +1306,8 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     chunks compute on the unused tail of a block); specialise: False runs the generic transforms
     (tests compare them with the specialised ones); fused: the element-wise stage by vector loops
     per chunk and filter instead of alpha^2 GEMMs per block (faster for few channels or filters);
-    stream: write float32 4x4 tiles of column dilation 1 by non-temporal stores where four side
-    by side fill a 64-byte line of each row (same values; for outputs larger than the caches,
+    stream: write float32 4x4 tiles of column dilation 1 or 2 by non-temporal stores where four
+    fill a 64-byte line of each row (same values; for outputs larger than the caches,
     see ``winograd.streams_output``), without asking for the output lines ahead.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
@@ -1219,10 +1356,11 @@ def check_tile(Py_ssize_t alpha, Py_ssize_t tb):
 def scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha, Py_ssize_t tb,
                  bint weight_grad=False):
     """Elements of scratch ``winograd_conv`` needs: alpha^2 * (C + K) * tb per thread;
-    ``winograd_weight_grad`` (``weight_grad``) also an (alpha^2, K, C) accumulator per thread."""
+    ``winograd_weight_grad`` (``weight_grad``) also an (alpha^2, K, C) accumulator and a
+    (tb, C) transposed point per thread."""
     cdef Py_ssize_t per_thread = alpha * alpha * (C + K) * tb
     if weight_grad:
-        per_thread += alpha * alpha * K * C
+        per_thread += alpha * alpha * K * C + tb * C
     return per_thread * max(_gemm_parts, 1)
 
 
@@ -1349,8 +1487,9 @@ cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
                       Py_ssize_t m, Py_ssize_t alpha, const Py_ssize_t* oh0, Py_ssize_t n_rows,
                       const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t tb,
-                      floating* scratch, floating* acc) noexcept nogil:
+                      floating* scratch, floating* acc, floating* vt) noexcept nogil:
     # acc[p] (K, C) += sum over the block's tiles t of (G dy_t G^T)[p, k] (B^T x_t B)[p, c].
+    # vt: (tb, C), the point's V transposed (see below).
     cdef Py_ssize_t P = alpha * alpha, c, k, p, t
     cdef floating* V = scratch                     # (C, P, tb): transformed x tiles
     cdef floating* M = V + P * C * tb              # (K, P, tb): transformed dy tiles
@@ -1370,9 +1509,21 @@ cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
             gather_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t, min(CH, nt - t), m, dh, dw,
                          d)
             transform_chunk(g_kind, G, alpha, m, d, CH, M + k * P * tb + t, tb)
+    # Both operands have the tiles (the sum) contiguous, a GEMM OpenBLAS runs as "TN" through its
+    # packing copies.  Up to SMALL_GEMM_MNK, with V's point transposed to (tiles, C) it is "NN",
+    # which OpenBLAS's small-matrix kernels run without packing (see SMALL_GEMM_MNK).
+    cdef bint nn = <double> K * C * nt <= SMALL_GEMM_MNK
     for p in range(P):
-        gemm_rm(False, True, <int> K, <int> C, <int> nt, 1, M + p * tb, <int> (P * tb),
-                V + p * tb, <int> (P * tb), 1, acc + p * K * C, <int> C)
+        if nn:
+            if floating is float:
+                wg_transpose_f(V + p * tb, P * tb, C, nt, vt, C)
+            else:
+                wg_transpose_d(V + p * tb, P * tb, C, nt, vt, C)
+            gemm_rm(False, False, <int> K, <int> C, <int> nt, 1, M + p * tb, <int> (P * tb),
+                    vt, <int> C, 1, acc + p * K * C, <int> C)
+        else:
+            gemm_rm(False, True, <int> K, <int> C, <int> nt, 1, M + p * tb, <int> (P * tb),
+                    V + p * tb, <int> (P * tb), 1, acc + p * K * C, <int> C)
 
 
 @cython.boundscheck(False)
@@ -1418,6 +1569,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     # (8% of an (8,128,28,28) backward)
     cdef floating* acc = &scratch[0] + <Py_ssize_t> scratch_size(C, K, alpha, tb)
     cdef Py_ssize_t KC = K * C
+    cdef floating* vt = acc + _gemm_parts * P * KC   # then the threads' (tb, C) points
     # per thread: tm (r*alpha, C), then one row (C) of dW
     tmp_arr = np.empty((_gemm_parts, (r * alpha + 1) * C), dtype=np.float64)
     cdef double[:, ::1] tmp = tmp_arr
@@ -1429,7 +1581,8 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                         &G[0, 0], g_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
                         blk * per_block, min(per_block, tiles - blk * per_block), ph, pw, dh, dw,
                         tb,
-                        &scratch[threadid() * per_thread], acc + threadid() * P * KC)
+                        &scratch[threadid() * per_thread], acc + threadid() * P * KC,
+                        vt + threadid() * tb * C)
         for e in prange(P * KC, schedule="static"):
             for t in range(1, parts):
                 acc[e] += acc[t * P * KC + e]

@@ -256,13 +256,14 @@ def _aligned(make, n, dtype):
 
 def streams_output(shape, dtype, m, dilation):
     """Whether the forward writes its output tiles by non-temporal stores (``stream`` of
-    ``winograd_conv``): float32 4x4 tiles of column dilation 1 on rows that start on 64-byte
-    lines, for an output of at least STREAM_MIN_BYTES."""
+    ``winograd_conv``): float32 4x4 tiles of column dilation 1 or 2 (four tiles then fill 16
+    consecutive columns) on rows that start on 64-byte lines, for an output of at least
+    STREAM_MIN_BYTES."""
     N, K, Ho, Wo = shape
     return (
         np.dtype(dtype) == np.float32
         and m == 4
-        and dilation[1] == 1
+        and dilation[1] in (1, 2)
         and (dilation[0] * Wo) % 16 == 0
         and N * K * Ho * Wo * 4 >= STREAM_MIN_BYTES
     )

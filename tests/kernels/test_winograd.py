@@ -297,12 +297,16 @@ def test_fused_relu_in_the_output_transform_equals_relu_after(dtype, r, with_bia
         (3, (4, 5), (4, 5)),
         (5, (8, 3), (2, 8)),
         (3, (0, 0), (6, 4)),
+        (3, (2, 2), (2, 2)),
+        (5, (3, 4), (1, 2)),
+        (3, (0, 1), (3, 2)),
     ],
 )
 def test_four_tile_vector_moves_match_float64_loops(dtype, r, p, d):
     # maps wide enough for groups of four tiles wholly inside the image and the output, so the
-    # gather and the scatter move them by vector transposes (dilation 1) or copies (column
-    # dilation >= 4, tiles on neighbouring sub-grids), beside edge tiles and partial groups; with
+    # gather and the scatter move them by vector transposes (dilation 1), copies (column
+    # dilation >= 4, tiles on neighbouring sub-grids) or as two interleaved pairs (column
+    # dilation 2), beside edge tiles and partial groups; with
     # and without the fused element-wise stage; forward, dx and dweight
     rng = np.random.default_rng(11)
     x = rng.standard_normal((2, 3, 45, 51)).astype(dtype)
@@ -334,23 +338,25 @@ def test_four_tile_vector_moves_match_float64_loops(dtype, r, p, d):
         ((2, 3, 30, 30), 5),  # rows not on lines: ordinary stores only
     ],
 )
-def test_streamed_output_tiles_equal_ordinary_stores(monkeypatch, fused, shape, r):
-    # with STREAM_MIN_BYTES 0, the float32 4x4 tiles of dilation 1 are written by non-temporal
-    # stores where four side by side fill a 64-byte line of each row (the others as before): the
-    # same values bit for bit, and the float64 loops' within float32 tolerance
+@pytest.mark.parametrize("d", [(1, 1), (1, 2), (2, 2)])
+def test_streamed_output_tiles_equal_ordinary_stores(monkeypatch, fused, shape, r, d):
+    # with STREAM_MIN_BYTES 0, the float32 4x4 tiles of column dilation 1 or 2 are written by
+    # non-temporal stores where four fill a 64-byte line of each row (side by side, or two
+    # interleaved pairs 8 columns apart; the others as before): the same values bit for bit,
+    # and the float64 loops' within float32 tolerance
     rng = np.random.default_rng(5)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((6, shape[1], r, r)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
-    p = (r // 2, r // 2)
+    p = (r // 2 * d[0], r // 2 * d[1])
     tile = wg.DEFAULT_TILE[r]
-    plain = wg.conv2d_forward(x, w, b, p, (1, 1), tile, fused=fused)
+    plain = wg.conv2d_forward(x, w, b, p, d, tile, fused=fused)
     monkeypatch.setattr(wg, "STREAM_MIN_BYTES", 0)
-    assert wg.streams_output(plain.shape, np.float32, 4, (1, 1)) == (shape[3] % 16 == 0)
-    streamed = wg.conv2d_forward(x, w, b, p, (1, 1), tile, fused=fused)
+    assert wg.streams_output(plain.shape, np.float32, 4, d) == (d[0] * shape[3] % 16 == 0)
+    streamed = wg.conv2d_forward(x, w, b, p, d, tile, fused=fused)
     assert streamed.ctypes.data % 64 == 0
     np.testing.assert_array_equal(streamed, plain)
-    want = conv2d_ref(*(a.astype(np.float64) for a in (x, w, b)), (1, 1), p, (1, 1))
+    want = conv2d_ref(*(a.astype(np.float64) for a in (x, w, b)), (1, 1), p, d)
     rtol, atol = tol(np.float32)
     np.testing.assert_allclose(streamed, want, rtol=rtol, atol=atol * (1 + np.abs(want).max()))
 
@@ -362,7 +368,8 @@ def test_outputs_stream_only_where_whole_lines_are_written():
     assert wg.streams_output((64, 64, 32, 48), np.float32, 4, (2, 1))
     assert not wg.streams_output(big, np.float64, 4, (1, 1))  # float32 only
     assert not wg.streams_output(big, np.float32, 2, (1, 1))  # 2x2 tiles: half lines
-    assert not wg.streams_output(big, np.float32, 4, (1, 2))  # columns apart
+    assert wg.streams_output(big, np.float32, 4, (1, 2))  # two pairs of tiles fill 16 columns
+    assert not wg.streams_output(big, np.float32, 4, (1, 3))  # columns apart
     assert not wg.streams_output((64, 64, 32, 56), np.float32, 4, (1, 1))  # rows off the lines
     assert not wg.streams_output((1, 8, 32, 32), np.float32, 4, (1, 1))  # stays in the caches
 
@@ -496,6 +503,25 @@ def test_long_blocks_of_wide_layers_match_torch(C, K):
     rtol, atol = tol(np.float32)
     for got, ref in zip((y, *grads), want, strict=True):
         np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * (1 + np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,K,r", [(13, 7, 3), (9, 11, 5), (64, 64, 3), (130, 128, 3)])
+def test_weight_gradient_gemm_forms_match_float64(dtype, C, K, r):
+    # the weight gradient's per-point GEMMs run "NN" on V's point transposed (4x4 register
+    # blocks, scalar edges: channel and tile counts off multiples of 4) up to
+    # SMALL_GEMM_MNK multiply-adds, "TN" on V as it is above (130 x 128 x 120-240 tiles)
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((3, C, 39, 35)).astype(dtype)
+    w = rng.standard_normal((K, C, r, r)).astype(dtype)
+    p = (r // 2, r // 2)
+    dy = rng.standard_normal((3, K, 39, 35)).astype(dtype)
+    b = np.zeros(K)
+    _, _, dw_want, _ = _torch(x, w, b, p, (1, 1), 1, dy)
+    dw = wg.conv2d_backward_weight(x, dy, w.shape, p, (1, 1), wg.DEFAULT_TILE[r])
+    assert dw.dtype == dtype
+    rtol, atol = tol(dtype)
+    np.testing.assert_allclose(dw, dw_want, rtol=rtol, atol=atol * (1 + np.abs(dw_want).max()))
 
 
 def test_tile_and_block_size_are_checked():
