@@ -510,36 +510,27 @@ cdef extern from *:
        (tile u + 1 at src[u] + 1).  Moved as 2-element (8- or 16-byte) halves of 4-lane vectors:
        tile u's element j is column 2j, its partner's 2j + 1, side by side in both layouts.
        S x S input tiles (S even): d[(i*S + j)*WG_CH + u] = src[u / 2][i*rs + 2j + u % 2] */
-    #define WG_GATHER2P_S(V, MASK, S)                                                            \
+    #define WG_GATHER2P(NAME, T, V, MASK)                                                        \
+    static inline void NAME(const T* const* src, Py_ssize_t rs, int S, T* d) {                  \
         for (int i = 0; i < S; i++)                                                              \
             for (int q = 0; q < S; q += 2) {                                                     \
                 V a = WG_LD(V, src[0] + i * rs + 2 * q), b = WG_LD(V, src[1] + i * rs + 2 * q);  \
                 WG_ST(V, d + (i * S + q) * WG_CH, __builtin_shuffle(a, b, (MASK){0, 1, 4, 5}));  \
                 WG_ST(V, d + (i * S + q + 1) * WG_CH,                                            \
                       __builtin_shuffle(a, b, (MASK){2, 3, 6, 7}));                              \
-            }
-    /* (the tile sizes of the default tiles as constants: straight-line code) */
-    #define WG_GATHER2P(NAME, T, V, MASK)                                                        \
-    static inline void NAME(const T* const* src, Py_ssize_t rs, int S, T* d) {                  \
-        if (S == 6) { WG_GATHER2P_S(V, MASK, 6) }                                                \
-        else if (S == 8) { WG_GATHER2P_S(V, MASK, 8) }                                           \
-        else if (S == 4) { WG_GATHER2P_S(V, MASK, 4) }                                           \
-        else { WG_GATHER2P_S(V, MASK, S) }                                                       \
+            }                                                                                    \
     }
     /* m x m output tiles (m even), the inverse: y0[u / 2][a*rs + 2b + u % 2] =
        out[(a*m + b)*WG_CH + u] */
-    #define WG_SCATTER2P_M(V, MASK, m)                                                           \
+    #define WG_SCATTER2P(NAME, T, V, MASK)                                                       \
+    static inline void NAME(const T* out, int m, T* const* y0, Py_ssize_t rs) {                 \
         for (int a = 0; a < m; a++)                                                              \
             for (int b = 0; b < m; b += 2) {                                                     \
                 V o0 = WG_LD(V, out + (a * m + b) * WG_CH);                                      \
                 V o1 = WG_LD(V, out + (a * m + b + 1) * WG_CH);                                  \
                 WG_ST(V, y0[0] + a * rs + 2 * b, __builtin_shuffle(o0, o1, (MASK){0, 1, 4, 5})); \
                 WG_ST(V, y0[1] + a * rs + 2 * b, __builtin_shuffle(o0, o1, (MASK){2, 3, 6, 7})); \
-            }
-    #define WG_SCATTER2P(NAME, T, V, MASK)                                                       \
-    static inline void NAME(const T* out, int m, T* const* y0, Py_ssize_t rs) {                 \
-        if (m == 4) { WG_SCATTER2P_M(V, MASK, 4) }                                               \
-        else { WG_SCATTER2P_M(V, MASK, m) }                                                      \
+            }                                                                                    \
     }
     /* dst[t*ld + c] = src[c*ss + t] for c < R, t < n: 4x4 blocks transposed in registers
        (WG_T4), scalar moves for the edges (the weight gradient's V points) */
