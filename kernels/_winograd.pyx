@@ -79,14 +79,16 @@ cdef enum:
     # channels in one running sum, where its AVX2 kernels add blocks of a few hundred: F(2,5)'s
     # forward error at C = 512 / 2048 was 5.3e-6 / 1.1e-5 on AVX-512, 2.9e-6 / 3.1e-6 on AVX2.)
     SUMC = 256
-    # OpenBLAS (0.3.2x, AVX-512 and AVX2 kernels) runs GEMMs of at most 100^3 multiply-adds by
-    # its small-matrix kernels, straight from the operands, for every layout but "TN" (column-
-    # major; the weight gradient's row-major (K, tiles) @ (C, tiles)^T), which it packs.  Measured
+    # OpenBLAS (the build SciPy ships, SkylakeX kernels) runs GEMMs of at most 100^3
+    # multiply-adds by its small-matrix kernels, straight from the operands, but "TN" (column-
+    # major; the weight gradient's row-major (K, tiles) @ (C, tiles)^T) slower than the other
+    # layouts, as fast only from that size up, where every layout is packed.  Measured
     # (2026-12, Intel Xeon AVX-512, one thread, beta 1, us per call, NN / TN): 64x64x64 5.7 / 6.9,
     # 64x64x128 10.7 / 15.9, 100x100x100 19.9 / 26.1; from 101x100x100 up 1.00-1.11x.  The weight
-    # gradient transposes V's point (``wg_transpose``) to run "NN" up to this size: (8,64,56,56)
-    # 3x3 weight gradient 8.95 -> 7.71 ms (9 interleaved rounds); larger GEMMs keep "TN" (the
-    # transpose cost 0.94x on (8,128,28,28) and (128,256,8,8)).
+    # gradient transposes V's point (``wg_transpose``) to run "NN" up to this size: weight
+    # gradient 1.11-1.16x faster on (8,64,56,56) 3x3, (64,64,15,15) 5x5 and (128,64,32,32) 3x3
+    # (7 interleaved rounds); larger GEMMs keep "TN" (the transpose cost 0.94x on (8,128,28,28)
+    # and (128,256,8,8)).
     SMALL_GEMM_MNK = 1000000
 
 
@@ -1142,8 +1144,9 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
     # tiles at a time by vector moves when all four lie inside the output: transposed for 4x4
     # tiles of dilation 1, copied for tiles on consecutive columns (column dilation >= 4), as
     # two interleaved pairs for column dilation 2 (``wg_scatter2p``, even m); the others tile by
-    # tile.  stream (float32): four 4x4 tiles side by side whose rows start on 64-byte lines are
-    # written by non-temporal stores, whole lines (the caller then fences).
+    # tile.  stream (float32): four 4x4 tiles that fill 64-byte lines of their rows (side by
+    # side, or two pairs 8 columns apart) are written by non-temporal stores, whole lines (the
+    # caller then fences).
     cdef Py_ssize_t t, u, oh, ow, t4 = 0
     cdef Py_ssize_t off[4]
     cdef floating* y0[4]
