@@ -523,15 +523,15 @@ cdef extern from *:
             }                                                                                    \
     }
     /* m x m output tiles (m even), the inverse: y0[u / 2][a*rs + 2b + u % 2] =
-       out[(a*m + b)*WG_CH + u] */
-    #define WG_SCATTER2P(NAME, T, V, MASK)                                                       \
+       out[(a*m + b)*WG_CH + u], each 4-lane vector written by STORE */
+    #define WG_SCATTER2P(NAME, T, V, MASK, STORE)                                                \
     static inline void NAME(const T* out, int m, T* const* y0, Py_ssize_t rs) {                 \
         for (int a = 0; a < m; a++)                                                              \
             for (int b = 0; b < m; b += 2) {                                                     \
                 V o0 = WG_LD(V, out + (a * m + b) * WG_CH);                                      \
                 V o1 = WG_LD(V, out + (a * m + b + 1) * WG_CH);                                  \
-                WG_ST(V, y0[0] + a * rs + 2 * b, __builtin_shuffle(o0, o1, (MASK){0, 1, 4, 5})); \
-                WG_ST(V, y0[1] + a * rs + 2 * b, __builtin_shuffle(o0, o1, (MASK){2, 3, 6, 7})); \
+                STORE(V, y0[0] + a * rs + 2 * b, __builtin_shuffle(o0, o1, (MASK){0, 1, 4, 5})); \
+                STORE(V, y0[1] + a * rs + 2 * b, __builtin_shuffle(o0, o1, (MASK){2, 3, 6, 7})); \
             }                                                                                    \
     }
     /* dst[t*ld + c] = src[c*ss + t] for c < R, t < n: 4x4 blocks transposed in registers
@@ -562,8 +562,8 @@ cdef extern from *:
     WG_TRANSPOSE(wg_transpose_d, double, wg_v4d, wg_m4l)
     WG_GATHER2P(wg_gather2p_f, float, wg_v4f, wg_m4i)
     WG_GATHER2P(wg_gather2p_d, double, wg_v4d, wg_m4l)
-    WG_SCATTER2P(wg_scatter2p_f, float, wg_v4f, wg_m4i)
-    WG_SCATTER2P(wg_scatter2p_d, double, wg_v4d, wg_m4l)
+    WG_SCATTER2P(wg_scatter2p_f, float, wg_v4f, wg_m4i, WG_ST)
+    WG_SCATTER2P(wg_scatter2p_d, double, wg_v4d, wg_m4l, WG_ST)
     WG_SCATTER4T(wg_scatter4t_f, float, wg_v4f, wg_m4i, WG_ST)
     WG_SCATTER4T(wg_scatter4t_d, double, wg_v4d, wg_m4l, WG_ST)
     /* The same by non-temporal stores (no read for ownership of the lines), for four tiles side
@@ -573,48 +573,35 @@ cdef extern from *:
     #define WG_ST_NT(V, p, v) _mm_stream_ps((p), (__m128)(v))
     #if defined(__AVX512F__)
     /* The same with one 64-byte line per output row: the four tiles' rows a (4 x 4 values)
-       inserted into one 16-lane register, put in row order by one permutation and written by
-       one non-temporal store (instead of a 4x4 transpose in 8 shuffles and four 16-byte
-       stores per row). */
-    static inline void wg_scatter4t_nt_f(const float* out, float* const* y0, Py_ssize_t rs) {
-        const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11,
-                                              15);  /* lane 4u + b <- lane 4b + u */
+       inserted into one 16-lane register, put in row order by one permutation idx and written
+       by one non-temporal store to y + a*rs (instead of a 4x4 transpose in 8 shuffles and four
+       16-byte stores per row). */
+    static inline void wg_stream_rows4_f(const float* out, __m512i idx, float* y, Py_ssize_t rs) {
         for (int a = 0; a < 4; a++) {
             __m512 z = _mm512_castps128_ps512(_mm_loadu_ps(out + (4 * a) * WG_CH));
             z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 1) * WG_CH), 1);
             z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 2) * WG_CH), 2);
             z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 3) * WG_CH), 3);
-            _mm512_stream_ps(y0[0] + a * rs, _mm512_permutexvar_ps(idx, z));
+            _mm512_stream_ps(y + a * rs, _mm512_permutexvar_ps(idx, z));
         }
     }
+    static inline void wg_scatter4t_nt_f(const float* out, float* const* y0, Py_ssize_t rs) {
+        /* lane 4u + b <- lane 4b + u */
+        wg_stream_rows4_f(out, _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7,
+                                                 11, 15), y0[0], rs);
+    }
     /* Column dilation 2, four 4x4 tiles as two pairs 8 columns apart (wg_scatter2p's pairs at
-       y0 and y0 + 8): each output row's 16 values fill one line, lane 2b + u of pair 0 and
-       8 + 2b + u of pair 1 from value b of tiles u and 2 + u. */
-    static inline void wg_scatter2p_nt_f(const float* out, float* y0, Py_ssize_t rs) {
-        /* lane 2b + u <- 4b + u, lane 8 + 2b + u <- 4b + 2 + u */
-        const __m512i idx = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14,
-                                              15);
-        for (int a = 0; a < 4; a++) {
-            __m512 z = _mm512_castps128_ps512(_mm_loadu_ps(out + (4 * a) * WG_CH));
-            z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 1) * WG_CH), 1);
-            z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 2) * WG_CH), 2);
-            z = _mm512_insertf32x4(z, _mm_loadu_ps(out + (4 * a + 3) * WG_CH), 3);
-            _mm512_stream_ps(y0 + a * rs, _mm512_permutexvar_ps(idx, z));
-        }
+       y0[0] and y0[1] = y0[0] + 8): each output row's 16 values fill one line, lane 2b + u of
+       pair 0 and 8 + 2b + u of pair 1 from value b of tiles u and 2 + u. */
+    static inline void wg_scatter2p_nt_f(const float* out, int m, float* const* y0,
+                                         Py_ssize_t rs) {
+        /* lane 2b + u <- 4b + u, lane 8 + 2b + u <- 4b + 2 + u (m = 4) */
+        wg_stream_rows4_f(out, _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
+                                                 14, 15), y0[0], rs);
     }
     #else
     WG_SCATTER4T(wg_scatter4t_nt_f, float, wg_v4f, wg_m4i, WG_ST_NT)
-    static inline void wg_scatter2p_nt_f(const float* out, float* y0, Py_ssize_t rs) {
-        for (int a = 0; a < 4; a++)
-            for (int b = 0; b < 4; b += 2) {
-                wg_v4f o0 = WG_LD(wg_v4f, out + (4 * a + b) * WG_CH);
-                wg_v4f o1 = WG_LD(wg_v4f, out + (4 * a + b + 1) * WG_CH);
-                WG_ST_NT(wg_v4f, y0 + a * rs + 2 * b,
-                         __builtin_shuffle(o0, o1, (wg_m4i){0, 1, 4, 5}));
-                WG_ST_NT(wg_v4f, y0 + a * rs + 8 + 2 * b,
-                         __builtin_shuffle(o0, o1, (wg_m4i){2, 3, 6, 7}));
-            }
-    }
+    WG_SCATTER2P(wg_scatter2p_nt_f, float, wg_v4f, wg_m4i, WG_ST_NT)
     #endif
     #define wg_sfence() _mm_sfence()
     WG_GATHER4T(wg_gather4t_f, float, wg_v4f, wg_m4i)
@@ -684,7 +671,7 @@ cdef extern from *:
     void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_d(const double* out, double* const* y0, Py_ssize_t rs) nogil
     void wg_scatter4t_nt_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
-    void wg_scatter2p_nt_f(const float* out, float* y0, Py_ssize_t rs) nogil
+    void wg_scatter2p_nt_f(const float* out, int m, float* const* y0, Py_ssize_t rs) nogil
     void wg_sfence() nogil
     void wg_gather4t_f(const float* const* src, Py_ssize_t rs, int S, float* d) nogil
     void wg_gather4t_d(const double* const* src, Py_ssize_t rs, int S, double* d) nogil
@@ -1151,6 +1138,8 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
     cdef Py_ssize_t off[4]
     cdef floating* y0[4]
     cdef bint inside, transpose = m == 4 and dw == 1, pairs = dw == 2 and m % 2 == 0
+    # stream: rows that start on 64-byte lines, each filled by four 4x4 tiles (float32)
+    cdef bint line_rows = stream and m == 4 and (dh * Wo) % 16 == 0
     if transpose or dw >= 4 or pairs:
         t4 = nt - nt % 4
     for t in range(0, t4, 4):
@@ -1165,9 +1154,8 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
         if inside and transpose:
             for u in range(4):
                 y0[u] = y + off[u]
-            if (floating is float and stream and off[1] == off[0] + 4 and off[2] == off[0] + 8
-                    and off[3] == off[0] + 12 and (dh * Wo) % 16 == 0
-                    and (<size_t> y0[0]) % 64 == 0):
+            if (floating is float and line_rows and off[1] == off[0] + 4 and off[2] == off[0] + 8
+                    and off[3] == off[0] + 12 and (<size_t> y0[0]) % 64 == 0):
                 wg_scatter4t_nt_f(out + t, y0, dh * Wo)  # four tiles side by side on lines
             elif floating is float:
                 wg_scatter4t_f(out + t, y0, dh * Wo)
@@ -1176,9 +1164,9 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
         elif inside and pairs and off[1] == off[0] + 1 and off[3] == off[2] + 1:
             y0[0] = y + off[0]
             y0[1] = y + off[2]
-            if (floating is float and stream and m == 4 and off[2] == off[0] + 8
-                    and (dh * Wo) % 16 == 0 and (<size_t> y0[0]) % 64 == 0):
-                wg_scatter2p_nt_f(out + t, y0[0], dh * Wo)  # two pairs side by side on lines
+            if (floating is float and line_rows and off[2] == off[0] + 8
+                    and (<size_t> y0[0]) % 64 == 0):
+                wg_scatter2p_nt_f(out + t, <int> m, y0, dh * Wo)  # two pairs filling lines
             elif floating is float:
                 wg_scatter2p_f(out + t, <int> m, y0, dh * Wo)
             else:
