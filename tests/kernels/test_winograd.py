@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cnncore.functional import conv2d, conv2d_backward
-from cnncore_kernels import _conv
+from cnncore_kernels import _conv, _winograd
 from cnncore_kernels import winograd as wg
 from tests.reference import conv2d_ref, numerical_grad, tol
 
@@ -489,8 +489,8 @@ def test_block_size_follows_the_channel_count():
 
 @pytest.mark.parametrize("C,K", [(256, 24), (20, 300)])
 def test_long_blocks_of_wide_layers_match_torch(C, K):
-    # wide layers run 208-256 tiles per block: 7 x 11 x 10 tiles of 4x4 make blocks of 193
-    # (not a whole number of chunks) on two threads; forward, dx and dweight
+    # wide layers run 208-256 tiles per block: 7 x 11 x 10 tiles of 4x4 make blocks of 192 and
+    # a last one of 194 (ending inside a chunk) on two threads; forward, dx and dweight
     rng = np.random.default_rng(13)
     x = rng.standard_normal((7, C, 41, 38)).astype(np.float32)
     w = (rng.standard_normal((K, C, 3, 3)) / np.sqrt(9 * C)).astype(np.float32)
@@ -503,6 +503,34 @@ def test_long_blocks_of_wide_layers_match_torch(C, K):
     rtol, atol = tol(np.float32)
     for got, ref in zip((y, *grads), want, strict=True):
         np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * (1 + np.abs(ref).max()))
+
+
+@pytest.mark.parametrize(
+    "tiles,tb,parts",
+    [
+        (1568, 64, 2),
+        (392, 128, 2),
+        (770, 256, 2),
+        (5, 64, 2),
+        (4096, 16, 2),
+        (17, 16, 1),
+        (1000, 64, 3),
+        (64, 64, 4),
+    ],
+)
+def test_blocks_cover_the_tiles_on_chunk_edges(tiles, tb, parts):
+    # every tile in exactly one block of at most tb; every block but the last starts and ends on
+    # a chunk of 16 tiles; as many blocks per thread where there are chunks enough
+    bounds = _winograd.block_bounds(tiles, tb, parts)
+    assert bounds[0][0] == 0 and bounds[-1][1] == tiles
+    assert all(a[1] == b[0] for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    assert all(0 < e - s <= tb for s, e in bounds)
+    assert all(s % 16 == 0 for s, _ in bounds)
+    chunks = -(-tiles // 16)
+    if chunks >= parts * -(-tiles // (parts * tb)):
+        assert len(bounds) % parts == 0
+    sizes = [e - s for s, e in bounds[:-1]]
+    assert not sizes or max(sizes) - min(sizes) <= 16
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
