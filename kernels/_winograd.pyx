@@ -377,65 +377,89 @@ cdef extern from *:
        + 2 HV products in registers).  Instantiated for 1 to 6 channels (8 unrolled ran 1.1x
        slower than the loop, on (32,8,28,28)->16 5x5). */
     #define WG_FUSED_ROW(V, HV, i)                                                               \
-        for (int hv = 0; hv < HV; hv++)                                                          \
-            r[hv] = u[((i) * A + j) * C] * WG_LD(V, v + ((i) * A + j) * ps + (h + hv) * L);      \
-        for (Py_ssize_t c = 1; c < C; c++)                                                       \
-            for (int hv = 0; hv < HV; hv++)                                                      \
-                r[hv] += u[((i) * A + j) * C + c]                                                \
-                         * WG_LD(V, v + c * vs + ((i) * A + j) * ps + (h + hv) * L);
-    #define WG_FUSED_PAIR(T, V, HV, i, c1, c2, c3)                                               \
-        WG_FUSED_ROW(V, HV, i) for (int hv = 0; hv < HV; hv++) q[hv] = r[hv];                    \
-        WG_FUSED_ROW(V, HV, i + 1)                                                               \
         for (int hv = 0; hv < HV; hv++) {                                                        \
-            V pl = q[hv] + r[hv], mi = q[hv] - r[hv];                                            \
-            o0[hv] += pl; o1[hv] += (T)(c1) * mi; o2[hv] += (T)(c2) * pl; o3[hv] += (T)(c3) * mi;\
+            V x_ = WG_LD(V, v + ((i) * A + j) * ps + (h + hv) * L);                              \
+            for (int f = 0; f < NF; f++)                                                         \
+                r[f][hv] = u[f][((i) * A + j) * C] * x_;                                         \
+        }                                                                                        \
+        for (Py_ssize_t c = 1; c < C; c++)                                                       \
+            for (int hv = 0; hv < HV; hv++) {                                                    \
+                V x_ = WG_LD(V, v + c * vs + ((i) * A + j) * ps + (h + hv) * L);                 \
+                for (int f = 0; f < NF; f++)                                                     \
+                    r[f][hv] += u[f][((i) * A + j) * C + c] * x_;                                \
+            }
+    #define WG_FUSED_EACH(HV) for (int f = 0; f < NF; f++) for (int hv = 0; hv < HV; hv++)
+    #define WG_FUSED_PAIR(T, V, HV, i, c1, c2, c3)                                               \
+        WG_FUSED_ROW(V, HV, i) WG_FUSED_EACH(HV) q[f][hv] = r[f][hv];                              \
+        WG_FUSED_ROW(V, HV, i + 1)                                                               \
+        WG_FUSED_EACH(HV) {                                                                        \
+            V pl = q[f][hv] + r[f][hv], mi = q[f][hv] - r[f][hv];                                \
+            o0[f][hv] += pl; o1[f][hv] += (T)(c1) * mi; o2[f][hv] += (T)(c2) * pl;               \
+            o3[f][hv] += (T)(c3) * mi;                                                           \
         }
     /* NAME##_c with the channel count C (a variable in scope) made a constant up to 6 */
-    #define WG_FUSED_AT_CASES(NAME, A)                                                           \
+    #define WG_FUSED_AT_CASES(NAME, A, NF)                                                       \
         switch (C) {                                                                             \
-        case 1: NAME##_c(u, v, vs, ps, 1, A, tmp); break;                                        \
-        case 2: NAME##_c(u, v, vs, ps, 2, A, tmp); break;                                        \
-        case 3: NAME##_c(u, v, vs, ps, 3, A, tmp); break;                                        \
-        case 4: NAME##_c(u, v, vs, ps, 4, A, tmp); break;                                        \
-        case 5: NAME##_c(u, v, vs, ps, 5, A, tmp); break;                                        \
-        case 6: NAME##_c(u, v, vs, ps, 6, A, tmp); break;                                        \
-        default: NAME##_c(u, v, vs, ps, C, A, tmp);                                              \
+        case 1: NAME##_c(uu, v, vs, ps, 1, A, tt, NF); break;                                    \
+        case 2: NAME##_c(uu, v, vs, ps, 2, A, tt, NF); break;                                    \
+        case 3: NAME##_c(uu, v, vs, ps, 3, A, tt, NF); break;                                    \
+        case 4: NAME##_c(uu, v, vs, ps, 4, A, tt, NF); break;                                    \
+        case 5: NAME##_c(uu, v, vs, ps, 5, A, tt, NF); break;                                    \
+        case 6: NAME##_c(uu, v, vs, ps, 6, A, tt, NF); break;                                    \
+        default: NAME##_c(uu, v, vs, ps, C, A, tt, NF);                                          \
         }
+    /* NF = 1 or 2 filters (u[f], out tmp[f]) at a time: each vector of v loaded once for both
+       filters (for one, the loads, two per product, bound the loop).  Measured (2026-12, Intel
+       Xeon with AVX-512, 2 threads, the two builds alternated call by call in one process,
+       1400-2200 pairs, median ratio): 1.04-1.05x faster on (64,3,32,32)->64 5x5 and 3x3,
+       (32,8,28,28)->16 5x5 and (8,3,64,64)->32 3x3.  Two filters only with 16-lane vectors
+       (HV = 1): with 8 lanes (HV = 2, 16 vector registers) they ran 0.97-0.98x. */
     #define WG_FUSED_AT(NAME, T, V, HV)                                                          \
     static inline __attribute__((always_inline)) void NAME##_c(                                  \
-            const T* u, const T* v, Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, int A, T* tmp) { \
+            const T* const* u, const T* v, Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, int A,    \
+            T* const* tmp, int NF) {                                                             \
         enum { L = (int)(sizeof(V) / sizeof(T)), NV = WG_CH / L };                               \
         for (int j = 0; j < A; j++)                                                              \
             for (int h = 0; h < NV; h += HV) {                                                   \
-                V o0[HV], o1[HV], o2[HV], o3[HV], q[HV], r[HV];                                  \
+                V o0[2][HV], o1[2][HV], o2[2][HV], o3[2][HV], q[2][HV], r[2][HV];                \
                 WG_FUSED_ROW(V, HV, 0)                                                           \
-                for (int hv = 0; hv < HV; hv++) o0[hv] = r[hv];                                  \
-                WG_FUSED_ROW(V, HV, 1) for (int hv = 0; hv < HV; hv++) q[hv] = r[hv];            \
+                WG_FUSED_EACH(HV) o0[f][hv] = r[f][hv];                                            \
+                WG_FUSED_ROW(V, HV, 1) WG_FUSED_EACH(HV) q[f][hv] = r[f][hv];                      \
                 WG_FUSED_ROW(V, HV, 2)                                                           \
-                for (int hv = 0; hv < HV; hv++) {                                                \
-                    V pl = q[hv] + r[hv], mi = q[hv] - r[hv];                                    \
-                    o0[hv] += pl; o1[hv] = mi; o2[hv] = pl; o3[hv] = mi;                         \
+                WG_FUSED_EACH(HV) {                                                                \
+                    V pl = q[f][hv] + r[f][hv], mi = q[f][hv] - r[f][hv];                        \
+                    o0[f][hv] += pl; o1[f][hv] = mi; o2[f][hv] = pl; o3[f][hv] = mi;             \
                 }                                                                                \
                 WG_FUSED_PAIR(T, V, HV, 3, 2, 4, 8)                                              \
                 if (A == 8) {                                                                    \
                     WG_FUSED_PAIR(T, V, HV, 5, 0.5, 0.25, 0.125)                                 \
                 }                                                                                \
                 WG_FUSED_ROW(V, HV, A - 1)                                                       \
-                for (int hv = 0; hv < HV; hv++) {                                                \
-                    o3[hv] += r[hv];                                                             \
-                    WG_ST(V, tmp + (0 * A + j) * WG_CH + (h + hv) * L, o0[hv]);                  \
-                    WG_ST(V, tmp + (1 * A + j) * WG_CH + (h + hv) * L, o1[hv]);                  \
-                    WG_ST(V, tmp + (2 * A + j) * WG_CH + (h + hv) * L, o2[hv]);                  \
-                    WG_ST(V, tmp + (3 * A + j) * WG_CH + (h + hv) * L, o3[hv]);                  \
+                WG_FUSED_EACH(HV) {                                                                \
+                    o3[f][hv] += r[f][hv];                                                       \
+                    WG_ST(V, tmp[f] + (0 * A + j) * WG_CH + (h + hv) * L, o0[f][hv]);            \
+                    WG_ST(V, tmp[f] + (1 * A + j) * WG_CH + (h + hv) * L, o1[f][hv]);            \
+                    WG_ST(V, tmp[f] + (2 * A + j) * WG_CH + (h + hv) * L, o2[f][hv]);            \
+                    WG_ST(V, tmp[f] + (3 * A + j) * WG_CH + (h + hv) * L, o3[f][hv]);            \
                 }                                                                                \
             }                                                                                    \
     }                                                                                            \
-    static void NAME(const T* u, const T* v, Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, int A,  \
-                     T* tmp) {                                                                   \
-        if (A == 8)                                                                              \
-            WG_FUSED_AT_CASES(NAME, 8)                                                           \
+    static void NAME(const T* u, const T* u2, const T* v, Py_ssize_t vs, Py_ssize_t ps,         \
+                     Py_ssize_t C, int A, T* tmp, T* tmp2) {                                     \
+        const T* uu[2] = {u, u2};                                                                \
+        T* tt[2] = {tmp, tmp2};                                                                  \
+        if (u2 != NULL && HV > 1) { /* 16 registers: one filter at a time */                     \
+            NAME(u, NULL, v, vs, ps, C, A, tmp, NULL);                                           \
+            NAME(u2, NULL, v, vs, ps, C, A, tmp2, NULL);                                         \
+        } else if (u2 != NULL) {                                                                 \
+            if (A == 8)                                                                          \
+                WG_FUSED_AT_CASES(NAME, 8, 2)                                                    \
+            else                                                                                 \
+                WG_FUSED_AT_CASES(NAME, 6, 2)                                                    \
+        } else if (A == 8)                                                                       \
+            WG_FUSED_AT_CASES(NAME, 8, 1)                                                        \
         else                                                                                     \
-            WG_FUSED_AT_CASES(NAME, 6)                                                           \
+            WG_FUSED_AT_CASES(NAME, 6, 1)                                                        \
     }
     WG_FUSED_AT(wg_fused_at_f, float, wg_vwf, WG_CH / WG_LANES_WF)
     WG_AT48(wg_at48w_f, float, wg_vwf)
@@ -660,12 +684,12 @@ cdef extern from *:
                         Py_ssize_t C, Py_ssize_t P, float* o) nogil
     void wg_pointwise_d(const double* u, const double* v, Py_ssize_t vs, Py_ssize_t ps,
                         Py_ssize_t C, Py_ssize_t P, double* o) nogil
-    void wg_fused_at_f(const float* u, const float* v, Py_ssize_t vs, Py_ssize_t ps,
-                       Py_ssize_t C, int A, float* tmp) nogil
+    void wg_fused_at_f(const float* u, const float* u2, const float* v, Py_ssize_t vs,
+                       Py_ssize_t ps, Py_ssize_t C, int A, float* tmp, float* tmp2) nogil
     void wg_at48w_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_at46w_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
-    void wg_fused_at_d(const double* u, const double* v, Py_ssize_t vs, Py_ssize_t ps,
-                       Py_ssize_t C, int A, double* tmp) nogil
+    void wg_fused_at_d(const double* u, const double* u2, const double* v, Py_ssize_t vs,
+                       Py_ssize_t ps, Py_ssize_t C, int A, double* tmp, double* tmp2) nogil
     enum: WG_FUSED_C
     enum: WG_LANES_WF
     void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
@@ -815,33 +839,47 @@ cdef void transform_chunk(int kind, const floating* T, Py_ssize_t rows, Py_ssize
              out_stride)
 
 
-cdef void fused_output_chunk(int kind, const floating* AT, Py_ssize_t m, Py_ssize_t alpha,
-                             const floating* u, const floating* v, Py_ssize_t vs, Py_ssize_t ps,
-                             Py_ssize_t C, floating* e, floating* out) noexcept nogil:
-    # out[(a*m + b)*CH + s] = (A^T M A)[a, b] for one filter (weights u, (alpha^2, C)) and the CH
-    # tiles s of a chunk, where M[p] = sum_c u[p*C + c] v[c*vs + p*ps + s] (the fused stage).  For
-    # A^T of F(4,3) and F(4,5) and at most WG_FUSED_C channels the products go straight into the
-    # first pass (``wg_fused_at``: each product a chain of C dependent FMAs, and only 2 * HV
-    # products in flight; with 64 channels the input gradient of a (64,3,32,32)->64 layer ran
-    # 1.5x slower than through e); otherwise through e (alpha^2 * CH elements) and
-    # ``transform_chunk``.
-    cdef floating[CHUNK] tmp
+cdef inline void fused_second_pass(int kind, const floating* AT, Py_ssize_t m, Py_ssize_t alpha,
+                                   const floating* tmp, floating* out) noexcept nogil:
+    # out[a, b] = sum_j AT[b, j] tmp[a, j] for the CH tiles of a chunk
     cdef Py_ssize_t a
+    for a in range(m):
+        if floating is float and kind == AT48:
+            wg_at48w_f(tmp + a * alpha * CH, CH, out + a * m * CH, CH, CH)
+        elif floating is float:
+            wg_at46w_f(tmp + a * alpha * CH, CH, out + a * m * CH, CH, CH)
+        else:
+            tx1d(kind, AT, m, alpha, tmp + a * alpha * CH, CH, out + a * m * CH, CH)
+
+
+cdef void fused_output_chunk(int kind, const floating* AT, Py_ssize_t m, Py_ssize_t alpha,
+                             const floating* u, const floating* u2, const floating* v,
+                             Py_ssize_t vs, Py_ssize_t ps, Py_ssize_t C, floating* e,
+                             floating* out, floating* out2) noexcept nogil:
+    # out[(a*m + b)*CH + s] = (A^T M A)[a, b] for one filter (weights u, (alpha^2, C)) and the CH
+    # tiles s of a chunk, where M[p] = sum_c u[p*C + c] v[c*vs + p*ps + s] (the fused stage); the
+    # same into out2 for a second filter u2 unless NULL.  For A^T of F(4,3) and F(4,5) and at
+    # most WG_FUSED_C channels the products go straight into the first pass (``wg_fused_at``:
+    # each product a chain of C dependent FMAs, and only 2 * HV products in flight per filter;
+    # with 64 channels the input gradient of a (64,3,32,32)->64 layer ran 1.5x slower than
+    # through e), both filters in one pass over v; otherwise through e (alpha^2 * CH elements)
+    # and ``transform_chunk``, filter by filter.
+    cdef floating[CHUNK] tmp
+    cdef floating[CHUNK] tmp2
     if (kind == AT46 or kind == AT48) and C <= WG_FUSED_C:
         if floating is float:
-            wg_fused_at_f(u, v, vs, ps, C, <int> alpha, tmp)
+            wg_fused_at_f(u, u2, v, vs, ps, C, <int> alpha, tmp, tmp2)
         else:
-            wg_fused_at_d(u, v, vs, ps, C, <int> alpha, tmp)
-        for a in range(m):      # out[a, b] = sum_j AT[b, j] tmp[a, j]
-            if floating is float and kind == AT48:
-                wg_at48w_f(tmp + a * alpha * CH, CH, out + a * m * CH, CH, CH)
-            elif floating is float:
-                wg_at46w_f(tmp + a * alpha * CH, CH, out + a * m * CH, CH, CH)
-            else:
-                tx1d(kind, AT, m, alpha, tmp + a * alpha * CH, CH, out + a * m * CH, CH)
+            wg_fused_at_d(u, u2, v, vs, ps, C, <int> alpha, tmp, tmp2)
+        fused_second_pass(kind, AT, m, alpha, tmp, out)
+        if u2 != NULL:
+            fused_second_pass(kind, AT, m, alpha, tmp2, out2)
     else:
         pointwise_chunk(u, v, vs, ps, C, alpha * alpha, e)
         transform_chunk(kind, AT, m, alpha, e, CH, out, CH)
+        if u2 != NULL:
+            pointwise_chunk(u2, v, vs, ps, C, alpha * alpha, e)
+            transform_chunk(kind, AT, m, alpha, e, CH, out2, CH)
 
 
 cdef void tile_positions(const Py_ssize_t* oh0, Py_ssize_t n_rows, const Py_ssize_t* ow0,
@@ -1232,6 +1270,9 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef floating* M = V + P * C * tb              # (K, P, tb)
     cdef floating[CHUNK] d              # one chunk: raw tiles, then output tiles
     cdef floating[CHUNK] e              # fused: one chunk's transformed outputs of one filter
+    cdef floating[CHUNK] d2             # fused: the output tiles of the second filter
+    cdef Py_ssize_t nk, q
+    cdef floating* dq
     cdef Py_ssize_t[MAXTB] tn, tih, tiw
     tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, ph, pw, tn, tih, tiw)
     for c in range(C):
@@ -1245,21 +1286,29 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                 gemm_rm(False, False, <int> K, <int> nt, <int> min(SUMC, C - c0), 1,
                         U + p * K * C + c0, <int> C, V + (c0 * P + p) * tb, <int> (P * tb),
                         0 if c0 == 0 else 1, M + p * tb, <int> (P * tb))
-    for k in range(K):
-        # output transform of filter k: M[:, k, chunk] (alpha x alpha tiles) -> d (m x m tiles);
-        # the columns of M past nt (at most up to tb) hold stale finite values
+    k = 0
+    while k < K:
+        # output transform of filter k (fused: of filters k and k + 1 at a time, one pass over
+        # the chunk's V for both): M[:, k, chunk] (alpha x alpha tiles) -> d (m x m tiles); the
+        # columns of M past nt (at most up to tb) hold stale finite values
+        nk = 2 if fused and k + 1 < K else 1
         for t in range(0, nt, 16):  # CH
-            if k + 1 < K and not stream:
-                prefetch_outputs(y, K, Ho, Wo, k + 1, tn + t, tih + t, tiw + t, ph, pw,
-                                 min(CH, nt - t), m, dh)
+            if not stream:
+                for q in range(k + nk, min(K, k + 2 * nk)):
+                    prefetch_outputs(y, K, Ho, Wo, q, tn + t, tih + t, tiw + t, ph, pw,
+                                     min(CH, nt - t), m, dh)
             if fused:
-                fused_output_chunk(at_kind, AT, m, alpha, U + k * P * C, V + t, P * tb, tb, C, e,
-                                   d)
+                fused_output_chunk(at_kind, AT, m, alpha, U + k * P * C,
+                                   U + (k + 1) * P * C if nk == 2 else <const floating*> NULL,
+                                   V + t, P * tb, tb, C, e, d, d2)
             else:
                 transform_chunk(at_kind, AT, m, alpha, M + k * P * tb + t, tb, d, CH)
-            chunk_epilogue(d, m * m * CH, bias[k] if bias != NULL else 0, relu)
-            scatter_tiles(d, K, Ho, Wo, k, tn + t, tih + t, tiw + t, ph, pw, min(CH, nt - t), m,
-                          dh, dw, stream, y)
+            for q in range(nk):
+                dq = &d[0] if q == 0 else &d2[0]
+                chunk_epilogue(dq, m * m * CH, bias[k + q] if bias != NULL else 0, relu)
+                scatter_tiles(dq, K, Ho, Wo, k + q, tn + t, tih + t, tiw + t, ph, pw,
+                              min(CH, nt - t), m, dh, dw, stream, y)
+        k += nk
     if stream:
         wg_sfence()
 

@@ -445,8 +445,9 @@ def test_small_inputs_take_the_fused_element_wise_stage():
 def test_fused_stage_matches_float64_loops_for_every_channel_count(dtype, tile, C):
     # the fused element-wise stage: code unrolled for 1-8 channels, a loop beyond; for F(4,3) and
     # F(4,5) the products summed straight into the output transform (up to 8 channels), through
-    # the products' buffer otherwise (other tiles, 9 channels); forward and dx (whose
-    # input channels are the forward's filters)
+    # the products' buffer otherwise (other tiles, 9 channels), two filters at a time in the
+    # AVX-512 build (C + 1 filters: a last one alone for even C); forward and dx (whose input
+    # channels are the forward's filters)
     m, r, _ = wg.TILES[tile]
     rng = np.random.default_rng(C)
     x = rng.standard_normal((2, C, 13, 14)).astype(dtype)
