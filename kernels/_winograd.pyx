@@ -1365,7 +1365,7 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     cdef Py_ssize_t ph = offset[0], pw = offset[1], dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
     cdef Py_ssize_t tiles = N * n_rows * n_cols
-    cdef Py_ssize_t parts = _gemm_parts, blk
+    cdef Py_ssize_t parts = _gemm_parts, blk, first, count
     cdef Py_ssize_t nblocks = count_blocks(tiles, tb, parts)
     cdef Py_ssize_t per_thread = alpha * alpha * (C + K) * tb
     cdef int bt_kind = transform_kind(BT, specialise), at_kind = transform_kind(AT, specialise)
@@ -1383,11 +1383,11 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
         parts = nblocks
     with nogil:
         for blk in prange(nblocks, schedule="dynamic", num_threads=parts):
+            first = block_start(blk, nblocks, tiles)
+            count = block_start(blk + 1, nblocks, tiles) - first
             winograd_block(&x[0, 0, 0, 0], C, H, W, &Uk[0, 0, 0], K, &BT[0, 0], bt_kind,
                            &AT[0, 0], at_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
-                           block_start(blk, nblocks, tiles),
-                           block_start(blk + 1, nblocks, tiles) - block_start(blk, nblocks, tiles),
-                           ph, pw, dh, dw, bp, relu, Ho, Wo, tb, fused, stream,
+                           first, count, ph, pw, dh, dw, bp, relu, Ho, Wo, tb, fused, stream,
                            &scratch[threadid() * per_thread], &y[0, 0, 0, 0])
     return y
 
@@ -1598,7 +1598,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef Py_ssize_t ph = offset[0], pw = offset[1], dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
     cdef Py_ssize_t tiles = N * n_rows * n_cols, P = alpha * alpha
-    cdef Py_ssize_t parts = _gemm_parts, blk, t, e
+    cdef Py_ssize_t parts = _gemm_parts, blk, first, count, t, e
     cdef Py_ssize_t nblocks = count_blocks(tiles, tb, parts)
     cdef Py_ssize_t per_thread = P * (C + K) * tb
     cdef int bt_kind = transform_kind(BT, specialise), g_kind = transform_kind(G, specialise)
@@ -1625,13 +1625,12 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
         for e in prange(parts * P * KC, schedule="static", num_threads=parts):
             acc[e] = 0
         for blk in prange(nblocks, schedule="static", num_threads=parts):
+            first = block_start(blk, nblocks, tiles)
+            count = block_start(blk + 1, nblocks, tiles) - first
             wgrad_block(&x[0, 0, 0, 0], C, H, W, &dy[0, 0, 0, 0], K, Ho, Wo, &BT[0, 0], bt_kind,
                         &G[0, 0], g_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
-                        block_start(blk, nblocks, tiles),
-                        block_start(blk + 1, nblocks, tiles) - block_start(blk, nblocks, tiles),
-                        ph, pw, dh, dw, tb,
-                        &scratch[threadid() * per_thread], acc + threadid() * P * KC,
-                        vt + threadid() * tb * C)
+                        first, count, ph, pw, dh, dw, tb, &scratch[threadid() * per_thread],
+                        acc + threadid() * P * KC, vt + threadid() * tb * C)
         for e in prange(P * KC, schedule="static"):
             for t in range(1, parts):
                 acc[e] += acc[t * P * KC + e]
