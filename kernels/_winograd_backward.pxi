@@ -309,7 +309,9 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                         Z[q * bs + e] = 0
                 uq[q] = U + k * C if U != NULL else NULL
                 accq[q] = acc + (k0 + q) * P * C * L if acc != NULL else NULL
-            if floating is float:
+            if acc == NULL and dx == NULL:  # the bias gradient only: no products
+                pass
+            elif floating is float:
                 wg_bwd_products_f(Z, P, SB, bs, nsv, V, E, uq, K * C, C, accq, acc != NULL,
                                   dx != NULL)
             else:
