@@ -565,6 +565,26 @@ def test_tile_and_block_size_are_checked():
     _winograd.check_tile(8, 1024)
 
 
+@pytest.mark.parametrize("K,C", [(64, 3), (7, 5), (5, 130), (13, 1), (1, 8)])
+@pytest.mark.parametrize("tile", ["F(4,3)", "F(4,5)"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transform_weight_matches_reference_and_each_filter_alone(K, C, tile, dtype):
+    # U = G w G^T per filter against a float64 einsum; the filters run in groups (at least
+    # TW_PAIRS (filter, channel) pairs per vector loop, the last group shorter), and grouping must
+    # not change a value: each filter transformed alone gives the same bits
+    m, r, pts = wg.TILES[tile]
+    _, G, _ = wg.tile_matrices(tile)
+    rng = np.random.default_rng(K * 100 + C)
+    w = rng.standard_normal((K, C, r, r)).astype(dtype)
+    U = wg.transform_weight(w, G)
+    alpha = G.shape[0]
+    ref = np.einsum("ai,kcij,bj->abkc", G, w.astype(np.float64), G).reshape(alpha**2, K, C)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(U, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    for k in range(K):
+        np.testing.assert_array_equal(U[:, k : k + 1], wg.transform_weight(w[k : k + 1], G))
+
+
 def test_unchecked_kernels_refuse_mismatched_shapes():
     from cnncore_kernels import _winograd
 
