@@ -74,8 +74,9 @@ cdef enum:
     # (``gather_strips``) of at most STRIP elements; longer ones (large dilations) tile by tile.
     STRIP = 3072
     # transform_weight's vector loops run over groups of filters of at least this many
-    # (filter, channel) pairs
+    # (filter, channel) pairs; below TW_SERIAL elements of U, on one thread
     TW_PAIRS = 64
+    TW_SERIAL = 524288
     # The element-wise GEMMs sum at most SUMC channels per call, adding the calls' results: the
     # float32 error of a sum over C channels then does not depend on how the BLAS kernel blocks
     # its inner dimension.  (OpenBLAS's AVX-512 small-matrix sgemm summed all 512 or 2048
@@ -1481,13 +1482,17 @@ def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
     one pass per output row).  (Scalar loops per channel took 2.1 ms for K = C = 128, a sixth of
     a (8,128,28,28) forward; writing all alpha^2 planes per channel instead of row by row took
     25%.)  Groups of at least TW_PAIRS pairs: one filter at a time, 3-channel layers ran loops of
-    three values, 104 per filter (K = 64, C = 3, 5x5: 60-105 us, grouped 24-32 us).  No more
-    threads than groups: a single group runs without waking a second thread (K = 7, C = 5:
-    10 us instead of 126)."""
+    three values, 104 per filter (K = 64, C = 3, 5x5: 60-105 us, grouped 24-32 us).  Below
+    TW_SERIAL elements of U on one thread: the second thread's wake-up cost more than it saved
+    (quiet 2-core Xeon, 2026-12: 64x3 5x5 13 us on one thread against 25 on two, 64x64 3x3 72
+    against 85, 64x64 5x5 237 against 315, 128x128 3x3 level; from 128x128 5x5 (1M elements)
+    two threads win, 1.4-1.8x; beside a busy process one thread took 20 us, two 100); else no
+    more threads than groups."""
     cdef Py_ssize_t K = w.shape[0], C = w.shape[1], r = w.shape[2], alpha = G.shape[0]
     cdef Py_ssize_t g = min(K, max(1, (TW_PAIRS + C - 1) // C))   # filters per group
     cdef Py_ssize_t ng = (K + g - 1) // g, gi, k0, gk, n, k, c, a, b, j, ij
     cdef Py_ssize_t rr = r * r, gC = g * C
+    cdef int threads = 1 if alpha * alpha * K * C < TW_SERIAL else <int> min(_gemm_parts, ng)
     if (w.shape[3] != r or G.shape[1] != r or U.shape[0] != alpha * alpha or U.shape[1] != K
             or U.shape[2] != C):
         raise ValueError(f"transform_weight: w {tuple(w.shape)[:4]}, G {tuple(G.shape)[:2]} and "
@@ -1499,7 +1504,7 @@ def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
     cdef double* tm
     cdef const floating* wkc
     with nogil:
-        for gi in prange(ng, schedule="static", num_threads=min(_gemm_parts, ng)):
+        for gi in prange(ng, schedule="static", num_threads=threads):
             k0 = gi * g
             gk = min(g, K - k0)
             n = gk * C                      # the group's (filter, channel) pairs
@@ -1524,11 +1529,13 @@ cdef void weight_grad_from_points(const floating* S, Py_ssize_t K, Py_ssize_t C,
     # dW[k, c] = AT S[:, k, c] AT^T in float64 for S (alpha^2, K, C) and AT (r, alpha), vector
     # passes over c (``wsum``; reading S[:, k, c] per (k, c) across the alpha^2 planes took 38%
     # of a (64,64,15,15) weight gradient, and a pass per term 5% of an (8,128,28,28) one).
-    # tmp: (threads, (r*alpha + 1) * C) float64.
+    # tmp: (threads, (r*alpha + 1) * C) float64.  On one thread below TW_SERIAL elements of S,
+    # as transform_weight (the same passes, reversed).
     cdef Py_ssize_t r = AT.shape[0], alpha = AT.shape[1], KC = K * C, k, c, b, i, j
+    cdef int threads = 1 if alpha * alpha * KC < TW_SERIAL else <int> parts
     cdef double* tm
     cdef double* row
-    for k in prange(K, schedule="static", num_threads=parts):
+    for k in prange(K, schedule="static", num_threads=threads):
         tm = &tmp[threadid(), 0]
         row = tm + r * alpha * C
         for i in range(r):          # tm[i, b, c] = sum_a AT[i, a] S[a, b, k, c]
