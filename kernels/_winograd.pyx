@@ -1473,6 +1473,12 @@ cdef inline void wsum(floating* out, const double* g, Py_ssize_t n, const source
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+cdef inline int transform_threads(Py_ssize_t elements, Py_ssize_t most) noexcept nogil:
+    # threads for a filter transform of this many elements (transform_weight's U,
+    # weight_grad_from_points' S): one below TW_SERIAL, else at most ``most``
+    return 1 if elements < TW_SERIAL else <int> max(most, 1)
+
+
 def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
                      floating[:, :, ::1] U):
     """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r),
@@ -1492,7 +1498,7 @@ def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
     cdef Py_ssize_t g = min(K, max(1, (TW_PAIRS + C - 1) // C))   # filters per group
     cdef Py_ssize_t ng = (K + g - 1) // g, gi, k0, gk, n, k, c, a, b, j, ij
     cdef Py_ssize_t rr = r * r, gC = g * C
-    cdef int threads = 1 if alpha * alpha * K * C < TW_SERIAL else <int> min(_gemm_parts, ng)
+    cdef int threads = transform_threads(alpha * alpha * K * C, min(_gemm_parts, ng))
     if (w.shape[3] != r or G.shape[1] != r or U.shape[0] != alpha * alpha or U.shape[1] != K
             or U.shape[2] != C):
         raise ValueError(f"transform_weight: w {tuple(w.shape)[:4]}, G {tuple(G.shape)[:2]} and "
@@ -1532,7 +1538,7 @@ cdef void weight_grad_from_points(const floating* S, Py_ssize_t K, Py_ssize_t C,
     # tmp: (threads, (r*alpha + 1) * C) float64.  On one thread below TW_SERIAL elements of S,
     # as transform_weight (the same passes, reversed).
     cdef Py_ssize_t r = AT.shape[0], alpha = AT.shape[1], KC = K * C, k, c, b, i, j
-    cdef int threads = 1 if alpha * alpha * KC < TW_SERIAL else <int> parts
+    cdef int threads = transform_threads(alpha * alpha * KC, parts)
     cdef double* tm
     cdef double* row
     for k in prange(K, schedule="static", num_threads=threads):

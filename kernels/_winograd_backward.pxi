@@ -106,6 +106,8 @@ cdef extern from *:
                      const T* v, T* e, const T* const* u, Py_ssize_t us, Py_ssize_t C,           \
                      T* const* acc, int dw, int dx) {                                            \
         int mode = (dw ? 1 : 0) + (dx ? 2 : 0);                                                  \
+        if (mode == 0) /* the bias gradient only: no products */                                 \
+            return;                                                                              \
         switch (C * 4 + mode) {                                                                  \
         WG_BWD_CASES(NAME, 1) WG_BWD_CASES(NAME, 2) WG_BWD_CASES(NAME, 3)                        \
         WG_BWD_CASES(NAME, 4) WG_BWD_CASES(NAME, 5) WG_BWD_CASES(NAME, 6)                        \
@@ -132,8 +134,7 @@ cdef extern from *:
         else if (n == 6)                                                                         \
             NAME##_n(dst, src, 6);                                                               \
         else                                                                                     \
-            for (Py_ssize_t i = 0; i < n; i++)                                                   \
-                dst[i] += src[i];                                                                \
+            NAME##_n(dst, src, (int)n);                                                          \
     }
     WG_ADD_RUN(wg_add_run_f, float)
     WG_ADD_RUN(wg_add_run_d, double)
@@ -347,9 +348,7 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                         Z[q * bs + e] = 0
                 uq[q] = U + k * C if U != NULL else NULL
                 accq[q] = acc + (k0 + q) * P * C * L if acc != NULL else NULL
-            if acc == NULL and dx == NULL:  # the bias gradient only: no products
-                pass
-            elif floating is float:
+            if floating is float:
                 wg_bwd_products_f(Z, P, SB, bs, nsv, V, E, uq, K * C, C, accq, acc != NULL,
                                   dx != NULL)
             else:
