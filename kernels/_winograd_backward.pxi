@@ -274,6 +274,27 @@ cdef void scatter_add_tiles(const floating* d, Py_ssize_t C, Py_ssize_t H, Py_ss
                         row[j * dw] += src[j]
 
 
+cdef bint eight_tile_runs(const Py_ssize_t* tn, const Py_ssize_t* tih, const Py_ssize_t* tiw,
+                         Py_ssize_t nt, Py_ssize_t H, Py_ssize_t W, Py_ssize_t dh,
+                         Py_ssize_t* img, Py_ssize_t* off) noexcept nogil:
+    # True when a chunk's nt tiles (4 x 4, column step 1) are CH = 16 tiles in two runs of eight
+    # side by side, all inside the H x W map, so that ``wg_gather8t4_f`` moves each run; then run
+    # h's first tile lies in image img[h] at off[h] = row * W + column of its plane.  Decided
+    # once per sub-block for all K filters' dy tiles, instead of ``gather_tiles``' tests per
+    # filter and chunk: the (64,3,32,32)->64 5x5 backward 1.04x (in-process A/B, 3369 pairs).
+    cdef Py_ssize_t h, t
+    if nt != CH:
+        return False
+    for h in range(2):
+        t = 8 * h
+        if not (tn[t + 7] == tn[t] and tih[t + 7] == tih[t] and tiw[t + 7] == tiw[t] + 28
+                and tile_inside(tih[t], tiw[t], 4, dh, 1, H, W) and tiw[t] + 31 < W):
+            return False
+        img[h] = tn[t]
+        off[h] = tih[t] * W + tiw[t]
+    return True
+
+
 cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                          const floating* dy, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
                          const floating* U, const floating* BT, int bt_kind, const floating* A,
@@ -290,7 +311,7 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     # (the per-lane sums, acc, are the last part); acc: (K', alpha^2, C, lanes) or NULL; db:
     # (K', lanes) or NULL, the per-lane sums of Z_k's point (ones, ones), the row of A that is
     # all ones (the point 1), where Z holds the tile's sum of dy: the bias gradient.
-    cdef Py_ssize_t P = alpha * alpha, c, k, k0, q, s, t, e, ns, nsv
+    cdef Py_ssize_t P = alpha * alpha, c, k, k0, q, s, t, e, i, ns, nsv
     cdef Py_ssize_t L = bwd_lanes(sizeof(floating))
     cdef Py_ssize_t bs = P * SB + BS_PAD           # stride of the channels and filters
     cdef floating* zp
@@ -302,11 +323,18 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef const floating* uq[KB]
     cdef floating* accq[KB]
     cdef Py_ssize_t[SB] tn, tih, tiw, tod, tow
+    cdef Py_ssize_t[SB] run_img, run_off  # per chunk c, its runs of eight dy tiles at 2c, 2c + 1
+    cdef bint[SB] runs                    # per chunk c: gathered by runs of eight
+    cdef const floating* src
     for s in range(t0, t0 + nt, 64):  # SB
         ns = min(SB, t0 + nt - s)
         nsv = (ns + CH - 1) // CH * CH             # the chunks' tiles (zeros past ns)
         tile_positions(oh0, n_rows, ow0, n_cols, s, ns, ph, pw, tn, tih, tiw)
         tile_positions(oh0, n_rows, ow0, n_cols, s, ns, 0, 0, tn, tod, tow)
+        for t in range(0, ns, 16):  # CH
+            runs[t // 16] = (floating is float and m == 4 and dw == 1
+                             and eight_tile_runs(tn + t, tod + t, tow + t, min(CH, ns - t), Ho,
+                                                 Wo, dh, run_img + t // 8, run_off + t // 8))
         if acc != NULL:
             for c in range(C):
                 for t in range(0, ns, 16):  # CH
@@ -329,8 +357,17 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                 k = min(k0 + q, K - 1)
                 if k0 + q < K:
                     for t in range(0, ns, 16):  # CH
-                        gather_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t, min(CH, ns - t),
-                                     m, dh, dw, d)
+                        if floating is float and runs[t // 16]:
+                            for e in range(2):
+                                src = dy + (run_img[t // 8 + e] * K + k) * Ho * Wo \
+                                    + run_off[t // 8 + e]
+                                wg_gather8t4_f(src, dh * Wo, d + 8 * e)
+                                for i in range(4):  # the same rows of the next filter
+                                    wg_prefetch(src + Ho * Wo + i * dh * Wo)
+                                    wg_prefetch(src + Ho * Wo + i * dh * Wo + 31)
+                        else:
+                            gather_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t,
+                                         min(CH, ns - t), m, dh, dw, d)
                         if a_kind == AT46T or a_kind == AT48T:
                             if floating is float:
                                 wg_att2d_f(d, Z + q * bs + t, SB, <int> alpha)

@@ -62,6 +62,7 @@ def test_every_tile_and_channel_count_matches_torch(dtype, tile, C):
     [
         ((3, 2, 61, 47), 5, 3, (2, 4), (3, 2)),  # several blocks per image, both phases
         ((2, 3, 40, 70), 6, 5, (2, 2), (1, 1)),  # rows of eight 4x4 dy tiles inside the map
+        ((1, 2, 44, 70), 5, 3, (2, 2), (2, 1)),  # the same on every other row (row dilation 2)
         ((1, 3, 150, 9), 4, 5, (0, 2), (2, 1)),  # one narrow image: many blocks of whole rows
         ((2, 1, 30, 30), 3, 5, (6, 7), (4, 4)),  # padding beyond the kernel's reach
         ((4, 3, 5, 6), 7, 3, (1, 1), (1, 1)),  # maps smaller than a tile
