@@ -399,7 +399,8 @@ def test_edge_chunks_gathered_from_padded_strips_match_float64_loops(dtype, shap
     # a chunk with tiles over the image's edge is gathered from zero-padded copies of its input
     # rows (``gather_strips``), unless they exceed its 3072-element buffer (dilation 100: 16
     # tiles on one row span 6 rows of 516 columns): then tile by tile; forward (GEMM and fused
-    # stage), dx and dweight
+    # stage), dx and dweight.  (In the x86-64-v4 build, float32 chunks with column dilation 1
+    # move by runs of tiles instead, ``gather_runs``, with masked loads at the edges.)
     rng = np.random.default_rng(13)
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal((4, shape[1], r, r)).astype(dtype)
@@ -624,3 +625,51 @@ def test_unchecked_kernels_refuse_mismatched_shapes():
             16,
             np.zeros(need - 1),
         )
+
+
+@st.composite
+def tile_chunks(draw):
+    # a chunk of up to 16 consecutive tiles of a grid four columns apart (F(4, r)'s), raster
+    # order over images, tile rows and tile columns, from offsets that put tiles over every edge
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    H, W = draw(st.integers(1, 40)), draw(st.integers(1, 75))
+    size, dh = draw(st.sampled_from([4, 6, 8])), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 9)), draw(st.integers(0, 9))
+    rows = [-ph + 4 * dh * a for a in range((H + 2 * ph) // (4 * dh) + 1)]
+    cols = [-pw + 4 * b for b in range((W + 2 * pw) // 4 + 1)]
+    grid = [(n, a, b) for n in range(N) for a in rows for b in cols]
+    t0 = draw(st.integers(0, len(grid) - 1))
+    tiles = np.array(grid[t0 : t0 + draw(st.integers(1, 16))], dtype=np.intp)
+    return (N, C, H, W), size, dh, tiles
+
+
+@given(
+    tile_chunks(),
+    st.sampled_from([np.float32, np.float64]),
+    st.sampled_from([1, 2]),
+    st.integers(0, 2**16),
+)
+def test_chunk_gathers_by_runs_and_by_moves_equal_the_tiles(case, dtype, dw, seed):
+    # the two ways a chunk of input tiles is gathered: by runs of tiles side by side (masked
+    # loads and permutations; float32 in the x86-64-v4 build) and by groups of four or tile by
+    # tile (transposes, padded strips): each equal to the tiles cut from the zero-padded map
+    shape, size, dh, tiles = case
+    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    c = seed % shape[1]
+    tn, tih, tiw = (np.ascontiguousarray(tiles[:, i]) for i in range(3))
+    runs, moves = _winograd.gather_chunk_both(x, c, tn, tih, tiw, size, dh, dw)
+    pad = 2 * size * max(dh, dw) + 12
+    xp = np.pad(x[:, c], ((0, 0), (pad, pad), (pad, pad)))
+    want = np.zeros((size * size, 16), dtype)
+    for t, (n, ih, iw) in enumerate(tiles):
+        patch = xp[n, pad + ih :: dh, pad + iw :: dw][:size, :size]
+        want[:, t] = patch.reshape(-1)
+    np.testing.assert_array_equal(moves, want)
+    if runs is not None:
+        np.testing.assert_array_equal(runs, want)
+    pieces, run = 1, 1  # runs of tiles side by side, split after eight
+    for a, b in zip(tiles[:-1], tiles[1:], strict=True):
+        run = run + 1 if a[0] == b[0] and a[1] == b[1] and b[2] == a[2] + 4 and run < 8 else 1
+        pieces += run == 1
+    applies = dtype == np.float32 and dw == 1 and size in (6, 8) and 2 * pieces <= len(tiles)
+    assert (runs is not None) == (applies and _winograd.RUNS_GATHER)
