@@ -188,6 +188,53 @@ cdef extern from *:
     }
     WG_ATT2D(wg_att2d_f, float, wg_vwf)
     WG_ATT2D(wg_att2d_d, double, wg_vd)
+    #if defined(__AVX512F__)
+    /* The same Z, float32, for a chunk of two runs of eight 4x4 dy tiles side by side (run e's
+       rows at s[e] + i*rs, its tile u at column 4u), straight from dy's rows: per row and tile
+       column j, the chunk's vector (16 tiles) is two two-register permutations (lane u <- column
+       4u + j of each run) blended, kept in registers for the transform (with wg_gather8t4_f, the
+       chunk went through memory in 32-byte halves that the transform's 64-byte loads waited
+       for: 7% of the (64,3,32,32)->64 5x5 backward under perf, at that load). */
+    #define WG_DY16_ATT2D 1
+    static inline __attribute__((always_inline)) void wg_dy16_att2d_a(
+            const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs, int A) {
+        const __m512i col = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20,
+                                              24, 28);
+        wg_vwf d[16], tmp[8][4], o[8];
+        for (int i = 0; i < 4; i++) {
+            __m512 a0 = _mm512_loadu_ps(s[0] + i * rs), a1 = _mm512_loadu_ps(s[0] + i * rs + 16);
+            __m512 b0 = _mm512_loadu_ps(s[1] + i * rs), b1 = _mm512_loadu_ps(s[1] + i * rs + 16);
+            for (int j = 0; j < 4; j++) {
+                __m512i idx = _mm512_add_epi32(col, _mm512_set1_epi32(j));
+                d[i * 4 + j] = (wg_vwf)_mm512_mask_blend_ps(
+                    (__mmask16)0xFF00, _mm512_permutex2var_ps(a0, idx, a1),
+                    _mm512_permutex2var_ps(b0, idx, b1));
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            wg_vwf c[8];
+            WG_ATT1(float, wg_vwf, A, d[j], d[4 + j], d[8 + j], d[12 + j], c);
+            for (int a = 0; a < A; a++)
+                tmp[a][j] = c[a];
+        }
+        for (int a = 0; a < A; a++) {
+            WG_ATT1(float, wg_vwf, A, tmp[a][0], tmp[a][1], tmp[a][2], tmp[a][3], o);
+            for (int b = 0; b < A; b++)
+                WG_ST(wg_vwf, z + (a * A + b) * zs, o[b]);
+        }
+    }
+    static void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
+                                int A) {
+        if (A == 8) wg_dy16_att2d_a(s, rs, z, zs, 8); else wg_dy16_att2d_a(s, rs, z, zs, 6);
+    }
+    #else
+    #define WG_DY16_ATT2D 0
+    static void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
+                                int A) {
+        (void)s; (void)rs; (void)z; (void)zs; (void)A;
+        __builtin_trap();  /* never called: WG_DY16_ATT2D is 0 */
+    }
+    #endif
     """
     void wg_bwd_products_f(const float* z, Py_ssize_t P, Py_ssize_t zs, Py_ssize_t vs,
                            Py_ssize_t nt, const float* v, float* e, const float* const* u,
@@ -201,6 +248,9 @@ cdef extern from *:
     void wg_add_run_d(double* dst, const double* src, Py_ssize_t n) nogil
     void wg_att2d_f(const float* d, float* z, Py_ssize_t zs, int A) nogil
     void wg_att2d_d(const double* d, double* z, Py_ssize_t zs, int A) nogil
+    enum: WG_DY16_ATT2D
+    void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
+                         int A) nogil
 
 
 cdef enum:
@@ -332,7 +382,7 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef Py_ssize_t[SB] tn, tih, tiw, tod, tow
     cdef Py_ssize_t[SB] run_img, run_off  # per chunk c, its runs of eight dy tiles at 2c, 2c + 1
     cdef bint[SB] runs                    # per chunk c: gathered by runs of eight
-    cdef const floating* src
+    cdef const floating* rsrc[2]
     for s in range(t0, t0 + nt, 64):  # SB
         ns = min(SB, t0 + nt - s)
         nsv = (ns + CH - 1) // CH * CH             # the chunks' tiles (zeros past ns)
@@ -363,12 +413,17 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                     for t in range(0, ns, 16):  # CH
                         if floating is float and runs[t // 16]:
                             for e in range(2):
-                                src = dy + (run_img[t // 8 + e] * K + k) * Ho * Wo \
+                                rsrc[e] = dy + (run_img[t // 8 + e] * K + k) * Ho * Wo \
                                     + run_off[t // 8 + e]
-                                wg_gather8t4_f(src, dh * Wo, d + 8 * e)
                                 for i in range(4):  # the same rows of the next filter
-                                    wg_prefetch(src + Ho * Wo + i * dh * Wo)
-                                    wg_prefetch(src + Ho * Wo + i * dh * Wo + 31)
+                                    wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo)
+                                    wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo + 31)
+                            if WG_DY16_ATT2D:
+                                wg_dy16_att2d_f(<const float* const*> rsrc, dh * Wo,
+                                                <float*> Z + q * bs + t, SB, <int> alpha)
+                                continue
+                            for e in range(2):
+                                wg_gather8t4_f(<const float*> rsrc[e], dh * Wo, <float*> d + 8 * e)
                         else:
                             gather_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t,
                                          min(CH, ns - t), m, dh, dw, d)
