@@ -1649,14 +1649,14 @@ cdef inline void wsum(floating* out, const double* g, Py_ssize_t n, const source
             out[c] = <floating> v
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 cdef inline int transform_threads(Py_ssize_t elements, Py_ssize_t most) noexcept nogil:
     # threads for a filter transform of this many elements (transform_weight's U,
     # weight_grad_from_points' S): one below TW_SERIAL, else at most ``most``
     return 1 if elements < TW_SERIAL else <int> max(most, 1)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
                      floating[:, :, ::1] U):
     """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r),

@@ -162,25 +162,30 @@ cdef extern from *:
             }                                                                                    \
             (o)[(A) - 1] = (d3);                                                                 \
         } while (0)
+    /* both passes on one vector of tiles per dy value, d[i*4 + j] (V d[16]), into z */
+    #define WG_ATT2D_PASSES(T, V, A, d, z, zs) do {                                             \
+            V tmp_[8][4], o_[8];                                                                 \
+            for (int j_ = 0; j_ < 4; j_++) {                                                     \
+                V c_[8];                                                                         \
+                WG_ATT1(T, V, A, (d)[j_], (d)[4 + j_], (d)[8 + j_], (d)[12 + j_], c_);           \
+                for (int a_ = 0; a_ < (A); a_++)                                                 \
+                    tmp_[a_][j_] = c_[a_];                                                       \
+            }                                                                                    \
+            for (int a_ = 0; a_ < (A); a_++) {                                                   \
+                WG_ATT1(T, V, A, tmp_[a_][0], tmp_[a_][1], tmp_[a_][2], tmp_[a_][3], o_);        \
+                for (int b_ = 0; b_ < (A); b_++)                                                 \
+                    WG_ST(V, (z) + (a_ * (A) + b_) * (zs), o_[b_]);                              \
+            }                                                                                    \
+        } while (0)
     #define WG_ATT2D(NAME, T, V)                                                                 \
     static inline __attribute__((always_inline)) void NAME##_a(const T* d, T* z,                \
                                                                Py_ssize_t zs, int A) {          \
         enum { L = (int)(sizeof(V) / sizeof(T)) };                                               \
         for (int t = 0; t < WG_CH; t += L) {                                                     \
-            V tmp[8][4], o[8];                                                                   \
-            for (int j = 0; j < 4; j++) {                                                        \
-                V c[8];                                                                          \
-                WG_ATT1(T, V, A, WG_LD(V, d + j * WG_CH + t), WG_LD(V, d + (4 + j) * WG_CH + t), \
-                        WG_LD(V, d + (8 + j) * WG_CH + t), WG_LD(V, d + (12 + j) * WG_CH + t), \
-                        c);                                                                      \
-                for (int a = 0; a < A; a++)                                                      \
-                    tmp[a][j] = c[a];                                                            \
-            }                                                                                    \
-            for (int a = 0; a < A; a++) {                                                        \
-                WG_ATT1(T, V, A, tmp[a][0], tmp[a][1], tmp[a][2], tmp[a][3], o);                 \
-                for (int b = 0; b < A; b++)                                                      \
-                    WG_ST(V, z + (a * A + b) * zs + t, o[b]);                                    \
-            }                                                                                    \
+            V dv[16];                                                                            \
+            for (int e = 0; e < 16; e++)                                                         \
+                dv[e] = WG_LD(V, d + e * WG_CH + t);                                             \
+            WG_ATT2D_PASSES(T, V, A, dv, z + t, zs);                                             \
         }                                                                                        \
     }                                                                                            \
     static void NAME(const T* d, T* z, Py_ssize_t zs, int A) {                                   \
@@ -200,7 +205,7 @@ cdef extern from *:
             const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs, int A) {
         const __m512i col = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20,
                                               24, 28);
-        wg_vwf d[16], tmp[8][4], o[8];
+        wg_vwf d[16];
         for (int i = 0; i < 4; i++) {
             __m512 a0 = _mm512_loadu_ps(s[0] + i * rs), a1 = _mm512_loadu_ps(s[0] + i * rs + 16);
             __m512 b0 = _mm512_loadu_ps(s[1] + i * rs), b1 = _mm512_loadu_ps(s[1] + i * rs + 16);
@@ -211,17 +216,7 @@ cdef extern from *:
                     _mm512_permutex2var_ps(b0, idx, b1));
             }
         }
-        for (int j = 0; j < 4; j++) {
-            wg_vwf c[8];
-            WG_ATT1(float, wg_vwf, A, d[j], d[4 + j], d[8 + j], d[12 + j], c);
-            for (int a = 0; a < A; a++)
-                tmp[a][j] = c[a];
-        }
-        for (int a = 0; a < A; a++) {
-            WG_ATT1(float, wg_vwf, A, tmp[a][0], tmp[a][1], tmp[a][2], tmp[a][3], o);
-            for (int b = 0; b < A; b++)
-                WG_ST(wg_vwf, z + (a * A + b) * zs, o[b]);
-        }
+        WG_ATT2D_PASSES(float, wg_vwf, A, d, z, zs);
     }
     static void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
                                 int A) {
@@ -335,8 +330,9 @@ cdef bint eight_tile_runs(const Py_ssize_t* tn, const Py_ssize_t* tih, const Py_
                          Py_ssize_t nt, Py_ssize_t H, Py_ssize_t W, Py_ssize_t dh,
                          Py_ssize_t* img, Py_ssize_t* off) noexcept nogil:
     # True when a chunk's nt tiles (4 x 4, column step 1) are CH = 16 tiles in two runs of eight
-    # side by side, all inside the H x W map, so that ``wg_gather8t4_f`` moves each run; then run
-    # h's first tile lies in image img[h] at off[h] = row * W + column of its plane.  Decided
+    # side by side, all inside the H x W map, so that each run moves from dy's rows as a whole
+    # (``wg_dy16_att2d_f``, or ``wg_gather8t4_f`` outside the x86-64-v4 build); then run h's
+    # first tile lies in image img[h] at off[h] = row * W + column of its plane.  Decided
     # once per sub-block for all K filters' dy tiles, instead of ``gather_tiles``' tests per
     # filter and chunk: the (64,3,32,32)->64 5x5 backward 1.04x (in-process A/B, 3369 pairs).
     cdef Py_ssize_t h, t
@@ -418,7 +414,7 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                                 for i in range(4):  # the same rows of the next filter
                                     wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo)
                                     wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo + 31)
-                            if WG_DY16_ATT2D:
+                            if WG_DY16_ATT2D and (a_kind == AT46T or a_kind == AT48T):
                                 wg_dy16_att2d_f(<const float* const*> rsrc, dh * Wo,
                                                 <float*> Z + q * bs + t, SB, <int> alpha)
                                 continue
