@@ -645,23 +645,28 @@ cdef extern from *:
        puts the tiles in order (t0 t2 t4 t6 t1 t3 t5 t7 -> t0 .. t7): 20 vector operations per row
        against 32 for two four-tile transposes (the weight gradients' dy tiles). */
     typedef int wg_m8i __attribute__((vector_size(32)));
+    /* one row: o[j][u] = s[4u + j] */
+    static inline __attribute__((always_inline)) void wg_row8t4_f(const float* s, wg_vf* o) {
+        wg_vf a = WG_LD(wg_vf, s), b = WG_LD(wg_vf, s + 8);
+        wg_vf c = WG_LD(wg_vf, s + 16), e = WG_LD(wg_vf, s + 24);
+        wg_vf t0 = __builtin_shuffle(a, b, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
+        wg_vf t1 = __builtin_shuffle(a, b, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
+        wg_vf t2 = __builtin_shuffle(c, e, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
+        wg_vf t3 = __builtin_shuffle(c, e, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
+        wg_vf r[4];
+        r[0] = __builtin_shuffle(t0, t2, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
+        r[1] = __builtin_shuffle(t0, t2, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
+        r[2] = __builtin_shuffle(t1, t3, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
+        r[3] = __builtin_shuffle(t1, t3, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
+        for (int j = 0; j < 4; j++)
+            o[j] = __builtin_shuffle(r[j], (wg_m8i){0, 4, 1, 5, 2, 6, 3, 7});
+    }
     static inline void wg_gather8t4_f(const float* src, Py_ssize_t rs, float* d) {
         for (int i = 0; i < 4; i++) {
-            const float* s = src + i * rs;
-            wg_vf a = WG_LD(wg_vf, s), b = WG_LD(wg_vf, s + 8);
-            wg_vf c = WG_LD(wg_vf, s + 16), e = WG_LD(wg_vf, s + 24);
-            wg_vf t0 = __builtin_shuffle(a, b, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
-            wg_vf t1 = __builtin_shuffle(a, b, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
-            wg_vf t2 = __builtin_shuffle(c, e, (wg_m8i){0, 8, 1, 9, 4, 12, 5, 13});
-            wg_vf t3 = __builtin_shuffle(c, e, (wg_m8i){2, 10, 3, 11, 6, 14, 7, 15});
-            wg_vf r[4];
-            r[0] = __builtin_shuffle(t0, t2, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
-            r[1] = __builtin_shuffle(t0, t2, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
-            r[2] = __builtin_shuffle(t1, t3, (wg_m8i){0, 1, 8, 9, 4, 5, 12, 13});
-            r[3] = __builtin_shuffle(t1, t3, (wg_m8i){2, 3, 10, 11, 6, 7, 14, 15});
+            wg_vf o[4];
+            wg_row8t4_f(src + i * rs, o);
             for (int j = 0; j < 4; j++)
-                WG_ST(wg_vf, d + (i * 4 + j) * WG_CH,
-                      __builtin_shuffle(r[j], (wg_m8i){0, 4, 1, 5, 2, 6, 3, 7}));
+                WG_ST(wg_vf, d + (i * 4 + j) * WG_CH, o[j]);
         }
     }
     /* a hint to load the line at p (never faults, even past the end of an array) */

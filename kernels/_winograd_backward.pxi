@@ -144,6 +144,22 @@ cdef extern from *:
     }
     WG_ADD_RUN(wg_add_run_f, float)
     WG_ADD_RUN(wg_add_run_d, double)
+    /* One row of g tiles of 8 values side by side 4 apart (F(4,5): alpha 8, m 4), row u at
+       row + u*ps: their overlapping sums as one run of 4g + 4 values, comb[4v + j] =
+       row_v[j] + row_{v-1}[4 + j], so that dx gets one add per value and row instead of one per
+       tile (adding tile after tile, each 8-value add read the 4 values the previous tile's add
+       had just stored: a store-to-load forward across two stores, which stalled) */
+    #define WG_COMBINE_ROW8(NAME, T, V)                                                          \
+    static inline void NAME(const T* row, Py_ssize_t ps, Py_ssize_t g, T* comb) {               \
+        V prev = (V){0};                                                                         \
+        for (Py_ssize_t v = 0; v < g; v++) {                                                     \
+            WG_ST(V, comb + 4 * v, WG_LD(V, row + v * ps) + prev);                              \
+            prev = WG_LD(V, row + v * ps + 4);                                                   \
+        }                                                                                        \
+        WG_ST(V, comb + 4 * g, prev);                                                            \
+    }
+    WG_COMBINE_ROW8(wg_combine_row8_f, float, wg_v4f)
+    WG_COMBINE_ROW8(wg_combine_row8_d, double, wg_v4d)
     /* Z = A dy A^T of one chunk of m x m = 4 x 4 dy tiles, A (alpha x 4) the transpose of A^T of
        F(4,3) (alpha 6) or F(4,5) (alpha 8): d[(i*4 + j)*WG_CH + t] -> z[(a*alpha + b)*zs + t],
        both 1-D passes in registers, each by pair sums of the symmetric points: the rows
@@ -222,6 +238,33 @@ cdef extern from *:
                                 int A) {
         if (A == 8) wg_dy16_att2d_a(s, rs, z, zs, 8); else wg_dy16_att2d_a(s, rs, z, zs, 6);
     }
+    #elif defined(__AVX2__)
+    /* The same in the x86-64-v3 build, where a run of eight tiles is one vector: per run, its
+       16 vectors from dy's rows (wg_row8t4_f), transformed in registers, instead of stored to
+       the chunk by wg_gather8t4_f and loaded again by wg_att2d_f (the (64,3,32,32)->64 5x5
+       backward 1.037x on a 2-core Zen 3, in-process A/B, 2500 pairs) */
+    #define WG_DY16_ATT2D 1
+    static inline __attribute__((always_inline)) void wg_dy16_att2d_a(
+            const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs, int A) {
+        for (int e = 0; e < 2; e++) {
+            wg_vf d[16];
+            for (int i = 0; i < 4; i++)
+                wg_row8t4_f(s[e] + i * rs, d + 4 * i);
+            WG_ATT2D_PASSES(float, wg_vf, A, d, z + 8 * e, zs);
+        }
+    }
+    static void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
+                                int A) {
+        if (A == 8) {
+            wg_dy16_att2d_a(s, rs, z, zs, 8);
+        } else {  /* alpha 6 (F(4,3)): through the chunk in memory (in registers, a
+                     (32,3,64,64)->32 3x3 backward ran 0.98x) */
+            float d[16 * WG_CH];
+            wg_gather8t4_f(s[0], rs, d);
+            wg_gather8t4_f(s[1], rs, d + 8);
+            wg_att2d_f(d, z, zs, 6);
+        }
+    }
     #else
     #define WG_DY16_ATT2D 0
     static void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
@@ -241,6 +284,8 @@ cdef extern from *:
                            int fresh) nogil
     void wg_add_run_f(float* dst, const float* src, Py_ssize_t n) nogil
     void wg_add_run_d(double* dst, const double* src, Py_ssize_t n) nogil
+    void wg_combine_row8_f(const float* row, Py_ssize_t ps, Py_ssize_t g, float* comb) nogil
+    void wg_combine_row8_d(const double* row, Py_ssize_t ps, Py_ssize_t g, double* comb) nogil
     void wg_att2d_f(const float* d, float* z, Py_ssize_t zs, int A) nogil
     void wg_att2d_d(const double* d, double* z, Py_ssize_t zs, int A) nogil
     enum: WG_DY16_ATT2D
@@ -291,24 +336,48 @@ def fused_backward_scratch_size(Py_ssize_t C, Py_ssize_t K, Py_ssize_t alpha,
 
 cdef void scatter_add_tiles(const floating* d, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                             Py_ssize_t c, const Py_ssize_t* tn, const Py_ssize_t* tih,
-                            const Py_ssize_t* tiw, Py_ssize_t nt, Py_ssize_t size, Py_ssize_t dh,
-                            Py_ssize_t dw, floating* dx) noexcept nogil:
+                            const Py_ssize_t* tiw, Py_ssize_t nt, Py_ssize_t size, Py_ssize_t m,
+                            Py_ssize_t dh, Py_ssize_t dw, floating* dx) noexcept nogil:
     # dx[tn[t], c, tih[t] + i*dh, tiw[t] + j*dw] += d[(i*size + j)*CH + t] where inside the
     # H x W map (outside is padding), t < nt; the inverse of ``gather_tiles``.  The chunk is
     # first transposed to tile-major rows (4x4 blocks in registers), so that each tile's row
     # inside the map is one contiguous run of adds (vectorised for column dilation 1) instead of
     # scalar moves strided by CH, which took a tenth of the (64,3,32,32)->64 5x5 backward: dx
     # 1.07x, the backward 1.045x; 3x3 and 8-channel layers 1.02-1.03x (in-process A/B).  Tiles
-    # still add one after another, in order, so the sums are the same as tile by tile.
+    # in a row of the map, side by side m apart with 2m = size (F(4,5)), first sum their
+    # overlapping rows (``wg_combine_row8``), so each dx value gets one add per tile row.
     cdef floating[CHUNK] rows      # rows[t*size*size + i*size + j] = d[(i*size + j)*CH + t]
-    cdef Py_ssize_t t, i, j, j0, j1, ih, iw, P = size * size
+    cdef floating[CH * 4 + 8] comb  # one combined row of up to CH tiles
+    cdef Py_ssize_t t, g, i, j, j0, j1, ih, iw, P = size * size
     cdef floating* row
     cdef const floating* src
     if floating is float:
         wg_transpose_f(d, CH, P, nt, rows, P)
     else:
         wg_transpose_d(d, CH, P, nt, rows, P)
-    for t in range(nt):
+    t = 0
+    while t < nt:
+        g = 1                      # tiles t .. t + g - 1: one row of tiles m apart
+        if dw == 1 and m == 4 and size == 8:
+            while (t + g < nt and tn[t + g] == tn[t] and tih[t + g] == tih[t]
+                   and tiw[t + g] == tiw[t] + 4 * g):
+                g += 1
+        if g > 1:
+            iw = tiw[t]
+            inside_columns(iw, 4 * g + 4, 1, W, &j0, &j1)
+            for i in range(8):
+                ih = tih[t] + i * dh
+                if 0 <= ih < H:
+                    if floating is float:
+                        wg_combine_row8_f(rows + t * P + i * 8, P, g, comb)
+                        wg_add_run_f(dx + ((tn[t] * C + c) * H + ih) * W + iw + j0, comb + j0,
+                                     j1 - j0)
+                    else:
+                        wg_combine_row8_d(rows + t * P + i * 8, P, g, comb)
+                        wg_add_run_d(dx + ((tn[t] * C + c) * H + ih) * W + iw + j0, comb + j0,
+                                     j1 - j0)
+            t += g
+            continue
         iw = tiw[t]
         inside_columns(iw, size, dw, W, &j0, &j1)
         for i in range(size):
@@ -324,6 +393,7 @@ cdef void scatter_add_tiles(const floating* d, Py_ssize_t C, Py_ssize_t H, Py_ss
                 else:
                     for j in range(j0, j1):
                         row[j * dw] += src[j]
+        t += 1
 
 
 cdef bint eight_tile_runs(const Py_ssize_t* tn, const Py_ssize_t* tih, const Py_ssize_t* tiw,
@@ -331,7 +401,7 @@ cdef bint eight_tile_runs(const Py_ssize_t* tn, const Py_ssize_t* tih, const Py_
                          Py_ssize_t* img, Py_ssize_t* off) noexcept nogil:
     # True when a chunk's nt tiles (4 x 4, column step 1) are CH = 16 tiles in two runs of eight
     # side by side, all inside the H x W map, so that each run moves from dy's rows as a whole
-    # (``wg_dy16_att2d_f``, or ``wg_gather8t4_f`` outside the x86-64-v4 build); then run h's
+    # (``wg_dy16_att2d_f`` in the x86-64-v4 and v3 builds, else ``wg_gather8t4_f``); then run h's
     # first tile lies in image img[h] at off[h] = row * W + column of its plane.  Decided
     # once per sub-block for all K filters' dy tiles, instead of ``gather_tiles``' tests per
     # filter and chunk: the (64,3,32,32)->64 5x5 backward 1.04x (in-process A/B, 3369 pairs).
@@ -373,6 +443,7 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef floating* Z = E + C * bs                  # (KB, P, SB)
     cdef floating* Et = Z + KB * bs                # (C, P, SB): E's total over the filters
     cdef floating[CHUNK] d              # one chunk of raw tiles; then of dx tiles
+    cdef floating[16] dsum              # the bias gradient's lanes of one filter and sub-block
     cdef const floating* uq[KB]
     cdef floating* accq[KB]
     cdef Py_ssize_t[SB] tn, tih, tiw, tod, tow
@@ -430,11 +501,15 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                                 wg_att2d_d(d, Z + q * bs + t, SB, <int> alpha)
                         else:
                             transform_chunk(a_kind, A, alpha, m, d, CH, Z + q * bs + t, SB)
-                    if db != NULL:
+                    if db != NULL:  # summed in registers (db might alias zp for the compiler)
                         zp = Z + q * bs + (ones * alpha + ones) * SB
-                        for t in range(nsv // L):
+                        for e in range(L):
+                            dsum[e] = zp[e]
+                        for t in range(1, nsv // L):
                             for e in range(L):
-                                db[k * L + e] += zp[t * L + e]
+                                dsum[e] += zp[t * L + e]
+                        for e in range(L):
+                            db[k * L + e] += dsum[e]
                 else:
                     for e in range(P * SB):
                         Z[q * bs + e] = 0
@@ -455,7 +530,7 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                     transform_chunk(btt_kind, BTt, alpha, alpha,
                                     (Et if K > KSUM else E) + c * bs + t, SB, d, CH)
                     scatter_add_tiles(d, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, ns - t),
-                                      alpha, dh, dw, dx)
+                                      alpha, m, dh, dw, dx)
 
 
 @cython.boundscheck(False)

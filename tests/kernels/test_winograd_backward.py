@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cnncore.functional import conv2d_backward
@@ -77,6 +77,30 @@ def test_blocks_phases_and_edges_match_torch(dtype, shape, K, r, p, d):
     _check(got, _torch_grads(x, w, dy, p, d), dtype, tile)
     for a, b in zip(got, wg.conv2d_backward_fused(dy, x, w, p, d, tile), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@given(
+    N=st.integers(1, 3),
+    C=st.integers(1, 4),
+    H=st.integers(1, 30),
+    W=st.integers(1, 75),
+    K=st.integers(1, 6),
+    tile=st.sampled_from(["F(4,3)", "F(4,5)", "F(2,3)"]),
+    p=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+    d=st.tuples(st.integers(1, 3), st.integers(1, 2)),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_random_shapes_padding_and_dilation_match_torch(N, C, H, W, K, tile, p, d, dtype, seed):
+    # rows of tiles whose overlapping rows are summed before they are added onto dx (F(4,5)),
+    # cut at both edges of the map, by chunks and by images; runs of eight dy tiles (maps of
+    # 32 columns and more); blocks in two phases; every gradient against float64 PyTorch
+    r = wg.TILES[tile][1]
+    Ho, Wo = H + 2 * p[0] - d[0] * (r - 1), W + 2 * p[1] - d[1] * (r - 1)
+    assume(Ho >= 1 and Wo >= 1)
+    x, w, dy = _case(N, C, H, W, K, r, p, d, dtype, seed=seed)
+    got = wg.conv2d_backward_fused(dy, x, w, p, d, tile)
+    _check(got, _torch_grads(x, w, dy, p, d), dtype, tile)
 
 
 def test_each_gradient_alone_equals_the_full_call():
