@@ -234,10 +234,7 @@ cdef extern from *:
         }
         WG_ATT2D_PASSES(float, wg_vwf, A, d, z, zs);
     }
-    static void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
-                                int A) {
-        if (A == 8) wg_dy16_att2d_a(s, rs, z, zs, 8); else wg_dy16_att2d_a(s, rs, z, zs, 6);
-    }
+    #define WG_DY16_ALPHA6 1
     #elif defined(__AVX2__)
     /* The same in the x86-64-v3 build, where a run of eight tiles is one vector: per run, its
        16 vectors from dy's rows (wg_row8t4_f), transformed in registers, instead of stored to
@@ -253,20 +250,18 @@ cdef extern from *:
             WG_ATT2D_PASSES(float, wg_vf, A, d, z + 8 * e, zs);
         }
     }
+    /* alpha 6 (F(4,3)) keeps the chunk in memory here: in registers, a (32,3,64,64)->32 3x3
+       backward ran 0.98x */
+    #define WG_DY16_ALPHA6 0
+    #endif
+    #ifdef WG_DY16_ATT2D
     static void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
                                 int A) {
-        if (A == 8) {
-            wg_dy16_att2d_a(s, rs, z, zs, 8);
-        } else {  /* alpha 6 (F(4,3)): through the chunk in memory (in registers, a
-                     (32,3,64,64)->32 3x3 backward ran 0.98x) */
-            float d[16 * WG_CH];
-            wg_gather8t4_f(s[0], rs, d);
-            wg_gather8t4_f(s[1], rs, d + 8);
-            wg_att2d_f(d, z, zs, 6);
-        }
+        if (A == 8) wg_dy16_att2d_a(s, rs, z, zs, 8); else wg_dy16_att2d_a(s, rs, z, zs, 6);
     }
     #else
     #define WG_DY16_ATT2D 0
+    #define WG_DY16_ALPHA6 0
     static void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
                                 int A) {
         (void)s; (void)rs; (void)z; (void)zs; (void)A;
@@ -289,6 +284,7 @@ cdef extern from *:
     void wg_att2d_f(const float* d, float* z, Py_ssize_t zs, int A) nogil
     void wg_att2d_d(const double* d, double* z, Py_ssize_t zs, int A) nogil
     enum: WG_DY16_ATT2D
+    enum: WG_DY16_ALPHA6
     void wg_dy16_att2d_f(const float* const* s, Py_ssize_t rs, float* z, Py_ssize_t zs,
                          int A) nogil
 
@@ -369,14 +365,13 @@ cdef void scatter_add_tiles(const floating* d, Py_ssize_t C, Py_ssize_t H, Py_ss
             for i in range(8):
                 ih = tih[t] + i * dh
                 if 0 <= ih < H:
+                    row = dx + ((tn[t] * C + c) * H + ih) * W + iw
                     if floating is float:
                         wg_combine_row8_f(rows + t * P + i * 8, P, g, comb)
-                        wg_add_run_f(dx + ((tn[t] * C + c) * H + ih) * W + iw + j0, comb + j0,
-                                     j1 - j0)
+                        wg_add_run_f(row + j0, comb + j0, j1 - j0)
                     else:
                         wg_combine_row8_d(rows + t * P + i * 8, P, g, comb)
-                        wg_add_run_d(dx + ((tn[t] * C + c) * H + ih) * W + iw + j0, comb + j0,
-                                     j1 - j0)
+                        wg_add_run_d(row + j0, comb + j0, j1 - j0)
             t += g
             continue
         iw = tiw[t]
@@ -486,7 +481,8 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                                 for i in range(4):  # the same rows of the next filter
                                     wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo)
                                     wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo + 31)
-                            if WG_DY16_ATT2D and (a_kind == AT46T or a_kind == AT48T):
+                            if WG_DY16_ATT2D and (a_kind == AT48T
+                                                  or (a_kind == AT46T and WG_DY16_ALPHA6)):
                                 wg_dy16_att2d_f(<const float* const*> rsrc, dh * Wo,
                                                 <float*> Z + q * bs + t, SB, <int> alpha)
                                 continue
