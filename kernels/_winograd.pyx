@@ -70,6 +70,7 @@ cdef enum:
     MAXA = 8
     CHUNK = 1024  # MAXA * MAXA * CH: elements of a chunk's local array
     MAXTB = 1024  # most tiles per block
+    MAXTB4 = 256  # MAXTB / 4: groups of four tiles per block
     # A chunk with tiles over the image's edge is gathered from zero-padded copies of its rows
     # (``gather_strips``) of at most STRIP elements; longer ones (large dilations) tile by tile.
     # (Not float32 runs of tiles in the x86-64-v4 build: ``gather_runs`` reads zeros there.)
@@ -492,16 +493,18 @@ cdef extern from *:
             r3 = __builtin_shuffle(t1_, t3_, (MASK){2, 3, 6, 7});                                \
         } while (0)
     /* 4x4 output tiles (dilation 1): row a of tile u, out[(4a + b)*WG_CH + u] (b < 4), to
-       y0[u] + a*rs .. + 3, each 4-lane vector written by STORE */
+       y + off[u] + a*rs .. + 3, each 4-lane vector written by STORE.  (Given the four tiles'
+       pointers in an array instead, GCC kept the 16 row pointers on the stack when the offsets
+       came from the block's plan: forwards with ordinary stores ran 0.95-0.975x.) */
     #define WG_SCATTER4T(NAME, T, V, MASK, STORE)                                                 \
-    static inline void NAME(const T* out, T* const* y0, Py_ssize_t rs) {                        \
+    static inline void NAME(const T* out, T* y, const Py_ssize_t* off, Py_ssize_t rs) {         \
         for (int a = 0; a < 4; a++) {                                                            \
             V b0 = WG_LD(V, out + (4 * a) * WG_CH), b1 = WG_LD(V, out + (4 * a + 1) * WG_CH);    \
             V b2 = WG_LD(V, out + (4 * a + 2) * WG_CH), b3 = WG_LD(V, out + (4 * a + 3) * WG_CH);\
             V r0, r1, r2, r3;                                                                    \
             WG_T4(V, MASK, b0, b1, b2, b3, r0, r1, r2, r3);                                      \
-            STORE(V, y0[0] + a * rs, r0); STORE(V, y0[1] + a * rs, r1);                          \
-            STORE(V, y0[2] + a * rs, r2); STORE(V, y0[3] + a * rs, r3);                          \
+            STORE(V, y + off[0] + a * rs, r0); STORE(V, y + off[1] + a * rs, r1);                \
+            STORE(V, y + off[2] + a * rs, r2); STORE(V, y + off[3] + a * rs, r3);                \
         }                                                                                        \
     }
     /* S x S input tiles (S >= 4, dilation 1): d[(i*S + j)*WG_CH + u] = src[u][i*rs + j] */
@@ -614,10 +617,11 @@ cdef extern from *:
             _mm512_stream_ps(y + a * rs, _mm512_permutexvar_ps(idx, z));
         }
     }
-    static inline void wg_scatter4t_nt_f(const float* out, float* const* y0, Py_ssize_t rs) {
+    static inline void wg_scatter4t_nt_f(const float* out, float* y, const Py_ssize_t* off,
+                                         Py_ssize_t rs) {
         /* lane 4u + b <- lane 4b + u */
         wg_stream_rows4_f(out, _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7,
-                                                 11, 15), y0[0], rs);
+                                                 11, 15), y + off[0], rs);
     }
     /* Column dilation 2, four 4x4 tiles as two pairs 8 columns apart (wg_scatter2p's pairs at
        y0[0] and y0[1] = y0[0] + 8): each output row's 16 values fill one line, lane 2b + u of
@@ -702,9 +706,10 @@ cdef extern from *:
                        Py_ssize_t ps, Py_ssize_t C, int A, double* tmp, double* tmp2) nogil
     enum: WG_FUSED_C
     enum: WG_LANES_WF
-    void wg_scatter4t_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
-    void wg_scatter4t_d(const double* out, double* const* y0, Py_ssize_t rs) nogil
-    void wg_scatter4t_nt_f(const float* out, float* const* y0, Py_ssize_t rs) nogil
+    void wg_scatter4t_f(const float* out, float* y, const Py_ssize_t* off, Py_ssize_t rs) nogil
+    void wg_scatter4t_d(const double* out, double* y, const Py_ssize_t* off, Py_ssize_t rs) nogil
+    void wg_scatter4t_nt_f(const float* out, float* y, const Py_ssize_t* off,
+                           Py_ssize_t rs) nogil
     void wg_scatter2p_nt_f(const float* out, int m, float* const* y0, Py_ssize_t rs) nogil
     void wg_sfence() nogil
     void wg_gather4t_f(const float* const* src, Py_ssize_t rs, int S, float* d) nogil
@@ -1314,28 +1319,39 @@ cdef inline void scatter_tile(const floating* out, Py_ssize_t K, Py_ssize_t Ho, 
             row[b * dw] = out[(a * m + b) * CH]
 
 
-cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
-                        Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tih,
-                        const Py_ssize_t* tiw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t nt,
-                        Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, bint stream,
-                        floating* y) noexcept nogil:
-    # y[n, k, oh + a*dh, ow + b*dw] = out[(a*m + b)*CH + t] (inside the output only) for the
-    # tiles t < nt of a chunk, oh = tih[t] + ph, ow = tiw[t] + pw their output origins.  Four
-    # tiles at a time by vector moves when all four lie inside the output: transposed for 4x4
-    # tiles of dilation 1, copied for tiles on consecutive columns (column dilation >= 4), as
-    # two interleaved pairs for column dilation 2 (``wg_scatter2p``, even m); the others tile by
-    # tile.  stream (float32): four 4x4 tiles that fill 64-byte lines of their rows (side by
-    # side, or two pairs 8 columns apart) are written by non-temporal stores, whole lines (the
-    # caller then fences).
-    cdef Py_ssize_t t, u, oh, ow, t4 = 0
-    cdef Py_ssize_t off[4]
-    cdef floating* y0[4]
-    cdef bint inside, transpose = m == 4 and dw == 1, pairs = dw == 2 and m % 2 == 0
-    # stream: rows that start on 64-byte lines, each filled by four 4x4 tiles (float32)
-    cdef bint line_rows = stream and m == 4 and (dh * Wo) % 16 == 0
-    if transpose or dw >= 4 or pairs:
-        t4 = nt - nt % 4
-    for t in range(0, t4, 4):
+cdef enum:
+    # How ``scatter_planned`` writes a group of four tiles of a chunk (``plan_scatter``)
+    SC_EACH = 0          # tile by tile (``scatter_tile``), edges clipped
+    SC_T4 = 1            # 4x4 tiles of dilation 1, transposed four at a time
+    SC_T4_LINES = 2      # the same, side by side on rows that start on 64-byte lines
+    SC_PAIRS = 3         # two interleaved pairs, column dilation 2 (``wg_scatter2p``)
+    SC_PAIRS_LINES = 4   # the same, the pairs 8 columns apart on such rows
+    SC_COPY = 5          # tiles on consecutive columns (column dilation >= 4), copied
+
+
+cdef inline Py_ssize_t scatter_groups(Py_ssize_t nt, Py_ssize_t m, Py_ssize_t dw) noexcept nogil:
+    # the tiles of a chunk of nt that move four at a time (the rest tile by tile)
+    if (m == 4 and dw == 1) or dw >= 4 or (dw == 2 and m % 2 == 0):
+        return nt - nt % 4
+    return 0
+
+
+cdef void plan_scatter(Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo, const Py_ssize_t* tn,
+                       const Py_ssize_t* tih, const Py_ssize_t* tiw, Py_ssize_t ph,
+                       Py_ssize_t pw, Py_ssize_t nt, Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw,
+                       bint lines, Py_ssize_t* off, unsigned char* kind) noexcept nogil:
+    # For the tiles t < nt of a chunk (output origins oh = tih[t] + ph, ow = tiw[t] + pw), once
+    # for all K filters: kind[g], how group g of four tiles moves (vector moves only when all
+    # four lie inside the output), and off[t], tile t's offset in y for filter 0.  lines
+    # (float32 outputs streamed, m = 4, rows of dh * Wo a multiple of 16 elements): four 4x4
+    # tiles that fill 64 bytes of their rows (side by side, or two pairs 8 columns apart) may be
+    # written by non-temporal stores, whole lines, where their row starts on a line.  (Per
+    # filter, these tests and offsets took 11% of a (64,3,32,32)->64 5x5 forward; planned once
+    # per block, that forward ran 1.07x, its 3x3 twin 1.09x, and six other layers level, fused
+    # or not, 0.99-1.01x: 2-core Zen 3, in-process A/B, 435-8600 pairs; bit-identical.)
+    cdef Py_ssize_t t, u, oh, ow
+    cdef bint inside
+    for t in range(0, scatter_groups(nt, m, dw), 4):
         inside = True
         for u in range(4):
             oh = tih[t + u] + ph
@@ -1343,33 +1359,56 @@ cdef void scatter_tiles(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssi
             if not tile_inside(oh, ow, m, dh, dw, Ho, Wo):
                 inside = False
                 break
-            off[u] = ((tn[t + u] * K + k) * Ho + oh) * Wo + ow
-        if inside and transpose:
-            for u in range(4):
-                y0[u] = y + off[u]
-            if (floating is float and line_rows and off[1] == off[0] + 4 and off[2] == off[0] + 8
-                    and off[3] == off[0] + 12 and (<size_t> y0[0]) % 64 == 0):
-                wg_scatter4t_nt_f(out + t, y0, dh * Wo)  # four tiles side by side on lines
+            off[t + u] = (tn[t + u] * K * Ho + oh) * Wo + ow
+        if not inside:
+            kind[t // 4] = SC_EACH
+        elif m == 4 and dw == 1:
+            kind[t // 4] = (SC_T4_LINES if lines and off[t + 1] == off[t] + 4
+                            and off[t + 2] == off[t] + 8 and off[t + 3] == off[t] + 12
+                            else SC_T4)
+        elif dw == 2 and m % 2 == 0 and off[t + 1] == off[t] + 1 and off[t + 3] == off[t + 2] + 1:
+            kind[t // 4] = SC_PAIRS_LINES if lines and off[t + 2] == off[t] + 8 else SC_PAIRS
+        elif off[t + 1] == off[t] + 1 and off[t + 2] == off[t] + 2 and off[t + 3] == off[t] + 3:
+            kind[t // 4] = SC_COPY
+        else:
+            kind[t // 4] = SC_EACH
+
+
+cdef void scatter_planned(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
+                          Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tih,
+                          const Py_ssize_t* tiw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t nt,
+                          Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, const Py_ssize_t* off,
+                          const unsigned char* kind, floating* y) noexcept nogil:
+    # y[n, k, oh + a*dh, ow + b*dw] = out[(a*m + b)*CH + t] (inside the output only) for the
+    # tiles t < nt of a chunk, by the moves ``plan_scatter`` chose (off, kind).  The lines'
+    # non-temporal stores need the caller's fence.
+    cdef Py_ssize_t t, u, t4 = scatter_groups(nt, m, dw)
+    cdef floating* y0[4]
+    cdef floating* yk = y + k * Ho * Wo
+    cdef unsigned char kd
+    for t in range(0, t4, 4):
+        kd = kind[t // 4]
+        if kd == SC_T4 or kd == SC_T4_LINES:
+            if floating is float and kd == SC_T4_LINES and (<size_t> (yk + off[t])) % 64 == 0:
+                wg_scatter4t_nt_f(out + t, yk, off + t, dh * Wo)
             elif floating is float:
-                wg_scatter4t_f(out + t, y0, dh * Wo)
+                wg_scatter4t_f(out + t, yk, off + t, dh * Wo)
             else:
-                wg_scatter4t_d(out + t, y0, dh * Wo)
-        elif inside and pairs and off[1] == off[0] + 1 and off[3] == off[2] + 1:
-            y0[0] = y + off[0]
-            y0[1] = y + off[2]
-            if (floating is float and line_rows and off[2] == off[0] + 8
-                    and (<size_t> y0[0]) % 64 == 0):
-                wg_scatter2p_nt_f(out + t, <int> m, y0, dh * Wo)  # two pairs filling lines
+                wg_scatter4t_d(out + t, yk, off + t, dh * Wo)
+        elif kd == SC_PAIRS or kd == SC_PAIRS_LINES:
+            y0[0] = yk + off[t]
+            y0[1] = yk + off[t + 2]
+            if floating is float and kd == SC_PAIRS_LINES and (<size_t> y0[0]) % 64 == 0:
+                wg_scatter2p_nt_f(out + t, <int> m, y0, dh * Wo)
             elif floating is float:
                 wg_scatter2p_f(out + t, <int> m, y0, dh * Wo)
             else:
                 wg_scatter2p_d(out + t, <int> m, y0, dh * Wo)
-        elif (inside and off[1] == off[0] + 1 and off[2] == off[0] + 2
-                and off[3] == off[0] + 3):
+        elif kd == SC_COPY:
             if floating is float:
-                wg_scatter4c_f(out + t, <int> m, y + off[0], dh * Wo, dw)
+                wg_scatter4c_f(out + t, <int> m, yk + off[t], dh * Wo, dw)
             else:
-                wg_scatter4c_d(out + t, <int> m, y + off[0], dh * Wo, dw)
+                wg_scatter4c_d(out + t, <int> m, yk + off[t], dh * Wo, dw)
         else:
             for u in range(t, t + 4):
                 scatter_tile(out + u, K, Ho, Wo, k, tn[u], tih[u] + ph, tiw[u] + pw, m, dh, dw,
@@ -1382,7 +1421,7 @@ cdef inline void prefetch_outputs(floating* y, Py_ssize_t K, Py_ssize_t Ho, Py_s
                                   Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tih,
                                   const Py_ssize_t* tiw, Py_ssize_t ph, Py_ssize_t pw,
                                   Py_ssize_t nt, Py_ssize_t m, Py_ssize_t dh) noexcept nogil:
-    # Ask for the output rows that ``scatter_tiles`` will write for filter k and the chunk's
+    # Ask for the output rows that ``scatter_planned`` will write for filter k and the chunk's
     # tiles, so that their lines arrive while the filter before is computed: the first column of
     # every fourth tile (four 4x4 tiles of dilation 1 fill 64 bytes of a row; asking for both
     # ends of each group ran 6% slower on (64,3,32,32)->64 5x5).
@@ -1461,7 +1500,14 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef Py_ssize_t nk, q
     cdef floating* dq
     cdef Py_ssize_t[MAXTB] tn, tih, tiw
+    cdef Py_ssize_t[MAXTB] soff              # the tiles' offsets in y for filter 0
+    cdef unsigned char[MAXTB4] skind        # how each group of four tiles is written
+    # the output rows that start on 64-byte lines, each filled by four 4x4 tiles (streamed)
+    cdef bint lines = floating is float and stream and m == 4 and (dh * Wo) % 16 == 0
     tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, ph, pw, tn, tih, tiw)
+    for t in range(0, nt, 16):  # CH
+        plan_scatter(K, Ho, Wo, tn + t, tih + t, tiw + t, ph, pw, min(CH, nt - t), m, dh, dw,
+                     lines, soff + t, skind + t // 4)
     for c in range(C):
         for t in range(0, nt, 16):  # CH
             gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
@@ -1493,8 +1539,8 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
             for q in range(nk):
                 dq = &d[0] if q == 0 else &d2[0]
                 chunk_epilogue(dq, m * m * CH, bias[k + q] if bias != NULL else 0, relu)
-                scatter_tiles(dq, K, Ho, Wo, k + q, tn + t, tih + t, tiw + t, ph, pw,
-                              min(CH, nt - t), m, dh, dw, stream, y)
+                scatter_planned(dq, K, Ho, Wo, k + q, tn + t, tih + t, tiw + t, ph, pw,
+                                min(CH, nt - t), m, dh, dw, soff + t, skind + t // 4, y)
         k += nk
     if stream:
         wg_sfence()
