@@ -1347,8 +1347,9 @@ cdef void plan_scatter(Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo, const Py_ssiz
     # tiles that fill 64 bytes of their rows (side by side, or two pairs 8 columns apart) may be
     # written by non-temporal stores, whole lines, where their row starts on a line.  (Per
     # filter, these tests and offsets took 11% of a (64,3,32,32)->64 5x5 forward; planned once
-    # per block, that forward ran 1.07x, its 3x3 twin 1.09x, and six other layers level, fused
-    # or not, 0.99-1.01x: 2-core Zen 3, in-process A/B, 435-8600 pairs; bit-identical.)
+    # per block, that forward ran 1.07x, its 3x3 twin 1.09x, seven other forwards (fused or
+    # not, dilation 1, 2 and 8) and one input gradient 0.990-1.013x: 2-core Zen 3, in-process
+    # A/B, 435-8600 pairs; bit-identical.)
     cdef Py_ssize_t t, u, oh, ow
     cdef bint inside
     for t in range(0, scatter_groups(nt, m, dw), 4):
