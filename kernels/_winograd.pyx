@@ -36,9 +36,10 @@ element-wise stage runs per chunk and filter as vector loops straight into the o
 instead of the alpha^2 thin GEMMs and the M buffer (for F(4,3) and F(4,5) and up to 8 channels
 into its first pass, the products never stored), with the filters' weights as (K, alpha^2, C).
 
-The weight gradient (``winograd_weight_grad``) runs the same blocks with F(r x r, m x m): the x
-tiles transformed by B^T, the m x m dy tiles by G, and per point a GEMM (K, tb) @ (tb, C) added to
-the thread's (alpha^2, K, C) accumulator.  With few input channels the backward instead runs as
+The weight gradient (``winograd_weight_grad``) runs the same blocks as the adjoint of the forward's
+tile, dW = G^T [sum over tiles (A dy A^T) * (B^T x B)] G: the x tiles transformed by B^T, the m x m
+dy tiles by A = (A^T)^T, and per point a GEMM (K, tb) @ (tb, C) added to the thread's (alpha^2, K,
+C) accumulator.  With few input channels the backward instead runs as
 the adjoint of the forward's tiles, dx, dweight and dbias from one pass over dy
 (``winograd_backward_fused``, in ``_winograd_backward.pxi``).
 
@@ -107,11 +108,11 @@ cdef enum:
     BT8 = 2     # B^T of the points 0, +-1, +-2, +-1/2 (alpha 8: F(6,3), F(4,5))
     AT46 = 3    # A^T of F(4,3)
     AT48 = 4    # A^T of F(4,5)
-    DENSE4 = 5  # any matrix of 4 columns (the weight gradient's G of F(3,4) and F(5,4))
     BT6T = 6    # (B^T)^T of alpha 6 and 8: the fused backward's transform of dx tiles
     BT8T = 7
-    AT46T = 8   # (A^T)^T of F(4,3) and F(4,5): the fused backward's transform of dy tiles,
-    # both passes at once (``wg_att2d`` in _winograd_backward.pxi), never through tx1d
+    AT46T = 8   # (A^T)^T of F(4,3) and F(4,5): the backward's transform of dy tiles (fused
+    # backward and weight gradient), both passes at once (``dy_chunk`` in _winograd_backward.pxi),
+    # never through tx1d
     AT48T = 9
 
 _KIND_MATRICES = {
@@ -138,8 +139,6 @@ def transform_kind(T, bint specialise=True):
         for kind, ref in _KIND_MATRICES.items():
             if T.shape == ref.shape and np.array_equal(T, ref):
                 return kind
-        if T.ndim == 2 and T.shape[1] == 4:
-            return DENSE4
     return GENERIC
 
 
@@ -257,17 +256,6 @@ cdef extern from *:
                   + WG_LD(V, s + 7 * ss + t));                                                   \
         }                                                                                        \
     }
-    #define WG_DENSE4(NAME, T, V)                                                                \
-    static void NAME(const T* g, Py_ssize_t rows, const T* s, Py_ssize_t ss, T* o,               \
-                     Py_ssize_t os, Py_ssize_t n) {                                              \
-        for (Py_ssize_t t = 0; t < n; t += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                \
-            V d0 = WG_LD(V, s + t), d1 = WG_LD(V, s + ss + t);                                   \
-            V d2 = WG_LD(V, s + 2 * ss + t), d3 = WG_LD(V, s + 3 * ss + t);                      \
-            for (Py_ssize_t a = 0; a < rows; a++)                                                \
-                WG_ST(V, o + a * os + t, g[4 * a] * d0 + g[4 * a + 1] * d1 + g[4 * a + 2] * d2  \
-                      + g[4 * a + 3] * d3);                                                      \
-        }                                                                                        \
-    }
     WG_BT6(wg_bt6_f, float, wg_vf)
     WG_BT6(wg_bt6_d, double, wg_vd)
     WG_BT8(wg_bt8_f, float, wg_vf)
@@ -276,8 +264,6 @@ cdef extern from *:
     WG_AT46(wg_at46_d, double, wg_vd)
     WG_AT48(wg_at48_f, float, wg_vf)
     WG_AT48(wg_at48_d, double, wg_vd)
-    WG_DENSE4(wg_dense4_f, float, wg_vf)
-    WG_DENSE4(wg_dense4_d, double, wg_vd)
     /* The transposes, for the fused backward, by pair sums of the symmetric points:
        s1 +- s2, s3 +- s4 (and s5 +- s6 for alpha 8) */
     #define WG_BT6T(NAME, T, V)                                                                  \
@@ -686,10 +672,6 @@ cdef extern from *:
     void wg_at46_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_at48_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_at48_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
-    void wg_dense4_f(const float* g, Py_ssize_t rows, const float* s, Py_ssize_t ss, float* o,
-                     Py_ssize_t os, Py_ssize_t n) nogil
-    void wg_dense4_d(const double* g, Py_ssize_t rows, const double* s, Py_ssize_t ss, double* o,
-                     Py_ssize_t os, Py_ssize_t n) nogil
     void wg_bt6t_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_bt6t_d(const double* s, Py_ssize_t ss, double* o, Py_ssize_t os, Py_ssize_t n) nogil
     void wg_bt8t_f(const float* s, Py_ssize_t ss, float* o, Py_ssize_t os, Py_ssize_t n) nogil
@@ -820,11 +802,6 @@ cdef inline void tx1d(int kind, const floating* T, Py_ssize_t rows, Py_ssize_t c
             wg_bt6t_f(s, ss, o, os, CH)
         else:
             wg_bt6t_d(s, ss, o, os, CH)
-    elif kind == DENSE4:
-        if floating is float:
-            wg_dense4_f(T, rows, s, ss, o, os, CH)
-        else:
-            wg_dense4_d(T, rows, s, ss, o, os, CH)
     else:
         for a in range(rows):
             lincomb(o + a * os, T + a * cols, cols, s, ss, CH)
@@ -1759,21 +1736,31 @@ def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
                     wsum(&U[a * alpha + b, k0, 0], &G[b, 0], r, tm + a * r * gC, gC, n)
 
 
-cdef void weight_grad_from_points(const floating* S, Py_ssize_t K, Py_ssize_t C,
+cdef void weight_grad_from_points(floating* S, Py_ssize_t K, Py_ssize_t C,
                                   const double[:, ::1] AT, double[:, ::1] tmp, Py_ssize_t parts,
-                                  floating[:, :, :, ::1] dw_out) noexcept nogil:
+                                  Py_ssize_t nacc, floating[:, :, :, ::1] dw_out) noexcept nogil:
     # dW[k, c] = AT S[:, k, c] AT^T in float64 for S (alpha^2, K, C) and AT (r, alpha), vector
     # passes over c (``wsum``; reading S[:, k, c] per (k, c) across the alpha^2 planes took 38%
     # of a (64,64,15,15) weight gradient, and a pass per term 5% of an (8,128,28,28) one).
-    # tmp: (threads, (r*alpha + 1) * C) float64.  On one thread below TW_SERIAL elements of S,
-    # as transform_weight (the same passes, reversed).
-    cdef Py_ssize_t r = AT.shape[0], alpha = AT.shape[1], KC = K * C, k, c, b, i, j
+    # nacc: S is the sum of nacc such arrays one after the other (the threads' accumulators),
+    # added into the first, in their order, filter by filter just before its passes (a pass of
+    # its own over them read and wrote the first once more: with the zeroing it replaced, 7% of
+    # an (8,128,28,28) weight gradient).  tmp: (threads, (r*alpha + 1) * C) float64.  On one
+    # thread below TW_SERIAL elements of S, as transform_weight (the same passes, reversed).
+    cdef Py_ssize_t r = AT.shape[0], alpha = AT.shape[1], KC = K * C, k, c, b, i, j, t
+    cdef Py_ssize_t P = alpha * alpha
+    cdef floating* sk
     cdef int threads = transform_threads(alpha * alpha * KC, parts)
     cdef double* tm
     cdef double* row
     for k in prange(K, schedule="static", num_threads=threads):
         tm = &tmp[threadid(), 0]
         row = tm + r * alpha * C
+        for t in range(1, nacc):
+            for i in range(P):
+                sk = S + i * KC + k * C
+                for c in range(C):
+                    sk[c] += sk[t * P * KC + c]
         for i in range(r):          # tm[i, b, c] = sum_a AT[i, a] S[a, b, k, c]
             for b in range(alpha):
                 wsum(tm + (i * alpha + b) * C, &AT[i, 0], alpha, S + b * KC + k * C,
@@ -1791,8 +1778,10 @@ cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
                       Py_ssize_t m, Py_ssize_t alpha, const Py_ssize_t* oh0, Py_ssize_t n_rows,
                       const Py_ssize_t* ow0, Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt,
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t tb,
-                      floating* scratch, floating* acc, floating* vt) noexcept nogil:
-    # acc[p] (K, C) += sum over the block's tiles t of (G dy_t G^T)[p, k] (B^T x_t B)[p, c].
+                      floating* scratch, floating* acc, floating beta,
+                      floating* vt) noexcept nogil:
+    # acc[p] (K, C) = beta acc[p] + sum over the block's tiles t of (G dy_t G^T)[p, k]
+    # (B^T x_t B)[p, c] (beta 0: the thread's first block; acc's values are then ignored).
     # vt: (tb, C), the point's V transposed (see below).
     cdef Py_ssize_t P = alpha * alpha, c, k, p, t
     cdef floating* V = scratch                     # (C, P, tb): transformed x tiles
@@ -1800,6 +1789,8 @@ cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
     cdef floating[CHUNK] d              # one chunk of raw tiles
     cdef Py_ssize_t[MAXTB] tn, tih, tiw
     cdef Py_ssize_t[MAXTB] tod, tow
+    cdef Py_ssize_t[MAXTB4] run_img, run_off  # chunk c's runs of eight dy tiles: at 2c, 2c + 1
+    cdef bint[MAXTB4] runs                    # per chunk c: moved by runs of eight
     tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, ph, pw, tn, tih, tiw)
     tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, 0, 0, tn, tod, tow)
     for c in range(C):
@@ -1807,12 +1798,16 @@ cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
             gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
                          d)
             transform_chunk(bt_kind, BT, alpha, alpha, d, CH, V + c * P * tb + t, tb)
+    for t in range(0, nt, 16):  # CH
+        runs[t // 16] = (floating is float and m == 4 and dw == 1
+                         and eight_tile_runs(tn + t, tod + t, tow + t, min(CH, nt - t), Ho, Wo, dh,
+                                             run_img + t // 8, run_off + t // 8))
     for k in range(K):
         # the m x m dy tile: outputs oh0 + a*dh, ow0 + b*dw (zero past the output's edge)
         for t in range(0, nt, 16):  # CH
-            gather_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t, min(CH, nt - t), m, dh, dw,
-                         d)
-            transform_chunk(g_kind, G, alpha, m, d, CH, M + k * P * tb + t, tb)
+            dy_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t, min(CH, nt - t), runs[t // 16],
+                     run_img + t // 8, run_off + t // 8, g_kind, G, m, alpha, dh, dw, d,
+                     M + k * P * tb + t, tb)
     # Both operands have the tiles (the sum) contiguous, a GEMM OpenBLAS runs as "TN" through its
     # packing copies.  Up to SMALL_GEMM_MNK, with V's point transposed to (tiles, C) it is "NN",
     # which OpenBLAS's small-matrix kernels run without packing (see SMALL_GEMM_MNK).
@@ -1824,10 +1819,10 @@ cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
             else:
                 wg_transpose_d(V + p * tb, P * tb, C, nt, vt, C)
             gemm_rm(False, False, <int> K, <int> C, <int> nt, 1, M + p * tb, <int> (P * tb),
-                    vt, <int> C, 1, acc + p * K * C, <int> C)
+                    vt, <int> C, beta, acc + p * K * C, <int> C)
         else:
             gemm_rm(False, True, <int> K, <int> C, <int> nt, 1, M + p * tb, <int> (P * tb),
-                    V + p * tb, <int> (P * tb), 1, acc + p * K * C, <int> C)
+                    V + p * tb, <int> (P * tb), beta, acc + p * K * C, <int> C)
 
 
 @cython.boundscheck(False)
@@ -1840,12 +1835,15 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                          bint specialise=True):
     """dweight of a stride-1 convolution by Winograd F(r x r, m x m) over the output tiles.
 
-    x: (N, C, H, W); dy: (N, K, Ho, Wo); BT: (alpha, alpha), G: (alpha, m), AT: (r, alpha) the
-    matrices of F(r, m); oh0, ow0, offset, dilation, tb, scratch as in ``winograd_conv`` (tiles of
-    m x m outputs; ``scratch_size(..., weight_grad=True)`` elements, any values); dw_out: (K, C, r,
-    r), overwritten.  Each thread sums its own (alpha^2, K, C) accumulator (in scratch) over a
-    static share of the blocks; the shares are added in thread order, so the result is repeatable
-    for a given thread count.
+    x: (N, C, H, W); dy: (N, K, Ho, Wo); BT: (alpha, alpha) the input tiles' transform, G:
+    (alpha, m) the dy tiles' transform, AT: (r, alpha) the output transform: dW = AT [sum over
+    tiles (G dy G^T) * (BT x BT^T)] AT^T.  Those of F(r, m) (``cook_toom(r, m, points)``), or of
+    the forward tile F(m, r) transposed: G = A (its A^T transposed: straight-line code for F(4,3)
+    and F(4,5)), AT = its G^T.  oh0, ow0, offset, dilation, tb, scratch as in ``winograd_conv``
+    (tiles of m x m outputs; ``scratch_size(..., weight_grad=True)`` elements, any values);
+    dw_out: (K, C, r, r), overwritten.  Each thread sums its own (alpha^2, K, C) accumulator (in
+    scratch) over a static share of the blocks; the shares are added in thread order, so the
+    result is repeatable for a given thread count.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = dy.shape[1], Ho = dy.shape[2], Wo = dy.shape[3]
@@ -1853,7 +1851,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef Py_ssize_t ph = offset[0], pw = offset[1], dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
     cdef Py_ssize_t tiles = N * n_rows * n_cols, P = alpha * alpha
-    cdef Py_ssize_t parts = _gemm_parts, blk, first, count, t, e
+    cdef Py_ssize_t parts = _gemm_parts, blk, first, count, t, e, tid
     cdef Py_ssize_t nblocks = count_blocks(tiles, tb, parts)
     cdef Py_ssize_t per_thread = P * (C + K) * tb
     cdef int bt_kind = transform_kind(BT, specialise), g_kind = transform_kind(G, specialise)
@@ -1876,20 +1874,23 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     # per thread: tm (r*alpha, C), then one row (C) of dW
     tmp_arr = np.empty((_gemm_parts, (r * alpha + 1) * C), dtype=np.float64)
     cdef double[:, ::1] tmp = tmp_arr
+    started_arr = np.zeros(parts, dtype=np.intc)   # per thread: its accumulator holds a sum
+    cdef int[::1] started = started_arr
     with nogil:
-        for e in prange(parts * P * KC, schedule="static", num_threads=parts):
-            acc[e] = 0
         for blk in prange(nblocks, schedule="static", num_threads=parts):
+            tid = threadid()
             first = block_start(blk, nblocks, tiles)
             count = block_start(blk + 1, nblocks, tiles) - first
             wgrad_block(&x[0, 0, 0, 0], C, H, W, &dy[0, 0, 0, 0], K, Ho, Wo, &BT[0, 0], bt_kind,
                         &G[0, 0], g_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
-                        first, count, ph, pw, dh, dw, tb, &scratch[threadid() * per_thread],
-                        acc + threadid() * P * KC, vt + threadid() * tb * C)
-        for e in prange(P * KC, schedule="static"):
-            for t in range(1, parts):
-                acc[e] += acc[t * P * KC + e]
-        weight_grad_from_points(acc, K, C, AT, tmp, parts, dw_out)
+                        first, count, ph, pw, dh, dw, tb, &scratch[tid * per_thread],
+                        acc + tid * P * KC, started[tid], vt + tid * tb * C)
+            started[tid] = 1
+        for t in range(parts):  # a thread the runtime did not start: its sum is zero
+            if not started[t]:
+                for e in range(P * KC):
+                    acc[t * P * KC + e] = 0
+        weight_grad_from_points(acc, K, C, AT, tmp, parts, parts, dw_out)
     return dw_out
 
 

@@ -414,6 +414,41 @@ cdef bint eight_tile_runs(const Py_ssize_t* tn, const Py_ssize_t* tih, const Py_
     return True
 
 
+cdef inline void dy_chunk(const floating* dy, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
+                          Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tod,
+                          const Py_ssize_t* tow, Py_ssize_t nt, bint run, const Py_ssize_t* img,
+                          const Py_ssize_t* off, int a_kind, const floating* A, Py_ssize_t m,
+                          Py_ssize_t alpha, Py_ssize_t dh, Py_ssize_t dw, floating* d, floating* z,
+                          Py_ssize_t zs) noexcept nogil:
+    # z[(a*alpha + b)*zs + t] = (A dy_t A^T)[a, b] for filter k's m x m dy tiles t of one chunk
+    # (nt <= CH of them at tn, tod, tow, as ``gather_chunk``; zeros past the output's edge); A
+    # (alpha, m) row-major, of kind a_kind.  run: the chunk is two runs of eight tiles (float32,
+    # ``eight_tile_runs``, which gave img and off), moved from dy's rows as a whole, and the
+    # same rows of the next filter are fetched ahead.  d: CHUNK elements of scratch.
+    cdef const floating* rsrc[2]
+    cdef Py_ssize_t e, i
+    if floating is float and run:
+        for e in range(2):
+            rsrc[e] = dy + (img[e] * K + k) * Ho * Wo + off[e]
+            for i in range(4):  # the same rows of the next filter
+                wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo)
+                wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo + 31)
+        if WG_DY16_ATT2D and (a_kind == AT48T or (a_kind == AT46T and WG_DY16_ALPHA6)):
+            wg_dy16_att2d_f(<const float* const*> rsrc, dh * Wo, <float*> z, zs, <int> alpha)
+            return
+        for e in range(2):
+            wg_gather8t4_f(<const float*> rsrc[e], dh * Wo, <float*> d + 8 * e)
+    else:
+        gather_chunk(dy, K, Ho, Wo, k, tn, tod, tow, nt, m, dh, dw, d)
+    if a_kind == AT46T or a_kind == AT48T:
+        if floating is float:
+            wg_att2d_f(d, z, zs, <int> alpha)
+        else:
+            wg_att2d_d(d, z, zs, <int> alpha)
+    else:
+        transform_chunk(a_kind, A, alpha, m, d, CH, z, zs)
+
+
 cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                          const floating* dy, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
                          const floating* U, const floating* BT, int bt_kind, const floating* A,
@@ -445,7 +480,6 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef Py_ssize_t[SB] tn, tih, tiw, tod, tow
     cdef Py_ssize_t[SB] run_img, run_off  # per chunk c, its runs of eight dy tiles at 2c, 2c + 1
     cdef bint[SB] runs                    # per chunk c: gathered by runs of eight
-    cdef const floating* rsrc[2]
     for s in range(t0, t0 + nt, 64):  # SB
         ns = min(SB, t0 + nt - s)
         nsv = (ns + CH - 1) // CH * CH             # the chunks' tiles (zeros past ns)
@@ -474,30 +508,9 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                 k = min(k0 + q, K - 1)
                 if k0 + q < K:
                     for t in range(0, ns, 16):  # CH
-                        if floating is float and runs[t // 16]:
-                            for e in range(2):
-                                rsrc[e] = dy + (run_img[t // 8 + e] * K + k) * Ho * Wo \
-                                    + run_off[t // 8 + e]
-                                for i in range(4):  # the same rows of the next filter
-                                    wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo)
-                                    wg_prefetch(rsrc[e] + Ho * Wo + i * dh * Wo + 31)
-                            if WG_DY16_ATT2D and (a_kind == AT48T
-                                                  or (a_kind == AT46T and WG_DY16_ALPHA6)):
-                                wg_dy16_att2d_f(<const float* const*> rsrc, dh * Wo,
-                                                <float*> Z + q * bs + t, SB, <int> alpha)
-                                continue
-                            for e in range(2):
-                                wg_gather8t4_f(<const float*> rsrc[e], dh * Wo, <float*> d + 8 * e)
-                        else:
-                            gather_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t,
-                                         min(CH, ns - t), m, dh, dw, d)
-                        if a_kind == AT46T or a_kind == AT48T:
-                            if floating is float:
-                                wg_att2d_f(d, Z + q * bs + t, SB, <int> alpha)
-                            else:
-                                wg_att2d_d(d, Z + q * bs + t, SB, <int> alpha)
-                        else:
-                            transform_chunk(a_kind, A, alpha, m, d, CH, Z + q * bs + t, SB)
+                        dy_chunk(dy, K, Ho, Wo, k, tn + t, tod + t, tow + t, min(CH, ns - t),
+                                 runs[t // 16], run_img + t // 8, run_off + t // 8, a_kind, A, m,
+                                 alpha, dh, dw, d, Z + q * bs + t, SB)
                     if db != NULL:  # summed in registers (db might alias zp for the compiler)
                         zp = Z + q * bs + (ones * alpha + ones) * SB
                         for e in range(L):
@@ -644,4 +657,4 @@ def winograd_backward_fused(const floating[:, :, :, ::1] x, const floating[:, :,
                 db_out[i] = <floating> sd
     if want_dw:
         with nogil:
-            weight_grad_from_points(S, K, C, GT, tmp, parts, dw_out)
+            weight_grad_from_points(S, K, C, GT, tmp, parts, 1, dw_out)

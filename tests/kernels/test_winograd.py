@@ -179,13 +179,13 @@ def test_specialised_transforms_are_reached_for_the_default_tiles():
     kind = _winograd.transform_kind
     generic = kind(np.eye(7))
     for tile in sorted(wg.TILES):
-        m, r, pts = wg.TILES[tile]
+        m, r, _ = wg.TILES[tile]
         AT, G, BT = wg.tile_matrices(tile)
-        _, Gw, _ = wg.cook_toom(r, m, pts)  # the weight gradient's dy transform
-        for T in (AT, BT, Gw):
+        A = AT.T  # the backward's dy transform (weight gradient and fused backward)
+        for T in (AT, BT, A):
             assert kind(T, False) == generic
         if tile in wg.DEFAULT_TILE.values():
-            assert kind(AT) != generic and kind(BT) != generic and kind(Gw) != generic
+            assert kind(AT) != generic and kind(BT) != generic and kind(A) != generic
         if tile in ("F(4,3)", "F(2,5)", "F(6,3)", "F(4,5)"):
             assert kind(BT) != generic  # shared with the default tile of the same alpha
     assert kind(wg.tile_matrices("F(4,3)")[2] * 2) == generic  # not the hard-coded matrix
@@ -198,7 +198,7 @@ def test_specialised_and_generic_transforms_agree_over_many_blocks(tile, dtype):
     # partial chunks, edge tiles (padding) and the tail of the last block
     from cnncore_kernels import _winograd
 
-    m, r, pts = wg.TILES[tile]
+    m, r, _ = wg.TILES[tile]
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 5, 23, 21)).astype(dtype)
     w = rng.standard_normal((7, 5, r, r)).astype(dtype)
@@ -240,18 +240,17 @@ def test_specialised_and_generic_transforms_agree_over_many_blocks(tile, dtype):
     for y in ys:
         np.testing.assert_allclose(y, want, atol=tol_ * (1 + np.abs(want).max()))
     np.testing.assert_allclose(ys[0], ys[1], atol=tol_ * (1 + np.abs(want).max()))
-    # weight gradient, specialised and generic
+    # weight gradient as the adjoint of the forward tile, specialised and generic
     dy = rng.standard_normal(want.shape).astype(dtype)
-    ATw, Gw, BTw = wg.cook_toom(r, m, pts)
     dws = []
     for specialise in (True, False):
         dwv = np.empty(w.shape, dtype)
         _winograd.winograd_weight_grad(
             x,
             dy,
-            BTw.astype(dtype),
-            Gw.astype(dtype),
-            ATw,
+            BT.astype(dtype),
+            np.ascontiguousarray(AT.T, dtype=dtype),
+            np.ascontiguousarray(G.T),
             oh0,
             ow0,
             p,
@@ -533,6 +532,46 @@ def test_blocks_cover_the_tiles_on_chunk_edges(tiles, tb, parts):
         assert len(bounds) % parts == 0
     sizes = [e - s for s, e in bounds[:-1]]
     assert not sizes or max(sizes) - min(sizes) <= 16
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("r", [3, 5])
+@pytest.mark.parametrize("specialise", [True, False])
+def test_weight_gradient_by_runs_of_dy_tiles_matches_float64(dtype, r, specialise):
+    # outputs 70 wide: 18 tiles per row, so most chunks of 16 dy tiles are two runs of eight
+    # side by side inside the output, which the float32 weight gradient moves from dy's rows
+    # as a whole (``eight_tile_runs``, ``dy_chunk``), beside chunks across rows and edge
+    # tiles; with the forward's A (straight-line pair sums) and through the generic passes
+    from cnncore_kernels import _winograd
+
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((2, 3, 21, 70)).astype(dtype)
+    w = rng.standard_normal((6, 3, r, r))
+    p = (r // 2, r // 2)
+    dy = rng.standard_normal((2, 6, 21, 70)).astype(dtype)
+    _, _, dw_want, _ = _torch(x, w, np.zeros(6), p, (1, 1), 1, dy)
+    m, _, _ = wg.TILES[wg.DEFAULT_TILE[r]]
+    AT, G, BT = wg.tile_matrices(wg.DEFAULT_TILE[r])
+    tb = 64
+    scratch = np.full(_winograd.scratch_size(3, 6, BT.shape[0], tb, True), np.nan, dtype)
+    dw = np.empty(w.shape, dtype)
+    _winograd.winograd_weight_grad(
+        x,
+        dy,
+        BT.astype(dtype),
+        np.ascontiguousarray(AT.T, dtype=dtype),
+        np.ascontiguousarray(G.T),
+        wg.tile_origins(21, m, 1),
+        wg.tile_origins(70, m, 1),
+        p,
+        (1, 1),
+        tb,
+        scratch,
+        dw,
+        specialise,
+    )
+    rtol, atol = tol(dtype)
+    np.testing.assert_allclose(dw, dw_want, rtol=rtol, atol=atol * (1 + np.abs(dw_want).max()))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
