@@ -45,10 +45,11 @@ the adjoint of the forward's tiles, dx, dweight and dbias from one pass over dy
 
 Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (``winograd.py`` picks tb
 from 64 to 256 tiles by channel count: 1.2 MB in float32 for C = K = 64 and alpha = 6, 19 MB for
-C = K = 256; the weight gradient 256 from 128 channels up: 9.4 MB for C = K = 128), plus U
-(alpha^2 * K * C) once (twice with the fused stage, which copies it to (K, alpha^2, C)); the
-weight gradient adds ``threads * alpha^2 * K * C`` accumulator elements.  Nothing scales with the
-image or the batch.
+C = K = 256; 16 tiles in the x86-64-v3 build's float32 GEMM stage: 0.3 MB for C = K = 128; the
+weight gradient 256 from 128 channels up: 9.4 MB for C = K = 128), plus U (alpha^2 * K * C) once
+(twice with the fused stage, which copies it to (K, alpha^2, C), and with that GEMM stage, which
+packs it by six filters: ``pack_filters``); the weight gradient adds ``threads * alpha^2 * K * C``
+accumulator elements.  Nothing scales with the image or the batch.
 """
 
 import numpy as np
@@ -1458,6 +1459,93 @@ def gather_chunk_both(const floating[:, :, :, ::1] x, Py_ssize_t c, const Py_ssi
     return (runs if applied else None), moves
 
 
+cdef extern from *:
+    # wg_gemm6x16_f (x86-64-v3 build only: WG_GEMM6X16): the float32 element-wise GEMMs of
+    # ``winograd_conv`` (forward and input gradient) without OpenBLAS.  Per block and point,
+    # OpenBLAS packed both operands again on every call, the filters' U_p included, and scaled
+    # M by beta: oncopy, itcopy and beta took 17% of an (8,128,28,28) forward (perf).  Here U is
+    # packed once per call (``pack_filters``) and each 16-tile sliver of V once per point; with
+    # no cost per call, blocks shrink to one chunk (``OWN_GEMM_TILES_PER_BLOCK`` in winograd.py),
+    # and M stays in L2 for the output transform.  One call: six filters by 16 tiles,
+    # c[j*cs + t] (=, or += if add) sum_{i<n} a[i*6 + j] b[i*16 + t], j < rows, t < 16, in
+    # twelve 8-lane accumulators (BLIS's 6x16 Haswell shape).  In-process A/B against OpenBLAS
+    # with its blocks (2-core Zen 3, call by call): forwards 1.05-1.36x on eleven 3x3 and 5x5
+    # layers, input gradients 1.10-1.29x on four.
+    """
+    #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+    #define WG_GEMM6X16 1
+    /* channels summed in the registers before they are added to c: one running sum of 256
+       raised the float32 error of F(4,3)'s forward at C = 2048 from OpenBLAS's 2.7e-6 to 3.7e-6
+       (bound 5e-6); with 64, 2.4e-6 (F(4,5): 4.9e-6 with OpenBLAS, 3.9e-6) */
+    #define WG_REG_SUMC 64
+    static void wg_gemm6x16_f(Py_ssize_t n, const float* a, const float* b, float* c,
+                              Py_ssize_t cs, int rows, int add) {
+        /* named accumulators: an array indexed by the epilogue's row count lived on the stack,
+           a store per FMA */
+        for (Py_ssize_t i0 = 0; i0 < n; i0 += WG_REG_SUMC) {
+        const Py_ssize_t i1 = i0 + WG_REG_SUMC < n ? i0 + WG_REG_SUMC : n;
+        __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        #pragma GCC unroll 4
+        for (Py_ssize_t i = i0; i < i1; i++) {
+            const __m256 b0 = _mm256_load_ps(b + 16 * i), b1 = _mm256_load_ps(b + 16 * i + 8);
+            const float* ai = a + 6 * i;
+            _mm_prefetch((const char*)(ai + 96), _MM_HINT_T0);  /* the panel 16 channels on */
+            __m256 aj;
+            aj = _mm256_broadcast_ss(ai + 0);
+            c00 = _mm256_fmadd_ps(aj, b0, c00); c01 = _mm256_fmadd_ps(aj, b1, c01);
+            aj = _mm256_broadcast_ss(ai + 1);
+            c10 = _mm256_fmadd_ps(aj, b0, c10); c11 = _mm256_fmadd_ps(aj, b1, c11);
+            aj = _mm256_broadcast_ss(ai + 2);
+            c20 = _mm256_fmadd_ps(aj, b0, c20); c21 = _mm256_fmadd_ps(aj, b1, c21);
+            aj = _mm256_broadcast_ss(ai + 3);
+            c30 = _mm256_fmadd_ps(aj, b0, c30); c31 = _mm256_fmadd_ps(aj, b1, c31);
+            aj = _mm256_broadcast_ss(ai + 4);
+            c40 = _mm256_fmadd_ps(aj, b0, c40); c41 = _mm256_fmadd_ps(aj, b1, c41);
+            aj = _mm256_broadcast_ss(ai + 5);
+            c50 = _mm256_fmadd_ps(aj, b0, c50); c51 = _mm256_fmadd_ps(aj, b1, c51);
+        }
+        __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41},
+                            {c50, c51}};
+        for (int j = 0; j < rows; j++) {
+            float* cj = c + j * cs;
+            if (add || i0 > 0) {
+                acc[j][0] = _mm256_add_ps(acc[j][0], _mm256_loadu_ps(cj));
+                acc[j][1] = _mm256_add_ps(acc[j][1], _mm256_loadu_ps(cj + 8));
+            }
+            _mm256_storeu_ps(cj, acc[j][0]);
+            _mm256_storeu_ps(cj + 8, acc[j][1]);
+        }
+        }
+    }
+    /* b[i*16 + t] = src[i*ss + t], t < 16, i < n (b 32-byte aligned): one sliver of V copied
+       (its rows, P * tb elements apart, fell on two L1 sets; read in place, the forward ran
+       0.55x as fast) */
+    static void wg_pack16_f(Py_ssize_t n, const float* src, Py_ssize_t ss, float* b) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            _mm256_store_ps(b + 16 * i, _mm256_loadu_ps(src + i * ss));
+            _mm256_store_ps(b + 16 * i + 8, _mm256_loadu_ps(src + i * ss + 8));
+        }
+    }
+    #else
+    #define WG_GEMM6X16 0
+    static void wg_pack16_f(Py_ssize_t n, const float* src, Py_ssize_t ss, float* b) {
+        (void)n; (void)src; (void)ss; (void)b;
+        __builtin_trap();  /* never called: WG_GEMM6X16 is 0 */
+    }
+    static void wg_gemm6x16_f(Py_ssize_t n, const float* a, const float* b, float* c,
+                              Py_ssize_t cs, int rows, int add) {
+        (void)n; (void)a; (void)b; (void)c; (void)cs; (void)rows; (void)add;
+        __builtin_trap();  /* never called: WG_GEMM6X16 is 0 */
+    }
+    #endif
+    """
+    enum: WG_GEMM6X16
+    void wg_pack16_f(Py_ssize_t n, const float* src, Py_ssize_t ss, float* b) nogil
+    void wg_gemm6x16_f(Py_ssize_t n, const float* a, const float* b, float* c, Py_ssize_t cs,
+                       int rows, int add) nogil
+
+
 cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                          const floating* U, Py_ssize_t K, const floating* BT, int bt_kind,
                          const floating* AT, int at_kind, Py_ssize_t m, Py_ssize_t alpha,
@@ -1465,11 +1553,16 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                          Py_ssize_t n_cols, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ph,
                          Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, const floating* bias,
                          bint relu, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t tb, bint fused,
-                         bint stream, floating* scratch, floating* y) noexcept nogil:
+                         bint stream, bint packed, floating* scratch, floating* y) noexcept nogil:
     # One block of nt <= tb tiles, single-threaded.  scratch: alpha^2 * (C + K) * tb elements.
     # fused: the element-wise stage per chunk and filter (``pointwise_chunk``) instead of the
     # alpha^2 GEMMs, so M is never written; U then holds the filters as (K, alpha^2, C).
-    cdef Py_ssize_t P = alpha * alpha, c, c0, k, p, t
+    # packed (float32, x86-64-v3 build): the GEMMs by ``wg_gemm6x16_f``, U as ``pack_filters``
+    # leaves it.
+    cdef Py_ssize_t P = alpha * alpha, c, c0, k, p, t, nc
+    cdef Py_ssize_t Kp = (K + 5) // 6 * 6          # packed: U (P, Kp, C) by panels of six
+    cdef float[4104] bpk_arr                       # packed: one sliver of V, SUMC x 16
+    cdef float* bpk = <float*> ((<size_t> &bpk_arr[0] + 31) & ~(<size_t> 31))
     cdef floating* V = scratch                     # (C, P, tb)
     cdef floating* M = V + P * C * tb              # (K, P, tb)
     cdef floating[CHUNK] d              # one chunk: raw tiles, then output tiles
@@ -1491,7 +1584,20 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
             gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
                          d)
             transform_chunk(bt_kind, BT, alpha, alpha, d, CH, V + c * P * tb + t, tb)
-    if not fused:
+    if not fused and packed:
+        # the x86-64-v3 build's own GEMMs, U packed by ``pack_filters``: per point, 16-tile
+        # sliver of V (copied: its rows, P * tb apart, fell on two L1 sets) and six filters at a
+        # time; the chunks' tiles past nt are zeros in V and unused in M
+        for p in range(P):
+            for c0 in range(0, C, 256):  # SUMC
+                nc = min(SUMC, C - c0)
+                for t in range(0, nt, 16):  # CH
+                    wg_pack16_f(nc, <const float*> V + (c0 * P + p) * tb + t, P * tb, bpk)
+                    for k in range(0, K, 6):
+                        wg_gemm6x16_f(nc, <const float*> U + (p * Kp + k) * C + c0 * 6, bpk,
+                                      <float*> M + (k * P + p) * tb + t, P * tb,
+                                      <int> min(6, K - k), c0 > 0)
+    elif not fused:
         for p in range(P):
             for c0 in range(0, C, 256):  # SUMC
                 gemm_rm(False, False, <int> K, <int> nt, <int> min(SUMC, C - c0), 1,
@@ -1583,10 +1689,15 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     cdef const floating[::1] b
     cdef const floating* bp = NULL
     cdef const floating[:, :, ::1] Uk = U
+    cdef bint packed = floating is float and WG_GEMM6X16 and not fused  # own GEMMs
     check_tile(alpha, tb)
     check_scratch(scratch.shape[0], C, K, alpha, tb)
     if fused:  # the fused stage reads one filter's alpha^2 x C weights contiguously
         Uk = np.ascontiguousarray(np.asarray(U).transpose(1, 0, 2))
+    elif packed:  # the own GEMMs read six filters' weights per channel contiguously
+        Up = np.empty((U.shape[0], (K + 5) // 6 * 6, C), dtype=np.float32)
+        pack_filters(U, Up)
+        Uk = Up
     if bias is not None:
         b = bias
         bp = &b[0]
@@ -1599,8 +1710,34 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
             winograd_block(&x[0, 0, 0, 0], C, H, W, &Uk[0, 0, 0], K, &BT[0, 0], bt_kind,
                            &AT[0, 0], at_kind, m, alpha, &oh0[0], n_rows, &ow0[0], n_cols,
                            first, count, ph, pw, dh, dw, bp, relu, Ho, Wo, tb, fused, stream,
-                           &scratch[threadid() * per_thread], &y[0, 0, 0, 0])
+                           packed, &scratch[threadid() * per_thread], &y[0, 0, 0, 0])
     return y
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def pack_filters(const floating[:, :, ::1] U, floating[:, :, ::1] out):
+    """out[p] (Kp/6 panels of (C, 6)) = U[p] (K, C) by panels of six filters, the filter
+    innermost, zeros past K (Kp = K rounded up to 6)."""
+    cdef Py_ssize_t P = U.shape[0], K = U.shape[1], C = U.shape[2], p, k0, c, j
+    cdef Py_ssize_t Kp = (K + 5) // 6 * 6
+    cdef floating* o
+    cdef int threads = transform_threads(P * K * C, _gemm_parts)
+    if out.shape[0] != P or out.shape[1] != Kp or out.shape[2] != C:
+        raise ValueError(f"pack_filters: U {tuple(U.shape)[:3]} and out {tuple(out.shape)[:3]} "
+                         f"do not match")
+    with nogil:
+        for p in prange(P, schedule="static", num_threads=threads):
+            for k0 in range(0, Kp, 6):
+                o = &out[p, 0, 0] + k0 * C
+                for c in range(C):
+                    for j in range(6):
+                        o[c * 6 + j] = U[p, k0 + j, c] if k0 + j < K else 0
+
+
+# Whether float32 ``winograd_conv`` runs its element-wise GEMMs by ``wg_gemm6x16_f`` (the
+# x86-64-v3 build) rather than OpenBLAS
+OWN_GEMM = bool(WG_GEMM6X16)
 
 
 def check_tile(Py_ssize_t alpha, Py_ssize_t tb):

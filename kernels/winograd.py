@@ -95,6 +95,16 @@ DEFAULT_TILE = {3: "F(4,3)", 5: "F(4,5)"}
 MIN_TILES_PER_BLOCK = 64
 MAX_TILES_PER_BLOCK = 256
 
+# Tiles per block of the x86-64-v3 build's float32 GEMM stage (``_winograd.OWN_GEMM``: its own
+# 6x16 kernel, ``wg_gemm6x16_f``, instead of OpenBLAS): one chunk.  Without OpenBLAS's packing
+# per call, long blocks gain nothing, and a chunk's M (K alpha^2 16 elements) stays in L2 for the
+# output transform, where a block of 256 tiles wrote and read 16.8 MB for (32,96,27,27)->256 5x5.
+# Forward ms by tiles per block (2026-12, Zen 3, 2 threads, the sizes alternated call by call):
+# (32,96,27,27)->256 5x5 38.5 / 39.0 / 48.0 / 63.5 with 16 / 32 / 64 / 256; (128,256,8,8) 19.5 /
+# 20.6 / 22.1 / -; (128,128,16,16) - / 19.6 / 19.6 / 22.1 (128: 22.1); (8,128,28,28) 4.61 /
+# 4.61 / 5.0 / 5.6; (1,128,288,288)->256 5x5 dilation 8 124.6 / 127.7 / 132.5 (48) / -.
+OWN_GEMM_TILES_PER_BLOCK = 16
+
 # The element-wise stage without GEMMs (``fused``): when the convolution has at most this many
 # input channels, per chunk of 16 tiles and per filter the alpha^2 dot products over the channels
 # run as vector loops straight into the output transform.  (K, C) @ (C, tiles) GEMMs that thin
@@ -281,7 +291,12 @@ def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False, fused=None):
     Ho, Wo = out_hw
     if fused is None:
         fused = x.shape[1] <= FUSED_MAX_CHANNELS
-    tb = FUSED_TILES_PER_BLOCK if fused else tiles_per_block(x.shape[1], K)
+    if fused:
+        tb = FUSED_TILES_PER_BLOCK
+    elif dt == np.float32 and _winograd.OWN_GEMM:
+        tb = OWN_GEMM_TILES_PER_BLOCK
+    else:
+        tb = tiles_per_block(x.shape[1], K)
     y = _aligned(np.empty, N * K * Ho * Wo, dt).reshape(N, K, Ho, Wo)
     _winograd.winograd_conv(
         np.ascontiguousarray(x),

@@ -575,6 +575,43 @@ def test_weight_gradient_by_runs_of_dy_tiles_matches_float64(dtype, r, specialis
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,K,r", [(9, 13, 3), (300, 7, 3), (17, 6, 5), (40, 25, 5)])
+def test_element_wise_gemms_match_float64(dtype, C, K, r):
+    # the GEMM stage of the forward and the input gradient (float32 in the x86-64-v3 build: its
+    # own 6 x 16 kernel on filters packed by six, ``pack_filters``): filter counts off multiples
+    # of six, more than SUMC = 256 channels (two sums added), blocks whose tile counts are off
+    # multiples of 16
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((2, C, 13, 11)).astype(dtype)
+    w = rng.standard_normal((K, C, r, r)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    p = (r // 2, r // 2)
+    xd, wd, bd = (a.astype(np.float64) for a in (x, w, b))
+    want = conv2d_ref(xd, wd, bd, (1, 1), p, (1, 1))
+    dy = rng.standard_normal(want.shape).astype(dtype)
+    _, dx_want, _, _ = _torch(xd, wd, bd, p, (1, 1), 1, dy)
+    tile = wg.DEFAULT_TILE[r]
+    y = wg.conv2d_forward(x, w, b, p, (1, 1), tile, fused=False)
+    dx = wg.conv2d_backward_input(dy, w, x.shape[2:], p, (1, 1), tile, fused=False)
+    rtol, atol = tol(dtype)
+    for got, ref in ((y, want), (dx, dx_want)):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * (1 + np.abs(ref).max()))
+
+
+def test_pack_filters_lays_out_panels_of_six_filters():
+    U = np.arange(2 * 7 * 3, dtype=np.float32).reshape(2, 7, 3)
+    out = np.full((2, 12, 3), np.nan, np.float32)
+    _winograd.pack_filters(U, out)
+    padded = np.zeros((2, 12, 3), np.float32)
+    padded[:, :7] = U
+    want = padded.reshape(2, 2, 6, 3).transpose(0, 1, 3, 2).reshape(2, 12, 3)
+    np.testing.assert_array_equal(out, want)
+    with pytest.raises(ValueError, match="do not match"):
+        _winograd.pack_filters(U, np.zeros((2, 7, 3), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C,K,r", [(13, 7, 3), (9, 11, 5), (64, 64, 3), (130, 128, 3)])
 def test_weight_gradient_gemm_forms_match_float64(dtype, C, K, r):
     # the weight gradient's per-point GEMMs run "NN" on V's point transposed (4x4 register
