@@ -21,14 +21,16 @@ def show_config(cuda: bool = False) -> dict[str, Any]:
     (``cnncore_kernels._blas.blas_info()``: library, versions, path, threading, how the GEMMs'
     threads are controlled), ``openmp`` (the version the kernels were compiled with, 0 without;
     threads; the ``OMP_*`` and ``CNNCORE_BLAS`` environment), ``build`` (the widest vector ISA
-    the kernels were compiled for). With ``cuda=True`` also ``cuda`` (whether a GPU can be used;
-    this imports numba).
+    the kernels were compiled for, and what runs the float32 Winograd products: "blas", or
+    "own 6x16 kernel" in the AVX2 build). With ``cuda=True`` also ``cuda`` (whether a GPU can be
+    used; this imports numba).
     """
     import numpy
     import scipy
 
     from cnncore._version import __version__
     from cnncore_kernels._blas import blas_info
+    from cnncore_kernels._winograd import OWN_GEMM
 
     blas = blas_info()
     config: dict[str, Any] = {
@@ -47,7 +49,10 @@ def show_config(cuda: bool = False) -> dict[str, Any]:
                 if k in os.environ
             },
         },
-        "build": {"compiled_isa": blas["compiled_isa"]},
+        "build": {
+            "compiled_isa": blas["compiled_isa"],
+            "winograd_float32_gemm": "own 6x16 kernel" if OWN_GEMM else "blas",
+        },
     }
     if cuda:
         from cnncore.device import cuda_available

@@ -208,5 +208,9 @@ def test_show_config_prints_and_returns_the_blas(capsys):
     assert config["blas"]["version"] in printed
     assert config["openmp"]["version"] == _blas.blas_info()["openmp"]
     assert config["build"]["compiled_isa"] == _blas.blas_info()["compiled_isa"]
+    from cnncore_kernels import _winograd
+
+    own = "own 6x16 kernel" if _winograd.OWN_GEMM else "blas"
+    assert config["build"]["winograd_float32_gemm"] == own
     assert "sgemm_address" not in printed
     assert config["cnncore"]["version"] == cnncore.__version__
