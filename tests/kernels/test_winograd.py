@@ -542,8 +542,6 @@ def test_weight_gradient_by_runs_of_dy_tiles_matches_float64(dtype, r, specialis
     # side by side inside the output, which the float32 weight gradient moves from dy's rows
     # as a whole (``eight_tile_runs``, ``dy_chunk``), beside chunks across rows and edge
     # tiles; with the forward's A (straight-line pair sums) and through the generic passes
-    from cnncore_kernels import _winograd
-
     rng = np.random.default_rng(19)
     x = rng.standard_normal((2, 3, 21, 70)).astype(dtype)
     w = rng.standard_normal((6, 3, r, r))
