@@ -99,10 +99,13 @@ MAX_TILES_PER_BLOCK = 256
 # 6x16 kernel, ``wg_gemm6x16_f``, instead of OpenBLAS): one chunk.  Without OpenBLAS's packing
 # per call, long blocks gain nothing, and a chunk's M (K alpha^2 16 elements) stays in L2 for the
 # output transform, where a block of 256 tiles wrote and read 16.8 MB for (32,96,27,27)->256 5x5.
-# Forward ms by tiles per block (2026-12, Zen 3, 2 threads, the sizes alternated call by call):
-# (32,96,27,27)->256 5x5 38.5 / 39.0 / 48.0 / 63.5 with 16 / 32 / 64 / 256; (128,256,8,8) 19.5 /
-# 20.6 / 22.1 / -; (128,128,16,16) - / 19.6 / 19.6 / 22.1 (128: 22.1); (8,128,28,28) 4.61 /
-# 4.61 / 5.0 / 5.6; (1,128,288,288)->256 5x5 dilation 8 124.6 / 127.7 / 132.5 (48) / -.
+# Forward ms by tiles per block (2026-12, Zen 3, 2 threads, the sizes alternated call by call
+# in one process; three runs).  16 / 32 / 48: (32,96,27,27)->256 5x5 38.5 / 39.0 / 39.5,
+# (128,256,8,8) 19.5 / 20.6 / 21.4, (8,128,28,28) 4.61 / 4.61 / 4.88, (64,64,15,15) 5x5 5.92 /
+# 6.04 / 5.98, (1,128,288,288)->256 5x5 dilation 8 124.6 / 127.7 / 132.5.  32 / 48 / 64 / 96:
+# (32,96,27,27)->256 42.4 / 45.5 / 48.0 / 51.4, (128,256,8,8) 20.8 / 21.7 / 22.1 / 23.4.
+# 64 / 128 / 256: (32,96,27,27)->256 52.4 / 57.4 / 63.5, (128,128,16,16) 20.9 / 22.1 / 24.9,
+# where OpenBLAS with the same blocks ran 56.9 / 57.4 / 56.3 and 23.4 / 24.3 / 25.7.
 OWN_GEMM_TILES_PER_BLOCK = 16
 
 # The element-wise stage without GEMMs (``fused``): when the convolution has at most this many
