@@ -1935,10 +1935,7 @@ cdef void wgrad_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
             gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
                          d)
             transform_chunk(bt_kind, BT, alpha, alpha, d, CH, V + c * P * tb + t, tb)
-    for t in range(0, nt, 16):  # CH
-        runs[t // 16] = (floating is float and m == 4 and dw == 1
-                         and eight_tile_runs(tn + t, tod + t, tow + t, min(CH, nt - t), Ho, Wo, dh,
-                                             run_img + t // 8, run_off + t // 8))
+    plan_dy_runs(dy, tn, tod, tow, nt, Ho, Wo, m, dh, dw, runs, run_img, run_off)
     for k in range(K):
         # the m x m dy tile: outputs oh0 + a*dh, ow0 + b*dw (zero past the output's edge)
         for t in range(0, nt, 16):  # CH

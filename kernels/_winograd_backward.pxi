@@ -414,6 +414,20 @@ cdef bint eight_tile_runs(const Py_ssize_t* tn, const Py_ssize_t* tih, const Py_
     return True
 
 
+cdef inline void plan_dy_runs(const floating* dy, const Py_ssize_t* tn, const Py_ssize_t* tod,
+                              const Py_ssize_t* tow, Py_ssize_t nt, Py_ssize_t Ho, Py_ssize_t Wo,
+                              Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, bint* runs,
+                              Py_ssize_t* img, Py_ssize_t* off) noexcept nogil:
+    # runs[c] for each chunk c of the nt dy tiles at tn, tod, tow: whether ``dy_chunk`` moves it
+    # as two runs of eight (float32 4x4 tiles of column step 1, ``eight_tile_runs``), which start
+    # at img[2c], off[2c] and img[2c + 1], off[2c + 1].  dy: only its dtype is used.
+    cdef Py_ssize_t t
+    for t in range(0, nt, 16):  # CH
+        runs[t // 16] = (floating is float and m == 4 and dw == 1
+                         and eight_tile_runs(tn + t, tod + t, tow + t, min(CH, nt - t), Ho, Wo, dh,
+                                             img + t // 8, off + t // 8))
+
+
 cdef inline void dy_chunk(const floating* dy, Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo,
                           Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tod,
                           const Py_ssize_t* tow, Py_ssize_t nt, bint run, const Py_ssize_t* img,
@@ -423,7 +437,7 @@ cdef inline void dy_chunk(const floating* dy, Py_ssize_t K, Py_ssize_t Ho, Py_ss
     # z[(a*alpha + b)*zs + t] = (A dy_t A^T)[a, b] for filter k's m x m dy tiles t of one chunk
     # (nt <= CH of them at tn, tod, tow, as ``gather_chunk``; zeros past the output's edge); A
     # (alpha, m) row-major, of kind a_kind.  run: the chunk is two runs of eight tiles (float32,
-    # ``eight_tile_runs``, which gave img and off), moved from dy's rows as a whole, and the
+    # ``plan_dy_runs``, which gave img and off), moved from dy's rows as a whole, and the
     # same rows of the next filter are fetched ahead.  d: CHUNK elements of scratch.
     cdef const floating* rsrc[2]
     cdef Py_ssize_t e, i
@@ -485,10 +499,7 @@ cdef void backward_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
         nsv = (ns + CH - 1) // CH * CH             # the chunks' tiles (zeros past ns)
         tile_positions(oh0, n_rows, ow0, n_cols, s, ns, ph, pw, tn, tih, tiw)
         tile_positions(oh0, n_rows, ow0, n_cols, s, ns, 0, 0, tn, tod, tow)
-        for t in range(0, ns, 16):  # CH
-            runs[t // 16] = (floating is float and m == 4 and dw == 1
-                             and eight_tile_runs(tn + t, tod + t, tow + t, min(CH, ns - t), Ho,
-                                                 Wo, dh, run_img + t // 8, run_off + t // 8))
+        plan_dy_runs(dy, tn, tod, tow, ns, Ho, Wo, m, dh, dw, runs, run_img, run_off)
         if acc != NULL:
             for c in range(C):
                 for t in range(0, ns, 16):  # CH
