@@ -494,6 +494,31 @@ cdef extern from *:
             STORE(V, y + off[2] + a * rs, r2); STORE(V, y + off[3] + a * rs, r3);                \
         }                                                                                        \
     }
+    /* The same for four 4x4 tiles of which some cross the output's bottom or right edge: tile u
+       writes its first clip[u] >> 3 rows and clip[u] & 7 columns, whole rows by vector stores
+       and clipped ones element by element (tile by tile, every element was a scalar move: a
+       15x15 output has a clipped tile in each group of four) */
+    #define WG_SCATTER4T_CLIP(NAME, T, V, MASK)                                                  \
+    static inline void NAME(const T* out, T* y, const Py_ssize_t* off, Py_ssize_t rs,           \
+                            const unsigned char* clip) {                                         \
+        for (int a = 0; a < 4; a++) {                                                            \
+            V b0 = WG_LD(V, out + (4 * a) * WG_CH), b1 = WG_LD(V, out + (4 * a + 1) * WG_CH);    \
+            V b2 = WG_LD(V, out + (4 * a + 2) * WG_CH), b3 = WG_LD(V, out + (4 * a + 3) * WG_CH);\
+            V r[4];                                                                              \
+            WG_T4(V, MASK, b0, b1, b2, b3, r[0], r[1], r[2], r[3]);                              \
+            for (int u = 0; u < 4; u++) {                                                        \
+                int nb = clip[u] & 7;                                                            \
+                T* row = y + off[u] + a * rs;                                                    \
+                if (a >= clip[u] >> 3)                                                           \
+                    continue;                                                                    \
+                if (nb == 4)                                                                     \
+                    WG_ST(V, row, r[u]);                                                         \
+                else                                                                             \
+                    for (int b = 0; b < nb; b++)                                                 \
+                        row[b] = r[u][b];                                                        \
+            }                                                                                    \
+        }                                                                                        \
+    }
     /* S x S input tiles (S >= 4, dilation 1): d[(i*S + j)*WG_CH + u] = src[u][i*rs + j] */
     #define WG_GATHER4T(NAME, T, V, MASK)                                                        \
     static inline void NAME(const T* const* src, Py_ssize_t rs, int S, T* d) {                  \
@@ -585,6 +610,8 @@ cdef extern from *:
     WG_SCATTER2P(wg_scatter2p_d, double, wg_v4d, wg_m4l, WG_ST)
     WG_SCATTER4T(wg_scatter4t_f, float, wg_v4f, wg_m4i, WG_ST)
     WG_SCATTER4T(wg_scatter4t_d, double, wg_v4d, wg_m4l, WG_ST)
+    WG_SCATTER4T_CLIP(wg_scatter4t_clip_f, float, wg_v4f, wg_m4i)
+    WG_SCATTER4T_CLIP(wg_scatter4t_clip_d, double, wg_v4d, wg_m4l)
     /* The same by non-temporal stores (no read for ownership of the lines), for four tiles side
        by side whose rows start on a 64-byte line, so that each row's 16 outputs fill one line;
        the caller ends with wg_sfence */
@@ -660,6 +687,32 @@ cdef extern from *:
                 WG_ST(wg_vf, d + (i * 4 + j) * WG_CH, o[j]);
         }
     }
+    /* out[j] = row[j] for j0 <= j < j1, 0 for the other j < ls (x86-64-v3 build only:
+       WG_STRIP_ROW): one row of a zero-padded strip (``gather_strips``) by 8-lane loads masked
+       to [j0, j1), which never fault and read zeros in the lanes left out.  Writes whole
+       vectors: up to 7 elements past ls.  (As loops, GCC made them calls of memset, memcpy and
+       memset: for the rows of 20 of a 15x15 map padded by 2, 5.5% of a (64,64,15,15) 5x5
+       forward under perf.) */
+    #if defined(__AVX2__) && !defined(__AVX512F__)
+    #define WG_STRIP_ROW 1
+    static inline void wg_strip_row_f(float* out, const float* row, Py_ssize_t j0, Py_ssize_t j1,
+                                      Py_ssize_t ls) {
+        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i lo = _mm256_set1_epi32((int)j0 - 1), hi = _mm256_set1_epi32((int)j1);
+        for (Py_ssize_t j = 0; j < ls; j += 8) {
+            __m256i col = _mm256_add_epi32(iota, _mm256_set1_epi32((int)j));
+            __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(col, lo), _mm256_cmpgt_epi32(hi, col));
+            _mm256_storeu_ps(out + j, _mm256_maskload_ps(row + j, m));
+        }
+    }
+    #else
+    #define WG_STRIP_ROW 0
+    static inline void wg_strip_row_f(float* out, const float* row, Py_ssize_t j0, Py_ssize_t j1,
+                                      Py_ssize_t ls) {
+        (void)out; (void)row; (void)j0; (void)j1; (void)ls;
+        __builtin_trap();  /* never called: WG_STRIP_ROW is 0 */
+    }
+    #endif
     /* a hint to load the line at p (never faults, even past the end of an array) */
     #define wg_prefetch(p) __builtin_prefetch((const void*)(p))
     /* the same, for a line about to be written (prefetchw: fetched for ownership) */
@@ -691,6 +744,10 @@ cdef extern from *:
     enum: WG_LANES_WF
     void wg_scatter4t_f(const float* out, float* y, const Py_ssize_t* off, Py_ssize_t rs) nogil
     void wg_scatter4t_d(const double* out, double* y, const Py_ssize_t* off, Py_ssize_t rs) nogil
+    void wg_scatter4t_clip_f(const float* out, float* y, const Py_ssize_t* off, Py_ssize_t rs,
+                             const unsigned char* clip) nogil
+    void wg_scatter4t_clip_d(const double* out, double* y, const Py_ssize_t* off, Py_ssize_t rs,
+                             const unsigned char* clip) nogil
     void wg_scatter4t_nt_f(const float* out, float* y, const Py_ssize_t* off,
                            Py_ssize_t rs) nogil
     void wg_scatter2p_nt_f(const float* out, int m, float* const* y0, Py_ssize_t rs) nogil
@@ -702,6 +759,9 @@ cdef extern from *:
     void wg_scatter4c_f(const float* out, int m, float* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
     void wg_scatter4c_d(const double* out, int m, double* y0, Py_ssize_t rs, Py_ssize_t cs) nogil
     void wg_gather8t4_f(const float* src, Py_ssize_t rs, float* d) nogil
+    enum: WG_STRIP_ROW
+    void wg_strip_row_f(float* out, const float* row, Py_ssize_t j0, Py_ssize_t j1,
+                        Py_ssize_t ls) nogil
     void wg_transpose_f(const float* src, Py_ssize_t ss, Py_ssize_t R, Py_ssize_t n, float* dst,
                         Py_ssize_t ld) nogil
     void wg_transpose_d(const double* src, Py_ssize_t ss, Py_ssize_t R, Py_ssize_t n,
@@ -966,7 +1026,7 @@ cdef bint gather_strips(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_
     # 0.83-0.93x on four of these layers.  Only for the vector moves: with column dilation 2 or
     # 3, where tiles still move one at a time, the strips' copy gained nothing.  Returns False,
     # having written nothing, when the strips exceed STRIP elements.
-    cdef floating[STRIP] strip
+    cdef floating[STRIP + 8] strip  # + 8: wg_strip_row_f writes whole vectors
     cdef Py_ssize_t[CH] seg        # segment of each tile
     cdef Py_ssize_t[CH] first      # first tile of each segment
     cdef Py_ssize_t nseg = 0, t, s, u, i, j, j0, j1, ls = 0, ih, iw0, step
@@ -997,12 +1057,15 @@ cdef bint gather_strips(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_
             ih = tih[t] + i * dh
             if 0 <= ih < H:
                 row = plane + ih * W + iw0
-                for j in range(j0):
-                    out[j] = 0
-                for j in range(j0, j1):
-                    out[j] = row[j]
-                for j in range(j1, ls):
-                    out[j] = 0
+                if floating is float and WG_STRIP_ROW:
+                    wg_strip_row_f(out, row, j0, j1, ls)
+                else:
+                    for j in range(j0):
+                        out[j] = 0
+                    for j in range(j0, j1):
+                        out[j] = row[j]
+                    for j in range(j1, ls):
+                        out[j] = 0
                 j = j0                     # the same row of the next channel (see gather_tiles)
                 while j < j1:
                     wg_prefetch(row + H * W + j)
@@ -1305,6 +1368,7 @@ cdef enum:
     SC_PAIRS = 3         # two interleaved pairs, column dilation 2 (``wg_scatter2p``)
     SC_PAIRS_LINES = 4   # the same, the pairs 8 columns apart on such rows
     SC_COPY = 5          # tiles on consecutive columns (column dilation >= 4), copied
+    SC_T4_CLIP = 6       # as SC_T4, some tiles clipped at the bottom or right edge
 
 
 cdef inline Py_ssize_t scatter_groups(Py_ssize_t nt, Py_ssize_t m, Py_ssize_t dw) noexcept nogil:
@@ -1317,10 +1381,13 @@ cdef inline Py_ssize_t scatter_groups(Py_ssize_t nt, Py_ssize_t m, Py_ssize_t dw
 cdef void plan_scatter(Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo, const Py_ssize_t* tn,
                        const Py_ssize_t* tih, const Py_ssize_t* tiw, Py_ssize_t ph,
                        Py_ssize_t pw, Py_ssize_t nt, Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw,
-                       bint lines, Py_ssize_t* off, unsigned char* kind) noexcept nogil:
+                       bint lines, Py_ssize_t* off, unsigned char* kind,
+                       unsigned char* clip) noexcept nogil:
     # For the tiles t < nt of a chunk (output origins oh = tih[t] + ph, ow = tiw[t] + pw), once
     # for all K filters: kind[g], how group g of four tiles moves (vector moves only when all
-    # four lie inside the output), and off[t], tile t's offset in y for filter 0.  lines
+    # four lie inside the output, or for 4x4 tiles of column dilation 1, all four start inside
+    # it: SC_T4_CLIP), off[t], tile t's offset in y for filter 0, and clip[t] (SC_T4_CLIP
+    # groups), its rows inside the output times 8 plus its columns inside.  lines
     # (float32 outputs streamed, m = 4, rows of dh * Wo a multiple of 16 elements): four 4x4
     # tiles that fill 64 bytes of their rows (side by side, or two pairs 8 columns apart) may be
     # written by non-temporal stores, whole lines, where their row starts on a line.  (Per
@@ -1329,18 +1396,23 @@ cdef void plan_scatter(Py_ssize_t K, Py_ssize_t Ho, Py_ssize_t Wo, const Py_ssiz
     # not, dilation 1, 2 and 8) and one input gradient 0.990-1.013x: 2-core Zen 3, in-process
     # A/B, 435-8600 pairs; bit-identical.)
     cdef Py_ssize_t t, u, oh, ow
-    cdef bint inside
+    cdef bint inside, starts_inside
     for t in range(0, scatter_groups(nt, m, dw), 4):
         inside = True
+        starts_inside = m == 4 and dw == 1
         for u in range(4):
             oh = tih[t + u] + ph
             ow = tiw[t + u] + pw
-            if not tile_inside(oh, ow, m, dh, dw, Ho, Wo):
-                inside = False
-                break
             off[t + u] = (tn[t + u] * K * Ho + oh) * Wo + ow
+            if tile_inside(oh, ow, m, dh, dw, Ho, Wo):
+                clip[t + u] = 4 * 8 + 4
+            elif 0 <= oh < Ho and 0 <= ow < Wo:
+                inside = False
+                clip[t + u] = min(4, (Ho - oh + dh - 1) // dh) * 8 + min(4, Wo - ow)
+            else:
+                inside = starts_inside = False
         if not inside:
-            kind[t // 4] = SC_EACH
+            kind[t // 4] = SC_T4_CLIP if starts_inside else SC_EACH
         elif m == 4 and dw == 1:
             kind[t // 4] = (SC_T4_LINES if lines and off[t + 1] == off[t] + 4
                             and off[t + 2] == off[t] + 8 and off[t + 3] == off[t] + 12
@@ -1357,9 +1429,10 @@ cdef void scatter_planned(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_s
                           Py_ssize_t k, const Py_ssize_t* tn, const Py_ssize_t* tih,
                           const Py_ssize_t* tiw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t nt,
                           Py_ssize_t m, Py_ssize_t dh, Py_ssize_t dw, const Py_ssize_t* off,
-                          const unsigned char* kind, floating* y) noexcept nogil:
+                          const unsigned char* kind, const unsigned char* clip,
+                          floating* y) noexcept nogil:
     # y[n, k, oh + a*dh, ow + b*dw] = out[(a*m + b)*CH + t] (inside the output only) for the
-    # tiles t < nt of a chunk, by the moves ``plan_scatter`` chose (off, kind).  The lines'
+    # tiles t < nt of a chunk, by the moves ``plan_scatter`` chose (off, kind, clip).  The lines'
     # non-temporal stores need the caller's fence.
     cdef Py_ssize_t t, u, t4 = scatter_groups(nt, m, dw)
     cdef floating* y0[4]
@@ -1383,6 +1456,11 @@ cdef void scatter_planned(const floating* out, Py_ssize_t K, Py_ssize_t Ho, Py_s
                 wg_scatter2p_f(out + t, <int> m, y0, dh * Wo)
             else:
                 wg_scatter2p_d(out + t, <int> m, y0, dh * Wo)
+        elif kd == SC_T4_CLIP:
+            if floating is float:
+                wg_scatter4t_clip_f(out + t, yk, off + t, dh * Wo, clip + t)
+            else:
+                wg_scatter4t_clip_d(out + t, yk, off + t, dh * Wo, clip + t)
         elif kd == SC_COPY:
             if floating is float:
                 wg_scatter4c_f(out + t, <int> m, yk + off[t], dh * Wo, dw)
@@ -1573,12 +1651,13 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     cdef Py_ssize_t[MAXTB] tn, tih, tiw
     cdef Py_ssize_t[MAXTB] soff              # the tiles' offsets in y for filter 0
     cdef unsigned char[MAXTB4] skind        # how each group of four tiles is written
+    cdef unsigned char[MAXTB] sclip         # the tiles' rows * 8 + columns inside the output
     # the output rows that start on 64-byte lines, each filled by four 4x4 tiles (streamed)
     cdef bint lines = floating is float and stream and m == 4 and (dh * Wo) % 16 == 0
     tile_positions(oh0, n_rows, ow0, n_cols, t0, nt, ph, pw, tn, tih, tiw)
     for t in range(0, nt, 16):  # CH
         plan_scatter(K, Ho, Wo, tn + t, tih + t, tiw + t, ph, pw, min(CH, nt - t), m, dh, dw,
-                     lines, soff + t, skind + t // 4)
+                     lines, soff + t, skind + t // 4, sclip + t)
     for c in range(C):
         for t in range(0, nt, 16):  # CH
             gather_chunk(x, C, H, W, c, tn + t, tih + t, tiw + t, min(CH, nt - t), alpha, dh, dw,
@@ -1624,7 +1703,8 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                 dq = &d[0] if q == 0 else &d2[0]
                 chunk_epilogue(dq, m * m * CH, bias[k + q] if bias != NULL else 0, relu)
                 scatter_planned(dq, K, Ho, Wo, k + q, tn + t, tih + t, tiw + t, ph, pw,
-                                min(CH, nt - t), m, dh, dw, soff + t, skind + t // 4, y)
+                                min(CH, nt - t), m, dh, dw, soff + t, skind + t // 4, sclip + t,
+                                y)
         k += nk
     if stream:
         wg_sfence()

@@ -327,6 +327,33 @@ def test_four_tile_vector_moves_match_float64_loops(dtype, r, p, d):
     np.testing.assert_allclose(dw, dw_want, rtol=rtol, atol=atol * (1 + np.abs(dw_want).max()))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize(
+    "hw,d", [((15, 15), (1, 1)), ((18, 21), (1, 1)), ((17, 30), (2, 1)), ((29, 14), (3, 1))]
+)
+def test_groups_of_four_output_tiles_over_the_edge_match_float64_loops(dtype, fused, hw, d):
+    # 4x4 output tiles of column dilation 1 whose group of four reaches past the output's right
+    # or bottom edge (15x15: the fourth tile of every row keeps 3 columns, the last tile row 3
+    # rows; row dilation 2 and 3: rows dh apart) are written four at a time, the clipped rows
+    # and columns element by element: the float64 loops' values, forward and dx
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((3, 5, *hw)).astype(dtype)
+    w = rng.standard_normal((7, 5, 3, 3)).astype(dtype)
+    b = rng.standard_normal(7).astype(dtype)
+    p = (d[0], d[1])
+    xd, wd, bd = (a.astype(np.float64) for a in (x, w, b))
+    want = conv2d_ref(xd, wd, bd, (1, 1), p, d)
+    assert want.shape[2:] == hw
+    dy = rng.standard_normal(want.shape).astype(dtype)
+    _, dx_want, _, _ = _torch(xd, wd, bd, p, d, 1, dy)
+    rtol, atol = tol(dtype)
+    y = wg.conv2d_forward(x, w, b, p, d, "F(4,3)", fused=fused)
+    dx = wg.conv2d_backward_input(dy, w, hw, p, d, "F(4,3)", fused=fused)
+    for got, ref in ((y, want), (dx, dx_want)):
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * (1 + np.abs(ref).max()))
+
+
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize(
     "shape,r",
@@ -388,6 +415,7 @@ def test_scratch_and_outputs_start_on_cache_lines():
     "shape,r,p,d",
     [
         ((2, 3, 32, 32), 5, (2, 2), (1, 1)),  # every chunk has edge tiles: all from strips
+        ((2, 3, 15, 15), 5, (2, 2), (1, 1)),  # strip rows of 20: two vectors, the second part
         ((3, 2, 9, 7), 3, (3, 1), (1, 1)),  # small maps: a chunk's segments span images
         ((1, 2, 21, 90), 3, (1, 9), (1, 9)),  # column dilation >= 4: sub-grid copies from strips
         ((1, 2, 12, 210), 3, (2, 100), (1, 100)),  # strips beyond STRIP: tile by tile
