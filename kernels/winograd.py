@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import threading
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -220,15 +220,19 @@ def tile_matrices(tile: str):
     return cook_toom(m, r, pts)
 
 
+@lru_cache(maxsize=256)
 def tile_origins(n_out: int, m: int, d: int) -> np.ndarray:
-    """Output origins of the tiles along one axis, in increasing order.
+    """Output origins of the tiles along one axis, in increasing order (read-only: kept per
+    (n_out, m, d), as every call of a layer asks for the same).
 
     With dilation d the outputs split into d interleaved sub-grids (o mod d); each is cut into
     tiles of m outputs, so a tile starting at o covers o, o + d, ..., o + (m-1) d.  The origins are
     exactly the o < n_out with (o mod m*d) < d.
     """
     o = np.arange(n_out, dtype=np.intp)
-    return np.ascontiguousarray(o[o % (m * d) < d])
+    origins = np.ascontiguousarray(o[o % (m * d) < d])
+    origins.setflags(write=False)
+    return origins
 
 
 def transform_weight(weight, G, reuse=False):

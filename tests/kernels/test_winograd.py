@@ -269,14 +269,17 @@ def test_specialised_and_generic_transforms_agree_over_many_blocks(tile, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("r", [3, 5])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_fused_relu_in_the_output_transform_equals_relu_after(dtype, r, with_bias):
+@pytest.mark.parametrize("C", [3, 17])  # the fused element-wise stage, the GEMM stage
+def test_fused_relu_in_the_output_transform_equals_relu_after(dtype, r, with_bias, C):
+    # bias and ReLU are applied in the last pass of the output transform (WG_EPI)
     from cnncore.functional import relu
     from cnncore.functional.fused import conv2d_relu
 
+    assert (C <= wg.FUSED_MAX_CHANNELS) == (C == 3)
     rng = np.random.default_rng(8)
-    x = rng.standard_normal((2, 17, 13, 14)).astype(dtype)
+    x = rng.standard_normal((2, C, 13, 14)).astype(dtype)
     x[0, 0, 5, 5] = np.nan  # NaN propagates through the ReLU, as torch.relu
-    w = rng.standard_normal((18, 17, r, r)).astype(dtype)
+    w = rng.standard_normal((18, C, r, r)).astype(dtype)
     b = rng.standard_normal(18).astype(dtype) if with_bias else None
     plain = conv2d(x, w, b, 1, 1, 2, algorithm="winograd")
     fused = conv2d_relu(x, w, b, 1, 1, 2, algorithm="winograd")
