@@ -1949,9 +1949,10 @@ cdef inline int transform_threads(Py_ssize_t elements, Py_ssize_t most) noexcept
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
+def transform_weight(const floating[:, :, :, :] w, const double[:, ::1] G,
                      floating[:, :, ::1] U):
-    """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r),
+    """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r), each
+    w[k, c] contiguous (the first two axes any strides: the input gradient passes a transpose),
     G: (alpha, r), U: (alpha^2, K, C).  Per group of filters k0 .. k0 + g - 1: w copied to
     float64 with the (filter, channel) pair innermost, then G w (alpha x r) and the rows
     U[a*alpha + b, k0:k0 + g, :] (contiguous), all as vector loops over the g*C pairs (``wsum``:
@@ -1973,6 +1974,9 @@ def transform_weight(const floating[:, :, :, ::1] w, const double[:, ::1] G,
             or U.shape[2] != C):
         raise ValueError(f"transform_weight: w {tuple(w.shape)[:4]}, G {tuple(G.shape)[:2]} and "
                          f"U {tuple(U.shape)[:3]} do not match (U must be (alpha^2, K, C))")
+    if w.strides[3] != sizeof(floating) or w.strides[2] != r * <Py_ssize_t> sizeof(floating):
+        raise ValueError(f"transform_weight: each filter w[k, c] must be contiguous (strides "
+                         f"{tuple(w.strides)[:4]})")
     # per thread: wk (r*r, g*C), tm (alpha*r, g*C)
     tmp_arr = np.empty((_gemm_parts, (r * r + alpha * r) * gC), dtype=np.float64)
     cdef double[:, ::1] tmp = tmp_arr

@@ -689,6 +689,16 @@ def test_transform_weight_matches_reference_and_each_filter_alone(K, C, tile, dt
     np.testing.assert_allclose(U, ref, rtol=tol, atol=tol * np.abs(ref).max())
     for k in range(K):
         np.testing.assert_array_equal(U[:, k : k + 1], wg.transform_weight(w[k : k + 1], G))
+    # the input gradient's transform: the (C, K) view of the filters, not copied, with G's
+    # columns reversed equals the rotated kernel's transform (up to float64 summation order)
+    wt = w.transpose(1, 0, 2, 3)
+    rot = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    ref_rot = np.einsum("ai,kcij,bj->abkc", G, rot.astype(np.float64), G).reshape(alpha**2, C, K)
+    U_rot = wg.transform_weight(wt, wg._rotated_kernel_G(tile))
+    np.testing.assert_allclose(U_rot, ref_rot, rtol=tol, atol=tol * np.abs(ref_rot).max())
+    np.testing.assert_allclose(
+        U_rot, wg.transform_weight(rot, G), rtol=tol, atol=tol * np.abs(ref_rot).max()
+    )
 
 
 def test_unchecked_kernels_refuse_mismatched_shapes():
@@ -698,6 +708,10 @@ def test_unchecked_kernels_refuse_mismatched_shapes():
     w = np.zeros((4, 3, 3, 3))
     with pytest.raises(ValueError, match="do not match"):
         _winograd.transform_weight(w, G, np.zeros((36, 4, 2)))
+    # each filter's r x r values must be contiguous (the kernel reads them through a pointer)
+    for bad in (np.zeros((4, 3, 6, 3))[:, :, ::2], np.zeros((4, 3, 3, 6))[..., ::2]):
+        with pytest.raises(ValueError, match="must be contiguous"):
+            _winograd.transform_weight(bad, G, np.zeros((36, 4, 3)))
     m, r, pts = wg.TILES["F(4,3)"]
     AT, Gw, BT = wg.cook_toom(r, m, pts)
     x, dy = np.zeros((1, 3, 8, 8)), np.zeros((1, 4, 8, 8))
