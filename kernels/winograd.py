@@ -256,9 +256,12 @@ def transform_weight(weight, G, reuse=False):
 @cache
 def _rotated_kernel_G(tile):
     """G[:, ::-1] of ``tile``: G rot(w) G^T = (G J) w (G J)^T, J the reversal, so the input
-    gradient transforms its kernel rotated by 180 degrees without a rotated copy."""
+    gradient transforms its kernel rotated by 180 degrees without a rotated copy.  Read-only: kept
+    per tile, as ``tile_origins`` keeps its arrays."""
     _, G, _ = tile_matrices(tile)
-    return np.ascontiguousarray(G[:, ::-1])
+    G_rot = np.ascontiguousarray(G[:, ::-1])
+    G_rot.setflags(write=False)
+    return G_rot
 
 
 _scratch = threading.local()
