@@ -47,9 +47,9 @@ Memory bound: per thread ``alpha^2 * (C + K) * tb`` elements of scratch (``winog
 from 64 to 256 tiles by channel count: 1.2 MB in float32 for C = K = 64 and alpha = 6, 19 MB for
 C = K = 256; 16 tiles in the x86-64-v3 build's float32 GEMM stage: 0.3 MB for C = K = 128; the
 weight gradient 256 from 128 channels up: 9.4 MB for C = K = 128), plus U (alpha^2 * K * C) once
-(twice with the fused stage, which copies it to (K, alpha^2, C), and with that GEMM stage, which
-packs it by six filters: ``pack_filters``); the weight gradient adds ``threads * alpha^2 * K * C``
-accumulator elements.  Nothing scales with the image or the batch.
+(twice with the fused stage, which copies it to (K, alpha^2, C); that GEMM stage takes it packed
+by six filters, as ``transform_weight(..., packed=True)`` writes it); the weight gradient adds
+``threads * alpha^2 * K * C`` accumulator elements.  Nothing scales with the image or the batch.
 """
 
 import numpy as np
@@ -1581,15 +1581,15 @@ def gather_chunk_both(const floating[:, :, :, ::1] x, Py_ssize_t c, const Py_ssi
 cdef extern from *:
     # wg_gemm6x16_f (x86-64-v3 build only: WG_GEMM6X16): the float32 element-wise GEMMs of
     # ``winograd_conv`` (forward and input gradient) without OpenBLAS.  Per block and point,
-    # OpenBLAS packed both operands again on every call, the filters' U_p included, and scaled
-    # M by beta: oncopy, itcopy and beta took 17% of an (8,128,28,28) forward (perf).  Here U is
-    # packed once per call (``pack_filters``) and each 16-tile sliver of V once per point; with
-    # no cost per call, blocks shrink to one chunk (``OWN_GEMM_TILES_PER_BLOCK`` in winograd.py),
-    # and M stays in L2 for the output transform.  One call: six filters by 16 tiles,
-    # c[j*cs + t] (=, or += if add) sum_{i<n} a[i*6 + j] b[i*16 + t], j < rows, t < 16, in
-    # twelve 8-lane accumulators (BLIS's 6x16 Haswell shape).  In-process A/B against OpenBLAS
-    # with its blocks (2-core Zen 3, call by call): forwards 1.05-1.36x on eleven 3x3 and 5x5
-    # layers, input gradients 1.10-1.29x on four.
+    # OpenBLAS packed both operands again on every call, the filters' U_p included, and scaled M by
+    # beta: oncopy, itcopy and beta took 17% of an (8,128,28,28) forward (perf).  Here U is written
+    # packed by its transform (``transform_weight(..., packed=True)``) and each 16-tile sliver of V
+    # copied once per point; with no cost per call, blocks shrink to one chunk
+    # (``OWN_GEMM_TILES_PER_BLOCK`` in winograd.py), and M stays in L2 for the output transform. One
+    # call: six filters by 16 tiles, c[j*cs + t] (=, or += if add) sum_{i<n} a[i*6 + j] b[i*16 + t],
+    # j < rows, t < 16, in twelve 8-lane accumulators (BLIS's 6x16 Haswell shape).  In-process A/B
+    # against OpenBLAS with its blocks (2-core Zen 3, call by call): forwards 1.05-1.36x on eleven
+    # 3x3 and 5x5 layers, input gradients 1.10-1.29x on four.
     """
     #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
     #define WG_GEMM6X16 1
@@ -1676,8 +1676,8 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
     # One block of nt <= tb tiles, single-threaded.  scratch: alpha^2 * (C + K) * tb elements.
     # fused: the element-wise stage per chunk and filter (``pointwise_chunk``) instead of the
     # alpha^2 GEMMs, so M is never written; U then holds the filters as (K, alpha^2, C).
-    # packed (float32, x86-64-v3 build): the GEMMs by ``wg_gemm6x16_f``, U as ``pack_filters``
-    # leaves it.
+    # packed (float32, x86-64-v3 build): the GEMMs by ``wg_gemm6x16_f``, U packed by six filters
+    # (``pack_filters``' layout).
     cdef Py_ssize_t P = alpha * alpha, c, c0, k, p, t, nc
     cdef Py_ssize_t Kp = (K + 5) // 6 * 6          # packed: U (P, Kp, C) by panels of six
     cdef float[4104] bpk_arr                       # packed: one sliver of V, SUMC x 16
@@ -1707,9 +1707,9 @@ cdef void winograd_block(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize
                          d)
             transform_chunk(bt_kind, BT, alpha, alpha, d, CH, V + c * P * tb + t, tb)
     if not fused and packed:
-        # the x86-64-v3 build's own GEMMs, U packed by ``pack_filters``: per point, 16-tile
-        # sliver of V (copied: its rows, P * tb apart, fell on two L1 sets) and six filters at a
-        # time; the chunks' tiles past nt are zeros in V and unused in M
+        # the x86-64-v3 build's own GEMMs, U packed: per point, 16-tile sliver of V (copied: its
+        # rows, P * tb apart, fell on two L1 sets) and six filters at a time; the chunks' tiles past
+        # nt are zeros in V and unused in M
         for p in range(P):
             for c0 in range(0, C, 256):  # SUMC
                 nc = min(SUMC, C - c0)
@@ -1786,11 +1786,14 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
                   const floating[:, ::1] BT, const floating[:, ::1] AT, const Py_ssize_t[::1] oh0,
                   const Py_ssize_t[::1] ow0, offset, dilation,
                   floating[:, :, :, ::1] y, bias, Py_ssize_t tb, floating[::1] scratch,
-                  bint relu=False, bint specialise=True, bint fused=False, bint stream=False):
+                  bint relu=False, bint specialise=True, bint fused=False, bint stream=False,
+                  bint u_packed=False):
     """y[n, k] = act(sum_c conv(x[n, c], w[k, c]) + bias[k]), stride 1, by Winograd tiles (in
     place); act: ReLU if ``relu`` (applied where y is written), else identity.
 
-    x: (N, C, H, W); U: (alpha^2, K, C) the transformed filters G w G^T; BT: (alpha, alpha);
+    x: (N, C, H, W); U: (alpha^2, K, C) the transformed filters G w G^T, or (``u_packed``, only
+    where ``OWN_GEMM`` runs: float32, not fused) as ``transform_weight(..., packed=True)`` writes
+    them (else packed here, a pass over U and a fresh array per call); BT: (alpha, alpha);
     AT: (m, alpha); oh0, ow0: output row / column origins of the tiles (each tile m x m outputs
     with step dilation); offset: (ph, pw), input position = output position - offset + tap*dilation;
     y: (N, K, Ho, Wo), written fully by the tiles; bias: (K,) or None; tb: tiles per block, a
@@ -1803,7 +1806,7 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     see ``winograd.streams_output``), without asking for the output lines ahead.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t K = U.shape[1], alpha = BT.shape[0], m = AT.shape[0]
+    cdef Py_ssize_t K = y.shape[1], alpha = BT.shape[0], m = AT.shape[0]
     cdef Py_ssize_t Ho = y.shape[2], Wo = y.shape[3]
     cdef Py_ssize_t ph = offset[0], pw = offset[1], dh = dilation[0], dw = dilation[1]
     cdef Py_ssize_t n_rows = oh0.shape[0], n_cols = ow0.shape[0]
@@ -1817,10 +1820,19 @@ def winograd_conv(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     cdef const floating[:, :, ::1] Uk = U
     cdef bint packed = floating is float and WG_GEMM6X16 and not fused  # own GEMMs
     check_tile(alpha, tb)
+    if u_packed and not packed:
+        raise ValueError("winograd_conv: U is packed (u_packed), but only the float32 GEMM stage "
+                         "of the x86-64-v3 build (OWN_GEMM, not fused) reads packed filters")
+    if (U.shape[0] != alpha * alpha or U.shape[1] != ((K + 5) // 6 * 6 if u_packed else K)
+            or U.shape[2] != C or y.shape[0] != N or AT.shape[1] != alpha
+            or BT.shape[1] != alpha or (bias is not None and len(bias) != K)):
+        raise ValueError(f"winograd_conv: x {tuple(x.shape)[:4]}, U {tuple(U.shape)[:3]} "
+                         f"({'packed' if u_packed else 'not packed'}), BT {tuple(BT.shape)[:2]}, "
+                         f"AT {tuple(AT.shape)[:2]} and y {tuple(y.shape)[:4]} do not match")
     check_scratch(scratch.shape[0], C, K, alpha, tb)
     if fused:  # the fused stage reads one filter's alpha^2 x C weights contiguously
         Uk = np.ascontiguousarray(np.asarray(U).transpose(1, 0, 2))
-    elif packed:  # the own GEMMs read six filters' weights per channel contiguously
+    elif packed and not u_packed:  # the own GEMMs read six filters per channel contiguously
         Up = np.empty((U.shape[0], (K + 5) // 6 * 6, C), dtype=np.float32)
         pack_filters(U, Up)
         Uk = Up
@@ -1950,30 +1962,37 @@ cdef inline int transform_threads(Py_ssize_t elements, Py_ssize_t most) noexcept
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def transform_weight(const floating[:, :, :, :] w, const double[:, ::1] G,
-                     floating[:, :, ::1] U):
+                     floating[:, :, ::1] U, bint packed=False):
     """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64.  w: (K, C, r, r), each
     w[k, c] contiguous (the first two axes any strides: the input gradient passes a transpose),
-    G: (alpha, r), U: (alpha^2, K, C).  Per group of filters k0 .. k0 + g - 1: w copied to
-    float64 with the (filter, channel) pair innermost, then G w (alpha x r) and the rows
-    U[a*alpha + b, k0:k0 + g, :] (contiguous), all as vector loops over the g*C pairs (``wsum``:
-    one pass per output row).  (Scalar loops per channel took 2.1 ms for K = C = 128, a sixth of
-    a (8,128,28,28) forward; writing all alpha^2 planes per channel instead of row by row took
-    25%.)  Groups of at least TW_PAIRS pairs: one filter at a time, 3-channel layers ran loops of
-    three values, 104 per filter (K = 64, C = 3, 5x5: 60-105 us, grouped 24-32 us).  Below
-    TW_SERIAL elements of U on one thread: the second thread's wake-up cost more than it saved
-    (quiet 2-core Xeon, 2026-12: 64x3 5x5 13 us on one thread against 25 on two, 64x64 3x3 72
+    G: (alpha, r), U: (alpha^2, K, C); ``packed``: (alpha^2, Kp, C) laid out as ``pack_filters``
+    lays out U, for ``winograd_conv(..., u_packed=True)`` (Kp = K rounded up to six, zero filters
+    past K; groups of whole panels of six, their pairs copied in the panels' order, so the rows
+    below come out packed, without a pass of their own).  Per group of filters k0 .. k0 + g - 1: w
+    copied to float64 with the (filter, channel) pair innermost, then G w (alpha x r) and the rows
+    U[a*alpha + b, k0:k0 + g, :] (contiguous), all as vector loops over the g*C pairs (``wsum``: one
+    pass per output row).  (Scalar loops per channel took 2.1 ms for K = C = 128, a sixth of a
+    (8,128,28,28) forward; writing all alpha^2 planes per channel instead of row by row took 25%.)
+    Groups of at least TW_PAIRS pairs: one filter at a time, 3-channel layers ran loops of three
+    values, 104 per filter (K = 64, C = 3, 5x5: 60-105 us, grouped 24-32 us).  Below TW_SERIAL
+    elements of U on one thread: the second thread's wake-up cost more than it saved (quiet 2-core
+    Xeon, 2026-12: 64x3 5x5 13 us on one thread against 25 on two, 64x64 3x3 72
     against 85, 64x64 5x5 237 against 315, 128x128 3x3 level; from 128x128 5x5 (1M elements)
     two threads win, 1.4-1.8x; beside a busy process one thread took 20 us, two 100); else no
     more threads than groups."""
     cdef Py_ssize_t K = w.shape[0], C = w.shape[1], r = w.shape[2], alpha = G.shape[0]
+    cdef Py_ssize_t Kp = (K + 5) // 6 * 6 if packed else K      # U's filters
     cdef Py_ssize_t g = min(K, max(1, (TW_PAIRS + C - 1) // C))   # filters per group
-    cdef Py_ssize_t ng = (K + g - 1) // g, gi, k0, gk, n, k, c, a, b, j, ij
+    if packed:
+        g = min(Kp, (g + 5) // 6 * 6)
+    cdef Py_ssize_t ng = (Kp + g - 1) // g, gi, k0, gk, n, k, c, a, b, j, ij, e
     cdef Py_ssize_t rr = r * r, gC = g * C
-    cdef int threads = transform_threads(alpha * alpha * K * C, min(_gemm_parts, ng))
-    if (w.shape[3] != r or G.shape[1] != r or U.shape[0] != alpha * alpha or U.shape[1] != K
+    cdef int threads = transform_threads(alpha * alpha * Kp * C, min(_gemm_parts, ng))
+    if (w.shape[3] != r or G.shape[1] != r or U.shape[0] != alpha * alpha or U.shape[1] != Kp
             or U.shape[2] != C):
         raise ValueError(f"transform_weight: w {tuple(w.shape)[:4]}, G {tuple(G.shape)[:2]} and "
-                         f"U {tuple(U.shape)[:3]} do not match (U must be (alpha^2, K, C))")
+                         f"U {tuple(U.shape)[:3]} do not match (U must be (alpha^2, "
+                         f"{'K rounded up to 6' if packed else 'K'}, C))")
     if w.strides[3] != sizeof(floating) or w.strides[2] != r * <Py_ssize_t> sizeof(floating):
         raise ValueError(f"transform_weight: each filter w[k, c] must be contiguous (strides "
                          f"{tuple(w.strides)[:4]})")
@@ -1986,15 +2005,20 @@ def transform_weight(const floating[:, :, :, :] w, const double[:, ::1] G,
     with nogil:
         for gi in prange(ng, schedule="static", num_threads=threads):
             k0 = gi * g
-            gk = min(g, K - k0)
+            gk = min(g, Kp - k0)
             n = gk * C                      # the group's (filter, channel) pairs
             wk = &tmp[threadid(), 0]
             tm = wk + rr * gC
-            for k in range(gk):             # wk[i*r + j, k*C + c] = w[k0 + k, c, i, j]
-                for c in range(C):
-                    wkc = &w[k0 + k, c, 0, 0]
-                    for ij in range(rr):
-                        wk[ij * gC + k * C + c] = wkc[ij]
+            for k in range(gk):             # wk[i*r + j, e] = w[k0 + k, c, i, j], e the pair's
+                for c in range(C):          # place: k*C + c, packed (k - k%6)*C + c*6 + k%6
+                    e = (k - k % 6) * C + c * 6 + k % 6 if packed else k * C + c
+                    if k0 + k < K:
+                        wkc = &w[k0 + k, c, 0, 0]
+                        for ij in range(rr):
+                            wk[ij * gC + e] = wkc[ij]
+                    else:                   # packed: the last panel's filters past K
+                        for ij in range(rr):
+                            wk[ij * gC + e] = 0
             for a in range(alpha):          # tm[a, j, :] = sum_i G[a, i] wk[i, j, :]
                 for j in range(r):
                     wsum(tm + (a * r + j) * gC, &G[a, 0], r, wk + j * gC, r * gC, n)

@@ -235,21 +235,22 @@ def tile_origins(n_out: int, m: int, d: int) -> np.ndarray:
     return origins
 
 
-def transform_weight(weight, G, reuse=False):
+def transform_weight(weight, G, reuse=False, packed=False):
     """U (alpha^2, K, C) = G w G^T per filter, summed in float64, in weight's dtype.  (In Cython:
     numpy.einsum would call BLAS, whose spinning threads then compete with ours.)  ``reuse``:
     written into this thread's kept buffer (valid until the next call; fresh pages cost 0.4 ms
-    of page faults for K = C = 128 and 3x3)."""
+    of page faults for K = C = 128 and 3x3).  ``packed``: (alpha^2, K rounded up to 6, C) in
+    panels of six filters, the layout the x86-64-v3 build's own GEMMs read (``_run``)."""
     K, C = weight.shape[:2]
-    shape = (G.shape[0] ** 2, K, C)
+    shape = (G.shape[0] ** 2, -(-K // 6) * 6 if packed else K, C)
     if reuse:
-        n = shape[0] * K * C
+        n = shape[0] * shape[1] * C
         U = _scratch_buffer(n, weight.dtype, "filters")[:n].reshape(shape)
     else:
         U = np.empty(shape, dtype=weight.dtype)
     if weight.strides[2:] != (weight.shape[3] * weight.itemsize, weight.itemsize):
         weight = np.ascontiguousarray(weight)  # the kernel needs each filter's r x r contiguous
-    _winograd.transform_weight(weight, G, U)
+    _winograd.transform_weight(weight, G, U, packed)
     return U
 
 
@@ -302,21 +303,25 @@ def streams_output(shape, dtype, m, dilation):
     )
 
 
-def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False, fused=None):
+def _run(x, weight, G, tile, offset, dilation, out_hw, bias, relu=False, fused=None):
+    # y = conv(x, weight) by the tiles of ``tile``, its filters transformed by G (the input
+    # gradient passes the filters' (C, K) view and G for the rotated kernel)
     m, _, _ = TILES[tile]
     AT, _, BT = tile_matrices(tile)
     dt = x.dtype
     N = x.shape[0]
-    K = U.shape[1]
+    K = weight.shape[0]
     Ho, Wo = out_hw
     if fused is None:
         fused = x.shape[1] <= FUSED_MAX_CHANNELS
+    own_gemm = not fused and dt == np.float32 and _winograd.OWN_GEMM
     if fused:
         tb = FUSED_TILES_PER_BLOCK
-    elif dt == np.float32 and _winograd.OWN_GEMM:
+    elif own_gemm:
         tb = OWN_GEMM_TILES_PER_BLOCK
     else:
         tb = tiles_per_block(x.shape[1], K)
+    U = transform_weight(weight, G, reuse=True, packed=own_gemm)
     y = _aligned(np.empty, N * K * Ho * Wo, dt).reshape(N, K, Ho, Wo)
     _winograd.winograd_conv(
         np.ascontiguousarray(x),
@@ -334,6 +339,7 @@ def _run(x, U, tile, offset, dilation, out_hw, bias, relu=False, fused=None):
         relu=relu,
         fused=fused,
         stream=streams_output(y.shape, dt, m, dilation),
+        u_packed=own_gemm,
     )
     return y
 
@@ -347,9 +353,8 @@ def conv2d_forward(x, weight, bias, padding, dilation, tile, relu=False, fused=N
     r = weight.shape[2]
     Ho = out_size(x.shape[2], r, 1, padding[0], dilation[0])
     Wo = out_size(x.shape[3], r, 1, padding[1], dilation[1])
-    U = transform_weight(weight, G, reuse=True)
     b = None if bias is None else np.ascontiguousarray(bias)
-    return _run(x, U, tile, padding, dilation, (Ho, Wo), b, relu, fused)
+    return _run(x, weight, G, tile, padding, dilation, (Ho, Wo), b, relu, fused)
 
 
 def conv2d_backward_input(dy, weight, input_hw, padding, dilation, tile, fused=None):
@@ -364,9 +369,10 @@ def conv2d_backward_input(dy, weight, input_hw, padding, dilation, tile, fused=N
     # the rotated kernel's transform, from the (C, K) view of the filters (no copy: 0.3 ms of
     # strided copying for 128x128 3x3 filters, 2% of that layer's backward)
     wt = np.asarray(weight).transpose(1, 0, 2, 3)
-    U = transform_weight(wt, _rotated_kernel_G(tile), reuse=True)
     offset = ((r - 1) * dilation[0] - padding[0], (r - 1) * dilation[1] - padding[1])
-    return _run(dy, U, tile, offset, dilation, input_hw, None, fused=fused)
+    return _run(
+        dy, wt, _rotated_kernel_G(tile), tile, offset, dilation, input_hw, None, fused=fused
+    )
 
 
 def conv2d_backward_weight(x, dy, weight_shape, padding, dilation, tile):

@@ -607,9 +607,9 @@ def test_weight_gradient_by_runs_of_dy_tiles_matches_float64(dtype, r, specialis
 @pytest.mark.parametrize("C,K,r", [(9, 13, 3), (300, 7, 3), (17, 6, 5), (40, 25, 5)])
 def test_element_wise_gemms_match_float64(dtype, C, K, r):
     # the GEMM stage of the forward and the input gradient (float32 in the x86-64-v3 build: its
-    # own 6 x 16 kernel on filters packed by six, ``pack_filters``): filter counts off multiples
-    # of six, more than SUMC = 256 channels (two sums added), blocks whose tile counts are off
-    # multiples of 16
+    # own 6 x 16 kernel on filters packed by six, as transform_weight writes them): filter counts
+    # off multiples of six, more than SUMC = 256 channels (two sums added), blocks whose tile
+    # counts are off multiples of 16
     rng = np.random.default_rng(23)
     x = rng.standard_normal((2, C, 13, 11)).astype(dtype)
     w = rng.standard_normal((K, C, r, r)).astype(dtype)
@@ -699,6 +699,15 @@ def test_transform_weight_matches_reference_and_each_filter_alone(K, C, tile, dt
     np.testing.assert_allclose(
         U_rot, wg.transform_weight(rot, G), rtol=tol, atol=tol * np.abs(ref_rot).max()
     )
+    # packed for the own GEMMs (groups of whole panels of six filters): the same bits, laid out
+    # as pack_filters lays them out, zero filters past the last
+    from cnncore_kernels import _winograd
+
+    for filters, Uu in ((w, U), (wt, U_rot)):
+        G_ = G if filters is w else wg._rotated_kernel_G(tile)
+        want = np.full((alpha**2, -(-Uu.shape[1] // 6) * 6, Uu.shape[2]), np.nan, dtype)
+        _winograd.pack_filters(Uu, want)
+        np.testing.assert_array_equal(wg.transform_weight(filters, G_, packed=True), want)
 
 
 def test_unchecked_kernels_refuse_mismatched_shapes():
@@ -708,6 +717,8 @@ def test_unchecked_kernels_refuse_mismatched_shapes():
     w = np.zeros((4, 3, 3, 3))
     with pytest.raises(ValueError, match="do not match"):
         _winograd.transform_weight(w, G, np.zeros((36, 4, 2)))
+    with pytest.raises(ValueError, match="K rounded up to 6"):  # packed: 4 filters take 6 rows
+        _winograd.transform_weight(w, G, np.zeros((36, 4, 3)), True)
     # each filter's r x r values must be contiguous (the kernel reads them through a pointer)
     for bad in (np.zeros((4, 3, 6, 3))[:, :, ::2], np.zeros((4, 3, 3, 6))[..., ::2]):
         with pytest.raises(ValueError, match="must be contiguous"):
@@ -743,6 +754,19 @@ def test_unchecked_kernels_refuse_mismatched_shapes():
             None,
             16,
             np.zeros(need - 1),
+        )
+    # U, x and y must agree (K from y); packed filters only where the own GEMMs read them
+    args = (BTf, ATf, o, o, (1, 1), (1, 1))
+    for y in (np.zeros((1, 5, 8, 8)), np.zeros((2, 4, 8, 8))):
+        with pytest.raises(ValueError, match="do not match"):
+            _winograd.winograd_conv(x, U, *args, y, None, 16, np.zeros(need))
+    with pytest.raises(ValueError, match="do not match"):
+        _winograd.winograd_conv(
+            x, U, *args, np.zeros((1, 4, 8, 8)), np.zeros(3), 16, np.zeros(need)
+        )
+    with pytest.raises(ValueError, match="only the float32"):
+        _winograd.winograd_conv(
+            x, U, *args, np.zeros((1, 4, 8, 8)), None, 16, np.zeros(need), u_packed=True
         )
 
 
