@@ -2,9 +2,10 @@
 """CPU pooling: max (with and without indices), average, channel max (maxout), global average.
 
 Inputs are trusted (validated in ``cnncore.functional.pooling``): C-contiguous float32/float64 NCHW
-arrays, int64 indices in range, positive sizes, output sizes >= 1, padding <= kernel_size // 2,
-every window of a max pool (and of an average pool with ``count_include_pad=False``) holds at least
-one input element, and ``(H + 2*ph) * (W + 2*pw) < 2**31`` (offsets inside a window fit an int).
+arrays, int64 indices in range (the max pooling backward checks its own as it scatters them),
+positive sizes, output sizes >= 1, padding <= kernel_size // 2, every window of a max pool (and of
+an average pool with ``count_include_pad=False``) holds at least one input element, and
+``(H + 2*ph) * (W + 2*pw) < 2**31`` (offsets inside a window fit an int).
 
 Layout of the hot loops (pooling is bandwidth-bound): the output column is innermost.  For one
 output row and each window tap (i, j), a whole run of outputs is compared against the shifted input
@@ -18,7 +19,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memset
 
 from ._geometry cimport out_size
@@ -407,10 +408,15 @@ def max_pool2d_values(const floating[:, :, :, ::1] x, kernel, stride, padding, d
 # max_pool2d backward: scatter-add through the indices, one thread per plane (race-free)
 
 cdef void scatter_planes(const floating* dy, const int64_t* idx, Py_ssize_t planes, Py_ssize_t M,
-                         Py_ssize_t HW, floating* dx) noexcept nogil:
-    # dx[p] = 0, then dx[p, idx[p, k]] += dy[p, k]; idx in [0, HW).  Each plane is zeroed by the
-    # thread that scatters into it (in parallel, and the plane is in cache for the scatter).
+                         Py_ssize_t HW, floating* dx, int64_t* bad) noexcept nogil:
+    # dx[p] = 0, then dx[p, idx[p, k]] += dy[p, k].  Each plane is zeroed by the thread that
+    # scatters into it (in parallel, and the plane is in cache for the scatter).  Each index is
+    # checked as it is read: a plane stops at its first index outside [0, HW), bad[p] = k (else
+    # -1), so no write leaves the plane and the range check costs no pass of its own over the
+    # indices (as a separate pass over their 33 MB it took a third of a (1,64,256,256) k2 s1
+    # backward).
     cdef Py_ssize_t p, k
+    cdef int64_t i
     cdef floating* d
     cdef const floating* gd
     cdef const int64_t* gi
@@ -419,21 +425,53 @@ cdef void scatter_planes(const floating* dy, const int64_t* idx, Py_ssize_t plan
         gd = dy + p * M
         gi = idx + p * M
         memset(d, 0, HW * sizeof(floating))
+        bad[p] = -1
         for k in range(M):
-            d[gi[k]] += gd[k]
+            i = gi[k]
+            if <uint64_t> i >= <uint64_t> HW:
+                bad[p] = k
+                break
+            d[i] += gd[k]
 
 
-def max_pool2d_backward(const floating[:, :, :, ::1] dy, const int64_t[:, :, :, ::1] indices,
-                        input_shape):
-    """dx (N, C, H, W) from dy and indices (N, C, Ho, Wo): overlapping windows add up."""
+def max_pool2d_backward_checked(const floating[:, :, :, ::1] dy,
+                                const int64_t[:, :, :, ::1] indices, input_shape):
+    """(dx, bad): dx (N, C, H, W) from dy and indices (N, C, Ho, Wo), overlapping windows adding
+    up; bad None, or (flat position, value) of the first index outside [0, H*W) (dx is then
+    unfinished), the indices checked as they are scattered."""
     cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], M = dy.shape[2] * dy.shape[3]
     cdef Py_ssize_t H = input_shape[2], W = input_shape[3]
+    if (indices.shape[0] != N or indices.shape[1] != C or indices.shape[2] != dy.shape[2]
+            or indices.shape[3] != dy.shape[3] or input_shape[0] != N or input_shape[1] != C):
+        raise ValueError(f"max_pool2d_backward: dy {tuple(dy.shape)[:4]}, indices "
+                         f"{tuple(indices.shape)[:4]} and input_shape {tuple(input_shape)} do not "
+                         f"match")
     dtype = np.float32 if floating is float else np.float64
     dx_arr = np.empty((N, C, H, W), dtype=dtype)  # every plane is zeroed by scatter_planes
+    bad_arr = np.empty(N * C, dtype=np.int64)
     cdef floating[:, :, :, ::1] dx = dx_arr
+    cdef int64_t[::1] bad = bad_arr
+    if N * C * M == 0:
+        dx_arr.fill(0)
+        return dx_arr, None
     with nogil:
-        scatter_planes(&dy[0, 0, 0, 0], &indices[0, 0, 0, 0], N * C, M, H * W, &dx[0, 0, 0, 0])
-    return dx_arr
+        scatter_planes(&dy[0, 0, 0, 0], &indices[0, 0, 0, 0], N * C, M, H * W, &dx[0, 0, 0, 0],
+                       &bad[0])
+    planes = np.flatnonzero(bad_arr >= 0)
+    if planes.size == 0:
+        return dx_arr, None
+    cdef Py_ssize_t at = planes[0] * M + bad_arr[planes[0]]
+    return dx_arr, (int(at), int(np.asarray(indices).reshape(-1)[at]))
+
+
+def max_pool2d_backward(dy, indices, input_shape):
+    """dx (N, C, H, W) from dy and indices (N, C, Ho, Wo): overlapping windows add up.  An index
+    outside [0, H*W) raises ValueError (``max_pool2d_backward_checked`` says which)."""
+    dx, bad = max_pool2d_backward_checked(dy, indices, input_shape)
+    if bad is not None:
+        raise ValueError(f"max_pool2d_backward: index {bad[1]} at flat position {bad[0]} lies "
+                         f"outside [0, {input_shape[2] * input_shape[3]})")
+    return dx
 
 
 # ----------------------------------------------------------------------------------------------

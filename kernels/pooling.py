@@ -14,6 +14,10 @@ them).  ``kernel``, ``stride``, ``padding``, ``dilation`` are ``(h, w)`` tuples 
 - ``max_pool2d_backward(dy, indices, input_shape) -> dx``: dx (N, C, H, W) zeros, then
   ``dx[n, c].flat[indices[n, c, i, j]] += dy[n, c, i, j]`` (indices in [0, H*W)), added in output
   order (i, then j).
+- ``max_pool2d_backward_checked(dy, indices, input_shape) -> (dx, bad)``: the same, the indices
+  not trusted: ``bad`` is None, or the flat position and value of the first index outside
+  [0, H*W) (dx then unfinished or None).  The CPU twin checks each index as it scatters it (no
+  pass of its own over the indices), the GPU twin runs its range check first.
 - ``avg_pool2d(x, kernel, stride, padding, dilation, count_include_pad) -> y``: the taps inside the
   input (padding is zero) summed in window order (rows, then columns) starting from 0, then divided
   by ``kh*kw`` (count_include_pad) or by (valid rows) * (valid columns) of the window.
@@ -53,6 +57,12 @@ def max_pool2d_values(x, kernel, stride, padding, dilation):
 def max_pool2d_backward(dy, indices, input_shape):
     # inputs validated by cnncore.functional.max_pool2d_backward
     return twin(dy, _pooling, "pooling").max_pool2d_backward(dy, indices, input_shape)
+
+
+@pooled
+def max_pool2d_backward_checked(dy, indices, input_shape):
+    # shapes validated by cnncore.functional.max_pool2d_backward, the indices' range here
+    return twin(dy, _pooling, "pooling").max_pool2d_backward_checked(dy, indices, input_shape)
 
 
 @pooled

@@ -119,7 +119,12 @@ def _check_range(indices, bound: int, what: str, groups: tuple[int, int, int] = 
     """Refuse any index outside its range: ``indices[i] - g*step`` must lie in ``[0, bound)``,
     with ``(inner, G, step) = groups`` and ``g = (i // inner) % G`` (one group: ``[0, bound)``).
     One pass (on the device for GPU indices, with a single integer back)."""
-    bad = _kc.first_out_of_range(indices, bound, groups=groups)
+    _refuse(_kc.first_out_of_range(indices, bound, groups=groups), bound, what, groups)
+
+
+def _refuse(bad, bound: int, what: str, groups: tuple[int, int, int] = (1, 1, 0)):
+    """ValueError for ``bad``, a range check's (flat position, value) of the first index out of
+    range (see ``_check_range``); nothing when it is None."""
     if bad is not None:
         raise ValueError(
             f"indices out of range: {what} must lie in [0, {bound}), found "
@@ -206,8 +211,9 @@ def max_pool2d_backward(dy, indices, input_shape):
         )
     v.check_size((N, C, H, W), "input_shape")
     indices = _index_array(indices, dy, "dy")
-    _check_range(indices, H * W, f"indices (flat positions in a {H}x{W} plane of input_shape)")
-    return _k.max_pool2d_backward(dy, indices, (N, C, H, W))
+    dx, bad = _k.max_pool2d_backward_checked(dy, indices, (N, C, H, W))
+    _refuse(bad, H * W, f"indices (flat positions in a {H}x{W} plane of input_shape)")
+    return dx
 
 
 # ----------------------------------------------------------------------------------------------

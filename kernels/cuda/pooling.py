@@ -25,6 +25,7 @@ from numba import cuda, float32, int64
 
 from cnncore_kernels.cuda import _launch as L
 from cnncore_kernels.cuda._launch import RED_THREADS  # a plain global: a compile-time constant
+from cnncore_kernels.cuda.checks import first_out_of_range
 from cnncore_kernels.geometry import out_size
 
 NEG_INF = np.float32(-np.inf)
@@ -327,6 +328,16 @@ def max_pool2d_backward(dy: Any, indices: Any, input_shape: Any) -> Any:
     blocks, threads = L.config(dx.size)
     _max_pool_backward[blocks, threads](dy, idx, first, last, dx)
     return dx
+
+
+def max_pool2d_backward_checked(dy: Any, indices: Any, input_shape: Any) -> Any:
+    """(dx, bad): bad None and dx as ``max_pool2d_backward``, or bad (flat position, value) of the
+    first index outside [0, H*W) and dx None (the range check is its own pass, on the device,
+    before the gather)."""
+    bad = first_out_of_range(L.device(indices, np.int64), int(input_shape[2]) * int(input_shape[3]))
+    if bad is not None:
+        return None, bad
+    return max_pool2d_backward(dy, indices, input_shape), None
 
 
 def avg_pool2d(

@@ -276,6 +276,43 @@ def test_max_pool_backward_adds_repeated_indices():
     assert_same(dx, [[[[3, 0, 0], [0, 3 + 4 + 5, 6]]]])
 
 
+@given(
+    planes=st.tuples(st.integers(1, 3), st.integers(1, 5)), hw=st.integers(1, 40),
+    m=st.integers(1, 30), n_bad=st.integers(0, 3), seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)  # fmt: skip
+def test_max_pool_backward_checks_each_index_as_it_scatters(planes, hw, m, n_bad, seed, dtype):
+    # the CPU kernel checks the indices inside its scatter (no pass of its own): the first
+    # offending flat position and its value, as the separate range check reports them, and the
+    # same dx as the reference when every index is in range; one thread per plane, so the planes
+    # after the first offending one are still scattered (and those before must be)
+    from tests.kernels.test_checks import reference
+
+    rng = np.random.default_rng(seed)
+    N, C = planes
+    shape = (N, C, 1, hw)
+    idx = rng.integers(0, hw, size=(N, C, 1, m))
+    for _ in range(n_bad):
+        idx.flat[rng.integers(idx.size)] = rng.choice([-1, hw, hw + 7, -(2**62), 2**62])
+    dy = rng.standard_normal(idx.shape).astype(dtype)
+    dx, bad = _pooling.max_pool2d_backward_checked(dy, idx, shape)
+    assert bad == reference(idx, hw)
+    rtol, atol = tol(dtype)
+    if bad is None:
+        np.testing.assert_allclose(dx, max_pool_backward_ref(dy, idx, shape), rtol=rtol, atol=atol)
+        assert_same(_pooling.max_pool2d_backward(dy, idx, shape), dx)
+    else:
+        first = bad[0] // m
+        want = max_pool_backward_ref(dy, np.where((idx >= 0) & (idx < hw), idx, 0), shape)
+        np.testing.assert_allclose(
+            dx.reshape(N * C, hw)[:first], want.reshape(N * C, hw)[:first], rtol=rtol, atol=atol
+        )
+        with pytest.raises(ValueError, match=f"index {bad[1]} at flat position {bad[0]} lies"):
+            _pooling.max_pool2d_backward(dy, idx, shape)
+    with pytest.raises(ValueError, match="do not match"):
+        _pooling.max_pool2d_backward_checked(dy, np.concatenate([idx, idx], axis=3), shape)
+
+
 # ----------------------------------------------------------------------------------------------
 # average pooling
 

@@ -110,6 +110,24 @@ def test_max_pool_random_geometry(n, c, h, w, k, s, d, pad, seed):
     same(dx, edx)
 
 
+def test_max_pool_backward_checked_twins_agree(small_launch):
+    # the GPU twin checks the indices first (a device pass), the CPU twin as it scatters: the
+    # same first offending (flat position, value), and the same dx when all are in range
+    x = tricky((2, 3, 6, 5), seed=4)
+    y, idx = _pooling.max_pool2d(x, (2, 2), (1, 1), (0, 0), (1, 1))
+    dy = np.random.default_rng(4).standard_normal(y.shape).astype(np.float32)
+    dx, bad = G.max_pool2d_backward_checked(dev(dy), dev(idx), x.shape)
+    edx, ebad = _pooling.max_pool2d_backward_checked(dy, idx, x.shape)
+    assert bad is None and ebad is None
+    same(dx, edx)
+    wrong = idx.copy()
+    wrong[1, 0, 2, 3] = 30
+    wrong[1, 2, 0, 0] = -1
+    dx, bad = G.max_pool2d_backward_checked(dev(dy), dev(wrong), x.shape)
+    assert dx is None and bad == (3 * 20 + 2 * 4 + 3, 30)
+    assert _pooling.max_pool2d_backward_checked(dy, wrong, x.shape)[1] == bad
+
+
 def test_max_pool_default_launch():
     """256 threads per block, one thread per element, a partial last block (300 outputs)."""
     x = tricky((2, 3, 10, 20), seed=5)
