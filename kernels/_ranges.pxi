@@ -7,6 +7,11 @@ cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return -((-a) // b)
 
 
+cdef inline Py_ssize_t floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    # floor(a / b) for b > 0 and any sign of a
+    return -ceil_div(-a, b)
+
+
 # Outputs o in [out_lo(..), out_hi(..)) read input position o*stride + offset inside [0, size).
 # (Plain return values, not pointers: an address-taken variable inside prange is not private.)
 cdef inline Py_ssize_t out_lo(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:

@@ -233,6 +233,33 @@ def test_im2col_matches_torch_unfold():
         np.testing.assert_array_equal(im2col(x, k, s, p, d), ref)
 
 
+@pytest.mark.parametrize(
+    "shape,k,s,p,d",
+    [
+        ((3, 19, 227), (11, 11), (4, 4), (0, 0), (1, 1)),  # AlexNet's conv1 rows
+        ((2, 9, 30), (3, 7), (1, 2), (1, 3), (1, 1)),  # padding past one phase: t0 = -2
+        ((2, 8, 31), (2, 5), (2, 3), (0, 4), (1, 2)),  # dilation with stride, t0 = -2
+        ((1, 5, 13), (3, 4), (2, 3), (1, 1), (2, 3)),  # kw*dw beyond the row, stride 3
+        ((2, 7, 3000), (3, 3), (1, 2), (1, 1), (1, 1)),  # phases over PHASE_MAX: tap by tap
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_rows_by_phases_match_torch_unfold_and_fold(shape, k, s, p, d, dtype):
+    # strided rows with more taps than the stride go through the row's phases (phase_taps,
+    # phase_col2im_row): the columns are copies (bit for bit torch's unfold), and col2im is
+    # torch's fold (its adjoint)
+    x = np.random.default_rng(9).standard_normal(shape).astype(dtype)
+    col = im2col(x, k, s, p, d)
+    ref = torch.nn.functional.unfold(torch.tensor(x)[None], k, d, p, s)[0].numpy()
+    np.testing.assert_array_equal(col, ref)
+    c = np.random.default_rng(10).standard_normal(col.shape).astype(dtype)
+    want = torch.nn.functional.fold(
+        torch.tensor(c, dtype=torch.float64)[None], shape[1:], k, d, p, s
+    )
+    rtol, atol = tol(dtype)
+    np.testing.assert_allclose(col2im(c, shape, k, s, p, d), want[0].numpy(), rtol=rtol, atol=atol)
+
+
 def test_kernels_release_the_gil_and_are_thread_safe():
     rng = np.random.default_rng(7)
     xs = [rng.standard_normal((2, 8, 20, 20)).astype(np.float32) for _ in range(4)]
