@@ -73,6 +73,17 @@ cdef void phase_taps(const floating* row, Py_ssize_t W, Py_ssize_t kw, Py_ssize_
         memcpy(dst + j * ld, ph + (off - s0 * sw) * L + s0 - t0, Wo * sizeof(floating))
 
 
+cdef inline Py_ssize_t chunk_row_reading(Py_ssize_t h, Py_ssize_t i, Py_ssize_t sh, Py_ssize_t ph,
+                                         Py_ssize_t dh, Py_ssize_t row0,
+                                         Py_ssize_t nrows) noexcept nogil:
+    # The output row oh - row0 of the chunk (row0 .. row0 + nrows - 1) that read input row h at
+    # kernel row i (h = oh*sh - ph + i*dh), or -1 when none did
+    cdef Py_ssize_t t = h + ph - i * dh
+    if t < 0 or t % sh != 0 or t // sh < row0 or t // sh >= row0 + nrows:
+        return -1
+    return t // sh - row0
+
+
 cdef void phase_col2im_row(const floating* col, Py_ssize_t P, Py_ssize_t c, Py_ssize_t h,
                            Py_ssize_t W, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
                            Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
@@ -83,17 +94,14 @@ cdef void phase_col2im_row(const floating* col, Py_ssize_t P, Py_ssize_t c, Py_s
     # contiguously into the row's phases, then the phases added to dst = dx[c, h, :] once.
     cdef floating buf[PHASE_MAX]
     cdef Py_ssize_t L = phase_span(kw, sw, pw, dw, Wo), t0 = floor_div(-pw, sw)
-    cdef Py_ssize_t i, j, t, oh, off, s0, ow, q, u, w
+    cdef Py_ssize_t i, j, oh, off, s0, ow, q, u, w
     cdef bint read = False
     cdef floating* d
     cdef const floating* src
     memset(buf, 0, sw * L * sizeof(floating))
     for i in range(kh):
-        t = h + ph - i * dh              # = oh * sh for the output row oh that read row h at tap i
-        if t < 0 or t % sh != 0:
-            continue
-        oh = t // sh - row0
-        if oh < 0 or oh >= nrows:
+        oh = chunk_row_reading(h, i, sh, ph, dh, row0, nrows)
+        if oh < 0:
             continue
         read = True
         for j in range(kw):
@@ -173,7 +181,7 @@ cdef void col2im_rows(const floating* col, Py_ssize_t C, Py_ssize_t H, Py_ssize_
     cdef Py_ssize_t P = ld
     cdef Py_ssize_t h_lo = row0 * sh - ph
     cdef Py_ssize_t h_hi = (row0 + nrows - 1) * sh - ph + (kh - 1) * dh + 1
-    cdef Py_ssize_t ch, c, h, i, j, t, oh, ow, lo, hi, off
+    cdef Py_ssize_t ch, c, h, i, j, oh, ow, lo, hi, off
     cdef floating* dst
     cdef const floating* src
     if h_lo < 0:
@@ -194,11 +202,8 @@ cdef void col2im_rows(const floating* col, Py_ssize_t C, Py_ssize_t H, Py_ssize_
         h = h_lo + ch % (h_hi - h_lo)
         dst = dx + (c * H + h) * W
         for i in range(kh):
-            t = h + ph - i * dh          # = oh * sh for the output row oh that read row h at tap i
-            if t < 0 or t % sh != 0:
-                continue
-            oh = t // sh - row0
-            if oh < 0 or oh >= nrows:
+            oh = chunk_row_reading(h, i, sh, ph, dh, row0, nrows)
+            if oh < 0:
                 continue
             for j in range(kw):
                 off = j * dw - pw
