@@ -1148,7 +1148,11 @@ cdef extern from *:
     # <- column 4u + j) blended into the chunk's row: 2 S shuffles per row of a piece, against 8
     # per 4x4 transpose of four tiles (``wg_gather4t``: 6 S for six-column tiles).  The loads'
     # masks leave out the columns outside the map, which read as zeros (masked-off lanes never
-    # fault), and rows outside it are skipped: edge tiles need no zero-padded strips.
+    # fault), and rows outside it are skipped: edge tiles need no zero-padded strips.  (An
+    # x86-64-v3 twin, the chunk as two eight-lane halves, each piece over a half by eight loads,
+    # masked where they leave the map, and the two transposes of wg_row8t4_f: 1.00-1.04x on the
+    # (8,64,56,56) 3x3 forward and gradients, 0.975x on (128,64,32,32), with whole loads where
+    # the columns allow 0.99-1.00x (2-core Zen 3, in-process A/B, 2026-12-04): not kept.)
     """
     #if defined(__AVX512F__)
     #define WG_RUNS4 1
