@@ -12,7 +12,7 @@ of a block of whole images, at most ``max(BATCH_BUDGET, C*kh*kw*Ho*Wo)`` element
 stride-1 "shifted GEMM" path needs no column buffer at all, only a zero-padded copy of one image
 (when padding > 0) and a ``K x rows x Wp`` accumulator for a chunk.  Strided rows with more taps
 than the stride go through the row's phases, a stack array of at most ``PHASE_MAX`` elements
-(``phase_taps``, ``phase_col2im_row``).
+(``phases_to_columns``, ``phase_col2im_row``).
 """
 
 import numpy as np
@@ -32,7 +32,8 @@ cdef enum:
     COL_BUDGET = 4194304
     # Elements of the shifted-GEMM accumulator chunk (K x rows x Wp); small enough to stay in L2.
     ACC_BUDGET = 262144
-    # Most elements of one input row's phases (``phase_span``), a stack array of ``phase_taps``.
+    # Most elements of one input row's phases (``phase_span``), a stack array of
+    # ``phases_to_columns`` and ``phase_col2im_row``.
     PHASE_MAX = 2048
 
 
@@ -41,7 +42,7 @@ include "_ranges.pxi"
 
 cdef inline Py_ssize_t phase_span(Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t dw,
                                   Py_ssize_t Wo) noexcept nogil:
-    # L, the elements per phase of a strided row (``phase_taps``): phases start at t0 =
+    # L, the elements per phase of a strided row (``split_phases``): phases start at t0 =
     # floor(-pw / sw) and the last tap reads phase element Wo - 1 + floor(((kw-1)*dw - pw) / sw)
     return Wo + floor_div((kw - 1) * dw - pw, sw) - floor_div(-pw, sw)
 
@@ -52,21 +53,23 @@ cdef inline bint use_phases(Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t pw, Py_ssiz
     return sw > 1 and kw > sw and sw * phase_span(kw, sw, pw, dw, Wo) <= PHASE_MAX
 
 
-cdef void phase_taps(const floating* row, Py_ssize_t W, Py_ssize_t kw, Py_ssize_t sw,
-                     Py_ssize_t pw, Py_ssize_t dw, Py_ssize_t Wo, floating* dst,
-                     Py_ssize_t ld) noexcept nogil:
-    # dst[j*ld + ow] = row[ow*sw - pw + j*dw] (0 outside [0, W)), the kw taps j of one input row,
-    # stride sw > 1 (``use_phases``).  The row is split once into its sw phases, ph[q*L + u] =
-    # row[(u + t0)*sw + q], and each tap is a contiguous copy from its phase: tap j reads phase
-    # (j*dw - pw) mod sw from element floor((j*dw - pw) / sw) - t0 on.  (One strided gather per
-    # tap took 11% of an (8,3,227,227) 11x11 stride-4 forward under perf.)
-    cdef floating ph[PHASE_MAX]
-    cdef Py_ssize_t L = phase_span(kw, sw, pw, dw, Wo), t0 = floor_div(-pw, sw)
-    cdef Py_ssize_t q, u, w, j, off, s0
+cdef inline void split_phases(const floating* row, Py_ssize_t W, Py_ssize_t sw, Py_ssize_t L,
+                              Py_ssize_t t0, floating* ph) noexcept nogil:
+    # ph[q*L + u] = row[(u + t0)*sw + q] (0 outside [0, W)): the sw phases of one input row
+    cdef Py_ssize_t q, u, w
     for q in range(sw):
         for u in range(L):
             w = (u + t0) * sw + q
             ph[q * L + u] = row[w] if 0 <= w < W else 0
+
+
+cdef inline void taps_from_phases(const floating* ph, Py_ssize_t L, Py_ssize_t t0,
+                                  Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t dw,
+                                  Py_ssize_t Wo, floating* dst, Py_ssize_t ld) noexcept nogil:
+    # dst[j*ld + ow] = row[ow*sw - pw + j*dw], the kw taps j of the row whose phases are ph
+    # (``split_phases``): tap j is a contiguous copy of phase (j*dw - pw) mod sw from element
+    # floor((j*dw - pw) / sw) - t0 on
+    cdef Py_ssize_t j, off, s0
     for j in range(kw):
         off = j * dw - pw
         s0 = floor_div(off, sw)
@@ -89,7 +92,7 @@ cdef void phase_col2im_row(const floating* col, Py_ssize_t P, Py_ssize_t c, Py_s
                            Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
                            Py_ssize_t dw, Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows,
                            floating* dst) noexcept nogil:
-    # The adjoint of ``phase_taps`` for input row h of channel c (``col2im_rows``, ``use_phases``):
+    # The adjoint of ``phases_to_columns`` (``col2im_rows``, ``use_phases``), for input row h of c:
     # every column row that read row h (taps i of the chunk's output rows, all kw taps j) added
     # contiguously into the row's phases, then the phases added to dst = dx[c, h, :] once.
     cdef floating buf[PHASE_MAX]
@@ -119,6 +122,34 @@ cdef void phase_col2im_row(const floating* col, Py_ssize_t P, Py_ssize_t c, Py_s
                     dst[w] += buf[q * L + u]
 
 
+cdef void phases_to_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                            Py_ssize_t c, Py_ssize_t h, Py_ssize_t kh, Py_ssize_t kw,
+                            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                            Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Wo, Py_ssize_t row0,
+                            Py_ssize_t nrows, Py_ssize_t L, Py_ssize_t t0, Py_ssize_t P,
+                            floating* col) noexcept nogil:
+    # ``im2col_rows``' columns that read input row h of channel c (``use_phases``): for each
+    # kernel row i and chunk row r with h = (row0 + r)*sh - ph + i*dh, the kw taps, from h's
+    # phases (zeros if h lies outside the map)
+    cdef floating buf[PHASE_MAX]
+    cdef Py_ssize_t i, j, r
+    cdef bint split = False
+    cdef floating* dst
+    for i in range(kh):
+        r = chunk_row_reading(h, i, sh, ph, dh, row0, nrows)
+        if r < 0:
+            continue
+        dst = col + (c * kh + i) * kw * P + r * Wo
+        if h < 0 or h >= H:
+            for j in range(kw):
+                memset(dst + j * P, 0, Wo * sizeof(floating))
+            continue
+        if not split:
+            split_phases(x + (c * H + h) * W, W, sw, L, t0, buf)
+            split = True
+        taps_from_phases(buf, L, t0, kw, sw, pw, dw, Wo, dst, P)
+
+
 cdef void im2col_rows(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
@@ -128,21 +159,20 @@ cdef void im2col_rows(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
     # (0 outside)
     # ld: elements between rows of col (nrows*Wo, or more when col holds several images)
     cdef Py_ssize_t R = C * kh * kw, P = ld
-    cdef Py_ssize_t rr, c, i, j, r, h, ow, lo, hi, off, ci
+    cdef Py_ssize_t rr, c, i, j, r, h, ow, lo, hi, off, ci, L, t0, h0, nh
     cdef floating* dst
     cdef const floating* src
-    if use_phases(kw, sw, pw, dw, Wo):  # per (channel, kernel row): all kw taps of each row
-        for ci in prange(C * kh, schedule="static"):
-            c = ci // kh
-            i = ci % kh
-            for r in range(nrows):
-                dst = col + ci * kw * P + r * Wo
-                h = (row0 + r) * sh - ph + i * dh
-                if h < 0 or h >= H:
-                    for j in range(kw):
-                        memset(dst + j * P, 0, Wo * sizeof(floating))
-                else:
-                    phase_taps(x + (c * H + h) * W, W, kw, sw, pw, dw, Wo, dst, P)
+    if use_phases(kw, sw, pw, dw, Wo):
+        # per (channel, input row h of the chunk's span): h split into its phases once, then
+        # all kw taps of every (kernel row i, output row r) that reads h copied from them (a
+        # split per (i, r) split each row about kh / sh times: 11x11 stride 4, 2.75)
+        L = phase_span(kw, sw, pw, dw, Wo)
+        t0 = floor_div(-pw, sw)
+        h0 = row0 * sh - ph
+        nh = (nrows - 1) * sh + (kh - 1) * dh + 1
+        for ci in prange(C * nh, schedule="static"):
+            phases_to_columns(x, C, H, W, ci // nh, h0 + ci % nh, kh, kw, sh, sw, ph, pw, dh,
+                              dw, Wo, row0, nrows, L, t0, P, col)
         return
     for rr in prange(R, schedule="static"):
         c = rr // (kh * kw)

@@ -245,7 +245,7 @@ def test_im2col_matches_torch_unfold():
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_strided_rows_by_phases_match_torch_unfold_and_fold(shape, k, s, p, d, dtype):
-    # strided rows with more taps than the stride go through the row's phases (phase_taps,
+    # strided rows with more taps than the stride go through the row's phases (phases_to_columns,
     # phase_col2im_row): the columns are copies (bit for bit torch's unfold), and col2im is
     # torch's fold (its adjoint)
     x = np.random.default_rng(9).standard_normal(shape).astype(dtype)
