@@ -68,7 +68,8 @@ cdef inline void taps_from_phases(const floating* ph, Py_ssize_t L, Py_ssize_t t
                                   Py_ssize_t Wo, floating* dst, Py_ssize_t ld) noexcept nogil:
     # dst[j*ld + ow] = row[ow*sw - pw + j*dw], the kw taps j of the row whose phases are ph
     # (``split_phases``): tap j is a contiguous copy of phase (j*dw - pw) mod sw from element
-    # floor((j*dw - pw) / sw) - t0 on
+    # floor((j*dw - pw) / sw) - t0 on.  (One strided gather per tap took 11% of an
+    # (8,3,227,227) 11x11 stride-4 forward under perf.)
     cdef Py_ssize_t j, off, s0
     for j in range(kw):
         off = j * dw - pw
