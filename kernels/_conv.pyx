@@ -63,18 +63,24 @@ cdef inline void split_phases(const floating* row, Py_ssize_t W, Py_ssize_t sw, 
             ph[q * L + u] = row[w] if 0 <= w < W else 0
 
 
+cdef inline Py_ssize_t tap_in_phases(Py_ssize_t j, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t dw,
+                                     Py_ssize_t L, Py_ssize_t t0) noexcept nogil:
+    # Where tap j's Wo elements start in a row's phases (``split_phases``): phase
+    # (j*dw - pw) mod sw, element floor((j*dw - pw) / sw) - t0 on
+    cdef Py_ssize_t off = j * dw - pw
+    cdef Py_ssize_t s0 = floor_div(off, sw)
+    return (off - s0 * sw) * L + s0 - t0
+
+
 cdef inline void taps_from_phases(const floating* ph, Py_ssize_t L, Py_ssize_t t0,
                                   Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t dw,
                                   Py_ssize_t Wo, floating* dst, Py_ssize_t ld) noexcept nogil:
-    # dst[j*ld + ow] = row[ow*sw - pw + j*dw], the kw taps j of the row whose phases are ph
-    # (``split_phases``): tap j is a contiguous copy of phase (j*dw - pw) mod sw from element
-    # floor((j*dw - pw) / sw) - t0 on.  (One strided gather per tap took 11% of an
+    # dst[j*ld + ow] = row[ow*sw - pw + j*dw], the kw taps j of the row whose phases are ph,
+    # each a contiguous copy (``tap_in_phases``).  (One strided gather per tap took 11% of an
     # (8,3,227,227) 11x11 stride-4 forward under perf.)
-    cdef Py_ssize_t j, off, s0
+    cdef Py_ssize_t j
     for j in range(kw):
-        off = j * dw - pw
-        s0 = floor_div(off, sw)
-        memcpy(dst + j * ld, ph + (off - s0 * sw) * L + s0 - t0, Wo * sizeof(floating))
+        memcpy(dst + j * ld, ph + tap_in_phases(j, sw, pw, dw, L, t0), Wo * sizeof(floating))
 
 
 cdef inline Py_ssize_t chunk_row_reading(Py_ssize_t h, Py_ssize_t i, Py_ssize_t sh, Py_ssize_t ph,
@@ -98,7 +104,7 @@ cdef void phase_col2im_row(const floating* col, Py_ssize_t P, Py_ssize_t c, Py_s
     # contiguously into the row's phases, then the phases added to dst = dx[c, h, :] once.
     cdef floating buf[PHASE_MAX]
     cdef Py_ssize_t L = phase_span(kw, sw, pw, dw, Wo), t0 = floor_div(-pw, sw)
-    cdef Py_ssize_t i, j, oh, off, s0, ow, q, u, w
+    cdef Py_ssize_t i, j, oh, ow, q, u, w
     cdef bint read = False
     cdef floating* d
     cdef const floating* src
@@ -109,9 +115,7 @@ cdef void phase_col2im_row(const floating* col, Py_ssize_t P, Py_ssize_t c, Py_s
             continue
         read = True
         for j in range(kw):
-            off = j * dw - pw
-            s0 = floor_div(off, sw)
-            d = buf + (off - s0 * sw) * L + s0 - t0
+            d = buf + tap_in_phases(j, sw, pw, dw, L, t0)
             src = col + ((c * kh + i) * kw + j) * P + oh * Wo
             for ow in range(Wo):
                 d[ow] += src[ow]
@@ -123,16 +127,16 @@ cdef void phase_col2im_row(const floating* col, Py_ssize_t P, Py_ssize_t c, Py_s
                     dst[w] += buf[q * L + u]
 
 
-cdef void phases_to_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                            Py_ssize_t c, Py_ssize_t h, Py_ssize_t kh, Py_ssize_t kw,
-                            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                            Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Wo, Py_ssize_t row0,
-                            Py_ssize_t nrows, Py_ssize_t L, Py_ssize_t t0, Py_ssize_t P,
-                            floating* col) noexcept nogil:
+cdef void phases_to_columns(const floating* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t c,
+                            Py_ssize_t h, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                            Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
+                            Py_ssize_t dw, Py_ssize_t Wo, Py_ssize_t row0, Py_ssize_t nrows,
+                            Py_ssize_t P, floating* col) noexcept nogil:
     # ``im2col_rows``' columns that read input row h of channel c (``use_phases``): for each
     # kernel row i and chunk row r with h = (row0 + r)*sh - ph + i*dh, the kw taps, from h's
     # phases (zeros if h lies outside the map)
     cdef floating buf[PHASE_MAX]
+    cdef Py_ssize_t L = phase_span(kw, sw, pw, dw, Wo), t0 = floor_div(-pw, sw)
     cdef Py_ssize_t i, j, r
     cdef bint split = False
     cdef floating* dst
@@ -160,20 +164,18 @@ cdef void im2col_rows(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
     # (0 outside)
     # ld: elements between rows of col (nrows*Wo, or more when col holds several images)
     cdef Py_ssize_t R = C * kh * kw, P = ld
-    cdef Py_ssize_t rr, c, i, j, r, h, ow, lo, hi, off, ci, L, t0, h0, nh
+    cdef Py_ssize_t rr, c, i, j, r, h, ow, lo, hi, off, ci, h0, nh
     cdef floating* dst
     cdef const floating* src
     if use_phases(kw, sw, pw, dw, Wo):
         # per (channel, input row h of the chunk's span): h split into its phases once, then
         # all kw taps of every (kernel row i, output row r) that reads h copied from them (a
         # split per (i, r) split each row about kh / sh times: 11x11 stride 4, 2.75)
-        L = phase_span(kw, sw, pw, dw, Wo)
-        t0 = floor_div(-pw, sw)
         h0 = row0 * sh - ph
         nh = (nrows - 1) * sh + (kh - 1) * dh + 1
         for ci in prange(C * nh, schedule="static"):
-            phases_to_columns(x, C, H, W, ci // nh, h0 + ci % nh, kh, kw, sh, sw, ph, pw, dh,
-                              dw, Wo, row0, nrows, L, t0, P, col)
+            phases_to_columns(x, H, W, ci // nh, h0 + ci % nh, kh, kw, sh, sw, ph, pw, dh, dw,
+                              Wo, row0, nrows, P, col)
         return
     for rr in prange(R, schedule="static"):
         c = rr // (kh * kw)
